@@ -1,0 +1,707 @@
+// SPDX-License-Identifier: GPL-2.0
+/* swatch tracer: raw_tp sys_enter/sys_exit correlated per thread, plus the
+ * sched fork/exec/exit tracepoints for the process tree and exit codes. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "watcher.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define S_IFIFO 0010000
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define SW_PATH_DEPTH 24
+#define SW_PATH_MASK (SW_PATH_MAX - 1)
+
+/* libbpf 1.1 stops at the fifth syscall argument. */
+#if defined(__TARGET_ARCH_x86)
+#define SW_SYSCALL_ARG6(r) BPF_CORE_READ(r, r9)
+#elif defined(__TARGET_ARCH_arm64)
+#define SW_SYSCALL_ARG6(r) BPF_CORE_READ((struct user_pt_regs *)(r), regs[5])
+#else
+#error "swatch: add the sixth syscall argument register for this architecture"
+#endif
+
+/* Set by the loader before load; the verifier prunes the modes not chosen. */
+const volatile struct sw_config cfg SEC(".rodata.cfg") = {};
+
+struct pending {
+	u64 ts;                 /* 0 = no syscall in flight */
+	u64 args[8];            /* 6 used; 8 so that an index masked with 7 stays inside */
+	u32 nr;
+	u32 pad;
+};
+
+struct enter_name {
+	u16 len;
+	u8 kind;
+	u8 trunc;
+	char name[SW_PATH_MAX];
+};
+
+struct scratch {
+	union {
+		struct sw_syscall_event sc;
+		struct sw_exec_event exec;
+	};
+	char pathbuf[2 * SW_PATH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u32);
+	__type(value, u8);
+} pid_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, u64);
+	__type(value, u8);
+} cgroup_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SW_MAX_SYSCALLS);
+	__type(key, u32);
+	__type(value, struct sw_syscall_info);
+} syscall_info SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, u32);
+	__type(value, struct pending);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u32);
+	__type(value, struct enter_name);
+} enter_names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SW_MAX_SYSCALLS);
+	__type(key, u32);
+	__type(value, struct sw_stat);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, u32);
+	__type(value, struct sw_pid_stat);
+} pid_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct sw_counters);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct sw_state);
+} state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct sw_meta);
+} meta SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+static const u32 zero = 0;
+
+/* Called first by every program: is the current task one we trace?
+ * pid_filter holds the traced processes in SW_TARGET_PID mode; in the other
+ * modes it holds processes to leave out (swatch's own consumers). */
+static __always_inline bool traced(u64 pid_tgid)
+{
+	u32 tgid = pid_tgid >> 32;
+
+	switch (cfg.mode) {
+	case SW_TARGET_PID:
+		return bpf_map_lookup_elem(&pid_filter, &tgid) != NULL;
+	case SW_TARGET_UID:
+		if ((u32)bpf_get_current_uid_gid() != cfg.target_uid)
+			return false;
+		break;
+	case SW_TARGET_CGROUP: {
+		u64 cg = bpf_get_current_cgroup_id();
+
+		if (!bpf_map_lookup_elem(&cgroup_filter, &cg))
+			return false;
+		break;
+	}
+	case SW_TARGET_COMM: {
+		char comm[SW_TASK_COMM_LEN];
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		for (int i = 0; i < SW_TASK_COMM_LEN; i++) {
+			if (comm[i] != cfg.target_comm[i])
+				return false;
+			if (!comm[i])
+				break;
+		}
+		break;
+	}
+	default:
+		break;
+	}
+	return bpf_map_lookup_elem(&pid_filter, &tgid) == NULL;
+}
+
+static __always_inline bool streaming(void)
+{
+	struct sw_state *st = bpf_map_lookup_elem(&state, &zero);
+	return st && st->streaming;
+}
+
+static __always_inline void fill_hdr(struct sw_event_hdr *h, u16 type, u64 pid_tgid)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	h->type = type;
+	h->cpu = bpf_get_smp_processor_id();
+	h->ktime_ns = bpf_ktime_get_ns();
+	h->pid = pid_tgid >> 32;
+	h->tid = (u32)pid_tgid;
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = (u32)bpf_get_current_uid_gid();
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* Every record goes through here, so every failure is counted. */
+static __always_inline void output(void *rec, u32 size, u32 type)
+{
+	struct sw_counters *c = bpf_map_lookup_elem(&counters, &zero);
+	u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	u64 flags = avail >= cfg.wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	long err;
+
+	if (type >= SW_EV_TYPES)
+		return;
+	err = bpf_ringbuf_output(&events, rec, size, flags);
+	if (!c)
+		return;
+	__sync_fetch_and_add(&c->emitted[type], 1);
+	if (err)
+		__sync_fetch_and_add(&c->dropped[type], 1);
+}
+
+/* Tell the verifier what the code already guarantees (v <= max). */
+static __always_inline u64 bounded(u64 v, u64 max)
+{
+	barrier_var(v);
+	if (v > max)
+		v = max;
+	barrier_var(v);
+	return v;
+}
+
+static __always_inline u32 log2_u64(u64 v)
+{
+	u32 r = 0;
+
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) { r += 1; }
+	return r;
+}
+
+static __always_inline struct file *fd_file(struct task_struct *task, u64 fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *f = NULL;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+struct path_walk {
+	struct dentry *d;
+	struct mount *mnt;
+	char *buf;
+	u32 pos;
+	u32 trunc;
+};
+
+/* One step of the walk from a dentry up to the global root (a bpf_loop
+ * callback, so the verifier checks it once, not once per component). */
+static long path_step(u64 i, void *ctx)
+{
+	struct path_walk *w = ctx;
+	struct dentry *d = w->d;
+	struct mount *mnt = w->mnt;
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	struct qstr q;
+	u32 len, pos = w->pos;
+
+	if (d == BPF_CORE_READ(mnt, mnt.mnt_root)) {
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+
+		if (up == mnt)
+			return 1;
+		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = up;
+		return 0;
+	}
+	if (d == parent)
+		return 1;
+	q = BPF_CORE_READ(d, d_name);
+	len = q.len;
+	if (len + 1 > pos || pos > SW_PATH_MAX - 1) {
+		w->trunc = 1;
+		return 1;
+	}
+	pos -= len;
+	bpf_probe_read_kernel(&w->buf[pos & SW_PATH_MASK], len & SW_PATH_MASK, q.name);
+	pos -= 1;
+	w->buf[pos & SW_PATH_MASK] = '/';
+	w->pos = pos;
+	w->d = parent;
+	return 0;
+}
+
+/* Write the file's path, relative to the global root, right-aligned into
+ * buf[0..SW_PATH_MAX); returns the index of its first byte. */
+static __always_inline u32 file_path(struct file *f, char *buf, bool *trunc)
+{
+	struct vfsmount *vmnt = BPF_CORE_READ(f, f_path.mnt);
+	struct path_walk w = {
+		.d = BPF_CORE_READ(f, f_path.dentry),
+		.mnt = container_of(vmnt, struct mount, mnt),
+		.buf = buf,
+		.pos = SW_PATH_MAX - 1,
+	};
+	long steps;
+
+	buf[SW_PATH_MAX - 1] = 0;
+	steps = bpf_loop(SW_PATH_DEPTH, path_step, &w, 0);
+	if (w.trunc || steps >= SW_PATH_DEPTH)
+		*trunc = true;
+	if (w.pos >= SW_PATH_MAX - 1) {
+		w.pos = SW_PATH_MAX - 2;
+		buf[SW_PATH_MAX - 2] = '/';
+	}
+	return w.pos;
+}
+
+static __always_inline bool name_is(const char *n, const char *want, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (n[i] != want[i])
+			return false;
+	return true;
+}
+
+/* Name the fd: its path, or what kind of socket / pipe / anon inode it is.
+ * Writes the NUL-terminated name to dst (room for SW_PATH_MAX bytes) and
+ * returns its length including the NUL, 0 if there is none, -1 if the fd is
+ * runtime noise ([eventfd], [timerfd], [eventpoll], [signalfd]). */
+static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, bool *trunc)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file *f = fd_file(task, fd);
+	u16 mode;
+
+	if (!f) {
+		*kind = SW_FD_BAD;
+		return 0;
+	}
+	mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) == S_IFSOCK) {
+		struct socket *sock = BPF_CORE_READ(f, private_data);
+		u16 family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+		short type = BPF_CORE_READ(sock, type);
+
+		if (family == AF_UNIX)
+			*kind = SW_FD_UNIX;
+		else if ((family == AF_INET || family == AF_INET6) && type == SOCK_STREAM)
+			*kind = SW_FD_TCP;
+		else if ((family == AF_INET || family == AF_INET6) && type == SOCK_DGRAM)
+			*kind = SW_FD_UDP;
+		else
+			*kind = SW_FD_SOCKET;
+		return 0;
+	}
+	if ((mode & S_IFMT) == S_IFIFO && BPF_CORE_READ(f, f_path.dentry, d_parent) ==
+					      BPF_CORE_READ(f, f_path.dentry)) {
+		*kind = SW_FD_PIPE;
+		return 0;
+	}
+	{
+		struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+		const unsigned char *n = BPF_CORE_READ(d, d_name.name);
+		char head[12] = {};
+
+		if (BPF_CORE_READ(d, d_parent) == d) {
+			/* Root of a pseudo filesystem: anon inodes are named "[kind]". */
+			bpf_probe_read_kernel(head, sizeof(head) - 1, n);
+			if (head[0] == '[') {
+				if (name_is(head, "[eventfd", 8) || name_is(head, "[timerfd", 8) ||
+				    name_is(head, "[eventpoll", 10) || name_is(head, "[signalfd", 9))
+					return -1;
+				*kind = SW_FD_ANON;
+				return bpf_probe_read_kernel_str(dst, SW_PATH_MAX, n);
+			}
+		}
+	}
+	{
+		u64 start = file_path(f, buf, trunc) & SW_PATH_MASK;
+		u64 len = SW_PATH_MAX - start;
+
+		*kind = SW_FD_FILE;
+		barrier_var(len);
+		len &= 2 * SW_PATH_MAX - 1;
+		if (len > SW_PATH_MAX)
+			len = SW_PATH_MAX;
+		bpf_probe_read_kernel(dst, len, &buf[start]);
+		return len;
+	}
+}
+
+SEC("raw_tp/sys_enter")
+int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+	struct pt_regs *regs;
+	struct pending *p;
+	u32 nr;
+
+	if (!traced(id))
+		return 0;
+	nr = ctx->args[1];
+	p = bpf_map_lookup_elem(&pending, &tid);
+	if (!p) {
+		struct pending fresh = {};
+
+		bpf_map_update_elem(&pending, &tid, &fresh, BPF_NOEXIST);
+		p = bpf_map_lookup_elem(&pending, &tid);
+		if (!p)
+			return 0;
+	}
+	regs = (struct pt_regs *)ctx->args[0];
+	p->nr = nr;
+	p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	p->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	p->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	p->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
+	p->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
+	p->args[5] = SW_SYSCALL_ARG6(regs);
+
+	if (nr < SW_MAX_SYSCALLS) {
+		struct sw_syscall_info *info = bpf_map_lookup_elem(&syscall_info, &nr);
+
+		/* close: the name is gone by sys_exit, so take it now. */
+		if (info && (info->flags & SW_SC_FD_AT_ENTER) && (info->flags & SW_SC_ENABLED) &&
+		    info->fd_arg < 6 && streaming()) {
+			struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+			struct enter_name *en;
+			struct enter_name blank = {};
+			bool trunc = false;
+			int n;
+
+			if (s && !bpf_map_update_elem(&enter_names, &tid, &blank, BPF_ANY) &&
+			    (en = bpf_map_lookup_elem(&enter_names, &tid))) {
+				n = fd_name(p->args[info->fd_arg & 7], en->name, s->pathbuf, &en->kind, &trunc);
+				en->len = n < 0 ? 0xffff : n;
+				en->trunc = trunc;
+			}
+		}
+	}
+	p->ts = bpf_ktime_get_ns();
+	return 0;
+}
+
+static __always_inline void account(u32 nr, u32 tgid, s64 ret, u64 dur, u8 flags)
+{
+	struct sw_stat *s = bpf_map_lookup_elem(&stats, &nr);
+	struct sw_pid_stat *ps = bpf_map_lookup_elem(&pid_stats, &tgid);
+	u64 in = ret > 0 && (flags & SW_SC_BYTES_IN) ? ret : 0;
+	u64 out = ret > 0 && (flags & SW_SC_BYTES_OUT) ? ret : 0;
+	u32 b = log2_u64(dur);
+
+	if (s) {
+		__sync_fetch_and_add(&s->count, 1);
+		if (ret < 0 && ret > -4096)
+			__sync_fetch_and_add(&s->errors, 1);
+		__sync_fetch_and_add(&s->bytes_in, in);
+		__sync_fetch_and_add(&s->bytes_out, out);
+		__sync_fetch_and_add(&s->total_ns, dur);
+		__sync_fetch_and_add(&s->hist[b & (SW_HIST_BUCKETS - 1)], 1);
+	}
+	if (!ps) {
+		struct sw_pid_stat fresh = {};
+
+		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+		bpf_map_update_elem(&pid_stats, &tgid, &fresh, BPF_NOEXIST);
+		ps = bpf_map_lookup_elem(&pid_stats, &tgid);
+		if (!ps)
+			return;
+	}
+	__sync_fetch_and_add(&ps->count, 1);
+	if (ret < 0 && ret > -4096)
+		__sync_fetch_and_add(&ps->errors, 1);
+	__sync_fetch_and_add(&ps->bytes_in, in);
+	__sync_fetch_and_add(&ps->bytes_out, out);
+	__sync_fetch_and_add(&ps->total_ns, dur);
+}
+
+SEC("raw_tp/sys_exit")
+int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+	struct sw_syscall_info *info;
+	struct sw_syscall_event *ev;
+	struct scratch *s;
+	struct pending *p;
+	u64 ts, dur;
+	u32 nr, off = 0;
+	s64 ret;
+	bool trunc = false;
+
+	if (!traced(id))
+		return 0;
+	p = bpf_map_lookup_elem(&pending, &tid);
+	if (!p || !p->ts)
+		return 0;
+	ts = p->ts;
+	p->ts = 0;
+	nr = p->nr;
+	if (nr >= SW_MAX_SYSCALLS)
+		return 0;
+	ret = ctx->args[1];
+	dur = bpf_ktime_get_ns() - ts;
+	info = bpf_map_lookup_elem(&syscall_info, &nr);
+	if (!info)
+		return 0;
+	account(nr, id >> 32, ret, dur, info->flags);
+
+	if (!(info->flags & SW_SC_ENABLED) || !streaming())
+		return 0;
+	if ((info->flags & SW_SC_EXEC) && ret == 0)
+		return 0; /* the EXEC event reports it, with the new image's argv */
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	ev = &s->sc;
+	ev->ret = ret;
+	ev->duration_ns = dur;
+	ev->nr = nr;
+	ev->flags = 0;
+	ev->fd_kind = SW_FD_NONE;
+	ev->aux = 0;
+	ev->path_len = 0;
+	ev->path2_len = 0;
+	ev->fdname_len = 0;
+	ev->addr_len = 0;
+	for (int i = 0; i < 6; i++)
+		ev->args[i] = p->args[i];
+
+	if (info->path_arg < 6) {
+		int n = bpf_probe_read_user_str(&ev->data[0], SW_PATH_MAX,
+						(void *)p->args[info->path_arg & 7]);
+		if (n > 0) {
+			off = n;
+			ev->path_len = n;
+			if (n == SW_PATH_MAX)
+				ev->flags |= SW_F_PATH_TRUNC;
+		}
+	}
+	if (info->path2_arg < 6 && off <= SW_PATH_MAX) {
+		int n = bpf_probe_read_user_str(&ev->data[bounded(off, SW_PATH_MAX)], SW_PATH_MAX,
+						(void *)p->args[info->path2_arg & 7]);
+		if (n > 0) {
+			off += n;
+			ev->path2_len = n;
+			if (n == SW_PATH_MAX)
+				ev->flags |= SW_F_PATH2_TRUNC;
+		}
+	}
+	if (info->fd_arg < 6 && off <= 2 * SW_PATH_MAX) {
+		int n = 0;
+
+		if (info->flags & SW_SC_FD_AT_ENTER) {
+			struct enter_name *en = bpf_map_lookup_elem(&enter_names, &tid);
+
+			if (en) {
+				if (en->len == 0xffff)
+					return 0;
+				n = en->len;
+				ev->fd_kind = en->kind;
+				trunc = en->trunc;
+				if (n > 0 && n <= SW_PATH_MAX)
+					bpf_probe_read_kernel(&ev->data[bounded(off, 2 * SW_PATH_MAX)],
+							      bounded(n, SW_PATH_MAX), en->name);
+				else
+					n = 0;
+				bpf_map_delete_elem(&enter_names, &tid);
+			}
+		} else {
+			n = fd_name(p->args[info->fd_arg & 7],
+				    (char *)&ev->data[bounded(off, 2 * SW_PATH_MAX)], s->pathbuf,
+				    &ev->fd_kind, &trunc);
+			if (n < 0)
+				return 0; /* runtime noise */
+		}
+		if (n > SW_PATH_MAX)
+			n = SW_PATH_MAX;
+		off += n;
+		ev->fdname_len = n;
+		if (trunc)
+			ev->flags |= SW_F_FDNAME_TRUNC;
+	}
+	if (info->addr_arg < 6 && off <= 3 * SW_PATH_MAX && (ret >= 0 || !(info->flags & SW_SC_ADDRLEN_PTR))) {
+		u64 uaddr = p->args[info->addr_arg & 7];
+		u64 alen = info->addrlen_arg < 6 ? p->args[info->addrlen_arg & 7] : 0;
+
+		if (info->flags & SW_SC_ADDRLEN_PTR) {
+			int l = 0;
+
+			if (alen)
+				bpf_probe_read_user(&l, sizeof(l), (void *)alen);
+			alen = l;
+		}
+		alen = bounded(alen, SW_ADDR_MAX);
+		if (uaddr && alen > 0 &&
+		    !bpf_probe_read_user(&ev->data[bounded(off, 3 * SW_PATH_MAX)], alen, (void *)uaddr)) {
+			off += alen;
+			ev->addr_len = alen;
+		}
+	}
+	if (info->flags & SW_SC_CLONE3)
+		bpf_probe_read_user(&ev->aux, sizeof(ev->aux), (void *)p->args[0]);
+
+	fill_hdr(&ev->hdr, SW_EV_SYSCALL, id);
+	off = bounded(off, sizeof(ev->data));
+	ev->hdr.size = offsetof(struct sw_syscall_event, data) + off;
+	output(ev, offsetof(struct sw_syscall_event, data) + off, SW_EV_SYSCALL);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sw_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct sw_exec_event *ev;
+	struct scratch *s;
+	u64 start, end, len;
+	int n;
+
+	if (!traced(id) || !streaming())
+		return 0;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	ev = &s->exec;
+	ev->flags = 0;
+	ev->argc = BPF_CORE_READ(bprm, argc);
+	n = bpf_probe_read_kernel_str(ev->data, SW_PATH_MAX, BPF_CORE_READ(bprm, filename));
+	if (n < 0)
+		n = 0;
+	if (n == SW_PATH_MAX)
+		ev->flags |= SW_F_PATH_TRUNC;
+	ev->filename_len = n;
+	start = BPF_CORE_READ(task, mm, arg_start);
+	end = BPF_CORE_READ(task, mm, arg_end);
+	len = end > start ? end - start : 0;
+	if (len > SW_ARGV_MAX) {
+		len = SW_ARGV_MAX;
+		ev->flags |= SW_F_ARGV_TRUNC;
+	}
+	len = bounded(len, SW_ARGV_MAX);
+	if (bpf_probe_read_user(&ev->data[bounded(n, SW_PATH_MAX)], len, (void *)start))
+		len = 0;
+	ev->argv_len = len;
+	fill_hdr(&ev->hdr, SW_EV_EXEC, id);
+	len = bounded(n + len, sizeof(ev->data));
+	ev->hdr.size = offsetof(struct sw_exec_event, data) + len;
+	output(ev, offsetof(struct sw_exec_event, data) + len, SW_EV_EXEC);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sw_fork, struct task_struct *parent, struct task_struct *child)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 child_tgid = child->tgid;
+	struct sw_fork_event ev = {};
+
+	if (child_tgid == parent->tgid || !traced(id))
+		return 0; /* a new thread of a process, or not ours */
+	if (cfg.mode == SW_TARGET_PID && cfg.follow_children) {
+		u8 one = 1;
+
+		bpf_map_update_elem(&pid_filter, &child_tgid, &one, BPF_ANY);
+	}
+	if (!streaming())
+		return 0;
+	fill_hdr(&ev.hdr, SW_EV_FORK, id);
+	ev.hdr.size = sizeof(ev);
+	ev.child_pid = child_tgid;
+	output(&ev, sizeof(ev), SW_EV_FORK);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sw_exit, struct task_struct *task)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id, tgid = id >> 32;
+	struct sw_exit_event ev = {};
+	int code;
+
+	bpf_map_delete_elem(&pending, &tid);
+	if (!traced(id))
+		return 0;
+	if (BPF_CORE_READ(task, signal, live.counter) > 0)
+		return 0; /* other threads of the process live on */
+	if (streaming()) {
+		code = BPF_CORE_READ(task, exit_code);
+		fill_hdr(&ev.hdr, SW_EV_EXIT, id);
+		ev.hdr.size = sizeof(ev);
+		ev.signal = code & 0x7f;
+		ev.exit_code = ev.signal ? -1 : (code >> 8) & 0xff;
+		output(&ev, sizeof(ev), SW_EV_EXIT);
+	}
+	if (cfg.mode == SW_TARGET_PID)
+		bpf_map_delete_elem(&pid_filter, &tgid);
+	return 0;
+}

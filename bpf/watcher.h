@@ -1,0 +1,186 @@
+/* Shared between bpf/watcher.bpf.c and the cffi binding (syscall_watcher/_build.py).
+ * Plain C, fixed-width types only: cffi's parser reads everything between the
+ * SW_CDEF_BEGIN / SW_CDEF_END markers, and the C compiler checks that both sides
+ * agree on every offset when the extension is built. */
+#ifndef SWATCH_WATCHER_H
+#define SWATCH_WATCHER_H
+
+/* SW_CDEF_BEGIN */
+#define SW_TASK_COMM_LEN 16
+#define SW_MAX_SYSCALLS 512
+#define SW_PATH_MAX 256
+#define SW_ARGV_MAX 384
+#define SW_ADDR_MAX 112
+#define SW_HIST_BUCKETS 32
+#define SW_NONE 255
+
+/* Event types: the first field of every ring-buffer record. */
+#define SW_EV_SYSCALL 1
+#define SW_EV_EXEC 2
+#define SW_EV_FORK 3
+#define SW_EV_EXIT 4
+#define SW_EV_TYPES 5
+
+/* Targeting modes (struct sw_config.mode). */
+#define SW_TARGET_ALL 0
+#define SW_TARGET_PID 1
+#define SW_TARGET_COMM 2
+#define SW_TARGET_UID 3
+#define SW_TARGET_CGROUP 4
+
+/* struct sw_syscall_info.flags */
+#define SW_SC_ENABLED 1     /* in the filter profile: emit events */
+#define SW_SC_BYTES_IN 2    /* a positive return value counts as bytes read */
+#define SW_SC_BYTES_OUT 4   /* a positive return value counts as bytes written */
+#define SW_SC_FD_AT_ENTER 8 /* resolve the fd at sys_enter (close: gone by exit) */
+#define SW_SC_ADDRLEN_PTR 16 /* addrlen arg is a pointer to an int (accept) */
+#define SW_SC_EXEC 32       /* execve/execveat: success reported by the EXEC event */
+#define SW_SC_CLONE3 64     /* clone3: read the flags from user memory */
+
+/* struct sw_syscall_event.flags / sw_exec_event.flags */
+#define SW_F_PATH_TRUNC 1
+#define SW_F_PATH2_TRUNC 2
+#define SW_F_FDNAME_TRUNC 4
+#define SW_F_ARGV_TRUNC 8
+#define SW_F_FD_SOCKET 16
+
+/* What sw_syscall_event.fd_kind says about the fd named by the fd arg. */
+#define SW_FD_NONE 0
+#define SW_FD_FILE 1
+#define SW_FD_TCP 2
+#define SW_FD_UDP 3
+#define SW_FD_UNIX 4
+#define SW_FD_PIPE 5
+#define SW_FD_SOCKET 6  /* another socket family */
+#define SW_FD_ANON 7    /* anon inode other than the suppressed ones */
+#define SW_FD_BAD 8     /* not an open fd */
+
+/* Load-time configuration (the program's only .rodata variable). */
+struct sw_config {
+	uint32_t mode;
+	uint32_t follow_children;
+	uint32_t target_uid;
+	uint32_t pad0;
+	uint32_t wakeup_bytes;   /* wake the consumer once this much is queued */
+	uint32_t pad;
+	uint64_t target_cgroup;
+	char target_comm[SW_TASK_COMM_LEN];
+};
+
+/* Per-syscall decoding rules, indexed by syscall number (from the data files). */
+struct sw_syscall_info {
+	uint8_t flags;
+	uint8_t fd_arg;       /* arg index of an fd to name, or SW_NONE */
+	uint8_t path_arg;     /* arg index of a user path string, or SW_NONE */
+	uint8_t path2_arg;
+	uint8_t addr_arg;     /* arg index of a struct sockaddr pointer, or SW_NONE */
+	uint8_t addrlen_arg;
+	uint8_t pad[2];
+};
+
+/* Runtime state, written by userspace (array map "state", one entry). */
+struct sw_state {
+	uint32_t streaming;     /* a consumer is attached: emit events */
+	uint32_t consumer_pid;
+};
+
+/* Every record starts with this. */
+struct sw_event_hdr {
+	uint16_t type;
+	uint16_t size;          /* bytes in the whole record */
+	uint32_t cpu;
+	uint64_t ktime_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	uint32_t pid;           /* tgid */
+	uint32_t tid;
+	uint32_t ppid;
+	uint32_t uid;
+	uint64_t cgroup_id;
+	char comm[SW_TASK_COMM_LEN];
+};
+
+/* One finished syscall. data[] holds, in order: path, path2, fd name (NUL
+ * terminated, lengths below, 0 = absent), then addr_len bytes of sockaddr. */
+struct sw_syscall_event {
+	struct sw_event_hdr hdr;
+	int64_t ret;
+	uint64_t duration_ns;
+	uint64_t args[6];
+	uint64_t aux;           /* clone3: the flags read from struct clone_args */
+	uint32_t nr;
+	uint16_t flags;
+	uint8_t fd_kind;
+	uint8_t pad;
+	uint16_t path_len;
+	uint16_t path2_len;
+	uint16_t fdname_len;
+	uint16_t addr_len;
+	uint8_t data[3 * SW_PATH_MAX + SW_ADDR_MAX];
+};
+
+/* A successful exec: filename, then argv as NUL-separated strings. */
+struct sw_exec_event {
+	struct sw_event_hdr hdr;
+	uint32_t argc;
+	uint16_t flags;
+	uint16_t filename_len;
+	uint16_t argv_len;
+	uint16_t pad[3];
+	uint8_t data[SW_PATH_MAX + SW_ARGV_MAX];
+};
+
+struct sw_fork_event {
+	struct sw_event_hdr hdr;
+	uint32_t child_pid;
+	uint32_t pad;
+};
+
+struct sw_exit_event {
+	struct sw_event_hdr hdr;
+	int32_t exit_code;      /* exit status, or -1 when killed by a signal */
+	int32_t signal;         /* the fatal signal, 0 if none */
+};
+
+/* Cumulative per-syscall statistics (per-CPU array indexed by nr). */
+struct sw_stat {
+	uint64_t count;
+	uint64_t errors;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t total_ns;
+	uint64_t hist[SW_HIST_BUCKETS]; /* log2(duration ns) buckets */
+};
+
+/* Cumulative per-process statistics (per-CPU hash keyed by tgid). */
+struct sw_pid_stat {
+	uint64_t count;
+	uint64_t errors;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t total_ns;
+	char comm[SW_TASK_COMM_LEN];
+};
+
+/* Per-CPU event accounting: emitted == delivered + dropped. */
+struct sw_counters {
+	uint64_t emitted[SW_EV_TYPES];
+	uint64_t dropped[SW_EV_TYPES];
+};
+
+/* What was loaded, for `status` (array map "meta", one entry). */
+struct sw_meta {
+	uint32_t version;
+	uint32_t mode;
+	uint32_t target_pid;
+	uint32_t target_uid;
+	uint32_t follow_children;
+	uint32_t loader_pid;
+	uint64_t load_time_ns;    /* CLOCK_REALTIME */
+	uint64_t target_cgroup;
+	uint64_t ring_size;
+	char target_comm[SW_TASK_COMM_LEN];
+	char profile[32];
+	char target_label[64];
+};
+/* SW_CDEF_END */
+
+#endif /* SWATCH_WATCHER_H */

@@ -1,0 +1,921 @@
+/* Compiled into the cffi extension (see _build.py). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <bpf/libbpf.h>
+
+#include "watcher.h"
+#include "_shim.h"
+
+/* ---------------------------------------------------------------- consumer */
+
+#define SW_STOP_BATCH 1 /* our callback's "batch full" return, never an errno */
+
+struct sw_consumer {
+	struct ring_buffer *rb;
+	char *buf;
+	size_t cap;
+	size_t len;
+	int records;
+	uint64_t delivered[SW_EV_TYPES];
+};
+
+static const size_t sw_max_record = sizeof(struct sw_syscall_event) > sizeof(struct sw_exec_event)
+					    ? sizeof(struct sw_syscall_event)
+					    : sizeof(struct sw_exec_event);
+
+/* The sample is only valid during the callback: copy it out, and ask libbpf
+ * to stop while one maximum-size record still fits. */
+static int sw_on_sample(void *ctx, void *data, size_t size)
+{
+	struct sw_consumer *c = ctx;
+	const struct sw_event_hdr *h = data;
+	size_t padded = (size + 7) & ~(size_t)7;
+
+	if (size < sizeof(*h) || h->size > size)
+		return 0;
+	memcpy(c->buf + c->len, data, size);
+	c->len += padded;
+	c->records++;
+	if (h->type < SW_EV_TYPES)
+		c->delivered[h->type]++;
+	if (c->cap - c->len < sw_max_record + 8)
+		return SW_STOP_BATCH;
+	return 0;
+}
+
+struct sw_consumer *sw_consumer_new(int ring_fd, size_t cap)
+{
+	struct sw_consumer *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	if (cap < 4 * sw_max_record)
+		cap = 4 * sw_max_record;
+	c->cap = cap;
+	c->buf = malloc(cap);
+	if (!c->buf) {
+		free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
+	c->rb = ring_buffer__new(ring_fd, sw_on_sample, c, NULL);
+	if (!c->rb) {
+		int err = errno;
+
+		free(c->buf);
+		free(c);
+		errno = err;
+		return NULL;
+	}
+	return c;
+}
+
+void sw_consumer_free(struct sw_consumer *c)
+{
+	if (!c)
+		return;
+	ring_buffer__free(c->rb);
+	free(c->buf);
+	free(c);
+}
+
+static int sw_batch_result(struct sw_consumer *c, int err)
+{
+	if (err == SW_STOP_BATCH || err == -SW_STOP_BATCH || err >= 0 || err == -EINTR)
+		return c->records;
+	return err;
+}
+
+int sw_consumer_poll(struct sw_consumer *c, int timeout_ms)
+{
+	c->len = 0;
+	c->records = 0;
+	return sw_batch_result(c, ring_buffer__poll(c->rb, timeout_ms));
+}
+
+int sw_consumer_drain(struct sw_consumer *c)
+{
+	c->len = 0;
+	c->records = 0;
+	return sw_batch_result(c, ring_buffer__consume(c->rb));
+}
+
+const char *sw_consumer_data(struct sw_consumer *c) { return c->buf; }
+size_t sw_consumer_len(struct sw_consumer *c) { return c->len; }
+
+uint64_t sw_consumer_delivered(struct sw_consumer *c, int type)
+{
+	return type >= 0 && type < SW_EV_TYPES ? c->delivered[type] : 0;
+}
+
+/* --------------------------------------------------------------- formatter */
+
+struct sw_sc_fmt {
+	char name[32];
+	uint8_t verb;
+	uint8_t flags;
+};
+
+static struct sw_sc_fmt sw_sc[SW_MAX_SYSCALLS];
+static char sw_errname[4096][16];
+static int64_t sw_clock_offset;
+static int sw_utc_offset;
+
+#define SW_LABELS 64
+static struct {
+	uint64_t id;
+	char label[80];
+} sw_labels[SW_LABELS];
+
+static const char *const sw_verb_name[SW_VERBS] = {
+	"SYSCALL", "OPEN", "READ", "WRITE", "CLOSE", "SOCKET", "CONNECT", "BIND", "LISTEN",
+	"ACCEPT", "SPAWN", "DELETE", "RENAME", "MKDIR", "RMDIR", "CHDIR", "STAT", "EXEC",
+	"LINK", "KILL", "CHMOD", "DUP",
+};
+
+static const char *const sw_fd_kind[] = {
+	"", "file", "tcp", "udp", "unix", "pipe", "socket", "anon", "bad",
+};
+
+static const char *const sw_fd_label[] = {
+	"", "", "TCP", "UDP", "UNIX", "pipe", "socket", "", "bad fd",
+};
+
+void sw_fmt_reset(void)
+{
+	memset(sw_sc, 0, sizeof(sw_sc));
+	memset(sw_errname, 0, sizeof(sw_errname));
+	memset(sw_labels, 0, sizeof(sw_labels));
+}
+
+void sw_fmt_set_syscall(uint32_t nr, const char *name, uint8_t verb, uint8_t flags)
+{
+	if (nr >= SW_MAX_SYSCALLS)
+		return;
+	snprintf(sw_sc[nr].name, sizeof(sw_sc[nr].name), "%s", name);
+	sw_sc[nr].verb = verb < SW_VERBS ? verb : SW_VERB_GENERIC;
+	sw_sc[nr].flags = flags;
+}
+
+void sw_fmt_set_errno(int err, const char *name)
+{
+	if (err > 0 && err < 4096)
+		snprintf(sw_errname[err], sizeof(sw_errname[err]), "%s", name);
+}
+
+void sw_fmt_set_clock(int64_t offset_ns, int utc_offset_s)
+{
+	sw_clock_offset = offset_ns;
+	sw_utc_offset = utc_offset_s;
+}
+
+void sw_fmt_set_cgroup_label(uint64_t id, const char *label)
+{
+	for (int i = 0; i < SW_LABELS; i++) {
+		if (sw_labels[i].id == id || sw_labels[i].id == 0) {
+			sw_labels[i].id = id;
+			snprintf(sw_labels[i].label, sizeof(sw_labels[i].label), "%s", label);
+			return;
+		}
+	}
+}
+
+static const char *sw_cgroup_label(uint64_t id)
+{
+	for (int i = 0; i < SW_LABELS && sw_labels[i].id; i++)
+		if (sw_labels[i].id == id)
+			return sw_labels[i].label;
+	return NULL;
+}
+
+struct sw_out {
+	char *p;
+	char *end;
+};
+
+static void put(struct sw_out *o, const char *s, size_t n)
+{
+	if ((size_t)(o->end - o->p) < n)
+		n = o->end - o->p;
+	memcpy(o->p, s, n);
+	o->p += n;
+}
+
+static void puts_(struct sw_out *o, const char *s) { put(o, s, strlen(s)); }
+
+static void putf(struct sw_out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(o->p, o->end - o->p, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > o->end - o->p)
+		n = o->end - o->p;
+	o->p += n;
+}
+
+static void put_u64(struct sw_out *o, uint64_t v)
+{
+	char tmp[24];
+	int i = sizeof(tmp);
+
+	do {
+		tmp[--i] = '0' + v % 10;
+		v /= 10;
+	} while (v);
+	put(o, tmp + i, sizeof(tmp) - i);
+}
+
+static void put_i64(struct sw_out *o, int64_t v)
+{
+	if (v < 0) {
+		put(o, "-", 1);
+		put_u64(o, (uint64_t)0 - (uint64_t)v);
+	} else {
+		put_u64(o, v);
+	}
+}
+
+/* Length of a valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
+static int utf8_len(const unsigned char *s, size_t n)
+{
+	int len;
+
+	if (s[0] < 0xc2 || s[0] > 0xf4)
+		return 0;
+	len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : 2;
+	if ((size_t)len > n)
+		return 0;
+	for (int i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+/* A JSON string (with quotes); bytes that are not UTF-8 become \u00XX. */
+static void put_json_str(struct sw_out *o, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
+
+	put(o, "\"", 1);
+	for (size_t i = 0; i < n && u[i]; i++) {
+		unsigned char ch = u[i];
+
+		if (ch == '"' || ch == '\\') {
+			char esc[2] = {'\\', (char)ch};
+			put(o, esc, 2);
+		} else if (ch == '\n') {
+			put(o, "\\n", 2);
+		} else if (ch == '\t') {
+			put(o, "\\t", 2);
+		} else if (ch < 0x20 || ch == 0x7f) {
+			char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+			put(o, esc, 6);
+		} else if (ch < 0x80) {
+			put(o, (const char *)&u[i], 1);
+		} else {
+			int len = utf8_len(&u[i], n - i);
+
+			if (len) {
+				put(o, (const char *)&u[i], len);
+				i += len - 1;
+			} else {
+				char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+				put(o, esc, 6);
+			}
+		}
+	}
+	put(o, "\"", 1);
+}
+
+/* A string for a human line: quoted, control characters escaped. */
+static void put_human_str(struct sw_out *o, const char *s, size_t n, int trunc)
+{
+	put(o, "\"", 1);
+	for (size_t i = 0; i < n && s[i]; i++) {
+		unsigned char ch = s[i];
+
+		if (ch < 0x20 || ch == 0x7f || ch == '"' || ch == '\\')
+			putf(o, "\\x%02x", ch);
+		else
+			put(o, (const char *)&s[i], 1);
+	}
+	if (trunc)
+		put(o, "...", 3);
+	put(o, "\"", 1);
+}
+
+static void put_errno(struct sw_out *o, int64_t ret)
+{
+	int e = (int)-ret;
+
+	if (e > 0 && e < 4096 && sw_errname[e][0])
+		puts_(o, sw_errname[e]);
+	else
+		putf(o, "E%d", e);
+}
+
+static int is_err(int64_t ret) { return ret < 0 && ret >= -4095; }
+
+/* Render a sockaddr; returns its family name for JSON, NULL if unusable. */
+static const char *fmt_sockaddr(const uint8_t *a, size_t len, char *dst, size_t cap)
+{
+	uint16_t family;
+
+	if (len < 2)
+		return NULL;
+	memcpy(&family, a, 2);
+	if (family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		struct sockaddr_in sin;
+		char ip[INET_ADDRSTRLEN];
+
+		memcpy(&sin, a, sizeof(sin));
+		inet_ntop(AF_INET, &sin.sin_addr, ip, sizeof(ip));
+		snprintf(dst, cap, "%s:%u", ip, ntohs(sin.sin_port));
+		return "inet";
+	}
+	if (family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		struct sockaddr_in6 sin6;
+		char ip[INET6_ADDRSTRLEN];
+
+		memcpy(&sin6, a, sizeof(sin6));
+		inet_ntop(AF_INET6, &sin6.sin6_addr, ip, sizeof(ip));
+		snprintf(dst, cap, "[%s]:%u", ip, ntohs(sin6.sin6_port));
+		return "inet6";
+	}
+	if (family == AF_UNIX) {
+		const char *path = (const char *)a + 2;
+		size_t n = len - 2;
+
+		if (n == 0) {
+			snprintf(dst, cap, "(unnamed)");
+		} else if (path[0] == 0) {
+			size_t k = n - 1 < cap - 2 ? n - 1 : cap - 2;
+
+			dst[0] = '@';
+			for (size_t i = 0; i < k; i++)
+				dst[1 + i] = path[1 + i] ? path[1 + i] : '@';
+			dst[1 + k] = 0;
+		} else {
+			size_t k = strnlen(path, n);
+
+			snprintf(dst, cap, "%.*s", (int)k, path);
+		}
+		return "unix";
+	}
+	if (family == AF_NETLINK) {
+		snprintf(dst, cap, "netlink");
+		return "netlink";
+	}
+	snprintf(dst, cap, "family %u", family);
+	return "other";
+}
+
+static const char *sig_name(int sig)
+{
+	static const char *const names[] = {
+		"0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS",
+		"SIGFPE", "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM",
+		"SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN",
+		"SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH",
+		"SIGIO", "SIGPWR", "SIGSYS",
+	};
+
+	return sig > 0 && sig < 32 ? names[sig] : "SIG?";
+}
+
+#define C_RESET "\033[0m"
+#define C_DIM "\033[2m"
+#define C_RED "\033[31m"
+#define C_GREEN "\033[32m"
+#define C_YELLOW "\033[33m"
+#define C_BLUE "\033[34m"
+#define C_MAGENTA "\033[35m"
+#define C_CYAN "\033[36m"
+
+static const char *verb_color(int verb)
+{
+	switch (verb) {
+	case SW_VERB_EXEC: return C_GREEN;
+	case SW_VERB_OPEN: case SW_VERB_CLOSE: case SW_VERB_STAT: return C_CYAN;
+	case SW_VERB_CONNECT: case SW_VERB_BIND: case SW_VERB_LISTEN: case SW_VERB_ACCEPT:
+	case SW_VERB_SOCKET: return C_MAGENTA;
+	case SW_VERB_DELETE: case SW_VERB_RENAME: case SW_VERB_RMDIR: case SW_VERB_KILL:
+		return C_YELLOW;
+	case SW_VERB_SPAWN: return C_BLUE;
+	default: return "";
+	}
+}
+
+static void human_prefix(struct sw_out *o, const struct sw_event_hdr *h, int color)
+{
+	int64_t ns = (int64_t)h->ktime_ns + sw_clock_offset + (int64_t)sw_utc_offset * 1000000000LL;
+	int64_t secs = ns / 1000000000LL;
+	int ms = (int)((ns / 1000000LL) % 1000);
+	int s = (int)(secs % 86400);
+	const char *label = sw_cgroup_label(h->cgroup_id);
+
+	if (color)
+		puts_(o, C_DIM);
+	putf(o, "%02d:%02d:%02d.%03d %-7u %-15.16s ", s / 3600, (s / 60) % 60, s % 60, ms,
+	     h->pid, h->comm);
+	if (label)
+		putf(o, "[%s] ", label);
+	if (color)
+		puts_(o, C_RESET);
+}
+
+static void human_verb(struct sw_out *o, const char *verb, int colorful, const char *col)
+{
+	if (colorful && col[0])
+		putf(o, "%s%-7s%s ", col, verb, C_RESET);
+	else
+		putf(o, "%-7s ", verb);
+}
+
+struct sw_sc_view {
+	const struct sw_syscall_event *ev;
+	const char *path, *path2, *fdname;
+	const uint8_t *addr;
+	char addrbuf[160];
+	const char *family;
+};
+
+static void view_syscall(const struct sw_syscall_event *ev, struct sw_sc_view *v)
+{
+	size_t off = 0, max = sizeof(ev->data);
+
+	memset(v, 0, sizeof(*v));
+	v->ev = ev;
+	if (ev->path_len && off + ev->path_len <= max) {
+		v->path = (const char *)ev->data + off;
+		off += ev->path_len;
+	}
+	if (ev->path2_len && off + ev->path2_len <= max) {
+		v->path2 = (const char *)ev->data + off;
+		off += ev->path2_len;
+	}
+	if (ev->fdname_len && off + ev->fdname_len <= max) {
+		v->fdname = (const char *)ev->data + off;
+		off += ev->fdname_len;
+	}
+	if (ev->addr_len && off + ev->addr_len <= max) {
+		v->addr = ev->data + off;
+		v->family = fmt_sockaddr(v->addr, ev->addr_len, v->addrbuf, sizeof(v->addrbuf));
+	}
+}
+
+/* The name of the fd argument as a human line shows it. */
+static void put_fd_name(struct sw_out *o, const struct sw_sc_view *v)
+{
+	const struct sw_syscall_event *ev = v->ev;
+
+	if (v->fdname)
+		put_human_str(o, v->fdname, ev->fdname_len, ev->flags & SW_F_FDNAME_TRUNC);
+	else if (ev->fd_kind < sizeof(sw_fd_label) / sizeof(sw_fd_label[0]) && sw_fd_label[ev->fd_kind][0])
+		putf(o, "\"%s\"", sw_fd_label[ev->fd_kind]);
+	else
+		putf(o, "fd %d", (int)ev->args[0]);
+}
+
+static void human_result(struct sw_out *o, int64_t ret, int color)
+{
+	if (is_err(ret)) {
+		if (color)
+			puts_(o, C_RED);
+		put_errno(o, ret);
+		if (color)
+			puts_(o, C_RESET);
+	} else {
+		put_i64(o, ret);
+	}
+}
+
+static void human_syscall(struct sw_out *o, const struct sw_syscall_event *ev, int color)
+{
+	const struct sw_sc_fmt *f = &sw_sc[ev->nr < SW_MAX_SYSCALLS ? ev->nr : 0];
+	struct sw_sc_view v;
+	int64_t ret = ev->ret;
+	int err = is_err(ret);
+	int verb = f->verb;
+	const char *vname = sw_verb_name[verb];
+
+	view_syscall(ev, &v);
+	if (verb == SW_VERB_READ && !err && ret == 0)
+		vname = "READ";
+	human_verb(o, vname, color, err ? C_RED : verb_color(verb));
+
+	switch (verb) {
+	case SW_VERB_OPEN:
+		put_human_str(o, v.path ? v.path : "", ev->path_len, ev->flags & SW_F_PATH_TRUNC);
+		puts_(o, " -> ");
+		if (err)
+			human_result(o, ret, color);
+		else
+			putf(o, "fd %lld", (long long)ret);
+		break;
+	case SW_VERB_READ:
+	case SW_VERB_WRITE:
+		if (err) {
+			puts_(o, verb == SW_VERB_READ ? "from " : "to ");
+			put_fd_name(o, &v);
+			puts_(o, " -> ");
+			human_result(o, ret, color);
+		} else if (verb == SW_VERB_READ && ret == 0 && (f->flags & SW_FMT_BYTES)) {
+			puts_(o, "EOF on ");
+			put_fd_name(o, &v);
+		} else if (v.path && !v.fdname && ev->fd_kind == SW_FD_NONE) {
+			put_human_str(o, v.path, ev->path_len, ev->flags & SW_F_PATH_TRUNC);
+			putf(o, " = %lld", (long long)ret);
+		} else {
+			putf(o, "%lld %s ", (long long)ret,
+			     (f->flags & SW_FMT_BYTES) ? (ret == 1 ? "byte" : "bytes") : "entries");
+			puts_(o, verb == SW_VERB_READ ? "from " : "to ");
+			put_fd_name(o, &v);
+			if (v.family)
+				putf(o, " (%s)", v.addrbuf);
+		}
+		break;
+	case SW_VERB_CLOSE:
+		put_fd_name(o, &v);
+		if (err) {
+			puts_(o, " -> ");
+			human_result(o, ret, color);
+		}
+		break;
+	case SW_VERB_SOCKET:
+		puts_(o, "-> ");
+		if (err)
+			human_result(o, ret, color);
+		else
+			putf(o, "fd %lld", (long long)ret);
+		break;
+	case SW_VERB_CONNECT:
+	case SW_VERB_BIND:
+		putf(o, "fd %d -> %s ", (int)ev->args[0], v.family ? v.addrbuf : "?");
+		if (err)
+			human_result(o, ret, color);
+		else
+			puts_(o, color ? C_GREEN "OK" C_RESET : "OK");
+		break;
+	case SW_VERB_LISTEN:
+		putf(o, "fd %d", (int)ev->args[0]);
+		if (err) {
+			puts_(o, " -> ");
+			human_result(o, ret, color);
+		}
+		break;
+	case SW_VERB_ACCEPT:
+		putf(o, "fd %d -> ", (int)ev->args[0]);
+		if (err) {
+			human_result(o, ret, color);
+		} else {
+			putf(o, "fd %lld", (long long)ret);
+			if (v.family)
+				putf(o, " from %s", v.addrbuf);
+		}
+		break;
+	case SW_VERB_SPAWN: {
+		uint64_t flags = ev->aux ? ev->aux : ev->args[0];
+		int thread = (ev->aux || strcmp(f->name, "clone") == 0) && (flags & 0x00010000);
+
+		if (err)
+			human_result(o, ret, color);
+		else
+			putf(o, "%s %lld", thread ? "thread tid" : "child pid", (long long)ret);
+		break;
+	}
+	case SW_VERB_DELETE:
+	case SW_VERB_MKDIR:
+	case SW_VERB_RMDIR:
+	case SW_VERB_CHDIR:
+	case SW_VERB_STAT:
+	case SW_VERB_CHMOD:
+	case SW_VERB_EXEC:
+		if (v.path)
+			put_human_str(o, v.path, ev->path_len, ev->flags & SW_F_PATH_TRUNC);
+		else
+			put_fd_name(o, &v);
+		if (err) {
+			puts_(o, " -> ");
+			human_result(o, ret, color);
+		}
+		break;
+	case SW_VERB_RENAME:
+	case SW_VERB_LINK:
+		put_human_str(o, v.path ? v.path : "", ev->path_len, ev->flags & SW_F_PATH_TRUNC);
+		puts_(o, " -> ");
+		put_human_str(o, v.path2 ? v.path2 : "", ev->path2_len, ev->flags & SW_F_PATH2_TRUNC);
+		if (err) {
+			puts_(o, " -> ");
+			human_result(o, ret, color);
+		}
+		break;
+	case SW_VERB_KILL:
+		putf(o, "pid %lld %s", (long long)(int)ev->args[0],
+		     sig_name((int)ev->args[ev->nr < SW_MAX_SYSCALLS && strcmp(f->name, "tgkill") == 0 ? 2 : 1]));
+		if (err) {
+			puts_(o, " -> ");
+			human_result(o, ret, color);
+		}
+		break;
+	case SW_VERB_DUP:
+		put_fd_name(o, &v);
+		puts_(o, " -> ");
+		if (err)
+			human_result(o, ret, color);
+		else
+			putf(o, "fd %lld", (long long)ret);
+		break;
+	default:
+		putf(o, "%s(", f->name[0] ? f->name : "?");
+		for (int i = 0; i < 3; i++)
+			putf(o, i ? ", 0x%llx" : "0x%llx", (unsigned long long)ev->args[i]);
+		puts_(o, ") = ");
+		human_result(o, ret, color);
+		if (v.fdname) {
+			puts_(o, " on ");
+			put_fd_name(o, &v);
+		}
+		break;
+	}
+}
+
+static void json_hdr(struct sw_out *o, const struct sw_event_hdr *h, const char *type)
+{
+	const char *label = sw_cgroup_label(h->cgroup_id);
+
+	puts_(o, "{\"type\":\"");
+	puts_(o, type);
+	puts_(o, "\",\"time_ns\":");
+	put_i64(o, (int64_t)h->ktime_ns + sw_clock_offset);
+	puts_(o, ",\"pid\":");
+	put_u64(o, h->pid);
+	puts_(o, ",\"tid\":");
+	put_u64(o, h->tid);
+	puts_(o, ",\"ppid\":");
+	put_u64(o, h->ppid);
+	puts_(o, ",\"uid\":");
+	put_u64(o, h->uid);
+	puts_(o, ",\"cgroup_id\":");
+	put_u64(o, h->cgroup_id);
+	puts_(o, ",\"comm\":");
+	put_json_str(o, h->comm, sizeof(h->comm));
+	if (label) {
+		puts_(o, ",\"container\":");
+		put_json_str(o, label, strlen(label));
+	}
+}
+
+static void json_syscall(struct sw_out *o, const struct sw_syscall_event *ev)
+{
+	const struct sw_sc_fmt *f = &sw_sc[ev->nr < SW_MAX_SYSCALLS ? ev->nr : 0];
+	struct sw_sc_view v;
+	int64_t ret = ev->ret;
+
+	view_syscall(ev, &v);
+	json_hdr(o, &ev->hdr, "syscall");
+	puts_(o, ",\"syscall\":");
+	put_json_str(o, f->name, sizeof(f->name));
+	puts_(o, ",\"nr\":");
+	put_u64(o, ev->nr);
+	puts_(o, ",\"op\":\"");
+	puts_(o, sw_verb_name[f->verb]);
+	puts_(o, "\",\"ret\":");
+	put_i64(o, ret);
+	if (is_err(ret)) {
+		puts_(o, ",\"error\":\"");
+		put_errno(o, ret);
+		puts_(o, "\"");
+	} else if ((f->flags & SW_FMT_BYTES) && ret >= 0) {
+		puts_(o, ",\"bytes\":");
+		put_i64(o, ret);
+	}
+	if ((f->flags & SW_FMT_RET_FD) && ret >= 0) {
+		puts_(o, ",\"new_fd\":");
+		put_i64(o, ret);
+	}
+	if (f->verb == SW_VERB_SPAWN && ret > 0) {
+		puts_(o, ",\"child_pid\":");
+		put_i64(o, ret);
+	}
+	puts_(o, ",\"duration_ns\":");
+	put_u64(o, ev->duration_ns);
+	puts_(o, ",\"args\":[");
+	for (int i = 0; i < 6; i++) {
+		if (i)
+			put(o, ",", 1);
+		put_u64(o, ev->args[i]);
+	}
+	puts_(o, "]");
+	if (v.path) {
+		puts_(o, ",\"path\":");
+		put_json_str(o, v.path, ev->path_len);
+	}
+	if (v.path2) {
+		puts_(o, ",\"path2\":");
+		put_json_str(o, v.path2, ev->path2_len);
+	}
+	if (ev->fd_kind != SW_FD_NONE) {
+		puts_(o, ",\"fd\":");
+		put_i64(o, (int)ev->args[0]);
+		puts_(o, ",\"fd_kind\":\"");
+		puts_(o, ev->fd_kind < 9 ? sw_fd_kind[ev->fd_kind] : "?");
+		puts_(o, "\"");
+		if (v.fdname) {
+			puts_(o, ",\"fd_name\":");
+			put_json_str(o, v.fdname, ev->fdname_len);
+		} else if (ev->fd_kind < 9 && sw_fd_label[ev->fd_kind][0]) {
+			puts_(o, ",\"fd_name\":\"");
+			puts_(o, sw_fd_label[ev->fd_kind]);
+			puts_(o, "\"");
+		}
+	}
+	if (v.family) {
+		puts_(o, ",\"addr\":");
+		put_json_str(o, v.addrbuf, strlen(v.addrbuf));
+		puts_(o, ",\"family\":\"");
+		puts_(o, v.family);
+		puts_(o, "\"");
+	}
+	if (ev->flags & (SW_F_PATH_TRUNC | SW_F_PATH2_TRUNC | SW_F_FDNAME_TRUNC))
+		puts_(o, ",\"truncated\":true");
+	puts_(o, "}\n");
+}
+
+static void human_exec(struct sw_out *o, const struct sw_exec_event *ev, int color)
+{
+	size_t fl = ev->filename_len, al = ev->argv_len;
+	const char *argv = (const char *)ev->data + fl;
+	size_t i = 0;
+	int idx = 0;
+
+	human_verb(o, "EXEC", color, C_GREEN);
+	put(o, (const char *)ev->data, fl ? strnlen((const char *)ev->data, fl) : 0);
+	/* argv[0] is usually the program name again: show argv[1..]. */
+	while (i < al) {
+		size_t n = strnlen(argv + i, al - i);
+
+		if (idx > 0) {
+			int plain = n > 0 && strcspn(argv + i, " \t\"'\\$") >= n;
+
+			put(o, " ", 1);
+			if (plain)
+				put(o, argv + i, n);
+			else
+				put_human_str(o, argv + i, n, 0);
+		}
+		i += n + 1;
+		idx++;
+	}
+	if (ev->flags & SW_F_ARGV_TRUNC)
+		puts_(o, " ...");
+}
+
+static void json_exec(struct sw_out *o, const struct sw_exec_event *ev)
+{
+	size_t fl = ev->filename_len, al = ev->argv_len;
+	const char *argv = (const char *)ev->data + fl;
+	size_t i = 0;
+	int first = 1;
+
+	json_hdr(o, &ev->hdr, "exec");
+	puts_(o, ",\"filename\":");
+	put_json_str(o, (const char *)ev->data, fl);
+	puts_(o, ",\"argc\":");
+	put_u64(o, ev->argc);
+	puts_(o, ",\"argv\":[");
+	while (i < al) {
+		size_t n = strnlen(argv + i, al - i);
+
+		if (!first)
+			put(o, ",", 1);
+		put_json_str(o, argv + i, n);
+		first = 0;
+		i += n + 1;
+	}
+	puts_(o, "]");
+	if (ev->flags & (SW_F_ARGV_TRUNC | SW_F_PATH_TRUNC))
+		puts_(o, ",\"truncated\":true");
+	puts_(o, "}\n");
+}
+
+size_t sw_format(const char *recs, size_t len, size_t *pos, int mode, int color, char *out,
+		 size_t cap)
+{
+	struct sw_out o = {out, out + cap};
+
+	while (*pos + sizeof(struct sw_event_hdr) <= len && (size_t)(o.end - o.p) >= SW_MAX_LINE) {
+		const struct sw_event_hdr *h = (const void *)(recs + *pos);
+		size_t size = h->size;
+
+		if (size < sizeof(*h) || *pos + size > len)
+			break;
+		*pos += (size + 7) & ~(size_t)7;
+		if (mode == SW_OUT_JSON) {
+			switch (h->type) {
+			case SW_EV_SYSCALL:
+				json_syscall(&o, (const void *)h);
+				break;
+			case SW_EV_EXEC:
+				json_exec(&o, (const void *)h);
+				break;
+			case SW_EV_FORK:
+				json_hdr(&o, h, "fork");
+				puts_(&o, ",\"child_pid\":");
+				put_u64(&o, ((const struct sw_fork_event *)h)->child_pid);
+				puts_(&o, "}\n");
+				break;
+			case SW_EV_EXIT: {
+				const struct sw_exit_event *e = (const void *)h;
+
+				json_hdr(&o, h, "exit");
+				puts_(&o, ",\"exit_code\":");
+				put_i64(&o, e->exit_code);
+				if (e->signal) {
+					puts_(&o, ",\"signal\":\"");
+					puts_(&o, sig_name(e->signal));
+					puts_(&o, "\"");
+				}
+				puts_(&o, "}\n");
+				break;
+			}
+			}
+			continue;
+		}
+		human_prefix(&o, h, color);
+		switch (h->type) {
+		case SW_EV_SYSCALL:
+			human_syscall(&o, (const void *)h, color);
+			break;
+		case SW_EV_EXEC:
+			human_exec(&o, (const void *)h, color);
+			break;
+		case SW_EV_FORK:
+			human_verb(&o, "FORK", color, C_BLUE);
+			putf(&o, "parent=%u child=%u", h->pid, ((const struct sw_fork_event *)h)->child_pid);
+			break;
+		case SW_EV_EXIT: {
+			const struct sw_exit_event *e = (const void *)h;
+
+			human_verb(&o, "EXIT", color, C_BLUE);
+			if (e->signal)
+				putf(&o, "killed by %s", sig_name(e->signal));
+			else
+				putf(&o, "code %d", e->exit_code);
+			break;
+		}
+		}
+		put(&o, "\n", 1);
+	}
+	return o.p - out;
+}
+
+/* -------------------------------------------------------------- libbpf log */
+
+static char sw_log_buf[8192];
+static int sw_log_verbose;
+
+static int sw_log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char line[1024];
+	size_t have, n;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (sw_log_verbose)
+		fputs(line, stderr);
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	have = strlen(sw_log_buf);
+	n = strlen(line);
+	if (have + n + 1 > sizeof(sw_log_buf)) {
+		/* keep the newest messages */
+		memmove(sw_log_buf, sw_log_buf + have / 2, have - have / 2 + 1);
+		have = strlen(sw_log_buf);
+	}
+	if (have + n + 1 <= sizeof(sw_log_buf))
+		memcpy(sw_log_buf + have, line, n + 1);
+	return 0;
+}
+
+void sw_log_install(int verbose)
+{
+	sw_log_verbose = verbose;
+	libbpf_set_print(sw_log_print);
+}
+
+const char *sw_log_last(void) { return sw_log_buf; }
+void sw_log_clear(void) { sw_log_buf[0] = 0; }

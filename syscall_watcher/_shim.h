@@ -1,0 +1,72 @@
+/* The C side of the binding that is ours, not libbpf's: a ring-buffer consumer
+ * that copies records out in batches, and a formatter that turns a batch into
+ * human lines or JSON lines without a Python call per event. */
+#ifndef SWATCH_SHIM_H
+#define SWATCH_SHIM_H
+
+/* SW_CDEF_BEGIN */
+#define SW_VERB_GENERIC 0
+#define SW_VERB_OPEN 1
+#define SW_VERB_READ 2
+#define SW_VERB_WRITE 3
+#define SW_VERB_CLOSE 4
+#define SW_VERB_SOCKET 5
+#define SW_VERB_CONNECT 6
+#define SW_VERB_BIND 7
+#define SW_VERB_LISTEN 8
+#define SW_VERB_ACCEPT 9
+#define SW_VERB_SPAWN 10
+#define SW_VERB_DELETE 11
+#define SW_VERB_RENAME 12
+#define SW_VERB_MKDIR 13
+#define SW_VERB_RMDIR 14
+#define SW_VERB_CHDIR 15
+#define SW_VERB_STAT 16
+#define SW_VERB_EXEC 17
+#define SW_VERB_LINK 18
+#define SW_VERB_KILL 19
+#define SW_VERB_CHMOD 20
+#define SW_VERB_DUP 21
+#define SW_VERBS 22
+
+/* sw_fmt_set_syscall() flags */
+#define SW_FMT_RET_FD 1
+#define SW_FMT_BYTES 2
+
+#define SW_OUT_HUMAN 0
+#define SW_OUT_JSON 1
+
+/* The largest line one record can format to: sw_format() stops early rather
+ * than start a record with less room than this left. */
+#define SW_MAX_LINE 16384
+
+struct sw_consumer;
+
+struct sw_consumer *sw_consumer_new(int ring_fd, size_t cap);
+void sw_consumer_free(struct sw_consumer *c);
+/* Wait up to timeout_ms, then copy out what is ready (up to the batch's
+ * capacity). Returns the number of records in the batch, or -errno. */
+int sw_consumer_poll(struct sw_consumer *c, int timeout_ms);
+/* The same without waiting. */
+int sw_consumer_drain(struct sw_consumer *c);
+const char *sw_consumer_data(struct sw_consumer *c);
+size_t sw_consumer_len(struct sw_consumer *c);
+uint64_t sw_consumer_delivered(struct sw_consumer *c, int type);
+
+void sw_fmt_reset(void);
+void sw_fmt_set_syscall(uint32_t nr, const char *name, uint8_t verb, uint8_t flags);
+void sw_fmt_set_errno(int err, const char *name);
+void sw_fmt_set_clock(int64_t realtime_minus_monotonic_ns, int utc_offset_s);
+void sw_fmt_set_cgroup_label(uint64_t cgroup_id, const char *label);
+/* Format records [*pos, len) of a batch; appends to out (cap bytes), advances
+ * *pos past the records formatted, returns the bytes written. */
+size_t sw_format(const char *recs, size_t len, size_t *pos, int mode, int color, char *out,
+		 size_t cap);
+
+/* libbpf's messages, kept so errors can quote them. */
+void sw_log_install(int verbose);
+const char *sw_log_last(void);
+void sw_log_clear(void);
+/* SW_CDEF_END */
+
+#endif /* SWATCH_SHIM_H */

@@ -1,0 +1,300 @@
+"""The `swatch` command line: parse, call the core, print. No BPF logic here."""
+
+from __future__ import annotations
+
+import functools
+import json as jsonlib
+import os
+import pwd
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import typer
+
+from . import __version__, syscalls
+from .errors import SwatchError
+from .stream import Streamer
+from .tracer import (
+    DEFAULT_RING_SIZE,
+    MODE_NAMES,
+    PinnedSession,
+    Target,
+    load_pinned,
+    pid_exists,
+    pin_dir_default,
+    pin_status,
+    remove_pins,
+    require_root,
+    stale_message,
+)
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="swatch — watch (and limit) what a process tree or container does, with eBPF.",
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PinDir = typer.Option(None, "--pin-dir", help="bpffs directory for pins [env SWATCH_PIN_DIR; "
+                      "default /sys/fs/bpf/syscall_watcher]")
+
+
+def user_errors(fn: F) -> F:
+    """A SwatchError becomes one red line on stderr and exit status 1 — never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SwatchError as err:
+            typer.secho(f"swatch: error: {err}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _pin_dir(value: Optional[Path]) -> Path:
+    return value if value is not None else pin_dir_default()
+
+
+def _use_color(mode: str, stream: Any) -> bool:
+    if mode == "always":
+        return True
+    if mode == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def _target(pid: Optional[int], comm: Optional[str], uid: Optional[str], no_children: bool,
+            container: Optional[str] = None) -> Target:
+    chosen = [n for n, v in (("--pid", pid), ("--comm", comm), ("--uid", uid),
+                             ("--container", container)) if v is not None]
+    if len(chosen) > 1:
+        raise SwatchError(f"choose one target, not {' and '.join(chosen)}")
+    if pid is not None:
+        if not pid_exists(pid):
+            raise SwatchError(f"no such process: {pid}")
+        return Target(mode="pid", pid=pid, follow_children=not no_children, label=f"pid {pid}")
+    if comm is not None:
+        if not comm or len(comm.encode()) > 15:
+            raise SwatchError(f"--comm {comm!r}: a command name is 1 to 15 bytes (the kernel's "
+                              "TASK_COMM_LEN)")
+        return Target(mode="comm", comm=comm, label=f"comm {comm}")
+    if uid is not None:
+        if uid.isdigit():
+            n = int(uid)
+        else:
+            try:
+                n = pwd.getpwnam(uid).pw_uid
+            except KeyError:
+                raise SwatchError(f"no such user: {uid}") from None
+        return Target(mode="uid", uid=n, label=f"uid {n}")
+    if container is not None:
+        from .containers import resolve_container
+
+        c = resolve_container(container)
+        return Target(mode="cgroup", cgroup_ids=(c.cgroup_id,),
+                      label=f"container {c.short_id} ({c.name})")
+    return Target(mode="all", label="system-wide")
+
+
+@app.command()
+@user_errors
+def load(
+    pid: Optional[int] = typer.Option(None, "--pid", "-p", help="Trace this process and, by "
+                                      "default, every process it forks from now on."),
+    comm: Optional[str] = typer.Option(None, "--comm", help="Trace every process with this "
+                                       "command name."),
+    uid: Optional[str] = typer.Option(None, "--uid", help="Trace every process of this user "
+                                      "(name or number)."),
+    container: Optional[str] = typer.Option(None, "--container", "-c", help="Trace a container "
+                                            "(name, ID or unique ID prefix)."),
+    filter: str = typer.Option("default", "--filter", "-f", help="Filter profile: which "
+                               "syscalls become events (see `swatch profiles`)."),
+    no_children: bool = typer.Option(False, "--no-children", help="With --pid: do not follow "
+                                     "children."),
+    ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes "
+                                  "(a power of two)."),
+    replace: bool = typer.Option(False, "--replace", help="Replace a tracer already loaded."),
+    pin_dir: Optional[Path] = PinDir,
+) -> None:
+    """Load the tracer, pin it under bpffs and return; tracing goes on without us."""
+    require_root()
+    syscalls.profile(filter)
+    target = _target(pid, comm, uid, no_children, container)
+    start = time.monotonic()
+    path = load_pinned(target, filter, _pin_dir(pin_dir), ring_size, replace=replace)
+    typer.echo(f"swatch: tracing {target.label} (filter {filter}), pinned in {path} "
+               f"[{(time.monotonic() - start) * 1000:.0f} ms]. `swatch watch` to see events, "
+               "`swatch unload` to stop.")
+
+
+@app.command()
+@user_errors
+def watch(
+    json: bool = typer.Option(False, "--json", help="One JSON object per line (schema in the "
+                              "README)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write events to this "
+                                          "file instead of stdout."),
+    color: str = typer.Option("auto", "--color", help="auto | always | never"),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many "
+                                             "seconds."),
+    pin_dir: Optional[Path] = PinDir,
+) -> None:
+    """Stream the loaded tracer's events until Ctrl-C."""
+    session = PinnedSession.open(_pin_dir(pin_dir))
+    out = open(output, "wb") if output else sys.stdout.buffer
+    try:
+        use_color = not json and output is None and _use_color(color, sys.stdout)
+        with Streamer(session, out, json=json, color=use_color, notices=sys.stderr) as s:
+            end = time.monotonic() + duration if duration else None
+            try:
+                while end is None or time.monotonic() < end:
+                    s.pump(100)
+                    if not pin_dir_alive(_pin_dir(pin_dir)):
+                        typer.echo("swatch: the tracer was unloaded", err=True)
+                        break
+            except KeyboardInterrupt:
+                pass
+            s.finish()
+    finally:
+        if output:
+            out.close()
+        session.close()
+
+
+def pin_dir_alive(path: Path) -> bool:
+    return (path / "links").is_dir()
+
+
+@app.command()
+@user_errors
+def unload(pin_dir: Optional[Path] = PinDir) -> None:
+    """Detach and remove everything `swatch load` pinned. Safe to run twice."""
+    require_root()
+    path = _pin_dir(pin_dir)
+    if remove_pins(path):
+        typer.echo(f"swatch: unloaded (removed {path})")
+    else:
+        typer.echo(f"swatch: nothing loaded at {path}")
+
+
+@app.command()
+@user_errors
+def status(
+    json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    pin_dir: Optional[Path] = PinDir,
+) -> None:
+    """What is loaded: target, filter, traced pids, event and drop counters."""
+    require_root()
+    path = _pin_dir(pin_dir)
+    state = pin_status(path)
+    if state in ("absent", "absent-dir"):
+        if json:
+            typer.echo(jsonlib.dumps({"loaded": False, "pin_dir": str(path)}))
+        else:
+            typer.echo(f"swatch: nothing loaded at {path}")
+        return
+    if state != "loaded":
+        raise SwatchError(stale_message(path, state))
+    session = PinnedSession.open(path)
+    try:
+        meta = session.meta()
+        counters = session.counters()
+        streaming, consumer = session.state()
+        info = {
+            "loaded": True,
+            "pin_dir": str(path),
+            "target": ffi_str(meta.target_label),
+            "mode": MODE_NAMES.get(meta.mode, "?"),
+            "filter": ffi_str(meta.profile),
+            "loaded_at": time.strftime("%Y-%m-%d %H:%M:%S",
+                                       time.localtime(meta.load_time_ns / 1e9)),
+            "pids": session.pids() if meta.mode == 1 else [],
+            "ring_size": int(meta.ring_size),
+            "watching": consumer if streaming else None,
+            "events_emitted": counters.emitted,
+            "events_dropped": counters.dropped,
+            "syscalls_counted": sum(int(s["count"]) for s in session.syscall_stats().values()),
+        }
+    finally:
+        session.close()
+    if json:
+        typer.echo(jsonlib.dumps(info))
+        return
+    typer.echo(f"swatch: loaded at {info['pin_dir']} since {info['loaded_at']}")
+    typer.echo(f"  target     {info['target']} (filter {info['filter']})")
+    if info["pids"]:
+        typer.echo(f"  traced     {len(info['pids'])} process(es): "
+                   + " ".join(map(str, info["pids"][:20])))
+    typer.echo(f"  watching   {'pid ' + str(consumer) if streaming else 'no consumer attached'}")
+    typer.echo(f"  syscalls   {info['syscalls_counted']:,} counted")
+    typer.echo(f"  events     {counters.total_emitted:,} emitted, {counters.total_dropped:,} "
+               "dropped (ring buffer full)")
+
+
+def ffi_str(cdata: Any) -> str:
+    from .libbpf import to_bytes
+
+    return to_bytes(cdata).split(b"\0", 1)[0].decode(errors="replace")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@user_errors
+def run(
+    ctx: typer.Context,
+    filter: str = typer.Option("default", "--filter", "-f", help="Filter profile."),
+    json: bool = typer.Option(False, "--json", help="Events as JSON lines."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write events to a file."),
+    stats_only: bool = typer.Option(False, "--stats-only", help="Count in the kernel only; "
+                                    "stream no events."),
+    no_children: bool = typer.Option(False, "--no-children", help="Trace CMD only, not its "
+                                     "children."),
+    color: str = typer.Option("auto", "--color", help="auto | always | never"),
+    ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes."),
+) -> None:
+    """Run CMD traced from its first syscall: swatch run [OPTIONS] -- CMD [ARGS...]"""
+    from .launch import exit_code_for_shell, run_traced
+    from .summary import render_run_summary
+
+    argv = list(ctx.args)
+    require_root()
+    syscalls.profile(filter)
+    out = open(output, "wb") if output else sys.stdout.buffer
+    try:
+        use_color = not json and output is None and _use_color(color, sys.stdout)
+        result = run_traced(argv, profile=filter, json=json, out=out, stats_only=stats_only,
+                            follow_children=not no_children, color=use_color,
+                            notices=sys.stderr, ring_size=ring_size)
+    finally:
+        if output:
+            out.close()
+    sys.stderr.write(render_run_summary(argv, result))
+    sys.stderr.flush()
+    raise typer.Exit(exit_code_for_shell(result.exit_code))
+
+
+@app.command()
+def profiles() -> None:
+    """List the filter profiles and the syscalls each lets through."""
+    for name in syscalls.profile_names():
+        names = sorted(syscalls.profile(name))
+        shown = ", ".join(names) if len(names) <= 20 else f"{len(names)} syscalls"
+        typer.echo(f"{name:8} {syscalls.profile_description(name)}\n         {shown}")
+
+
+@app.command()
+def version() -> None:
+    """Print swatch's version."""
+    typer.echo(f"swatch {__version__}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,126 @@
+"""`swatch run -- CMD`: start CMD held before exec, trace it from its first syscall, clean up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import BinaryIO, TextIO
+
+from .errors import SwatchError
+from .stream import Streamer
+from .tracer import DEFAULT_RING_SIZE, LoadedTracer, Target
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    wall_s: float
+    delivered: int
+    dropped: int
+    emitted: int
+    tracer_stats: dict  # type: ignore[type-arg]
+    pid_stats: dict  # type: ignore[type-arg]
+
+
+def _held_child(path: str, argv: list[str]) -> tuple[int, int]:
+    """Fork a child that waits on a pipe, then execs; returns (pid, release fd)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: untraced until the parent releases it
+        try:
+            os.close(w)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if os.read(r, 1) != b"":
+                os._exit(126)
+            os.execv(path, argv)  # the pipe is O_CLOEXEC: exec is the first traced syscall
+        except BaseException as exc:  # noqa: BLE001 — nothing may escape a forked child
+            try:
+                os.write(2, f"swatch: cannot run {argv[0]}: {exc}\n".encode())
+            finally:
+                os._exit(127)
+    os.close(r)
+    return pid, w
+
+
+def run_traced(argv: list[str], profile: str = "default", json: bool = False,
+               out: BinaryIO | None = None, stats_only: bool = False,
+               follow_children: bool = True, color: bool = False,
+               notices: TextIO | None = None, ring_size: int = DEFAULT_RING_SIZE) -> RunResult:
+    if not argv:
+        raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
+    path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+    if not path or not os.access(path, os.X_OK):
+        raise SwatchError(f"command not found or not executable: {argv[0]}")
+    out = out if out is not None else sys.stdout.buffer
+    pid, release = _held_child(path, argv)
+    status: int | None = None
+    tracer = None
+    forwarded: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        forwarded.append(signum)
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        tracer = LoadedTracer.load(
+            Target(mode="pid", pid=pid, follow_children=follow_children,
+                   label=os.path.basename(argv[0])),
+            profile, ring_size=ring_size,
+        )
+        start = time.monotonic()
+        if stats_only:
+            os.close(release)
+            release = -1
+            _, status = os.waitpid(pid, 0)
+            delivered = dropped = 0
+        else:
+            with Streamer(tracer, out, json=json, color=color, notices=notices) as streamer:
+                os.close(release)
+                release = -1
+                while status is None:
+                    streamer.pump(100)
+                    wpid, wstatus = os.waitpid(pid, os.WNOHANG)
+                    if wpid:
+                        status = wstatus
+                streamer.finish()
+                delivered = streamer.delivered
+                dropped = streamer.dropped_during
+        wall = time.monotonic() - start
+        counters = tracer.counters()
+        return RunResult(
+            exit_code=os.waitstatus_to_exitcode(status) if status is not None else 1,
+            wall_s=wall,
+            delivered=delivered,
+            dropped=dropped if not stats_only else 0,
+            emitted=counters.total_emitted,
+            tracer_stats=tracer.syscall_stats(),
+            pid_stats=tracer.pid_stats(),
+        )
+    finally:
+        if release >= 0:
+            os.close(release)
+        if status is None:
+            # We failed before or while the child ran: never leave it behind.
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+        if tracer is not None:
+            tracer.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def exit_code_for_shell(code: int) -> int:
+    """waitstatus_to_exitcode gives -SIG for a signal death; a shell says 128+SIG."""
+    return 128 - code if code < 0 else code

@@ -1,0 +1,302 @@
+"""The one module that owns cffi and libbpf: objects, programs, links, maps, pins, ring buffer.
+
+Everything above this layer calls plain Python. libbpf 1.x returns NULL and sets errno, or
+returns a negative errno; either becomes a :class:`BpfError` that quotes libbpf's own message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ._libbpf import ffi, lib
+from .errors import BpfError
+
+lib.sw_log_install(1 if os.environ.get("SWATCH_DEBUG_LIBBPF") else 0)
+
+_BPF_ANY = 0
+NUM_CPUS = lib.libbpf_num_possible_cpus()
+
+
+def _log() -> str:
+    msg = ffi.string(lib.sw_log_last()).decode(errors="replace").strip()
+    return msg.splitlines()[-1] if msg else ""
+
+
+def _check(what: str, ret: int) -> int:
+    if ret < 0:
+        raise BpfError(what, -ret, _log())
+    return ret
+
+
+def _check_ptr(what: str, ptr):  # type: ignore[no-untyped-def]
+    if ptr == ffi.NULL:
+        raise BpfError(what, ffi.errno or 1, _log())
+    return ptr
+
+
+def new(ctype: str, init=None):  # type: ignore[no-untyped-def]
+    """A cffi struct/array, for callers that build map keys and values."""
+    return ffi.new(ctype, init)
+
+
+def sizeof(ctype: str) -> int:
+    return ffi.sizeof(ctype)
+
+
+def to_bytes(cdata, size: int | None = None) -> bytes:  # type: ignore[no-untyped-def]
+    return bytes(ffi.buffer(cdata, size) if size is not None else ffi.buffer(cdata))
+
+
+class MapFd:
+    """A map by file descriptor: the way both loaded objects and pinned maps are used."""
+
+    def __init__(self, name: str, fd: int, key_size: int, value_size: int, owned: bool) -> None:
+        self.name = name
+        self.fd = fd
+        self.key_size = key_size
+        self.value_size = value_size
+        self._owned = owned
+
+    @classmethod
+    def open_pinned(cls, path: str | Path, key_size: int, value_size: int) -> MapFd:
+        fd = lib.bpf_obj_get(str(path).encode())
+        if fd < 0:
+            raise BpfError(f"open pinned map {path}", ffi.errno or -fd, _log())
+        return cls(Path(path).name, fd, key_size, value_size, owned=True)
+
+    def close(self) -> None:
+        if self._owned and self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+
+    def lookup(self, key, value) -> bool:  # type: ignore[no-untyped-def]
+        """Fill ``value`` (cdata) from the entry at ``key`` (cdata); False if absent."""
+        ret = lib.bpf_map_lookup_elem(self.fd, key, value)
+        if ret < 0:
+            err = ffi.errno
+            if err == 2:  # ENOENT
+                return False
+            raise BpfError(f"lookup in map {self.name}", err, _log())
+        return True
+
+    def update(self, key, value, flags: int = _BPF_ANY) -> None:  # type: ignore[no-untyped-def]
+        if lib.bpf_map_update_elem(self.fd, key, value, flags) < 0:
+            raise BpfError(f"update map {self.name}", ffi.errno, _log())
+
+    def delete(self, key) -> bool:  # type: ignore[no-untyped-def]
+        if lib.bpf_map_delete_elem(self.fd, key) < 0:
+            if ffi.errno == 2:
+                return False
+            raise BpfError(f"delete from map {self.name}", ffi.errno, _log())
+        return True
+
+    def keys(self, ctype: str) -> Iterator:  # type: ignore[type-arg]
+        """Every key, as cdata of ``ctype`` (e.g. ``"uint32_t *"``)."""
+        prev = ffi.NULL
+        while True:
+            nxt = ffi.new(ctype)
+            if lib.bpf_map_get_next_key(self.fd, prev, nxt) < 0:
+                return
+            yield nxt
+            prev = nxt
+
+
+class Link:
+    def __init__(self, ptr, name: str) -> None:  # type: ignore[no-untyped-def]
+        self._ptr = ptr
+        self.name = name
+
+    @property
+    def fd(self) -> int:
+        return lib.bpf_link__fd(self._ptr)
+
+    def pin(self, path: str | Path) -> None:
+        _check(f"pin link {self.name} at {path}", lib.bpf_link__pin(self._ptr, str(path).encode()))
+
+    def destroy(self) -> None:
+        if self._ptr is not None:
+            lib.bpf_link__destroy(self._ptr)
+            self._ptr = None
+
+
+class Program:
+    def __init__(self, ptr) -> None:  # type: ignore[no-untyped-def]
+        self._ptr = ptr
+        self.name = ffi.string(lib.bpf_program__name(ptr)).decode()
+        self.section = ffi.string(lib.bpf_program__section_name(ptr)).decode()
+
+    def set_autoload(self, on: bool) -> None:
+        _check(f"set autoload of {self.name}", lib.bpf_program__set_autoload(self._ptr, on))
+
+    @property
+    def autoload(self) -> bool:
+        return bool(lib.bpf_program__autoload(self._ptr))
+
+    @property
+    def fd(self) -> int:
+        return lib.bpf_program__fd(self._ptr)
+
+    def attach(self) -> Link:
+        lib.sw_log_clear()
+        ptr = _check_ptr(f"attach {self.section} ({self.name})", lib.bpf_program__attach(self._ptr))
+        return Link(ptr, self.name)
+
+    def attach_cgroup(self, cgroup_fd: int) -> Link:
+        lib.sw_log_clear()
+        ptr = _check_ptr(
+            f"attach {self.section} ({self.name}) to a cgroup",
+            lib.bpf_program__attach_cgroup(self._ptr, cgroup_fd),
+        )
+        return Link(ptr, self.name)
+
+
+class BpfObject:
+    """An opened (then loaded) ``.bpf.o``. Close it to free the programs it did not pin."""
+
+    def __init__(self, path: str | Path) -> None:
+        if not Path(path).is_file():
+            raise BpfError(f"open BPF object {path}", 2, "run `make` to build it")
+        lib.sw_log_clear()
+        self.path = str(path)
+        self._ptr = _check_ptr(
+            f"open BPF object {path}", lib.bpf_object__open_file(self.path.encode(), ffi.NULL)
+        )
+        self.programs: dict[str, Program] = {}
+        prog = lib.bpf_object__next_program(self._ptr, ffi.NULL)
+        while prog != ffi.NULL:
+            p = Program(prog)
+            self.programs[p.name] = p
+            prog = lib.bpf_object__next_program(self._ptr, prog)
+        self._maps: dict[str, object] = {}
+        m = lib.bpf_object__next_map(self._ptr, ffi.NULL)
+        while m != ffi.NULL:
+            self._maps[ffi.string(lib.bpf_map__name(m)).decode()] = m
+            m = lib.bpf_object__next_map(self._ptr, m)
+
+    def map_names(self, internal: bool = False) -> list[str]:
+        return [n for n, m in self._maps.items() if internal or not lib.bpf_map__is_internal(m)]
+
+    def _map(self, name: str):  # type: ignore[no-untyped-def]
+        try:
+            return self._maps[name]
+        except KeyError:
+            raise BpfError(f"find map {name} in {self.path}", 2) from None
+
+    def set_rodata(self, value) -> None:  # type: ignore[no-untyped-def]
+        """Set the ``.rodata.cfg`` section: the program's ``const volatile`` config struct."""
+        for name, m in self._maps.items():
+            if name.endswith(".rodata.cfg"):
+                size = ffi.sizeof(value[0])
+                if lib.bpf_map__value_size(m) != size:
+                    raise BpfError(
+                        f".rodata of {self.path} is {lib.bpf_map__value_size(m)} bytes, "
+                        f"config is {size}",
+                        22,
+                    )
+                _check("set .rodata", lib.bpf_map__set_initial_value(m, value, size))
+                return
+        raise BpfError(f"find .rodata in {self.path}", 2)
+
+    def set_max_entries(self, name: str, n: int) -> None:
+        _check(f"resize map {name}", lib.bpf_map__set_max_entries(self._map(name), n))
+
+    def load(self) -> None:
+        lib.sw_log_clear()
+        _check(f"load {Path(self.path).name}", lib.bpf_object__load(self._ptr))
+
+    def map(self, name: str) -> MapFd:
+        m = self._map(name)
+        return MapFd(
+            name,
+            lib.bpf_map__fd(m),
+            lib.bpf_map__key_size(m),
+            lib.bpf_map__value_size(m),
+            owned=False,
+        )
+
+    def pin_map(self, name: str, path: str | Path) -> None:
+        _check(f"pin map {name} at {path}", lib.bpf_map__pin(self._map(name), str(path).encode()))
+
+    def close(self) -> None:
+        if self._ptr is not None:
+            lib.bpf_object__close(self._ptr)
+            self._ptr = None
+
+
+def obj_exists(path: str | Path) -> bool:
+    """True if ``path`` is a live BPF object in bpffs (not just a leftover name)."""
+    fd = lib.bpf_obj_get(str(path).encode())
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
+
+
+class RingConsumer:
+    """Drains a ring buffer in batches (C shim) and formats whole batches (C shim)."""
+
+    BATCH_BYTES = 4 << 20
+    OUT_BYTES = 8 << 20
+
+    def __init__(self, ring: MapFd) -> None:
+        self._c = _check_ptr(
+            "open ring buffer", lib.sw_consumer_new(ring.fd, self.BATCH_BYTES)
+        )
+        self._out = ffi.new("char[]", self.OUT_BYTES)
+        self._pos = ffi.new("size_t *")
+
+    def poll(self, timeout_ms: int) -> int:
+        """Wait for records, copy a batch out; returns how many records it holds."""
+        return _check("poll ring buffer", lib.sw_consumer_poll(self._c, timeout_ms))
+
+    def drain(self) -> int:
+        return _check("drain ring buffer", lib.sw_consumer_drain(self._c))
+
+    def delivered(self, ev_type: int) -> int:
+        return lib.sw_consumer_delivered(self._c, ev_type)
+
+    def batch(self) -> bytes:
+        return bytes(ffi.buffer(lib.sw_consumer_data(self._c), lib.sw_consumer_len(self._c)))
+
+    def format(self, mode: int, color: bool) -> Iterator[memoryview]:
+        """The current batch as text, in chunks (views valid until the next chunk)."""
+        data = lib.sw_consumer_data(self._c)
+        length = lib.sw_consumer_len(self._c)
+        self._pos[0] = 0
+        while self._pos[0] < length:
+            n = lib.sw_format(data, length, self._pos, mode, color, self._out, self.OUT_BYTES)
+            if n == 0:
+                break
+            yield memoryview(ffi.buffer(self._out, n))
+
+    def close(self) -> None:
+        if self._c is not None:
+            lib.sw_consumer_free(self._c)
+            self._c = None
+
+
+def set_format_tables(
+    syscalls: dict[int, tuple[str, int, int]], errnames: dict[int, str]
+) -> None:
+    """Tell the formatter each syscall's (name, verb, flags) and each errno's name."""
+    lib.sw_fmt_reset()
+    for nr, (name, verb, flags) in syscalls.items():
+        lib.sw_fmt_set_syscall(nr, name.encode(), verb, flags)
+    for err, name in errnames.items():
+        lib.sw_fmt_set_errno(err, name.encode())
+
+
+def set_format_clock(realtime_minus_monotonic_ns: int, utc_offset_s: int) -> None:
+    lib.sw_fmt_set_clock(realtime_minus_monotonic_ns, utc_offset_s)
+
+
+def set_cgroup_label(cgroup_id: int, label: str) -> None:
+    lib.sw_fmt_set_cgroup_label(cgroup_id, label.encode())
+
+
+def const(name: str) -> int:
+    """A ``#define`` from watcher.h or _shim.h."""
+    return getattr(lib, name)
+

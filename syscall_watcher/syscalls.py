@@ -1,0 +1,135 @@
+"""Syscall numbers (from the kernel's own table), their decoding rules and the filter profiles."""
+
+from __future__ import annotations
+
+import errno
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from .errors import SwatchError
+
+DATA = Path(__file__).resolve().parent / "data"
+
+VERBS = [
+    "GENERIC", "OPEN", "READ", "WRITE", "CLOSE", "SOCKET", "CONNECT", "BIND", "LISTEN",
+    "ACCEPT", "SPAWN", "DELETE", "RENAME", "MKDIR", "RMDIR", "CHDIR", "STAT", "EXEC",
+    "LINK", "KILL", "CHMOD", "DUP",
+]  # fmt: skip — the order of SW_VERB_* in _shim.h
+
+_NONE = 255
+_SC_ENABLED, _SC_BYTES_IN, _SC_BYTES_OUT, _SC_FD_AT_ENTER = 1, 2, 4, 8
+_SC_ADDRLEN_PTR, _SC_EXEC, _SC_CLONE3 = 16, 32, 64
+FMT_RET_FD, FMT_BYTES = 1, 2
+
+
+@dataclass(frozen=True)
+class SyscallRule:
+    """How one syscall is decoded (a row of data/syscalls.yaml)."""
+
+    name: str
+    nr: int
+    verb: str = "GENERIC"
+    path: int = _NONE
+    path2: int = _NONE
+    fd: int = _NONE
+    addr: int = _NONE
+    addrlen: int = _NONE
+    flags: int = 0
+    fmt_flags: int = 0
+
+    def info(self, enabled: bool) -> tuple[int, int, int, int, int, int]:
+        """The ``struct sw_syscall_info`` fields, in order."""
+        flags = self.flags | (_SC_ENABLED if enabled else 0)
+        return (flags, self.fd, self.path, self.path2, self.addr, self.addrlen)
+
+
+@cache
+def table() -> dict[str, int]:
+    """name → number for this architecture, generated from <asm/unistd_64.h> by `make`."""
+    path = DATA / "syscall_table.json"
+    try:
+        return json.loads(path.read_text())["syscalls"]
+    except FileNotFoundError:
+        raise SwatchError(f"{path} is missing: run `make` to generate it") from None
+
+
+@cache
+def names() -> dict[int, str]:
+    return {nr: name for name, nr in table().items()}
+
+
+@cache
+def rules() -> dict[int, SyscallRule]:
+    spec = yaml.safe_load((DATA / "syscalls.yaml").read_text())
+    out: dict[int, SyscallRule] = {}
+    for name, nr in table().items():
+        row = spec.get(name) or {}
+        flags = fmt = 0
+        if row.get("bytes") == "in":
+            flags |= _SC_BYTES_IN
+        if row.get("bytes") == "out":
+            flags |= _SC_BYTES_OUT
+        if row.get("bytes"):
+            fmt |= FMT_BYTES
+        if row.get("fd_at_enter"):
+            flags |= _SC_FD_AT_ENTER
+        if row.get("addrlen_ptr"):
+            flags |= _SC_ADDRLEN_PTR
+        if row.get("exec"):
+            flags |= _SC_EXEC
+        if row.get("clone3"):
+            flags |= _SC_CLONE3
+        if row.get("ret_fd"):
+            fmt |= FMT_RET_FD
+        out[nr] = SyscallRule(
+            name=name,
+            nr=nr,
+            verb=row.get("verb", "GENERIC"),
+            path=row.get("path", _NONE),
+            path2=row.get("path2", _NONE),
+            fd=row.get("fd", _NONE),
+            addr=row.get("addr", _NONE),
+            addrlen=row.get("addrlen", _NONE),
+            flags=flags,
+            fmt_flags=fmt,
+        )
+    return out
+
+
+def format_tables() -> tuple[dict[int, tuple[str, int, int]], dict[int, str]]:
+    sc = {nr: (r.name, VERBS.index(r.verb), r.fmt_flags) for nr, r in rules().items()}
+    return sc, dict(errno.errorcode)
+
+
+@cache
+def _profiles_doc() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((DATA / "profiles.yaml").read_text())
+
+
+def profile_names() -> list[str]:
+    return list(_profiles_doc()["profiles"])
+
+
+def profile_description(name: str) -> str:
+    return _profiles_doc()["profiles"][name].get("description", "")
+
+
+def profile(name: str) -> frozenset[str]:
+    """The syscall names a filter profile lets through as events."""
+    doc = _profiles_doc()
+    prof = doc["profiles"].get(name)
+    if prof is None:
+        raise SwatchError(
+            f"unknown filter profile {name!r}; valid profiles: {', '.join(profile_names())}"
+        )
+    if prof.get("all"):
+        return frozenset(table())
+    wanted = set(prof.get("syscalls", []))
+    for group in prof.get("groups", []):
+        wanted.update(doc["groups"][group])
+    # Names this architecture lacks (e.g. open on arm64) are simply absent.
+    return frozenset(n for n in wanted if n in table())

@@ -1,0 +1,427 @@
+"""The tracer's lifecycle: load (in-process or pinned), open pins, read counters, unload."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import libbpf, syscalls
+from .errors import BpfError, SwatchError
+from .libbpf import BpfObject, Link, MapFd, lib
+
+VERSION = 1
+DEFAULT_PIN_DIR = "/sys/fs/bpf/syscall_watcher"
+DEFAULT_RING_SIZE = 16 << 20
+
+# Program name → pin name under <pin dir>/links/
+PROGRAMS = {
+    "sw_sys_enter": "sys_enter",
+    "sw_sys_exit": "sys_exit",
+    "sw_exec": "sched_process_exec",
+    "sw_fork": "sched_process_fork",
+    "sw_exit": "sched_process_exit",
+}
+# Maps userspace opens later (pinned under <pin dir>/maps/), with their key/value C types.
+MAPS = {
+    "events": (None, None),
+    "pid_filter": ("uint32_t", "uint8_t"),
+    "cgroup_filter": ("uint64_t", "uint8_t"),
+    "syscall_info": ("uint32_t", "struct sw_syscall_info"),
+    "stats": ("uint32_t", "struct sw_stat"),
+    "pid_stats": ("uint32_t", "struct sw_pid_stat"),
+    "counters": ("uint32_t", "struct sw_counters"),
+    "state": ("uint32_t", "struct sw_state"),
+    "meta": ("uint32_t", "struct sw_meta"),
+}
+EV_NAMES = {1: "syscall", 2: "exec", 3: "fork", 4: "exit"}
+MODE_NAMES = {0: "all", 1: "pid", 2: "comm", 3: "uid", 4: "cgroup"}
+
+
+def pin_dir_default() -> Path:
+    return Path(os.environ.get("SWATCH_PIN_DIR", DEFAULT_PIN_DIR))
+
+
+def bpf_object_path() -> Path:
+    env = os.environ.get("SWATCH_BPF_OBJ")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "build" / "watcher.bpf.o"
+
+
+@dataclass
+class Target:
+    """Whom to trace. ``mode`` is one of MODE_NAMES."""
+
+    mode: str = "all"
+    pid: int = 0
+    comm: str = ""
+    uid: int = 0
+    cgroup_ids: tuple[int, ...] = ()
+    follow_children: bool = True
+    label: str = "system-wide"
+    exclude_pids: tuple[int, ...] = ()
+
+
+@dataclass
+class Counters:
+    emitted: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_emitted(self) -> int:
+        return sum(self.emitted.values())
+
+    @property
+    def total_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise SwatchError("must run as root: loading BPF programs needs CAP_BPF and CAP_PERFMON")
+
+
+def require_btf() -> None:
+    btf = os.environ.get("SWATCH_BTF_PATH", "/sys/kernel/btf/vmlinux")
+    if not os.path.exists(btf):
+        raise SwatchError(
+            f"this kernel exposes no BTF ({btf} is missing): swatch needs a kernel built "
+            "with CONFIG_DEBUG_INFO_BTF=y (5.8 or newer)"
+        )
+
+
+def ensure_bpffs(path: Path) -> None:
+    """Mount bpffs at /sys/fs/bpf if it is not (some kernels do not mount it at boot)."""
+    root = Path("/sys/fs/bpf")
+    if not str(path).startswith(str(root) + "/"):
+        return
+    with open("/proc/self/mounts") as f:
+        if any(line.split()[1] == str(root) and line.split()[2] == "bpf" for line in f):
+            return
+    if os.system(f"mount -t bpf bpf {root} 2>/dev/null") != 0:
+        raise SwatchError(f"bpffs is not mounted at {root} and mounting it failed")
+
+
+class Session:
+    """A tracer's maps, either from an object loaded by this process or from pins."""
+
+    def __init__(self, maps: dict[str, MapFd]) -> None:
+        self.maps = maps
+
+    # -- state in maps -------------------------------------------------------
+    def _one(self, name: str):  # type: ignore[no-untyped-def]
+        key_t, val_t = MAPS[name]
+        key = libbpf.new(f"{key_t} *", 0)
+        val = libbpf.new(f"{val_t} *")
+        if not self.maps[name].lookup(key, val):
+            raise SwatchError(f"map {name} has no entry 0")
+        return key, val
+
+    def meta(self):  # type: ignore[no-untyped-def]
+        return self._one("meta")[1]
+
+    def state(self) -> tuple[bool, int]:
+        st = self._one("state")[1]
+        return bool(st.streaming), int(st.consumer_pid)
+
+    def set_streaming(self, on: bool, consumer_pid: int) -> None:
+        key, st = self._one("state")
+        st.streaming = 1 if on else 0
+        st.consumer_pid = consumer_pid if on else 0
+        self.maps["state"].update(key, st)
+
+    def counters(self) -> Counters:
+        key = libbpf.new("uint32_t *", 0)
+        vals = libbpf.new("struct sw_counters[]", libbpf.NUM_CPUS)
+        self.maps["counters"].lookup(key, vals)
+        out = Counters()
+        for t, name in EV_NAMES.items():
+            out.emitted[name] = sum(vals[c].emitted[t] for c in range(libbpf.NUM_CPUS))
+            out.dropped[name] = sum(vals[c].dropped[t] for c in range(libbpf.NUM_CPUS))
+        return out
+
+    def pids(self) -> list[int]:
+        return sorted(int(k[0]) for k in self.maps["pid_filter"].keys("uint32_t *"))
+
+    def add_pid(self, pid: int) -> None:
+        self.maps["pid_filter"].update(libbpf.new("uint32_t *", pid), libbpf.new("uint8_t *", 1))
+
+    def remove_pid(self, pid: int) -> None:
+        self.maps["pid_filter"].delete(libbpf.new("uint32_t *", pid))
+
+    def syscall_stats(self) -> dict[int, dict[str, int | list[int]]]:
+        """Per syscall number: count, errors, bytes_in, bytes_out, total_ns, hist (summed over CPUs)."""
+        out: dict[int, dict[str, int | list[int]]] = {}
+        vals = libbpf.new("struct sw_stat[]", libbpf.NUM_CPUS)
+        key = libbpf.new("uint32_t *")
+        for nr in syscalls.names():
+            key[0] = nr
+            if not self.maps["stats"].lookup(key, vals):
+                continue
+            count = sum(vals[c].count for c in range(libbpf.NUM_CPUS))
+            if not count:
+                continue
+            out[nr] = {
+                "count": count,
+                "errors": sum(vals[c].errors for c in range(libbpf.NUM_CPUS)),
+                "bytes_in": sum(vals[c].bytes_in for c in range(libbpf.NUM_CPUS)),
+                "bytes_out": sum(vals[c].bytes_out for c in range(libbpf.NUM_CPUS)),
+                "total_ns": sum(vals[c].total_ns for c in range(libbpf.NUM_CPUS)),
+                "hist": [
+                    sum(vals[c].hist[b] for c in range(libbpf.NUM_CPUS))
+                    for b in range(lib.SW_HIST_BUCKETS)
+                ],
+            }
+        return out
+
+    def pid_stats(self) -> dict[int, dict[str, int | str]]:
+        out: dict[int, dict[str, int | str]] = {}
+        vals = libbpf.new("struct sw_pid_stat[]", libbpf.NUM_CPUS)
+        for key in list(self.maps["pid_stats"].keys("uint32_t *")):
+            if not self.maps["pid_stats"].lookup(key, vals):
+                continue
+            comm = max((bytes(libbpf.to_bytes(vals[c].comm)) for c in range(libbpf.NUM_CPUS)))
+            out[int(key[0])] = {
+                "comm": comm.split(b"\0", 1)[0].decode(errors="replace"),
+                "count": sum(vals[c].count for c in range(libbpf.NUM_CPUS)),
+                "errors": sum(vals[c].errors for c in range(libbpf.NUM_CPUS)),
+                "bytes_in": sum(vals[c].bytes_in for c in range(libbpf.NUM_CPUS)),
+                "bytes_out": sum(vals[c].bytes_out for c in range(libbpf.NUM_CPUS)),
+                "total_ns": sum(vals[c].total_ns for c in range(libbpf.NUM_CPUS)),
+            }
+        return out
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+
+
+class LoadedTracer(Session):
+    """A tracer this process loaded: owns the object and (until pinned) the links."""
+
+    def __init__(self, obj: BpfObject, links: dict[str, Link]) -> None:
+        super().__init__({name: obj.map(name) for name in MAPS})
+        self.obj = obj
+        self.links = links
+
+    @classmethod
+    def load(cls, target: Target, profile: str = "default", ring_size: int = DEFAULT_RING_SIZE,
+             wakeup_bytes: int | None = None) -> LoadedTracer:
+        require_root()
+        require_btf()
+        enabled = syscalls.profile(profile)  # validates the name before touching the kernel
+        if ring_size < 4096 or ring_size & (ring_size - 1):
+            raise SwatchError(f"ring buffer size {ring_size} must be a power of two >= 4096")
+        obj = BpfObject(bpf_object_path())
+        try:
+            cfg = libbpf.new("struct sw_config *")
+            cfg.mode = {v: k for k, v in MODE_NAMES.items()}[target.mode]
+            cfg.follow_children = 1 if target.follow_children else 0
+            cfg.target_uid = target.uid
+            cfg.wakeup_bytes = wakeup_bytes if wakeup_bytes is not None else min(
+                ring_size // 8, 256 << 10)
+            cfg.target_cgroup = target.cgroup_ids[0] if target.cgroup_ids else 0
+            cfg.target_comm = target.comm.encode()[: lib.SW_TASK_COMM_LEN - 1]
+            obj.set_rodata(cfg)
+            obj.set_max_entries("events", ring_size)
+            obj.load()
+            tracer = cls(obj, {})
+            tracer._fill(target, profile, enabled, ring_size)
+            for prog_name in PROGRAMS:
+                tracer.links[prog_name] = obj.programs[prog_name].attach()
+            if target.mode == "pid" and target.follow_children:
+                # Children forked before the fork hook was attached.
+                for pid in descendants(target.pid):
+                    tracer.add_pid(pid)
+            return tracer
+        except BaseException:
+            obj.close()
+            raise
+
+    def _fill(self, target: Target, profile: str, enabled: frozenset[str], ring_size: int) -> None:
+        info_map = self.maps["syscall_info"]
+        key = libbpf.new("uint32_t *")
+        info = libbpf.new("struct sw_syscall_info *")
+        for nr, rule in syscalls.rules().items():
+            if nr >= lib.SW_MAX_SYSCALLS:
+                continue
+            key[0] = nr
+            (info.flags, info.fd_arg, info.path_arg, info.path2_arg, info.addr_arg,
+             info.addrlen_arg) = rule.info(rule.name in enabled)
+            info_map.update(key, info)
+        if target.mode == "pid":
+            self.add_pid(target.pid)
+        else:
+            for pid in (os.getpid(), *target.exclude_pids):
+                self.add_pid(pid)
+        for cg in target.cgroup_ids:
+            self.maps["cgroup_filter"].update(libbpf.new("uint64_t *", cg),
+                                              libbpf.new("uint8_t *", 1))
+        meta = libbpf.new("struct sw_meta *")
+        meta.version = VERSION
+        meta.mode = {v: k for k, v in MODE_NAMES.items()}[target.mode]
+        meta.target_pid = target.pid
+        meta.target_uid = target.uid
+        meta.follow_children = 1 if target.follow_children else 0
+        meta.loader_pid = os.getpid()
+        meta.load_time_ns = time.time_ns()
+        meta.target_cgroup = target.cgroup_ids[0] if target.cgroup_ids else 0
+        meta.ring_size = ring_size
+        meta.target_comm = target.comm.encode()[:15]
+        meta.profile = profile.encode()[:31]
+        meta.target_label = target.label.encode()[:63]
+        self.maps["meta"].update(libbpf.new("uint32_t *", 0), meta)
+
+    def pin(self, pin_dir: Path) -> None:
+        """Pin maps and links so tracing outlives this process; all or nothing."""
+        ensure_bpffs(pin_dir)
+        try:
+            (pin_dir / "maps").mkdir(parents=True, exist_ok=False)
+            (pin_dir / "links").mkdir()
+            for name in MAPS:
+                self.obj.pin_map(name, pin_dir / "maps" / name)
+            for prog_name, link in self.links.items():
+                link.pin(pin_dir / "links" / PROGRAMS[prog_name])
+        except BaseException:
+            remove_pins(pin_dir)
+            raise
+
+    def close(self) -> None:
+        """Detach what is not pinned and free the object (pinned links stay attached)."""
+        super().close()
+        for link in self.links.values():
+            link.destroy()
+        self.links.clear()
+        self.obj.close()
+
+
+class PinnedSession(Session):
+    """The maps of a tracer loaded earlier by `swatch load`."""
+
+    @classmethod
+    def open(cls, pin_dir: Path) -> PinnedSession:
+        require_root()
+        status = pin_status(pin_dir)
+        if status == "absent":
+            raise SwatchError(
+                f"nothing is loaded (no pins in {pin_dir}); start with `swatch load --pid PID`"
+            )
+        if status != "loaded":
+            raise SwatchError(stale_message(pin_dir, status))
+        maps = {}
+        try:
+            for name in MAPS:
+                maps[name] = MapFd.open_pinned(pin_dir / "maps" / name, 0, 0)
+        except BpfError:
+            for m in maps.values():
+                m.close()
+            raise
+        session = cls(maps)
+        try:
+            meta = session.meta()
+        except SwatchError:
+            session.close()
+            raise
+        if meta.version != VERSION:
+            session.close()
+            raise SwatchError(
+                f"pins in {pin_dir} are from another swatch version ({meta.version}); "
+                f"run `swatch unload` first"
+            )
+        return session
+
+
+def pin_status(pin_dir: Path) -> str:
+    """'absent', 'loaded', or a description of what is wrong with the pins there."""
+    if not pin_dir.exists():
+        return "absent"
+    missing = [f"maps/{m}" for m in MAPS if not libbpf.obj_exists(pin_dir / "maps" / m)]
+    missing += [f"links/{p}" for p in PROGRAMS.values()
+                if not libbpf.obj_exists(pin_dir / "links" / p)]
+    if not missing:
+        return "loaded"
+    if len(missing) == len(MAPS) + len(PROGRAMS) and not any(pin_dir.rglob("*")):
+        return "absent-dir"
+    return "missing " + ", ".join(missing)
+
+
+def stale_message(pin_dir: Path, status: str) -> str:
+    return (f"stale pins in {pin_dir} ({status}): a previous load did not finish or was "
+            f"partly removed; run `swatch unload --pin-dir {pin_dir}` to clear them")
+
+
+def remove_pins(pin_dir: Path) -> bool:
+    """Unpin everything under pin_dir (detaches pinned links). Idempotent."""
+    if not pin_dir.exists():
+        return False
+    for sub in ("links", "maps"):
+        d = pin_dir / sub
+        if d.is_dir():
+            for p in d.iterdir():
+                p.unlink()
+            d.rmdir()
+    for leftover in sorted(pin_dir.rglob("*"), reverse=True):
+        if leftover.is_dir():
+            leftover.rmdir()
+        else:
+            leftover.unlink()
+    shutil.rmtree(pin_dir, ignore_errors=True)
+    if pin_dir.exists():
+        pin_dir.rmdir()
+    return True
+
+
+def load_pinned(target: Target, profile: str, pin_dir: Path, ring_size: int,
+                replace: bool = False) -> Path:
+    """`swatch load`: load, attach, pin, return; the kernel keeps tracing after we exit."""
+    require_root()
+    status = pin_status(pin_dir)
+    if status == "loaded" and not replace:
+        raise SwatchError(
+            f"swatch is already loaded (pins in {pin_dir}); `swatch unload` first, "
+            "or pass --replace"
+        )
+    if status not in ("absent", "loaded", "absent-dir") and not replace:
+        raise SwatchError(stale_message(pin_dir, status))
+    tracer = LoadedTracer.load(target, profile, ring_size)
+    try:
+        if status != "absent":
+            remove_pins(pin_dir)
+        tracer.pin(pin_dir)
+    finally:
+        tracer.close()
+    return pin_dir
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant process of pid, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def pid_exists(pid: int) -> bool:
+    return pid > 0 and os.path.isdir(f"/proc/{pid}")
+
+
+def iter_pids(pids: Iterable[int]) -> list[int]:
+    return [p for p in pids if pid_exists(p)]
