@@ -3,7 +3,7 @@ ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 TRIPLET := $(shell gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
 CLANG ?= clang
 BPFTOOL ?= bpftool
-PYTHON ?= python3
+PYTHON ?= /usr/bin/python3
 VENV := .venv
 SWATCH := $(VENV)/bin/swatch
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ivmlinux/$(ARCH) -Ibpf
@@ -23,7 +23,7 @@ SW_TARGET = $(if $(PID),--pid $(PID),)$(if $(CONTAINER),--container $(CONTAINER)
 
 .PHONY: all bpf deps venv demo test load watch unload status summary bench vmlinux clean
 
-all: bpf $(SYSCALL_TABLE) build/workloads/known
+all: bpf $(SYSCALL_TABLE) build/workloads/known build/workloads/storm
 
 bpf: $(BPF_OBJS)
 

@@ -30,6 +30,7 @@ def render_run_summary(argv: list[str], result) -> str:  # type: ignore[no-untyp
         f"{errors:,} errors",
         "swatch: top syscalls: "
         + ", ".join(f"{names.get(nr, nr)} {s['count']:,}" for nr, s in top),
-        f"swatch: events delivered={result.delivered} dropped={result.dropped}",
+        f"swatch: events delivered={result.delivered} dropped={result.dropped} "
+        f"emitted={result.emitted}",
     ]
     return "\n".join(lines) + "\n"

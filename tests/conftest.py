@@ -1,0 +1,123 @@
+"""Shared fixtures. Everything here runs as root against the real kernel: tests load the real
+BPF programs and assert on what the kernel reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SWATCH = str(Path(sys.executable).parent / "swatch")
+WORKLOADS = ROOT / "build" / "workloads"
+TEST_PIN_PREFIX = "/sys/fs/bpf/swatch-test-"
+OUR_PROGS = {"sw_sys_enter", "sw_sys_exit", "sw_exec", "sw_fork", "sw_exit"}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.geteuid() != 0:
+        pytest.exit("swatch's tests load BPF programs: run them as root (make test)", 2)
+    # A test run that was killed outright (SIGKILL) cannot run its teardown: clear its pins.
+    bpffs = Path("/sys/fs/bpf")
+    if bpffs.is_dir():
+        for d in bpffs.glob("swatch-test-*"):
+            subprocess.run([SWATCH, "unload", "--pin-dir", str(d)], capture_output=True)
+
+
+def swatch(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+           check: bool = False, **kw) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([SWATCH, *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"swatch {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def read_events(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def our_prog_ids() -> set[int]:
+    """IDs of loaded BPF programs named like ours, from the kernel's own list (bpftool)."""
+    out = subprocess.run(["bpftool", "prog", "list", "-j"], capture_output=True, text=True,
+                         check=True).stdout
+    return {p["id"] for p in json.loads(out or "[]") if p.get("name") in OUR_PROGS}
+
+
+def wait_for(cond, timeout: float = 5.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = cond()
+        if value:
+            return value
+        time.sleep(interval)
+    return cond()
+
+
+@pytest.fixture
+def pin_dir():  # type: ignore[no-untyped-def]
+    """A private pin dir, unloaded afterwards whatever happened."""
+    d = Path(f"{TEST_PIN_PREFIX}{uuid.uuid4().hex[:10]}")
+    yield d
+    subprocess.run([SWATCH, "unload", "--pin-dir", str(d)], capture_output=True)
+    assert not d.exists(), f"{d} left behind"
+
+
+@pytest.fixture
+def listener():  # type: ignore[no-untyped-def]
+    """A TCP listener on 127.0.0.1 that accepts connections and reads what they send."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    received: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                received.append(conn.recv(1024))
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1], received
+    srv.close()
+
+
+@pytest.fixture
+def workload():  # type: ignore[no-untyped-def]
+    def path(name: str) -> str:
+        p = WORKLOADS / name
+        assert p.exists(), f"{p} missing: run `make`"
+        return str(p)
+
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_programs():  # type: ignore[no-untyped-def]
+    """Every test must leave the kernel's program list as it found it."""
+    before = our_prog_ids()
+    yield
+    leaked = wait_for(lambda: not (our_prog_ids() - before), timeout=5)
+    assert leaked, f"BPF programs left loaded: {our_prog_ids() - before}"
+
+
+def which(name: str) -> str:
+    p = shutil.which(name)
+    assert p, f"{name} not installed"
+    return p
