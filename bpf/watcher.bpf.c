@@ -67,13 +67,6 @@ struct {
 } pid_filter SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__type(key, u64);
-	__type(value, u8);
-} cgroup_filter SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SW_MAX_SYSCALLS);
 	__type(key, u32);
@@ -152,13 +145,11 @@ static __always_inline bool traced(u64 pid_tgid)
 		if ((u32)bpf_get_current_uid_gid() != cfg.target_uid)
 			return false;
 		break;
-	case SW_TARGET_CGROUP: {
-		u64 cg = bpf_get_current_cgroup_id();
-
-		if (!bpf_map_lookup_elem(&cgroup_filter, &cg))
+	case SW_TARGET_CGROUP:
+		/* The container's cgroup or any cgroup below it. */
+		if (bpf_get_current_ancestor_cgroup_id(cfg.target_cgroup_level) != cfg.target_cgroup)
 			return false;
 		break;
-	}
 	case SW_TARGET_COMM: {
 		char comm[SW_TASK_COMM_LEN];
 

@@ -60,7 +60,7 @@ struct sw_config {
 	uint32_t mode;
 	uint32_t follow_children;
 	uint32_t target_uid;
-	uint32_t pad0;
+	uint32_t target_cgroup_level; /* depth of target_cgroup below the v2 root */
 	uint32_t wakeup_bytes;   /* wake the consumer once this much is queued */
 	uint32_t pad;
 	uint64_t target_cgroup;
@@ -180,6 +180,7 @@ struct sw_meta {
 	char target_comm[SW_TASK_COMM_LEN];
 	char profile[32];
 	char target_label[64];
+	char cgroup_path[256];   /* SW_TARGET_CGROUP: the v2 cgroup directory */
 };
 /* SW_CDEF_END */
 

@@ -153,7 +153,6 @@ void sw_fmt_reset(void)
 {
 	memset(sw_sc, 0, sizeof(sw_sc));
 	memset(sw_errname, 0, sizeof(sw_errname));
-	memset(sw_labels, 0, sizeof(sw_labels));
 }
 
 void sw_fmt_set_syscall(uint32_t nr, const char *name, uint8_t verb, uint8_t flags)

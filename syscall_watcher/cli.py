@@ -20,6 +20,7 @@ from .stream import Streamer
 from .tracer import (
     DEFAULT_RING_SIZE,
     MODE_NAMES,
+    MODE_IDS,
     PinnedSession,
     Target,
     load_pinned,
@@ -97,11 +98,12 @@ def _target(pid: Optional[int], comm: Optional[str], uid: Optional[str], no_chil
                 raise SwatchError(f"no such user: {uid}") from None
         return Target(mode="uid", uid=n, label=f"uid {n}")
     if container is not None:
-        from .containers import resolve_container
+        from .containers import cgroup_v2_root, resolve_container
 
         c = resolve_container(container)
-        return Target(mode="cgroup", cgroup_ids=(c.cgroup_id,),
-                      label=f"container {c.short_id} ({c.name})")
+        level = len(Path(c.cgroup_path).relative_to(cgroup_v2_root()).parts)
+        return Target(mode="cgroup", cgroup_id=c.cgroup_id, cgroup_level=level,
+                      cgroup_path=c.cgroup_path, label=f"container {c.short_id} ({c.name})")
     return Target(mode="all", label="system-wide")
 
 
@@ -153,14 +155,23 @@ def watch(
     out = open(output, "wb") if output else sys.stdout.buffer
     try:
         use_color = not json and output is None and _use_color(color, sys.stdout)
+        meta = session.meta()
+        cgroup_path = ffi_str(meta.cgroup_path)
+        if meta.mode == MODE_IDS["cgroup"]:
+            label_container_cgroups(cgroup_path, ffi_str(meta.target_label))
         with Streamer(session, out, json=json, color=use_color, notices=sys.stderr) as s:
             end = time.monotonic() + duration if duration else None
+            container_gone = False
             try:
                 while end is None or time.monotonic() < end:
                     s.pump(100)
                     if not pin_dir_alive(_pin_dir(pin_dir)):
                         typer.echo("swatch: the tracer was unloaded", err=True)
                         break
+                    if cgroup_path and not container_gone and not os.path.isdir(cgroup_path):
+                        container_gone = True
+                        typer.echo(f"swatch: {ffi_str(meta.target_label)} has exited; its "
+                                   "counts are kept (`swatch status`)", err=True)
             except KeyboardInterrupt:
                 pass
             s.finish()
@@ -168,6 +179,18 @@ def watch(
         if output:
             out.close()
         session.close()
+
+
+def label_container_cgroups(cgroup_path: str, label: str) -> None:
+    """Events from the container's cgroup (and those below it) carry its short ID and name."""
+    from .libbpf import set_cgroup_label
+
+    short = label.removeprefix("container ")
+    for d, _, _ in os.walk(cgroup_path):
+        try:
+            set_cgroup_label(os.stat(d).st_ino, short)
+        except OSError:
+            pass
 
 
 def pin_dir_alive(path: Path) -> bool:
@@ -279,6 +302,26 @@ def run(
     sys.stderr.write(render_run_summary(argv, result))
     sys.stderr.flush()
     raise typer.Exit(exit_code_for_shell(result.exit_code))
+
+
+@app.command()
+@user_errors
+def containers(json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """The running containers swatch can see: runtime, ID, name, cgroup."""
+    from .containers import list_containers
+
+    found = list_containers()
+    if json:
+        typer.echo(jsonlib.dumps([{"runtime": c.runtime, "id": c.id, "name": c.name,
+                                   "cgroup": c.cgroup_path, "cgroup_id": c.cgroup_id,
+                                   "pids": list(c.pids)} for c in found]))
+        return
+    if not found:
+        typer.echo("swatch: no running containers found")
+        return
+    typer.echo(f"{'RUNTIME':11} {'ID':12}  {'NAME':24} CGROUP")
+    for c in found:
+        typer.echo(f"{c.runtime:11} {c.short_id:12}  {c.name[:24]:24} {c.cgroup_path}")
 
 
 @app.command()

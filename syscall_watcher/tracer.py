@@ -29,7 +29,6 @@ PROGRAMS = {
 MAPS = {
     "events": (None, None),
     "pid_filter": ("uint32_t", "uint8_t"),
-    "cgroup_filter": ("uint64_t", "uint8_t"),
     "syscall_info": ("uint32_t", "struct sw_syscall_info"),
     "stats": ("uint32_t", "struct sw_stat"),
     "pid_stats": ("uint32_t", "struct sw_pid_stat"),
@@ -39,6 +38,7 @@ MAPS = {
 }
 EV_NAMES = {1: "syscall", 2: "exec", 3: "fork", 4: "exit"}
 MODE_NAMES = {0: "all", 1: "pid", 2: "comm", 3: "uid", 4: "cgroup"}
+MODE_IDS = {v: k for k, v in MODE_NAMES.items()}
 
 
 def pin_dir_default() -> Path:
@@ -60,7 +60,9 @@ class Target:
     pid: int = 0
     comm: str = ""
     uid: int = 0
-    cgroup_ids: tuple[int, ...] = ()
+    cgroup_id: int = 0
+    cgroup_level: int = 0
+    cgroup_path: str = ""
     follow_children: bool = True
     label: str = "system-wide"
     exclude_pids: tuple[int, ...] = ()
@@ -219,12 +221,13 @@ class LoadedTracer(Session):
         obj = BpfObject(bpf_object_path())
         try:
             cfg = libbpf.new("struct sw_config *")
-            cfg.mode = {v: k for k, v in MODE_NAMES.items()}[target.mode]
+            cfg.mode = MODE_IDS[target.mode]
             cfg.follow_children = 1 if target.follow_children else 0
             cfg.target_uid = target.uid
             cfg.wakeup_bytes = wakeup_bytes if wakeup_bytes is not None else min(
                 ring_size // 8, 256 << 10)
-            cfg.target_cgroup = target.cgroup_ids[0] if target.cgroup_ids else 0
+            cfg.target_cgroup = target.cgroup_id
+            cfg.target_cgroup_level = target.cgroup_level
             cfg.target_comm = target.comm.encode()[: lib.SW_TASK_COMM_LEN - 1]
             obj.set_rodata(cfg)
             obj.set_max_entries("events", ring_size)
@@ -258,22 +261,20 @@ class LoadedTracer(Session):
         else:
             for pid in (os.getpid(), *target.exclude_pids):
                 self.add_pid(pid)
-        for cg in target.cgroup_ids:
-            self.maps["cgroup_filter"].update(libbpf.new("uint64_t *", cg),
-                                              libbpf.new("uint8_t *", 1))
         meta = libbpf.new("struct sw_meta *")
         meta.version = VERSION
-        meta.mode = {v: k for k, v in MODE_NAMES.items()}[target.mode]
+        meta.mode = MODE_IDS[target.mode]
         meta.target_pid = target.pid
         meta.target_uid = target.uid
         meta.follow_children = 1 if target.follow_children else 0
         meta.loader_pid = os.getpid()
         meta.load_time_ns = time.time_ns()
-        meta.target_cgroup = target.cgroup_ids[0] if target.cgroup_ids else 0
+        meta.target_cgroup = target.cgroup_id
         meta.ring_size = ring_size
         meta.target_comm = target.comm.encode()[:15]
         meta.profile = profile.encode()[:31]
         meta.target_label = target.label.encode()[:63]
+        meta.cgroup_path = target.cgroup_path.encode()[:255]
         self.maps["meta"].update(libbpf.new("uint32_t *", 0), meta)
 
     def pin(self, pin_dir: Path) -> None:

@@ -415,3 +415,93 @@ def test_unknown_runtime_name() -> None:
 def test_module_has_no_cli_imports() -> None:
     source = Path(containers.__file__).read_text()
     assert "typer" not in source
+
+
+# --------------------------------------------------------------------------- tracing a container
+
+
+def _watch(pin_dir: Path, out: Path, seconds: float) -> subprocess.Popen:  # type: ignore[type-arg]
+    from conftest import SWATCH
+
+    return subprocess.Popen(
+        [SWATCH, "watch", "--json", "-o", str(out), "--duration", str(seconds),
+         "--pin-dir", str(pin_dir)],
+        stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_trace_container_by_name_exec_only(
+    sleeper: tuple[str, str], pin_dir: Path, tmp_path: Path
+) -> None:
+    from conftest import read_events, swatch
+
+    cid, name = sleeper
+    r = swatch("load", "--container", name, "--filter", "minimal", "--pin-dir", str(pin_dir))
+    assert r.returncode == 0, r.stderr
+    assert f"container {cid[:12]} ({name})" in r.stdout
+    out = tmp_path / "c.jsonl"
+    w = _watch(pin_dir, out, 4)
+    time.sleep(1.0)
+    docker("exec", cid, "cat", "/etc/hostname")  # started after load: still traced
+    host = subprocess.run(["cat", "/etc/hostname"], capture_output=True)  # never traced
+    assert host.returncode == 0
+    assert w.wait(timeout=20) == 0, w.stderr.read() if w.stderr else ""
+    ev = read_events(out)
+    opens = [e for e in ev if e.get("path") == "/etc/hostname"]
+    assert len(opens) == 1, opens
+    assert opens[0]["comm"] == "cat"
+    assert opens[0]["container"] == f"{cid[:12]} ({name})"
+    assert opens[0]["ret"] >= 0
+    assert all(e.get("container", "").startswith(cid[:12]) for e in ev)
+    assert host.returncode == 0 and not any(e["pid"] == os.getpid() for e in ev)
+
+
+def test_load_by_prefix_and_full_id(sleeper: tuple[str, str], pin_dir: Path) -> None:
+    from conftest import swatch
+
+    cid, name = sleeper
+    for ref in (cid, cid[:12]):
+        r = swatch("load", "--container", ref, "--replace", "--pin-dir", str(pin_dir))
+        assert r.returncode == 0, r.stderr
+        assert name in r.stdout
+
+
+def test_load_unknown_and_stopped_container(make_container: Callable[..., str],
+                                            pin_dir: Path) -> None:
+    from conftest import swatch
+
+    r = swatch("load", "--container", "no-such-container-xyz", "--pin-dir", str(pin_dir))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "no such container" in r.stderr
+    stopped = make_container("true", start=False)
+    r = swatch("load", "--container", stopped, "--pin-dir", str(pin_dir))
+    assert r.returncode == 1 and "not running" in r.stderr
+    assert not pin_dir.exists()
+
+
+def test_container_exit_while_traced(make_container: Callable[..., str], pin_dir: Path,
+                                     tmp_path: Path) -> None:
+    from conftest import read_events, swatch
+
+    cid = make_container("sh", "-c", "sleep 2; cat /etc/hostname; exit 7")
+    r = swatch("load", "--container", cid, "--filter", "minimal", "--pin-dir", str(pin_dir))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "exit.jsonl"
+    w = _watch(pin_dir, out, 6)
+    assert w.wait(timeout=20) == 0
+    err = w.stderr.read() if w.stderr else ""
+    assert "has exited" in err, err
+    ev = read_events(out)
+    assert any(e.get("path") == "/etc/hostname" for e in ev)
+    exits = [e for e in ev if e["type"] == "exit" and e.get("exit_code") == 7]
+    assert len(exits) == 1
+    st = swatch("status", "--json", "--pin-dir", str(pin_dir))
+    assert st.returncode == 0 and '"syscalls_counted": 0' not in st.stdout
+
+
+def test_containers_command_lists_sleeper(sleeper: tuple[str, str]) -> None:
+    from conftest import swatch
+
+    cid, name = sleeper
+    out = swatch("containers").stdout
+    assert cid[:12] in out and name in out
