@@ -23,7 +23,7 @@ SW_TARGET = $(if $(PID),--pid $(PID),)$(if $(CONTAINER),--container $(CONTAINER)
 
 .PHONY: all bpf deps venv demo test load watch unload status summary bench vmlinux clean
 
-all: bpf $(SYSCALL_TABLE) build/workloads/known build/workloads/storm
+all: bpf $(SYSCALL_TABLE) $(patsubst tests/workloads/%.c,build/workloads/%,$(wildcard tests/workloads/*.c))
 
 bpf: $(BPF_OBJS)
 

@@ -461,6 +461,7 @@ static __always_inline void account(u32 nr, u32 tgid, s64 ret, u64 dur, u8 flags
 		struct sw_pid_stat fresh = {};
 
 		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+		fresh.cgroup_id = bpf_get_current_cgroup_id();
 		bpf_map_update_elem(&pid_stats, &tgid, &fresh, BPF_NOEXIST);
 		ps = bpf_map_lookup_elem(&pid_stats, &tgid);
 		if (!ps)

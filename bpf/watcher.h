@@ -157,6 +157,7 @@ struct sw_pid_stat {
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 	uint64_t total_ns;
+	uint64_t cgroup_id;     /* the process's cgroup when first seen */
 	char comm[SW_TASK_COMM_LEN];
 };
 

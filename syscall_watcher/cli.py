@@ -306,6 +306,74 @@ def run(
 
 @app.command()
 @user_errors
+def summary(
+    interval: float = typer.Option(5.0, "--interval", "-i", help="Seconds between refreshes."),
+    once: bool = typer.Option(False, "--once", help="Print once and exit."),
+    json: bool = typer.Option(False, "--json", help="One JSON object per refresh."),
+    top: Optional[int] = typer.Option(None, "--top", "-n", help="Show only the first N rows."),
+    by: str = typer.Option("syscall", "--by", help="syscall | pid | container"),
+    sort: str = typer.Option("count", "--sort", help="count | errors | bytes_in | bytes_out | "
+                             "avg | p99 | name"),
+    pin_dir: Optional[Path] = PinDir,
+) -> None:
+    """Cumulative per-syscall (or per-process, per-container) counts, kept in the kernel."""
+    from .summary import BY, SORT_KEYS, container_rows, pid_rows, render_table, sort_rows
+    from .summary import syscall_rows
+
+    if by not in BY:
+        raise SwatchError(f"--by {by!r}: choose one of {', '.join(BY)}")
+    if sort not in SORT_KEYS:
+        raise SwatchError(f"--sort {sort!r}: choose one of {', '.join(SORT_KEYS)}")
+    if interval <= 0:
+        raise SwatchError("--interval must be positive")
+    session = PinnedSession.open(_pin_dir(pin_dir))
+    redraw = not once and not json and sys.stdout.isatty()
+    try:
+        while True:
+            meta = session.meta()
+            pid_stats = session.pid_stats()
+            if by == "syscall":
+                rows = syscall_rows(session.syscall_stats())
+            elif by == "pid":
+                rows = pid_rows(pid_stats)
+            else:
+                rows = container_rows(pid_stats)
+            rows = sort_rows(rows, sort)
+            target = ffi_str(meta.target_label)
+            if meta.mode == MODE_IDS["pid"] and len(pid_stats) > 1:
+                target += f" +{len(pid_stats) - 1} children"
+            counters = session.counters()
+            if json:
+                typer.echo(jsonlib.dumps({
+                    "target": ffi_str(meta.target_label), "by": by,
+                    "processes": len(pid_stats),
+                    "rows": [r.as_json() for r in (rows[:top] if top else rows)],
+                    "total": {k: sum(getattr(r, k) for r in rows)
+                              for k in ("count", "errors", "bytes_in", "bytes_out", "total_ns")},
+                    "events_emitted": counters.total_emitted,
+                    "events_dropped": counters.total_dropped,
+                }))
+            else:
+                every = "" if once else f" (every {interval:g}s)"
+                text = render_table(rows, by, f"swatch — cumulative stats{every} — {target}", top)
+                if counters.total_dropped:
+                    text += (f"events: {counters.total_emitted:,} emitted, "
+                             f"{counters.total_dropped:,} dropped (ring buffer full)\n")
+                if redraw:
+                    sys.stdout.write("\033[H\033[2J")
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            if once:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.close()
+
+
+@app.command()
+@user_errors
 def containers(json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """The running containers swatch can see: runtime, ID, name, cgroup."""
     from .containers import list_containers

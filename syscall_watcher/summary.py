@@ -1,36 +1,158 @@
-"""Tables of the in-kernel counters: the end-of-run summary and `swatch summary`."""
+"""Tables of the in-kernel counters: `swatch summary` and the end-of-run summary."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass
 
 from . import syscalls
+
+SORT_KEYS = ("count", "errors", "bytes_in", "bytes_out", "avg", "p99", "name")
+BY = ("syscall", "pid", "container")
+
+
+@dataclass
+class Row:
+    """One line of a summary table (a syscall, a process or a container)."""
+
+    name: str
+    count: int
+    errors: int
+    bytes_in: int
+    bytes_out: int
+    total_ns: int
+    p50_ns: int | None = None
+    p99_ns: int | None = None
+    pid: int | None = None
+
+    @property
+    def avg_ns(self) -> int:
+        return self.total_ns // self.count if self.count else 0
+
+    def as_json(self) -> dict:  # type: ignore[type-arg]
+        d = asdict(self)
+        d["avg_ns"] = self.avg_ns
+        return {k: v for k, v in d.items() if v is not None}
+
+
+def percentile_ns(hist: list[int], q: float) -> int:
+    """Upper bound of the log2 bucket holding the q-th quantile (bucket b: [2^b, 2^(b+1)) ns)."""
+    total = sum(hist)
+    if not total:
+        return 0
+    need = q * total
+    seen = 0
+    for b, n in enumerate(hist):
+        seen += n
+        if seen >= need:
+            return 1 << (b + 1)
+    return 1 << len(hist)
+
+
+def syscall_rows(stats: dict) -> list[Row]:  # type: ignore[type-arg]
+    names = syscalls.names()
+    rows = []
+    for nr, s in stats.items():
+        rows.append(Row(name=names.get(nr, f"nr{nr}"), count=s["count"], errors=s["errors"],
+                        bytes_in=s["bytes_in"], bytes_out=s["bytes_out"],
+                        total_ns=s["total_ns"], p50_ns=percentile_ns(s["hist"], 0.50),
+                        p99_ns=percentile_ns(s["hist"], 0.99)))
+    return rows
+
+
+def pid_rows(pid_stats: dict) -> list[Row]:  # type: ignore[type-arg]
+    return [Row(name=str(s["comm"]), pid=pid, count=int(s["count"]), errors=int(s["errors"]),
+                bytes_in=int(s["bytes_in"]), bytes_out=int(s["bytes_out"]),
+                total_ns=int(s["total_ns"])) for pid, s in pid_stats.items()]
+
+
+def container_rows(pid_stats: dict) -> list[Row]:  # type: ignore[type-arg]
+    """Processes grouped by the container whose cgroup they were in ("host" for the rest)."""
+    from .containers import container_of_cgroup_id
+
+    labels = container_of_cgroup_id({int(s["cgroup_id"]) for s in pid_stats.values()})
+    groups: dict[str, Row] = {}
+    for s in pid_stats.values():
+        short_name = labels.get(int(s["cgroup_id"]))
+        key = f"{short_name[0]} ({short_name[1]})" if short_name else "host"
+        row = groups.setdefault(key, Row(name=key, count=0, errors=0, bytes_in=0, bytes_out=0,
+                                         total_ns=0))
+        row.count += int(s["count"])
+        row.errors += int(s["errors"])
+        row.bytes_in += int(s["bytes_in"])
+        row.bytes_out += int(s["bytes_out"])
+        row.total_ns += int(s["total_ns"])
+    return list(groups.values())
+
+
+def sort_rows(rows: list[Row], key: str) -> list[Row]:
+    if key == "name":
+        return sorted(rows, key=lambda r: r.name)
+    if key == "avg":
+        return sorted(rows, key=lambda r: -r.avg_ns)
+    if key == "p99":
+        return sorted(rows, key=lambda r: -(r.p99_ns or 0))
+    return sorted(rows, key=lambda r: (-getattr(r, key), r.name))
 
 
 def human_bytes(n: int) -> str:
     if n <= 0:
         return "-"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def human_ns(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    if ns < 1_000:
+        return f"{ns}ns"
+    if ns < 1_000_000:
+        return f"{ns / 1e3:.1f}µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.1f}ms"
+    return f"{ns / 1e9:.2f}s"
+
+
+def render_table(rows: list[Row], by: str, title: str, top: int | None) -> str:
+    total = Row(name="TOTAL", count=sum(r.count for r in rows),
+                errors=sum(r.errors for r in rows), bytes_in=sum(r.bytes_in for r in rows),
+                bytes_out=sum(r.bytes_out for r in rows), total_ns=sum(r.total_ns for r in rows))
+    shown = rows[:top] if top else rows
+    first = {"syscall": "SYSCALL", "pid": "PID     COMM", "container": "CONTAINER"}[by]
+    width = max([len(first), 14] + [len(_label(r, by)) for r in shown])
+    lines = [f"=== {title} ===",
+             f"{first:<{width}} {'COUNT':>10} {'ERRORS':>8} {'BYTES IN':>10} {'BYTES OUT':>10} "
+             f"{'AVG':>8} {'P50':>8} {'P99':>8}"]
+    for r in [*shown, total]:
+        if r is total:
+            lines.append("-" * len(lines[1]))
+        lines.append(
+            f"{_label(r, by):<{width}} {r.count:>10,} {r.errors:>8,} "
+            f"{human_bytes(r.bytes_in):>10} {human_bytes(r.bytes_out):>10} "
+            f"{human_ns(r.avg_ns if r.count else None):>8} "
+            f"{human_ns(r.p50_ns) if r is not total else '':>8} "
+            f"{human_ns(r.p99_ns) if r is not total else '':>8}".rstrip())
+    if top and len(rows) > top:
+        lines.insert(-2, f"... {len(rows) - top} more (--top)")
+    return "\n".join(lines) + "\n"
+
+
+def _label(r: Row, by: str) -> str:
+    return f"{r.pid:<7} {r.name}" if by == "pid" else r.name
 
 
 def render_run_summary(argv: list[str], result) -> str:  # type: ignore[no-untyped-def]
-    """The few lines `swatch run` prints to stderr when CMD has exited."""
-    stats = result.tracer_stats
-    total = sum(s["count"] for s in stats.values())
-    errors = sum(s["errors"] for s in stats.values())
-    names = syscalls.names()
-    top = sorted(stats.items(), key=lambda kv: -kv[1]["count"])[:8]
-    lines = [
-        f"swatch: {os.path.basename(argv[0])} exited with code {result.exit_code} after "
-        f"{result.wall_s:.2f}s; {len(result.pid_stats)} process(es), {total:,} syscalls, "
-        f"{errors:,} errors",
-        "swatch: top syscalls: "
-        + ", ".join(f"{names.get(nr, nr)} {s['count']:,}" for nr, s in top),
-        f"swatch: events delivered={result.delivered} dropped={result.dropped} "
-        f"emitted={result.emitted}",
-    ]
-    return "\n".join(lines) + "\n"
+    """What `swatch run` prints to stderr when CMD has exited."""
+    rows = sort_rows(syscall_rows(result.tracer_stats), "count")
+    errors = sum(r.errors for r in rows)
+    title = (f"swatch — {os.path.basename(argv[0])} exited with code {result.exit_code} after "
+             f"{result.wall_s:.2f}s — {len(result.pid_stats)} process(es)")
+    return (render_table(rows, "syscall", title, top=15)
+            + f"swatch: {sum(r.count for r in rows):,} syscalls, {errors:,} errors\n"
+            + f"swatch: events delivered={result.delivered} dropped={result.dropped} "
+              f"emitted={result.emitted}\n")

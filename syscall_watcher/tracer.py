@@ -194,6 +194,7 @@ class Session:
                 "bytes_in": sum(vals[c].bytes_in for c in range(libbpf.NUM_CPUS)),
                 "bytes_out": sum(vals[c].bytes_out for c in range(libbpf.NUM_CPUS)),
                 "total_ns": sum(vals[c].total_ns for c in range(libbpf.NUM_CPUS)),
+                "cgroup_id": max(vals[c].cgroup_id for c in range(libbpf.NUM_CPUS)),
             }
         return out
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from conftest import SWATCH, swatch
 from syscall_watcher.cli import app
 
-COMMANDS = ["load", "watch", "unload", "status", "run", "profiles", "version"]
+COMMANDS = ["load", "watch", "unload", "status", "run", "summary", "containers", "profiles", "version"]
 
 
 def test_every_command_has_help() -> None:
