@@ -36,7 +36,7 @@ struct pending {
 	u64 ts;                 /* 0 = no syscall in flight */
 	u64 args[8];            /* 6 used; 8 so that an index masked with 7 stays inside */
 	u32 nr;
-	u32 pad;
+	u32 args_ok;            /* args[] were read at sys_enter (a consumer was streaming) */
 };
 
 struct enter_name {
@@ -407,32 +407,36 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		if (!p)
 			return 0;
 	}
-	regs = (struct pt_regs *)ctx->args[0];
 	p->nr = nr;
-	p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
-	p->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
-	p->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
-	p->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
-	p->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
-	p->args[5] = SW_SYSCALL_ARG6(regs);
-
+	p->args_ok = 0;
 	if (nr < SW_MAX_SYSCALLS) {
 		struct sw_syscall_info *info = bpf_map_lookup_elem(&syscall_info, &nr);
 
-		/* close: the name is gone by sys_exit, so take it now. */
-		if (info && (info->flags & SW_SC_FD_AT_ENTER) && (info->flags & SW_SC_ENABLED) &&
-		    info->fd_arg < 6 && streaming()) {
-			struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-			struct enter_name *en;
-			struct enter_name blank = {};
-			bool trunc = false;
-			int n;
+		/* Arguments matter only for events: skip reading them when nobody streams. */
+		if (info && (info->flags & SW_SC_ENABLED) && streaming()) {
+			regs = (struct pt_regs *)ctx->args[0];
+			p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+			p->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
+			p->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+			p->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
+			p->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
+			p->args[5] = SW_SYSCALL_ARG6(regs);
+			p->args_ok = 1;
+			/* close: the name is gone by sys_exit, so take it now. */
+			if ((info->flags & SW_SC_FD_AT_ENTER) && info->fd_arg < 6) {
+				struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+				struct enter_name *en;
+				struct enter_name blank = {};
+				bool trunc = false;
+				int n;
 
-			if (s && !bpf_map_update_elem(&enter_names, &tid, &blank, BPF_ANY) &&
-			    (en = bpf_map_lookup_elem(&enter_names, &tid))) {
-				n = fd_name(p->args[info->fd_arg & 7], en->name, s->pathbuf, &en->kind, &trunc);
-				en->len = n < 0 ? 0xffff : n;
-				en->trunc = trunc;
+				if (s && !bpf_map_update_elem(&enter_names, &tid, &blank, BPF_ANY) &&
+				    (en = bpf_map_lookup_elem(&enter_names, &tid))) {
+					n = fd_name(p->args[info->fd_arg & 7], en->name, s->pathbuf,
+						    &en->kind, &trunc);
+					en->len = n < 0 ? 0xffff : n;
+					en->trunc = trunc;
+				}
 			}
 		}
 	}
@@ -444,18 +448,21 @@ static __always_inline void account(u32 nr, u32 tgid, s64 ret, u64 dur, u8 flags
 {
 	struct sw_stat *s = bpf_map_lookup_elem(&stats, &nr);
 	struct sw_pid_stat *ps = bpf_map_lookup_elem(&pid_stats, &tgid);
+	bool err = ret < 0 && ret > -4096;
 	u64 in = ret > 0 && (flags & SW_SC_BYTES_IN) ? ret : 0;
 	u64 out = ret > 0 && (flags & SW_SC_BYTES_OUT) ? ret : 0;
-	u32 b = log2_u64(dur);
 
+	/* Atomic: these per-CPU slots can be shared by a preempted task on the same CPU. */
 	if (s) {
 		__sync_fetch_and_add(&s->count, 1);
-		if (ret < 0 && ret > -4096)
-			__sync_fetch_and_add(&s->errors, 1);
-		__sync_fetch_and_add(&s->bytes_in, in);
-		__sync_fetch_and_add(&s->bytes_out, out);
 		__sync_fetch_and_add(&s->total_ns, dur);
-		__sync_fetch_and_add(&s->hist[b & (SW_HIST_BUCKETS - 1)], 1);
+		__sync_fetch_and_add(&s->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)], 1);
+		if (err)
+			__sync_fetch_and_add(&s->errors, 1);
+		if (in)
+			__sync_fetch_and_add(&s->bytes_in, in);
+		if (out)
+			__sync_fetch_and_add(&s->bytes_out, out);
 	}
 	if (!ps) {
 		struct sw_pid_stat fresh = {};
@@ -468,11 +475,13 @@ static __always_inline void account(u32 nr, u32 tgid, s64 ret, u64 dur, u8 flags
 			return;
 	}
 	__sync_fetch_and_add(&ps->count, 1);
-	if (ret < 0 && ret > -4096)
-		__sync_fetch_and_add(&ps->errors, 1);
-	__sync_fetch_and_add(&ps->bytes_in, in);
-	__sync_fetch_and_add(&ps->bytes_out, out);
 	__sync_fetch_and_add(&ps->total_ns, dur);
+	if (err)
+		__sync_fetch_and_add(&ps->errors, 1);
+	if (in)
+		__sync_fetch_and_add(&ps->bytes_in, in);
+	if (out)
+		__sync_fetch_and_add(&ps->bytes_out, out);
 }
 
 SEC("raw_tp/sys_exit")
@@ -489,8 +498,7 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	s64 ret;
 	bool trunc = false;
 
-	if (!traced(id))
-		return 0;
+	/* Only traced threads have a syscall in flight: this lookup is the filter. */
 	p = bpf_map_lookup_elem(&pending, &tid);
 	if (!p || !p->ts)
 		return 0;
@@ -506,7 +514,7 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	account(nr, id >> 32, ret, dur, info->flags);
 
-	if (!(info->flags & SW_SC_ENABLED) || !streaming())
+	if (!(info->flags & SW_SC_ENABLED) || !p->args_ok || !streaming())
 		return 0;
 	if ((info->flags & SW_SC_EXEC) && ret == 0)
 		return 0; /* the EXEC event reports it, with the new image's argv */
