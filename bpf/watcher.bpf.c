@@ -131,6 +131,17 @@ struct {
 
 static const u32 zero = 0;
 
+/* The entry at key, created from init if absent (NULL only if the map is full). */
+static __always_inline void *lookup_or_init(void *map, const void *key, const void *init)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+
+	if (v)
+		return v;
+	bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
 /* Called first by every program: is the current task one we trace?
  * pid_filter holds the traced processes in SW_TARGET_PID mode; in the other
  * modes it holds processes to leave out (swatch's own consumers). */
@@ -392,21 +403,15 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tid = (u32)id;
 	struct pt_regs *regs;
-	struct pending *p;
+	struct pending *p, fresh = {};
 	u32 nr;
 
 	if (!traced(id))
 		return 0;
 	nr = ctx->args[1];
-	p = bpf_map_lookup_elem(&pending, &tid);
-	if (!p) {
-		struct pending fresh = {};
-
-		bpf_map_update_elem(&pending, &tid, &fresh, BPF_NOEXIST);
-		p = bpf_map_lookup_elem(&pending, &tid);
-		if (!p)
-			return 0;
-	}
+	p = lookup_or_init(&pending, &tid, &fresh);
+	if (!p)
+		return 0;
 	p->nr = nr;
 	p->args_ok = 0;
 	if (nr < SW_MAX_SYSCALLS) {
@@ -464,13 +469,12 @@ static __always_inline void account(u32 nr, u32 tgid, s64 ret, u64 dur, u8 flags
 		if (out)
 			__sync_fetch_and_add(&s->bytes_out, out);
 	}
-	if (!ps) {
+	if (!ps) { /* first syscall of this process: name it once */
 		struct sw_pid_stat fresh = {};
 
 		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
 		fresh.cgroup_id = bpf_get_current_cgroup_id();
-		bpf_map_update_elem(&pid_stats, &tgid, &fresh, BPF_NOEXIST);
-		ps = bpf_map_lookup_elem(&pid_stats, &tgid);
+		ps = lookup_or_init(&pid_stats, &tgid, &fresh);
 		if (!ps)
 			return;
 	}

@@ -24,6 +24,9 @@ _NONE = 255
 _SC_ENABLED, _SC_BYTES_IN, _SC_BYTES_OUT, _SC_FD_AT_ENTER = 1, 2, 4, 8
 _SC_ADDRLEN_PTR, _SC_EXEC, _SC_CLONE3 = 16, 32, 64
 FMT_RET_FD, FMT_BYTES = 1, 2
+# data/syscalls.yaml's boolean keys → struct sw_syscall_info.flags bits
+_BOOL_FLAGS = {"fd_at_enter": _SC_FD_AT_ENTER, "addrlen_ptr": _SC_ADDRLEN_PTR, "exec": _SC_EXEC,
+               "clone3": _SC_CLONE3}
 
 
 @dataclass(frozen=True)
@@ -68,23 +71,9 @@ def rules() -> dict[int, SyscallRule]:
     out: dict[int, SyscallRule] = {}
     for name, nr in table().items():
         row = spec.get(name) or {}
-        flags = fmt = 0
-        if row.get("bytes") == "in":
-            flags |= _SC_BYTES_IN
-        if row.get("bytes") == "out":
-            flags |= _SC_BYTES_OUT
-        if row.get("bytes"):
-            fmt |= FMT_BYTES
-        if row.get("fd_at_enter"):
-            flags |= _SC_FD_AT_ENTER
-        if row.get("addrlen_ptr"):
-            flags |= _SC_ADDRLEN_PTR
-        if row.get("exec"):
-            flags |= _SC_EXEC
-        if row.get("clone3"):
-            flags |= _SC_CLONE3
-        if row.get("ret_fd"):
-            fmt |= FMT_RET_FD
+        flags = sum(bit for key, bit in _BOOL_FLAGS.items() if row.get(key))
+        flags |= {"in": _SC_BYTES_IN, "out": _SC_BYTES_OUT}.get(row.get("bytes", ""), 0)
+        fmt = (FMT_BYTES if row.get("bytes") else 0) | (FMT_RET_FD if row.get("ret_fd") else 0)
         out[nr] = SyscallRule(
             name=name,
             nr=nr,
