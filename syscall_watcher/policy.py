@@ -1,0 +1,537 @@
+"""Enforcement policies: the line format, its YAML form, and the built-in policies.
+
+Line format (``*.policy`` and anything not ending in ``.yaml``/``.yml``)::
+
+    # comment                      a '#' token starts a comment that runs to the end of the line
+    block <op> [op ...]            deny <op> everywhere
+    protect <path> <op> [op ...]   deny <op> only on <path> and everything under it
+
+YAML form (``*.yaml`` / ``*.yml``)::
+
+    description: optional text
+    block: [connect, socket]
+    protect:
+      - {path: /etc, ops: [write, unlink]}
+
+Both forms give the same :class:`Policy`. Every mistake raises :class:`PolicyError`
+(a :class:`~syscall_watcher.errors.SwatchError`) whose message is one line,
+``file:line:column: what was wrong; expected ...``.
+
+Protected paths are stored the way the kernel reports them to BPF programs: absolute, with
+symlinks, ``.``, ``..``, repeated and trailing slashes resolved (``os.path.realpath``), so a rule
+matches the kernel's resolved path of the file an operation touches.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import yaml
+
+from syscall_watcher.errors import SwatchError
+
+#: Every operation a policy can name, in bit order: ``OPERATIONS[i]`` is bit ``1 << i`` of an
+#: operation mask. The BPF side uses the same bits; never reorder, only append.
+OPERATIONS: tuple[str, ...] = (
+    "exec",
+    "file_open",
+    "connect",
+    "socket",
+    "bind",
+    "listen",
+    "kill",
+    "unlink",
+    "rename",
+    "mkdir",
+    "rmdir",
+    "read",
+    "write",
+    "fork",
+)
+
+#: Operation name -> its bit in an operation mask.
+OP_BITS: dict[str, int] = {op: 1 << i for i, op in enumerate(OPERATIONS)}
+
+#: Operations whose kernel hook sees a file, so a ``protect`` rule can scope them to a path.
+#: The others (network, kill, fork) have no path to compare and are only valid in ``block``.
+PATH_OPERATIONS: frozenset[str] = frozenset(
+    {"exec", "file_open", "unlink", "rename", "mkdir", "rmdir", "read", "write"}
+)
+
+#: The most ``protect`` paths one policy may hold (size of the BPF side's path arrays).
+SW_POLICY_MAX_PATHS = 16
+
+#: Room for one protected path in the BPF side's path array, including the terminating NUL.
+SW_POLICY_PATH_MAX = 256
+
+#: Where the built-in policies live (``load_policy("no-network")``).
+BUILTIN_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+
+POLICY_SUFFIXES = (".policy", ".yaml", ".yml")
+_YAML_SUFFIXES = (".yaml", ".yml")
+_YAML_KEYS = ("description", "block", "protect")
+_PROTECT_KEYS = ("path", "ops")
+_STR_TAG = "tag:yaml.org,2002:str"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_PLAIN_TAGS = frozenset(
+    "tag:yaml.org,2002:" + t for t in ("str", "seq", "map", "int", "float", "bool", "null")
+)
+
+
+class PolicyError(SwatchError):
+    """A policy file is wrong. ``str(err)`` is ``file:line:column: problem; expected ...``."""
+
+    def __init__(self, source: str, line: int, column: int, problem: str, expected: str) -> None:
+        self.source = source
+        self.line = line
+        self.column = column
+        self.problem = problem
+        self.expected = expected
+        super().__init__(f"{source}:{line}:{column}: {problem}; expected {expected}")
+
+
+@dataclass(frozen=True)
+class ProtectRule:
+    """Deny ``ops`` on ``path`` and everything under it.
+
+    ``path`` is the kernel-resolved form used for matching; ``written`` is the path as the policy
+    spelled it (the first spelling, when several resolve to the same place).
+    """
+
+    path: str
+    ops: frozenset[str]
+    written: str = ""
+
+    @property
+    def mask(self) -> int:
+        return ops_mask(self.ops)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed policy: operations denied everywhere, and operations denied under paths."""
+
+    name: str
+    source: str
+    blocks: frozenset[str]
+    protects: tuple[ProtectRule, ...]
+    description: str = ""
+
+    @property
+    def block_mask(self) -> int:
+        return ops_mask(self.blocks)
+
+    @property
+    def operations(self) -> frozenset[str]:
+        """Every operation this policy denies somewhere."""
+        ops = set(self.blocks)
+        for rule in self.protects:
+            ops |= rule.ops
+        return frozenset(ops)
+
+
+def ops_mask(ops: Iterable[str]) -> int:
+    """The bit mask (bits from :data:`OPERATIONS`) of ``ops``."""
+    mask = 0
+    for op in ops:
+        bit = OP_BITS.get(op)
+        if bit is None:
+            raise SwatchError(f"unknown operation {op!r}; expected one of {', '.join(OPERATIONS)}")
+        mask |= bit
+    return mask
+
+
+def mask_ops(mask: int) -> frozenset[str]:
+    """The operations whose bits are set in ``mask`` (inverse of :func:`ops_mask`)."""
+    if mask < 0 or mask >> len(OPERATIONS):
+        raise SwatchError(f"operation mask {mask:#x} has bits beyond {OPERATIONS[-1]!r}")
+    return frozenset(op for op, bit in OP_BITS.items() if mask & bit)
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+class _Builder:
+    """Collects rules from either syntax, merging duplicates, and checks each as it arrives."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.blocks: set[str] = set()
+        self.paths: dict[str, tuple[str, set[str]]] = {}  # resolved -> (as written, ops)
+        self.description = ""
+
+    def fail(self, line: int, column: int, problem: str, expected: str) -> NoReturn:
+        raise PolicyError(self.source, line, column, problem, expected)
+
+    def op(self, name: str, line: int, column: int, *, for_path: bool) -> str:
+        if name not in OP_BITS:
+            hint = difflib.get_close_matches(name, OPERATIONS, n=1)
+            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            self.fail(
+                line,
+                column,
+                f"unknown operation {name!r}{did_you_mean}",
+                f"one of {', '.join(OPERATIONS)}",
+            )
+        if for_path and name not in PATH_OPERATIONS:
+            self.fail(
+                line,
+                column,
+                f"operation {name!r} has no path, so protect cannot scope it",
+                f"one of {', '.join(op for op in OPERATIONS if op in PATH_OPERATIONS)}"
+                f" (use 'block {name}' to deny it everywhere)",
+            )
+        return name
+
+    def path(self, written: str, line: int, column: int) -> str:
+        if not written.startswith("/"):
+            self.fail(line, column, f"relative path {written!r}", "an absolute path such as /etc")
+        if "\0" in written:
+            self.fail(line, column, "path contains a NUL byte", "an absolute path such as /etc")
+        try:
+            resolved = os.path.realpath(written, strict=True)
+        except (OSError, ValueError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            self.fail(
+                line,
+                column,
+                f"path {written!r} cannot be used: {reason}",
+                "an existing file or directory",
+            )
+        if len(resolved.encode()) >= SW_POLICY_PATH_MAX:
+            self.fail(
+                line,
+                column,
+                f"path {resolved!r} is {len(resolved.encode())} bytes long",
+                f"at most {SW_POLICY_PATH_MAX - 1} bytes (SW_POLICY_PATH_MAX)",
+            )
+        return resolved
+
+    def add_block(self, op: str) -> None:
+        self.blocks.add(op)
+
+    def add_protect(
+        self, written: str, resolved: str, ops: Iterable[str], line: int, column: int
+    ) -> None:
+        if resolved in self.paths:
+            self.paths[resolved][1].update(ops)
+            return
+        if len(self.paths) >= SW_POLICY_MAX_PATHS:
+            self.fail(
+                line,
+                column,
+                f"too many protected paths: {written!r} would be number {len(self.paths) + 1}",
+                f"at most {SW_POLICY_MAX_PATHS} distinct paths (SW_POLICY_MAX_PATHS)",
+            )
+        spelled = "/" + os.path.normpath(written).lstrip("/")  # normpath keeps a leading '//'
+        self.paths[resolved] = (spelled, set(ops))
+
+    def build(self, name: str) -> Policy:
+        if not self.blocks and not self.paths:
+            self.fail(1, 1, "the policy has no rules", "at least one 'block' or 'protect' rule")
+        return Policy(
+            name=name,
+            source=self.source,
+            blocks=frozenset(self.blocks),
+            protects=tuple(
+                ProtectRule(path=resolved, ops=frozenset(ops), written=written)
+                for resolved, (written, ops) in self.paths.items()
+            ),
+            description=self.description,
+        )
+
+
+def _policy_name(source: str) -> str:
+    name = Path(source).name
+    for suffix in POLICY_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+# --------------------------------------------------------------------------- line format
+
+_BLOCK_USAGE = "'block <op> [op ...]'"
+_PROTECT_USAGE = "'protect <path> <op> [op ...]'"
+
+
+def _tokens(line: str) -> list[tuple[str, int]]:
+    """Whitespace-separated words with their 1-based columns, up to a word starting with '#'."""
+    words: list[tuple[str, int]] = []
+    i, n = 0, len(line)
+    while i < n:
+        if line[i].isspace():
+            i += 1
+            continue
+        start = i
+        while i < n and not line[i].isspace():
+            i += 1
+        word = line[start:i]
+        if word.startswith("#"):
+            break
+        words.append((word, start + 1))
+    return words
+
+
+def _header_comment(lines: list[str]) -> str:
+    """The comment block at the top of a line-format file, without its '#' markers."""
+    out: list[str] = []
+    for line in lines:
+        stripped = line.strip()
+        if not stripped.startswith("#"):
+            break
+        out.append(stripped[1:].removeprefix(" ").rstrip())
+    return "\n".join(out).strip()
+
+
+def parse_lines(text: str, source: str) -> Policy:
+    """Parse the line format. ``source`` names the file in error messages."""
+    builder = _Builder(source)
+    lines = text.splitlines()
+    builder.description = _header_comment(lines)
+    for lineno, line in enumerate(lines, start=1):
+        words = _tokens(line)
+        if not words:
+            continue
+        (directive, dcol), args = words[0], words[1:]
+        if directive == "block":
+            if not args:
+                builder.fail(
+                    lineno, dcol + len(directive), "'block' without an operation", _BLOCK_USAGE
+                )
+            for op, col in args:
+                builder.add_block(builder.op(op, lineno, col, for_path=False))
+        elif directive == "protect":
+            if not args:
+                builder.fail(
+                    lineno,
+                    dcol + len(directive),
+                    "'protect' without a path or operations",
+                    _PROTECT_USAGE,
+                )
+            (written, pcol), op_words = args[0], args[1:]
+            if not op_words:
+                builder.fail(
+                    lineno,
+                    pcol + len(written),
+                    f"'protect {written}' without operations",
+                    _PROTECT_USAGE,
+                )
+            resolved = builder.path(written, lineno, pcol)
+            ops = [builder.op(op, lineno, col, for_path=True) for op, col in op_words]
+            builder.add_protect(written, resolved, ops, lineno, pcol)
+        else:
+            hint = difflib.get_close_matches(directive, ("block", "protect"), n=1)
+            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            builder.fail(
+                lineno,
+                dcol,
+                f"unknown directive {directive!r}{did_you_mean}",
+                f"{_BLOCK_USAGE}, {_PROTECT_USAGE} or a '#' comment",
+            )
+    return builder.build(_policy_name(source))
+
+
+# --------------------------------------------------------------------------- YAML form
+
+
+def _pos(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _yaml_str(builder: _Builder, node: yaml.Node, what: str) -> str:
+    if not isinstance(node, yaml.ScalarNode) or node.tag != _STR_TAG:
+        kind = _yaml_kind(node)
+        builder.fail(*_pos(node), f"{kind} where {what} belongs", what)
+    return str(node.value)
+
+
+def _yaml_kind(node: yaml.Node) -> str:
+    if node.tag not in _PLAIN_TAGS:
+        return f"a value tagged {node.tag!r}"
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if node.tag == _STR_TAG:
+        return f"the string {node.value!r}"
+    return f"the value {node.value!r}"
+
+
+def _is_list(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG
+
+
+def _is_mapping(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG
+
+
+def _items(builder: _Builder, node: yaml.Node, what: str) -> list[yaml.Node]:
+    """A list's items, or a lone value as a list of one (a tagged list is neither)."""
+    if _is_list(node):
+        return list(node.value)
+    if isinstance(node, yaml.SequenceNode):
+        builder.fail(*_pos(node), f"{_yaml_kind(node)} where {what} belongs", what)
+    return [node]
+
+
+def _yaml_ops(builder: _Builder, node: yaml.Node, *, for_path: bool, usage: str) -> list[str]:
+    """An operation list: ``[a, b]`` or a single ``a``."""
+    items = _items(builder, node, "a list of operation names")
+    if not items:
+        builder.fail(*_pos(node), "an empty operation list", usage)
+    return [
+        builder.op(_yaml_str(builder, item, "an operation name"), *_pos(item), for_path=for_path)
+        for item in items
+    ]
+
+
+def _yaml_protect_entry(builder: _Builder, entry: yaml.Node) -> None:
+    usage = "a mapping like {path: /etc, ops: [write, unlink]}"
+    if not _is_mapping(entry):
+        builder.fail(*_pos(entry), f"{_yaml_kind(entry)} in the protect list", usage)
+    fields: dict[str, yaml.Node] = {}
+    for key_node, value_node in entry.value:
+        key = _yaml_str(builder, key_node, "'path' or 'ops'")
+        if key not in _PROTECT_KEYS:
+            builder.fail(
+                *_pos(key_node), f"unknown key {key!r} in a protect entry", "'path' or 'ops'"
+            )
+        if key in fields:
+            builder.fail(*_pos(key_node), f"a second {key!r} in one protect entry", usage)
+        fields[key] = value_node
+    if "path" not in fields:
+        builder.fail(*_pos(entry), "a protect entry without 'path'", usage)
+    path_node = fields["path"]
+    written = _yaml_str(builder, path_node, "an absolute path")
+    if "ops" not in fields:
+        builder.fail(*_pos(entry), f"a protect entry for {written!r} without 'ops'", usage)
+    resolved = builder.path(written, *_pos(path_node))
+    ops = _yaml_ops(builder, fields["ops"], for_path=True, usage="'ops: [<op>, ...]'")
+    builder.add_protect(written, resolved, ops, *_pos(path_node))
+
+
+def parse_yaml(text: str, source: str) -> Policy:
+    """Parse the YAML form. ``source`` names the file in error messages."""
+    builder = _Builder(source)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = err.problem or err.context or "invalid YAML"
+        builder.fail(
+            line, col, f"invalid YAML: {problem}", "a YAML mapping with 'block' and/or 'protect'"
+        )
+    except yaml.YAMLError as err:  # ReaderError: a character YAML does not allow
+        position = getattr(err, "position", None)
+        line, col = (1, 1)
+        if isinstance(position, int):
+            before = text[:position]
+            line = before.count("\n") + 1
+            col = position - (before.rfind("\n") + 1) + 1
+        builder.fail(line, col, f"invalid YAML: {getattr(err, 'reason', err)}", "printable text")
+    except RecursionError:
+        builder.fail(1, 1, "YAML nested too deeply", "a YAML mapping with 'block' and/or 'protect'")
+    if root is None:
+        return builder.build(_policy_name(source))
+    if not _is_mapping(root):
+        builder.fail(
+            *_pos(root),
+            f"{_yaml_kind(root)} at the top level",
+            "a mapping with 'block' and/or 'protect'",
+        )
+    expected_keys = ", ".join(repr(k) for k in _YAML_KEYS)
+    for key_node, value_node in root.value:
+        key = _yaml_str(builder, key_node, f"one of {expected_keys}")
+        if key == "description":
+            builder.description = _yaml_str(builder, value_node, "a description string").strip()
+        elif key == "block":
+            for op in _yaml_ops(builder, value_node, for_path=False, usage="'block: [<op>, ...]'"):
+                builder.add_block(op)
+        elif key == "protect":
+            entries = _items(builder, value_node, "a list of protect entries")
+            if not entries:
+                builder.fail(
+                    *_pos(value_node),
+                    "an empty protect list",
+                    "'protect: [{path: <path>, ops: [<op>, ...]}]'",
+                )
+            for entry in entries:
+                _yaml_protect_entry(builder, entry)
+        else:
+            hint = difflib.get_close_matches(key, _YAML_KEYS, n=1)
+            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            builder.fail(
+                *_pos(key_node), f"unknown key {key!r}{did_you_mean}", f"one of {expected_keys}"
+            )
+    return builder.build(_policy_name(source))
+
+
+# --------------------------------------------------------------------------- files and built-ins
+
+
+def is_yaml_source(source: str | os.PathLike[str]) -> bool:
+    return str(source).endswith(_YAML_SUFFIXES)
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    """Parse ``text`` in the syntax ``source``'s suffix selects (YAML for .yaml/.yml)."""
+    return parse_yaml(text, source) if is_yaml_source(source) else parse_lines(text, source)
+
+
+def read_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read and parse one policy file."""
+    source = os.fspath(path)
+    try:
+        data = Path(source).read_bytes()
+    except OSError as err:
+        raise SwatchError(f"{source}: cannot read the policy: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        before = data[: err.start]
+        line = before.count(b"\n") + 1
+        col = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
+        raise PolicyError(
+            source, line, col, f"byte {data[err.start]:#04x} is not UTF-8", "UTF-8 text"
+        ) from None
+    return parse_policy(text, source)
+
+
+def builtin_policies() -> dict[str, Path]:
+    """Built-in policy name -> file."""
+    if not BUILTIN_POLICY_DIR.is_dir():
+        return {}
+    return {
+        _policy_name(p.name): p
+        for p in sorted(BUILTIN_POLICY_DIR.iterdir())
+        if p.is_file() and p.name.endswith(POLICY_SUFFIXES)
+    }
+
+
+def load_policy(path_or_name: str | os.PathLike[str]) -> Policy:
+    """Load a policy file, or a built-in policy by name (``no-network``, ``no-exec``, ...).
+
+    Anything with a '/' or a policy suffix is a path; a bare word is a built-in name first,
+    and a file in the current directory only if no built-in has that name.
+    """
+    arg = os.fspath(path_or_name)
+    looks_like_path = os.sep in arg or arg.endswith(POLICY_SUFFIXES)
+    if not looks_like_path:
+        builtin = builtin_policies().get(arg)
+        if builtin is not None:
+            return read_policy(builtin)
+        if not os.path.isfile(arg):
+            names = ", ".join(builtin_policies()) or "none installed"
+            raise SwatchError(
+                f"no built-in policy or policy file named {arg!r}; "
+                f"expected a path or one of: {names}"
+            )
+    return read_policy(arg)
