@@ -16,7 +16,9 @@
 
 /* ---------------------------------------------------------------- consumer */
 
-#define SW_STOP_BATCH 1 /* our callback's "batch full" return, never an errno */
+/* Our callback's "batch full" return. libbpf stops only on a negative return and hands
+ * it back from ring_buffer__poll(), so it must be negative and never a real -errno. */
+#define SW_STOP_BATCH (-100000)
 
 struct sw_consumer {
 	struct ring_buffer *rb;
@@ -41,6 +43,8 @@ static int sw_on_sample(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(*h) || h->size > size)
 		return 0;
+	if (c->len + padded > c->cap) /* cannot happen: we stop with room for the largest */
+		abort();
 	memcpy(c->buf + c->len, data, size);
 	c->len += padded;
 	c->records++;
@@ -89,7 +93,7 @@ void sw_consumer_free(struct sw_consumer *c)
 
 static int sw_batch_result(struct sw_consumer *c, int err)
 {
-	if (err == SW_STOP_BATCH || err == -SW_STOP_BATCH || err >= 0 || err == -EINTR)
+	if (err == SW_STOP_BATCH || err >= 0 || err == -EINTR)
 		return c->records;
 	return err;
 }

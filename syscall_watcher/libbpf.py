@@ -241,9 +241,8 @@ class RingConsumer:
     OUT_BYTES = 8 << 20
 
     def __init__(self, ring: MapFd) -> None:
-        self._c = _check_ptr(
-            "open ring buffer", lib.sw_consumer_new(ring.fd, self.BATCH_BYTES)
-        )
+        batch = int(os.environ.get("SWATCH_BATCH_BYTES", self.BATCH_BYTES))
+        self._c = _check_ptr("open ring buffer", lib.sw_consumer_new(ring.fd, batch))
         self._out = ffi.new("char[]", self.OUT_BYTES)
         self._pos = ffi.new("size_t *")
 

@@ -29,3 +29,25 @@ def test_storm_drops_are_accounted_exactly(tmp_path: Path, workload) -> None:  #
     getppid = [e for e in events if e.get("syscall") == "getppid"]
     assert len(getppid) <= calls
     assert re.search(rf"^getppid\s+{calls:,}\s", proc.stderr, re.M), proc.stderr
+
+
+def test_full_batches_are_handed_over_whole(workload) -> None:  # type: ignore[no-untyped-def]
+    """A consumer that falls behind fills its batch: it must stop there, not overrun it
+    (regression: a positive 'stop' return was ignored by libbpf and the batch overflowed).
+    The batch is shrunk to 16 KiB so that every poll fills it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as d:
+        out = Path(d) / "big.jsonl"
+        proc = swatch("run", "--filter", "all", "--json", "-o", str(out), "--",
+                      workload("storm"), "getppid", "1000000", timeout=300,
+                      env={"SWATCH_BATCH_BYTES": "16384"})
+        assert proc.returncode == 0, proc.stderr
+        m = re.search(r"events delivered=(\d+) dropped=(\d+) emitted=(\d+)", proc.stderr)
+        assert m, proc.stderr
+        delivered, dropped, emitted = map(int, m.groups())
+        assert emitted == delivered + dropped
+        with open(out, "rb") as f:
+            lines = sum(1 for line in f if not line.startswith(b'{"type":"lost"'))
+        assert lines == delivered
+        assert delivered >= 1_000_000 - dropped
