@@ -73,10 +73,12 @@ struct {
 	__type(value, struct sw_syscall_info);
 } syscall_info SEC(".maps");
 
+/* Per-thread syscall in flight: task-local storage is a pointer away from the task,
+ * much cheaper than a hash lookup on both sides of every syscall. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 32768);
-	__type(key, u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct pending);
 } pending SEC(".maps");
 
@@ -403,13 +405,14 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tid = (u32)id;
 	struct pt_regs *regs;
-	struct pending *p, fresh = {};
+	struct pending *p;
 	u32 nr;
 
 	if (!traced(id))
 		return 0;
 	nr = ctx->args[1];
-	p = lookup_or_init(&pending, &tid, &fresh);
+	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!p)
 		return 0;
 	p->nr = nr;
@@ -503,7 +506,7 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	bool trunc = false;
 
 	/* Only traced threads have a syscall in flight: this lookup is the filter. */
-	p = bpf_map_lookup_elem(&pending, &tid);
+	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
 	if (!p || !p->ts)
 		return 0;
 	ts = p->ts;
@@ -688,11 +691,11 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sw_exit, struct task_struct *task)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	u32 tid = (u32)id, tgid = id >> 32;
+	u32 tgid = id >> 32;
 	struct sw_exit_event ev = {};
 	int code;
 
-	bpf_map_delete_elem(&pending, &tid);
+	/* (the thread's pending entry goes with its task_struct) */
 	if (!traced(id))
 		return 0;
 	if (BPF_CORE_READ(task, signal, live.counter) > 0)
