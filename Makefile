@@ -82,6 +82,7 @@ summary: venv
 
 bench: all venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+	$(VENV)/bin/python bench/decoder.py
 
 clean:
 	rm -rf build syscall_watcher/_libbpf*.so syscall_watcher/_libbpf.c $(SYSCALL_TABLE)
