@@ -505,3 +505,19 @@ def test_containers_command_lists_sleeper(sleeper: tuple[str, str]) -> None:
     cid, name = sleeper
     out = swatch("containers").stdout
     assert cid[:12] in out and name in out
+
+
+def test_summary_by_container(sleeper: tuple[str, str], pin_dir: Path) -> None:
+    import json
+
+    from conftest import swatch
+
+    cid, name = sleeper
+    assert swatch("load", "--container", name, "--pin-dir", str(pin_dir)).returncode == 0
+    docker("exec", cid, "cat", "/etc/hostname")
+    doc = json.loads(swatch("summary", "--once", "--json", "--by", "container",
+                            "--pin-dir", str(pin_dir)).stdout)
+    rows = {r["name"]: r for r in doc["rows"]}
+    assert f"{cid[:12]} ({name})" in rows, rows
+    assert rows[f"{cid[:12]} ({name})"]["count"] > 0
+    assert "host" not in rows  # only the container's processes are counted
