@@ -6,7 +6,7 @@ BPFTOOL ?= bpftool
 PYTHON ?= /usr/bin/python3
 VENV := .venv
 SWATCH := $(VENV)/bin/swatch
-BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ivmlinux/$(ARCH) -Ibpf
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ivmlinux/$(ARCH) -Ibpf
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,build/%.bpf.o,$(BPF_SRCS))
 SYSCALL_HEADER := /usr/include/$(TRIPLET)/asm/unistd_64.h

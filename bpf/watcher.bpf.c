@@ -68,6 +68,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct sw_pid_range);
+} pid_range SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SW_MAX_SYSCALLS);
 	__type(key, u32);
 	__type(value, struct sw_syscall_info);
@@ -144,6 +151,35 @@ static __always_inline void *lookup_or_init(void *map, const void *key, const vo
 	return bpf_map_lookup_elem(map, key);
 }
 
+/* A compare against the range of traced tgids (array lookups are inlined: no call). */
+static __always_inline bool in_pid_range(u32 tgid)
+{
+	struct sw_pid_range *r = bpf_map_lookup_elem(&pid_range, &zero);
+
+	return r && tgid >= r->lo && tgid <= r->hi;
+}
+
+/* Widen the range to take in a new child; lock-free, retried if another CPU raced us. */
+static __always_inline void widen_pid_range(u32 tgid)
+{
+	struct sw_pid_range *r = bpf_map_lookup_elem(&pid_range, &zero);
+
+	if (!r)
+		return;
+	for (int i = 0; i < 64; i++) {
+		u32 lo = r->lo;
+
+		if (tgid >= lo || __sync_val_compare_and_swap(&r->lo, lo, tgid) == lo)
+			break;
+	}
+	for (int i = 0; i < 64; i++) {
+		u32 hi = r->hi;
+
+		if (tgid <= hi || __sync_val_compare_and_swap(&r->hi, hi, tgid) == hi)
+			break;
+	}
+}
+
 /* Called first by every program: is the current task one we trace?
  * pid_filter holds the traced processes in SW_TARGET_PID mode; in the other
  * modes it holds processes to leave out (swatch's own consumers). */
@@ -153,7 +189,7 @@ static __always_inline bool traced(u64 pid_tgid)
 
 	switch (cfg.mode) {
 	case SW_TARGET_PID:
-		return bpf_map_lookup_elem(&pid_filter, &tgid) != NULL;
+		return in_pid_range(tgid) && bpf_map_lookup_elem(&pid_filter, &tgid) != NULL;
 	case SW_TARGET_UID:
 		if ((u32)bpf_get_current_uid_gid() != cfg.target_uid)
 			return false;
@@ -506,6 +542,8 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	bool trunc = false;
 
 	/* Only traced threads have a syscall in flight: this lookup is the filter. */
+	if (cfg.mode == SW_TARGET_PID && !in_pid_range(id >> 32))
+		return 0;
 	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
 	if (!p || !p->ts)
 		return 0;
@@ -676,6 +714,7 @@ int BPF_PROG(sw_fork, struct task_struct *parent, struct task_struct *child)
 	if (cfg.mode == SW_TARGET_PID && cfg.follow_children) {
 		u8 one = 1;
 
+		widen_pid_range(child_tgid); /* before the child can make a syscall */
 		bpf_map_update_elem(&pid_filter, &child_tgid, &one, BPF_ANY);
 	}
 	if (!streaming())

@@ -78,6 +78,13 @@ struct sw_syscall_info {
 	uint8_t pad[2];
 };
 
+/* SW_TARGET_PID: every traced tgid lies in [lo, hi] (array map "pid_range"), so most
+ * untraced tasks are turned away by two compares before any hash lookup. */
+struct sw_pid_range {
+	uint32_t lo;
+	uint32_t hi;
+};
+
 /* Runtime state, written by userspace (array map "state", one entry). */
 struct sw_state {
 	uint32_t streaming;     /* a consumer is attached: emit events */

@@ -29,6 +29,7 @@ PROGRAMS = {
 MAPS = {
     "events": (None, None),
     "pid_filter": ("uint32_t", "uint8_t"),
+    "pid_range": ("uint32_t", "struct sw_pid_range"),
     "syscall_info": ("uint32_t", "struct sw_syscall_info"),
     "stats": ("uint32_t", "struct sw_stat"),
     "pid_stats": ("uint32_t", "struct sw_pid_stat"),
@@ -150,6 +151,12 @@ class Session:
         return sorted(int(k[0]) for k in self.maps["pid_filter"].keys("uint32_t *"))
 
     def add_pid(self, pid: int) -> None:
+        key, rng = self._one("pid_range")
+        if rng.lo > rng.hi:  # empty
+            rng.lo = rng.hi = pid
+        else:
+            rng.lo, rng.hi = min(rng.lo, pid), max(rng.hi, pid)
+        self.maps["pid_range"].update(key, rng)
         self.maps["pid_filter"].update(libbpf.new("uint32_t *", pid), libbpf.new("uint8_t *", 1))
 
     def remove_pid(self, pid: int) -> None:
@@ -257,6 +264,8 @@ class LoadedTracer(Session):
             (info.flags, info.fd_arg, info.path_arg, info.path2_arg, info.addr_arg,
              info.addrlen_arg) = rule.info(rule.name in enabled)
             info_map.update(key, info)
+        empty = libbpf.new("struct sw_pid_range *", {"lo": 0xFFFFFFFF, "hi": 0})
+        self.maps["pid_range"].update(libbpf.new("uint32_t *", 0), empty)
         if target.mode == "pid":
             self.add_pid(target.pid)
         else:
