@@ -12,7 +12,7 @@ BPF_OBJS := $(patsubst bpf/%.bpf.c,build/%.bpf.o,$(BPF_SRCS))
 SYSCALL_HEADER := /usr/include/$(TRIPLET)/asm/unistd_64.h
 SYSCALL_TABLE := syscall_watcher/data/syscall_table.json
 APT_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev gcc make \
-	python3 python3-venv python3-dev pkg-config iproute2 strace
+	python3 python3-venv python3-dev pkg-config iproute2 strace procps util-linux
 STAMP := build/.stamp
 
 PID ?=
