@@ -496,17 +496,19 @@ static __always_inline void account(u32 nr, u32 tgid, s64 ret, u64 dur, u8 flags
 	u64 in = ret > 0 && (flags & SW_SC_BYTES_IN) ? ret : 0;
 	u64 out = ret > 0 && (flags & SW_SC_BYTES_OUT) ? ret : 0;
 
-	/* Atomic: these per-CPU slots can be shared by a preempted task on the same CPU. */
+	/* Plain adds are exact: these are per-CPU slots written only by this program, and the
+	 * kernel never runs one raw_tp program twice at once on a CPU (prog->active guard;
+	 * migration is disabled), so no read-modify-write here can interleave with another. */
 	if (s) {
-		__sync_fetch_and_add(&s->count, 1);
-		__sync_fetch_and_add(&s->total_ns, dur);
-		__sync_fetch_and_add(&s->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)], 1);
+		s->count += 1;
+		s->total_ns += dur;
+		s->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)] += 1;
 		if (err)
-			__sync_fetch_and_add(&s->errors, 1);
+			s->errors += 1;
 		if (in)
-			__sync_fetch_and_add(&s->bytes_in, in);
+			s->bytes_in += in;
 		if (out)
-			__sync_fetch_and_add(&s->bytes_out, out);
+			s->bytes_out += out;
 	}
 	if (!ps) { /* first syscall of this process: name it once */
 		struct sw_pid_stat fresh = {};
@@ -517,14 +519,14 @@ static __always_inline void account(u32 nr, u32 tgid, s64 ret, u64 dur, u8 flags
 		if (!ps)
 			return;
 	}
-	__sync_fetch_and_add(&ps->count, 1);
-	__sync_fetch_and_add(&ps->total_ns, dur);
+	ps->count += 1;
+	ps->total_ns += dur;
 	if (err)
-		__sync_fetch_and_add(&ps->errors, 1);
+		ps->errors += 1;
 	if (in)
-		__sync_fetch_and_add(&ps->bytes_in, in);
+		ps->bytes_in += in;
 	if (out)
-		__sync_fetch_and_add(&ps->bytes_out, out);
+		ps->bytes_out += out;
 }
 
 SEC("raw_tp/sys_exit")

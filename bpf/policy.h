@@ -1,0 +1,154 @@
+/* Shared between bpf/policy.bpf.c (the enforcer) and the cffi binding
+ * (syscall_watcher/_build.py). Plain C, fixed-width types only; the cffi parser reads
+ * everything between the SW_CDEF_BEGIN / SW_CDEF_END markers.
+ *
+ * Operation numbers are the bit order of syscall_watcher.policy.OPERATIONS. */
+#ifndef SWATCH_POLICY_H
+#define SWATCH_POLICY_H
+
+/* SW_CDEF_BEGIN */
+#define SWP_VERSION 1
+#define SWP_OPS 16            /* room for OPERATIONS (14 used) */
+#define SWP_MAX_PATHS 16      /* = policy.SW_POLICY_MAX_PATHS */
+#define SWP_PATH_MAX 256      /* = policy.SW_POLICY_PATH_MAX */
+#define SWP_MAX_SYSCALLS 512
+#define SWP_COMM_LEN 16
+#define SWP_RULE_BLOCK 255    /* swp_denial.rule: a 'block' rule, not a path rule */
+
+/* Operations (bit numbers). */
+#define SWP_OP_EXEC 0
+#define SWP_OP_FILE_OPEN 1
+#define SWP_OP_CONNECT 2
+#define SWP_OP_SOCKET 3
+#define SWP_OP_BIND 4
+#define SWP_OP_LISTEN 5
+#define SWP_OP_KILL 6
+#define SWP_OP_UNLINK 7
+#define SWP_OP_RENAME 8
+#define SWP_OP_MKDIR 9
+#define SWP_OP_RMDIR 10
+#define SWP_OP_READ 11
+#define SWP_OP_WRITE 12
+#define SWP_OP_FORK 13
+
+/* Targeting (struct swp_config.mode). */
+#define SWP_TARGET_PID 1
+#define SWP_TARGET_CGROUP 4
+
+/* Tiers: which mechanism holds an operation. */
+#define SWP_TIER_NONE 0
+#define SWP_TIER_LSM 1        /* BPF LSM program: blocked before */
+#define SWP_TIER_FMOD_RET 2   /* fmod_ret on security_*: blocked before */
+#define SWP_TIER_CGROUP 3     /* cgroup-BPF sock hooks: blocked before */
+#define SWP_TIER_REACTIVE 4   /* SIGKILL from sys_enter: killed after */
+
+/* struct swp_denial.action */
+#define SWP_ACT_BLOCKED 1     /* the operation failed with EPERM */
+#define SWP_ACT_KILLED 2      /* the process was sent SIGKILL; the call may have completed */
+#define SWP_ACT_AUDIT 3       /* --audit-only: would have been denied, nothing done */
+
+/* struct swp_denial.target_kind: what target[] holds */
+#define SWP_TGT_NONE 0
+#define SWP_TGT_PATH 1        /* a path (kernel-resolved, or as passed at sys_enter) */
+#define SWP_TGT_ADDR 2        /* a struct sockaddr */
+#define SWP_TGT_PID 3         /* aux = the pid signalled, aux2 = the signal */
+#define SWP_TGT_SOCKET 4      /* aux = family, aux2 = type */
+
+/* struct swp_syscall.flags (reactive tier) */
+#define SWP_R_USED 1
+#define SWP_R_SKIP_INET_ARG0 2     /* socket(): leave AF_INET/AF_INET6 to the cgroup tier */
+#define SWP_R_SKIP_INET_ADDR 4     /* connect()/bind(): the same, by the sockaddr's family */
+#define SWP_R_UNLINKAT 8           /* unlinkat(): AT_REMOVEDIR makes it rmdir */
+#define SWP_R_KILL 16              /* path_arg = target pid arg, fd_arg = signal arg */
+#define SWP_R_EXEC_FD 32           /* execveat(): AT_EMPTY_PATH runs the fd (fexecve) */
+
+#define SWP_EV_DENIAL 16           /* swp_denial.type (outside the tracer's SW_EV_*) */
+#define SWP_NONE 255
+
+/* Load-time configuration (the program's .rodata.cfg). */
+struct swp_config {
+	uint32_t mode;
+	uint32_t audit_only;
+	uint32_t target_cgroup_level;
+	uint32_t pad;
+	uint64_t target_cgroup;
+};
+
+/* One 'protect' rule: path is NUL-terminated, len excludes the NUL, no trailing '/'
+ * (except "/" itself). */
+struct swp_path_rule {
+	uint32_t ops;          /* bit mask of SWP_OP_* */
+	uint32_t len;
+	char path[SWP_PATH_MAX];
+};
+
+/* The policy (array map "rules", one entry), written by userspace before attach. */
+struct swp_rules {
+	uint32_t block;        /* ops denied everywhere */
+	uint32_t path_ops;     /* union of the path rules' ops */
+	uint32_t npaths;
+	uint32_t reactive;     /* ops the reactive tier holds */
+	uint8_t tier[SWP_OPS]; /* SWP_TIER_* per op */
+	struct swp_path_rule paths[SWP_MAX_PATHS];
+};
+
+/* Reactive tier: per syscall number (array map "reactive"). */
+struct swp_syscall {
+	uint8_t op;
+	uint8_t flags;
+	uint8_t path_arg;      /* arg index of a user path, SWP_NONE if none */
+	uint8_t path2_arg;
+	uint8_t fd_arg;        /* arg index of an fd whose file is the object, SWP_NONE if none */
+	uint8_t pad[3];
+};
+
+/* One denial (own ring buffer "denials"). Starts like struct sw_event_hdr (type, size). */
+struct swp_denial {
+	uint16_t type;
+	uint16_t size;
+	uint32_t cpu;
+	uint64_t ktime_ns;
+	uint32_t pid;
+	uint32_t tid;
+	uint32_t ppid;
+	uint32_t uid;
+	uint64_t cgroup_id;
+	char comm[SWP_COMM_LEN];
+	uint8_t op;
+	uint8_t tier;
+	uint8_t action;
+	uint8_t rule;          /* index of the path rule, or SWP_RULE_BLOCK */
+	uint8_t target_kind;
+	uint8_t trunc;
+	uint16_t target_len;
+	uint32_t nr;           /* the syscall (reactive tier), else 0xffffffff */
+	uint32_t pad;
+	int64_t aux;
+	int64_t aux2;
+	char target[SWP_PATH_MAX];
+};
+
+/* Per-CPU counts (array map "counts", one entry). */
+struct swp_counts {
+	uint64_t ops[SWP_OPS];          /* denials per op */
+	uint64_t rules[SWP_MAX_PATHS];  /* denials per path rule */
+	uint64_t emitted;
+	uint64_t dropped;               /* denial records lost (ring full): counted anyway */
+};
+
+/* What was loaded (array map "meta", one entry). */
+struct swp_meta {
+	uint32_t version;
+	uint32_t mode;
+	uint32_t target_pid;
+	uint32_t audit_only;
+	uint32_t loader_pid;
+	uint32_t pad;
+	uint64_t load_time_ns;
+	uint64_t target_cgroup;
+	char policy[64];
+	char target_label[64];
+};
+/* SW_CDEF_END */
+
+#endif /* SWATCH_POLICY_H */
