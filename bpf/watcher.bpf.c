@@ -438,17 +438,27 @@ static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, bool 
 SEC("raw_tp/sys_enter")
 int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tid = (u32)id;
 	struct pt_regs *regs;
-	struct pending *p;
+	struct pending *p = NULL;
 	u32 nr;
 
-	if (!traced(id))
+	if (cfg.mode == SW_TARGET_PID) {
+		/* A thread's storage exists only once it was found traced, and a traced
+		 * process stays traced until it exits: after the first syscall, no hash lookup. */
+		if (!in_pid_range(id >> 32))
+			return 0;
+		p = bpf_task_storage_get(&pending, task, 0, 0);
+		if (!p && !traced(id))
+			return 0;
+	} else if (!traced(id)) {
 		return 0;
+	}
 	nr = ctx->args[1];
-	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0,
-				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p)
+		p = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!p)
 		return 0;
 	p->nr = nr;
