@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -355,8 +354,8 @@ def pin_status(pin_dir: Path) -> str:
                 if not libbpf.obj_exists(pin_dir / "links" / p)]
     if not missing:
         return "loaded"
-    if len(missing) == len(MAPS) + len(PROGRAMS) and not any(pin_dir.rglob("*")):
-        return "absent-dir"
+    if not any(pin_dir.rglob("*")):
+        return "absent"  # an empty directory: nothing of ours is there
     return "missing " + ", ".join(missing)
 
 
@@ -396,7 +395,7 @@ def load_pinned(target: Target, profile: str, pin_dir: Path, ring_size: int,
             f"swatch is already loaded (pins in {pin_dir}); `swatch unload` first, "
             "or pass --replace"
         )
-    if status not in ("absent", "loaded", "absent-dir") and not replace:
+    if status not in ("absent", "loaded") and not replace:
         raise SwatchError(stale_message(pin_dir, status))
     tracer = LoadedTracer.load(target, profile, ring_size)
     try:
@@ -432,7 +431,3 @@ def descendants(pid: int) -> list[int]:
 
 def pid_exists(pid: int) -> bool:
     return pid > 0 and os.path.isdir(f"/proc/{pid}")
-
-
-def iter_pids(pids: Iterable[int]) -> list[int]:
-    return [p for p in pids if pid_exists(p)]
