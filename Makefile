@@ -21,7 +21,8 @@ FILTER ?= default
 POLICY_FILE ?=
 SW_TARGET = $(if $(PID),--pid $(PID),)$(if $(CONTAINER),--container $(CONTAINER),)
 
-.PHONY: all bpf deps venv demo test load watch unload status summary bench vmlinux clean
+.PHONY: all bpf deps venv demo test load watch unload status summary bench vmlinux clean \
+	policy-load policy-summary policy-unload
 
 all: bpf $(SYSCALL_TABLE) $(patsubst tests/workloads/%.c,build/workloads/%,$(wildcard tests/workloads/*.c))
 
@@ -79,6 +80,16 @@ status: venv
 
 summary: venv
 	$(SWATCH) summary
+
+policy-load: all venv
+	@test -n "$(POLICY_FILE)" || { echo "usage: make policy-load PID=1234|CONTAINER=name POLICY_FILE=policies/no-network.policy" >&2; exit 2; }
+	$(SWATCH) policy-load $(SW_TARGET) --policy $(POLICY_FILE)
+
+policy-summary: venv
+	$(SWATCH) policy-summary
+
+policy-unload: venv
+	$(SWATCH) policy-unload
 
 bench: all venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
