@@ -22,7 +22,7 @@ POLICY_FILE ?=
 SW_TARGET = $(if $(PID),--pid $(PID),)$(if $(CONTAINER),--container $(CONTAINER),)
 
 .PHONY: all bpf deps venv demo test load watch unload status summary bench vmlinux clean \
-	policy-load policy-summary policy-unload
+	policy-load policy-summary policy-unload test-vm
 
 all: bpf $(SYSCALL_TABLE) $(patsubst tests/workloads/%.c,build/workloads/%,$(wildcard tests/workloads/*.c))
 
@@ -52,7 +52,7 @@ deps:
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-$(STAMP): pyproject.toml setup.py syscall_watcher/_build.py syscall_watcher/_shim.c syscall_watcher/_shim.h bpf/watcher.h
+$(STAMP): pyproject.toml setup.py syscall_watcher/_build.py syscall_watcher/_shim.c syscall_watcher/_shim.h bpf/watcher.h bpf/policy.h
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel cffi
 	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test]'
@@ -65,6 +65,10 @@ demo: deps all venv
 
 test: deps all venv
 	$(VENV)/bin/python -m pytest -v tests
+
+# Only the policy tests that boot Debian's stock kernel in QEMU (make test runs them too).
+test-vm: deps all venv
+	$(VENV)/bin/python -m pytest -v tests/test_policy_vm.py
 
 load: all venv
 	$(SWATCH) load $(SW_TARGET) --filter $(FILTER)
@@ -81,7 +85,11 @@ status: venv
 summary: venv
 	$(SWATCH) summary
 
-policy-load: all venv
+policy-# Only the policy tests that boot Debian's stock kernel in QEMU (make test runs them too).
+test-vm: deps all venv
+	$(VENV)/bin/python -m pytest -v tests/test_policy_vm.py
+
+load: all venv
 	@test -n "$(POLICY_FILE)" || { echo "usage: make policy-load PID=1234|CONTAINER=name POLICY_FILE=policies/no-network.policy" >&2; exit 2; }
 	$(SWATCH) policy-load $(SW_TARGET) --policy $(POLICY_FILE)
 

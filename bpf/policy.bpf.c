@@ -26,6 +26,10 @@ char LICENSE[] SEC("license") = "GPL";
 #define FMODE_WRITE 2
 #define AT_REMOVEDIR 0x200
 #define AT_EMPTY_PATH 0x1000
+#define O_WRONLY 01
+#define O_RDWR 02
+#define O_CREAT 0100
+#define O_TRUNC 01000
 #define SWP_PATH_DEPTH 32
 #define SWP_BUF (2 * SWP_PATH_MAX)
 #define SWP_BUF_MASK (SWP_BUF - 1)
@@ -471,6 +475,23 @@ static __always_inline bool user_path(char *buf, u64 uptr)
 	return buf[0] == '/';
 }
 
+/* Does this open (SWP_R_OPEN_WRITE) write, create or truncate? */
+static __always_inline bool opens_for_write(struct pt_regs *regs, struct swp_syscall *sc)
+{
+	u64 flags = 0;
+
+	if (sc->fd_arg >= 6)
+		return true; /* creat() */
+	flags = syscall_arg(regs, sc->fd_arg);
+	if (sc->flags & SWP_R_OPENAT2) {
+		u64 uhow = flags;
+
+		flags = 0;
+		bpf_probe_read_user(&flags, sizeof(flags), (void *)uhow);
+	}
+	return flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC);
+}
+
 SEC("raw_tp/sys_enter")
 int swp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -534,8 +555,12 @@ int swp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		char *buf = NULL;
 		u32 start = 0, trunc = 0;
 		bool have = false;
+		bool wr = (sc->flags & SWP_R_OPEN_WRITE) && opens_for_write(regs, sc);
 
-		if (sc->fd_arg < 6 && (!(sc->flags & SWP_R_EXEC_FD) ||
+		if (op == SWP_OP_WRITE && (sc->flags & SWP_R_OPEN_WRITE) && !wr)
+			return 0; /* an open for reading, and only writes are denied */
+		if (sc->fd_arg < 6 && !(sc->flags & SWP_R_OPEN_WRITE) &&
+		    (!(sc->flags & SWP_R_EXEC_FD) ||
 				       (syscall_arg(regs, 4) & AT_EMPTY_PATH))) {
 			struct file *f = fd_file(syscall_arg(regs, sc->fd_arg));
 
@@ -550,6 +575,11 @@ int swp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 				buf = s->buf;
 		}
 		rule = denied_by(r, op, buf, start);
+		if (rule < 0 && wr && op != SWP_OP_WRITE && (r->reactive & (1u << SWP_OP_WRITE))) {
+			rule = denied_by(r, SWP_OP_WRITE, buf, start);
+			if (rule >= 0)
+				op = SWP_OP_WRITE;
+		}
 		if (rule < 0 && sc->path2_arg < 6 && user_path(s->buf2, syscall_arg(regs, sc->path2_arg))) {
 			rule = denied_by(r, op, s->buf2, 0);
 			if (rule >= 0) {

@@ -61,6 +61,9 @@
 #define SWP_R_UNLINKAT 8           /* unlinkat(): AT_REMOVEDIR makes it rmdir */
 #define SWP_R_KILL 16              /* path_arg = target pid arg, fd_arg = signal arg */
 #define SWP_R_EXEC_FD 32           /* execveat(): AT_EMPTY_PATH runs the fd (fexecve) */
+#define SWP_R_OPEN_WRITE 64        /* an open: with write/create/truncate flags it is a write;
+				    * fd_arg = the flags arg (SWP_NONE: always, as creat()) */
+#define SWP_R_OPENAT2 128          /* openat2(): fd_arg points to struct open_how (flags first) */
 
 #define SWP_EV_DENIAL 16           /* swp_denial.type (outside the tracer's SW_EV_*) */
 #define SWP_NONE 255

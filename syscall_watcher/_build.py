@@ -83,11 +83,12 @@ ffibuilder = FFI()
 ffibuilder.cdef(
     LIBBPF_CDEF
     + _expand_array_macros(_cdef_section(BPF_DIR / "watcher.h"))
+    + _expand_array_macros(_cdef_section(BPF_DIR / "policy.h"))
     + _cdef_section(HERE / "_shim.h")
 )
 ffibuilder.set_source(
     "syscall_watcher._libbpf",
-    '#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "watcher.h"\n#include "_shim.h"\n',
+    '#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "watcher.h"\n#include "policy.h"\n#include "_shim.h"\n',
     libraries=["bpf"],
     # setuptools insists on paths relative to setup.py's directory (the build's cwd)
     include_dirs=[os.path.relpath(BPF_DIR), os.path.relpath(HERE)],

@@ -45,6 +45,16 @@ PinDir = typer.Option(None, "--pin-dir", help="bpffs directory for pins [env SWA
                       "default /sys/fs/bpf/syscall_watcher]")
 
 
+PolicyPinDir = typer.Option(None, "--pin-dir", help="bpffs directory for the policy's pins "
+                            "[env SWATCH_POLICY_PIN_DIR; default /sys/fs/bpf/syscall_watcher_policy]")
+
+
+def _policy_pin_dir(value: Optional[Path]) -> Path:
+    from .enforcer import pin_dir_default as policy_pin_dir_default
+
+    return value if value is not None else policy_pin_dir_default()
+
+
 def user_errors(fn: F) -> F:
     """A SwatchError becomes one red line on stderr and exit status 1 — never a traceback."""
 
@@ -149,36 +159,74 @@ def watch(
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many "
                                              "seconds."),
     pin_dir: Optional[Path] = PinDir,
+    policy_pin_dir: Optional[Path] = typer.Option(
+        None, "--policy-pin-dir", help="Where a loaded policy's pins are [env "
+        "SWATCH_POLICY_PIN_DIR; default /sys/fs/bpf/syscall_watcher_policy]"),
 ) -> None:
-    """Stream the loaded tracer's events until Ctrl-C."""
-    session = PinnedSession.open(_pin_dir(pin_dir))
-    out = open(output, "wb") if output else sys.stdout.buffer
+    """Stream the loaded tracer's events, and a loaded policy's denials, until Ctrl-C."""
+    from .enforcer import DenialStreamer, PinnedPolicy, policy_status
+
+    require_root()
+    tracer_dir = _pin_dir(pin_dir)
+    policy_dir = _policy_pin_dir(policy_pin_dir)
+    policy = (PinnedPolicy.open(policy_dir) if policy_status(policy_dir) == "loaded"
+              else None)
+    session = None
+    out = None
     try:
+        if policy is None or pin_status(tracer_dir) != "absent":
+            session = PinnedSession.open(tracer_dir)
+        out = open(output, "wb") if output else sys.stdout.buffer
         use_color = not json and output is None and _use_color(color, sys.stdout)
-        meta = session.meta()
-        cgroup_path = ffi_str(meta.cgroup_path)
-        if meta.mode == MODE_IDS["cgroup"]:
-            label_container_cgroups(cgroup_path, ffi_str(meta.target_label))
-        with Streamer(session, out, json=json, color=use_color, notices=sys.stderr) as s:
-            end = time.monotonic() + duration if duration else None
-            container_gone = False
-            try:
-                while end is None or time.monotonic() < end:
-                    s.pump(100)
-                    if not pin_dir_alive(_pin_dir(pin_dir)):
-                        typer.echo("swatch: the tracer was unloaded", err=True)
-                        break
-                    if cgroup_path and not container_gone and not os.path.isdir(cgroup_path):
-                        container_gone = True
-                        typer.echo(f"swatch: {ffi_str(meta.target_label)} has exited; its "
-                                   "counts are kept (`swatch status`)", err=True)
-            except KeyboardInterrupt:
-                pass
-            s.finish()
+        denials = (DenialStreamer(policy, out, json_lines=json, color=use_color,
+                                  notices=sys.stderr) if policy is not None else None)
+        end = time.monotonic() + duration if duration else None
+        try:
+            if session is None:
+                assert denials is not None
+                try:
+                    while end is None or time.monotonic() < end:
+                        denials.pump(100)
+                        if policy_status(policy_dir) != "loaded":
+                            typer.echo("swatch: the policy was unloaded", err=True)
+                            break
+                except KeyboardInterrupt:
+                    pass
+                denials.finish()
+                return
+            meta = session.meta()
+            cgroup_path = ffi_str(meta.cgroup_path)
+            if meta.mode == MODE_IDS["cgroup"]:
+                label_container_cgroups(cgroup_path, ffi_str(meta.target_label))
+            with Streamer(session, out, json=json, color=use_color, notices=sys.stderr) as s:
+                container_gone = False
+                try:
+                    while end is None or time.monotonic() < end:
+                        s.pump(100)
+                        if denials is not None:
+                            denials.pump(0)
+                        if not pin_dir_alive(tracer_dir):
+                            typer.echo("swatch: the tracer was unloaded", err=True)
+                            break
+                        if cgroup_path and not container_gone and not os.path.isdir(cgroup_path):
+                            container_gone = True
+                            typer.echo(f"swatch: {ffi_str(meta.target_label)} has exited; its "
+                                       "counts are kept (`swatch status`)", err=True)
+                except KeyboardInterrupt:
+                    pass
+                s.finish()
+                if denials is not None:
+                    denials.finish()
+        finally:
+            if denials is not None:
+                denials.close()
     finally:
-        if output:
+        if output and out is not None:
             out.close()
-        session.close()
+        if session is not None:
+            session.close()
+        if policy is not None:
+            policy.close()
 
 
 def label_container_cgroups(cgroup_path: str, label: str) -> None:
@@ -370,6 +418,76 @@ def summary(
         pass
     finally:
         session.close()
+
+
+@app.command("policy-load")
+@user_errors
+def policy_load(
+    policy: str = typer.Option(..., "--policy", "-P", help="Policy file, or a built-in name "
+                               "(no-network, no-exec, read-only-fs, protect-system)."),
+    pid: Optional[int] = typer.Option(None, "--pid", "-p", help="Enforce on this process and "
+                                      "every process it forks from now on."),
+    container: Optional[str] = typer.Option(None, "--container", "-c", help="Enforce on a "
+                                            "container (name, ID or unique ID prefix)."),
+    audit_only: bool = typer.Option(False, "--audit-only", help="Report what would be denied; "
+                                    "deny nothing."),
+    require_preventive: bool = typer.Option(False, "--require-preventive", help="Refuse to load "
+                                            "if any operation could only be held reactively "
+                                            "(SIGKILL after the call)."),
+    pin_dir: Optional[Path] = PolicyPinDir,
+) -> None:
+    """Enforce a policy on a process tree or container; pinned, returns at once."""
+    from .enforcer import load_pinned as load_policy_pinned
+    from .policy import load_policy
+
+    require_root()
+    pol = load_policy(policy)
+    if pid is None and container is None:
+        raise SwatchError("policy-load needs a target: --pid PID or --container REF")
+    target = _target(pid, None, None, False, container)
+    start = time.monotonic()
+    path, plans = load_policy_pinned(pol, target, _policy_pin_dir(pin_dir), audit_only=audit_only,
+                                     require_preventive=require_preventive)
+    mode = " in audit-only mode (nothing is denied)" if audit_only else ""
+    typer.echo(f"swatch: policy {pol.name} on {target.label}{mode}, pinned in {path} "
+               f"[{(time.monotonic() - start) * 1000:.0f} ms]")
+    for p in plans:
+        typer.echo(f"  {p.op}: {p.describe(pol)}")
+    typer.echo("`swatch watch` shows denials, `swatch policy-summary` counts them, "
+               "`swatch policy-unload` stops.")
+
+
+@app.command("policy-unload")
+@user_errors
+def policy_unload(pin_dir: Optional[Path] = PolicyPinDir) -> None:
+    """Detach and remove the loaded policy. Safe to run twice."""
+    from .enforcer import unload as unload_policy
+
+    path = _policy_pin_dir(pin_dir)
+    if unload_policy(path):
+        typer.echo(f"swatch: policy unloaded (removed {path})")
+    else:
+        typer.echo(f"swatch: no policy loaded at {path}")
+
+
+@app.command("policy-summary")
+@user_errors
+def policy_summary(
+    json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    pin_dir: Optional[Path] = PolicyPinDir,
+) -> None:
+    """Denials so far, per operation and per path rule (counted in the kernel)."""
+    from .enforcer import PinnedPolicy, render_summary, summary as policy_counts
+
+    session = PinnedPolicy.open(_policy_pin_dir(pin_dir))
+    try:
+        info = policy_counts(session)
+    finally:
+        session.close()
+    if json:
+        typer.echo(jsonlib.dumps(info))
+    else:
+        typer.echo(render_summary(info), nl=False)
 
 
 @app.command()

@@ -299,3 +299,11 @@ def const(name: str) -> int:
     """A ``#define`` from watcher.h or _shim.h."""
     return getattr(lib, name)
 
+
+
+def from_bytes(ctype: str, data: bytes):  # type: ignore[no-untyped-def]
+    """A copy of ``data`` as a ``ctype *`` (e.g. a ring-buffer record as its struct)."""
+    p = ffi.new(f"{ctype} *")
+    size = min(len(data), ffi.sizeof(ctype))
+    ffi.memmove(p, data, size)
+    return p

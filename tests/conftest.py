@@ -21,6 +21,13 @@ SWATCH = str(Path(sys.executable).parent / "swatch")
 WORKLOADS = ROOT / "build" / "workloads"
 TEST_PIN_PREFIX = "/sys/fs/bpf/swatch-test-"
 OUR_PROGS = {"sw_sys_enter", "sw_sys_exit", "sw_exec", "sw_fork", "sw_exit"}
+# The enforcer's programs all start with this (kernel names are cut at 15 characters).
+OUR_PROG_PREFIX = "swp_"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "vm_inner: runs only inside the VM that "
+                            "tests/test_policy_vm.py boots (SWATCH_IN_VM=1)")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -52,7 +59,7 @@ def our_prog_ids() -> set[int]:
     """IDs of loaded BPF programs named like ours, from the kernel's own list (bpftool)."""
     out = subprocess.run(["bpftool", "prog", "list", "-j"], capture_output=True, text=True,
                          check=True).stdout
-    return {p["id"] for p in json.loads(out or "[]") if p.get("name") in OUR_PROGS}
+    return {p["id"] for p in json.loads(out or "[]") if p.get("name") in OUR_PROGS or p.get("name", "").startswith(OUR_PROG_PREFIX)}
 
 
 def wait_for(cond, timeout: float = 5.0, interval: float = 0.05):  # type: ignore[no-untyped-def]

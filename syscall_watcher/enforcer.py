@@ -1,0 +1,750 @@
+"""The enforcer's lifecycle: probe the tiers, choose one per operation, load, pin, report, unload.
+
+The enforcer (``build/policy.bpf.o``) is independent of the tracer: either can be loaded alone,
+or both on the same target. Tiers, strongest first (architecture.md, decision 7):
+
+* ``lsm``      BPF LSM programs, when ``bpf`` is an active LSM — blocked before
+* ``fmod_ret`` the same hooks as fmod_ret on the ``security_*`` functions — blocked before
+* ``cgroup``   cgroup-BPF socket hooks at the cgroup v2 root (connect, UDP sendmsg, bind, socket
+               creation; IPv4/IPv6 only) — blocked before
+* ``reactive`` ``bpf_send_signal(SIGKILL)`` from ``sys_enter`` — killed after: the call may
+               still complete
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from . import libbpf, syscalls
+from .errors import BpfError, SwatchError
+from .libbpf import BpfObject, Link, MapFd, RingConsumer, lib
+from .policy import OPERATIONS, Policy
+from .tracer import (
+    Target,
+    descendants,
+    ensure_bpffs,
+    remove_pins,
+    require_btf,
+    require_root,
+)
+
+DEFAULT_PIN_DIR = "/sys/fs/bpf/syscall_watcher_policy"
+MAPS = {
+    "denials": (None, None),
+    "targets": ("uint32_t", "uint8_t"),
+    "rules": ("uint32_t", "struct swp_rules"),
+    "reactive": ("uint32_t", "struct swp_syscall"),
+    "counts": ("uint32_t", "struct swp_counts"),
+    "meta": ("uint32_t", "struct swp_meta"),
+}
+TRACKING_PROGS = ("swp_fork", "swp_exit")
+TIER_NAMES = {1: "lsm", 2: "fmod_ret", 3: "cgroup", 4: "reactive"}
+ACTION_NAMES = {1: "blocked", 2: "killed", 3: "audit"}
+LSM_FLAG_PATH = "/sys/kernel/security/lsm"
+
+# op → the LSM hooks that hold it (program swp_lsm_<hook> / swp_fmr_<hook>).
+HOOKS: dict[str, tuple[str, ...]] = {
+    "exec": ("bprm_check",),
+    "file_open": ("file_open",),
+    "connect": ("socket_connect", "socket_sendmsg"),
+    "socket": ("socket_create",),
+    "bind": ("socket_bind",),
+    "listen": ("socket_listen",),
+    "kill": ("task_kill",),
+    "unlink": ("path_unlink",),
+    "rename": ("path_rename",),
+    "mkdir": ("path_mkdir",),
+    "rmdir": ("path_rmdir",),
+    "read": ("file_permission",),
+    "write": ("file_permission", "file_open", "path_mknod", "path_symlink", "path_link",
+              "path_truncate"),
+    "fork": ("task_alloc",),
+}
+LSM_HOOK_NAME = {"bprm_check": "bprm_check_security"}
+
+# op → cgroup-BPF programs (IPv4/IPv6 sockets only).
+CGROUP_PROGS: dict[str, tuple[str, ...]] = {
+    "connect": ("swp_connect4", "swp_connect6", "swp_sendmsg4", "swp_sendmsg6"),
+    "bind": ("swp_bind4", "swp_bind6"),
+    "socket": ("swp_sock_create",),
+}
+CGROUP_DESC = {
+    "connect": "cgroup connect4/connect6, UDP sendmsg4/sendmsg6",
+    "bind": "cgroup bind4/bind6",
+    "socket": "cgroup sock_create",
+}
+
+_N = 255  # SWP_NONE
+
+
+@dataclass(frozen=True)
+class Sys:
+    """How the reactive tier reads one syscall."""
+
+    name: str
+    path: int = _N
+    path2: int = _N
+    fd: int = _N
+    flags: int = 0
+
+
+_KILL, _OPEN_W, _OPENAT2 = 16, 64, 128
+# op → the syscalls the reactive tier watches for it.
+REACTIVE_SYSCALLS: dict[str, tuple[Sys, ...]] = {
+    "exec": (Sys("execve", path=0), Sys("execveat", path=1, fd=0, flags=32)),
+    "file_open": (Sys("open", path=0), Sys("openat", path=1), Sys("openat2", path=1),
+                  Sys("creat", path=0), Sys("open_by_handle_at")),
+    "connect": (Sys("connect"),),
+    "socket": (Sys("socket"), Sys("socketpair")),
+    "bind": (Sys("bind"),),
+    "listen": (Sys("listen"),),
+    "kill": (Sys("kill", path=0, fd=1, flags=_KILL), Sys("tkill", path=0, fd=1, flags=_KILL),
+             Sys("tgkill", path=0, fd=2, flags=_KILL),
+             Sys("rt_sigqueueinfo", path=0, fd=1, flags=_KILL),
+             Sys("rt_tgsigqueueinfo", path=0, fd=2, flags=_KILL),
+             Sys("pidfd_send_signal", fd=1, flags=_KILL)),
+    "unlink": (Sys("unlink", path=0), Sys("unlinkat", path=1, flags=8)),
+    "rmdir": (Sys("rmdir", path=0), Sys("unlinkat", path=1, flags=8)),
+    "rename": (Sys("rename", path=0, path2=1), Sys("renameat", path=1, path2=3),
+               Sys("renameat2", path=1, path2=3)),
+    "mkdir": (Sys("mkdir", path=0), Sys("mkdirat", path=1)),
+    "read": tuple(Sys(n, fd=0) for n in ("read", "readv", "pread64", "preadv", "preadv2")),
+    # opens count as writes when they write, create or truncate (fd = the flags argument)
+    "write": tuple(Sys(n, fd=0) for n in ("write", "writev", "pwrite64", "pwritev", "pwritev2",
+                                           "ftruncate")) + (
+        Sys("truncate", path=0), Sys("open", path=0, fd=1, flags=_OPEN_W),
+        Sys("openat", path=1, fd=2, flags=_OPEN_W),
+        Sys("openat2", path=1, fd=2, flags=_OPEN_W | _OPENAT2),
+        Sys("creat", path=0, flags=_OPEN_W)),
+    "fork": (Sys("fork"), Sys("vfork"), Sys("clone"), Sys("clone3")),
+}
+
+
+def pin_dir_default() -> Path:
+    return Path(os.environ.get("SWATCH_POLICY_PIN_DIR", DEFAULT_PIN_DIR))
+
+
+def bpf_object_path() -> Path:
+    env = os.environ.get("SWATCH_POLICY_BPF_OBJ")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "build" / "policy.bpf.o"
+
+
+# --------------------------------------------------------------------------- tiers
+
+
+@dataclass
+class OpPlan:
+    """Which tier holds one operation, and how that reads to a user."""
+
+    op: str
+    tier: str  # lsm | fmod_ret | cgroup | reactive
+    reactive_part: bool  # the reactive tier holds the op, or part of it (other families)
+
+    @property
+    def preventive(self) -> bool:
+        return not self.reactive_part
+
+    def describe(self, policy: Policy | None = None) -> str:
+        if self.tier == "lsm":
+            hooks = ", ".join(LSM_HOOK_NAME.get(h, h) for h in HOOKS[self.op])
+            return f"blocked before (BPF LSM {hooks})"
+        if self.tier == "fmod_ret":
+            hooks = ", ".join(f"security_{h}" for h in HOOKS[self.op])
+            return f"blocked before (fmod_ret {hooks})"
+        calls = "/".join(dict.fromkeys(s.name for s in REACTIVE_SYSCALLS[self.op]
+                                       if s.name not in ("open_by_handle_at",)))
+        if self.tier == "cgroup":
+            if self.op == "listen":
+                return f"killed after (reactive SIGKILL at sys_enter {calls})"
+            return (f"blocked before for IPv4/IPv6 ({CGROUP_DESC[self.op]}); killed after for "
+                    f"other families (reactive SIGKILL at sys_enter {calls})")
+        note = ""
+        if policy is not None and any(self.op in r.ops for r in policy.protects):
+            if any(s.path != _N for s in REACTIVE_SYSCALLS[self.op]):
+                note = "; path rules compare the path as passed, absolute paths only"
+        return f"killed after (reactive SIGKILL at sys_enter {calls}{note})"
+
+
+def policy_ops(policy: Policy) -> list[str]:
+    used = set(policy.blocks)
+    for rule in policy.protects:
+        used |= rule.ops
+    return [op for op in OPERATIONS if op in used]
+
+
+def bpf_lsm_active() -> bool:
+    """Is `bpf` in the active LSM list? (lsm/* programs attach but never run otherwise.)"""
+    path = Path(LSM_FLAG_PATH)
+    if not path.exists() and Path("/sys/kernel/security").is_dir():
+        os.system("mount -t securityfs securityfs /sys/kernel/security 2>/dev/null")
+    try:
+        return "bpf" in path.read_text().strip().split(",")
+    except OSError:
+        return False
+
+
+def _prog_names(tier: str, ops: list[str]) -> list[str]:
+    prefix = "swp_lsm_" if tier == "lsm" else "swp_fmr_"
+    return sorted({prefix + h for op in ops for h in HOOKS[op]})
+
+
+def _try_load(progs: list[str]) -> bool:
+    """Can the kernel load these programs (plus nothing else)? Leaves nothing loaded."""
+    obj = BpfObject(bpf_object_path())
+    try:
+        for name, prog in obj.programs.items():
+            prog.set_autoload(name in progs)
+        obj.set_rodata(libbpf.new("struct swp_config *", {"mode": lib.SWP_TARGET_PID}))
+        obj.set_max_entries("denials", 4096)
+        obj.load()
+        return True
+    except BpfError:
+        return False
+    finally:
+        obj.close()
+
+
+def plan(policy: Policy, forced: str | None = None, thorough: bool = False) -> list[OpPlan]:
+    """Probe the kernel and choose a tier per operation (strongest it accepts).
+
+    A tier is probed with one small program; if the kernel takes it, every operation is given
+    to that tier, and :func:`load_pinned` falls back to ``thorough`` (one probe per operation)
+    only if the real load then fails. ``forced`` (tests, env SWATCH_POLICY_TIER) caps the
+    choice: 'fmod_ret' skips the LSM tier, 'cgroup' both hook tiers, 'reactive' cgroup-BPF too.
+    """
+    forced = forced or os.environ.get("SWATCH_POLICY_TIER") or None
+    order = ["lsm", "fmod_ret", "cgroup", "reactive"]
+    if forced is not None and forced not in order:
+        raise SwatchError(f"tier {forced!r}: choose one of {', '.join(order)}")
+    start = order.index(forced) if forced else 0
+    todo = policy_ops(policy)
+    chosen: dict[str, OpPlan] = {}
+    for tier in ("lsm", "fmod_ret"):
+        if order.index(tier) < start or not todo:
+            continue
+        if tier == "lsm" and not bpf_lsm_active():
+            continue
+        if not _try_load(_prog_names(tier, ["fork"])):  # task_alloc: the smallest program
+            continue
+        ok = [op for op in todo if _try_load(_prog_names(tier, [op]))] if thorough else todo
+        for op in ok:
+            chosen[op] = OpPlan(op, tier, reactive_part=False)
+        todo = [op for op in todo if op not in chosen]
+    for op in todo:
+        if op in CGROUP_PROGS and start <= order.index("cgroup"):
+            chosen[op] = OpPlan(op, "cgroup", reactive_part=True)
+        else:
+            chosen[op] = OpPlan(op, "reactive", reactive_part=True)
+    return [chosen[op] for op in policy_ops(policy)]
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@dataclass
+class DenialCounts:
+    by_op: dict[str, int] = field(default_factory=dict)
+    by_rule: dict[int, int] = field(default_factory=dict)
+    emitted: int = 0
+    dropped: int = 0
+
+
+class PolicySession:
+    """The enforcer's maps, from an object this process loaded or from pins."""
+
+    def __init__(self, maps: dict[str, MapFd]) -> None:
+        self.maps = maps
+
+    def _one(self, name: str):  # type: ignore[no-untyped-def]
+        key_t, val_t = MAPS[name]
+        key = libbpf.new(f"{key_t} *", 0)
+        val = libbpf.new(f"{val_t} *")
+        if not self.maps[name].lookup(key, val):
+            raise SwatchError(f"policy map {name} has no entry 0")
+        return key, val
+
+    def meta(self):  # type: ignore[no-untyped-def]
+        return self._one("meta")[1]
+
+    def rules(self):  # type: ignore[no-untyped-def]
+        return self._one("rules")[1]
+
+    def policy_name(self) -> str:
+        return _cstr(self.meta().policy)
+
+    def path_rules(self) -> list[str]:
+        r = self.rules()
+        return [_cstr(r.paths[i].path) for i in range(r.npaths)]
+
+    def tiers(self) -> dict[str, str]:
+        r = self.rules()
+        return {op: TIER_NAMES[r.tier[i]] for i, op in enumerate(OPERATIONS) if r.tier[i]}
+
+    def counts(self) -> DenialCounts:
+        key = libbpf.new("uint32_t *", 0)
+        vals = libbpf.new("struct swp_counts[]", libbpf.NUM_CPUS)
+        self.maps["counts"].lookup(key, vals)
+        cpus = range(libbpf.NUM_CPUS)
+        out = DenialCounts()
+        for i, op in enumerate(OPERATIONS):
+            out.by_op[op] = sum(vals[c].ops[i] for c in cpus)
+        for i in range(lib.SWP_MAX_PATHS):
+            out.by_rule[i] = sum(vals[c].rules[i] for c in cpus)
+        out.emitted = sum(vals[c].emitted for c in cpus)
+        out.dropped = sum(vals[c].dropped for c in cpus)
+        return out
+
+    def pids(self) -> list[int]:
+        return sorted(int(k[0]) for k in self.maps["targets"].keys("uint32_t *"))
+
+    def add_pid(self, pid: int) -> None:
+        self.maps["targets"].update(libbpf.new("uint32_t *", pid), libbpf.new("uint8_t *", 1))
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+
+
+class LoadedPolicy(PolicySession):
+    """An enforcer this process loaded: owns the object and (until pinned) the links."""
+
+    def __init__(self, obj: BpfObject, links: dict[str, Link], plans: list[OpPlan]) -> None:
+        super().__init__({name: obj.map(name) for name in MAPS})
+        self.obj = obj
+        self.links = links
+        self.plans = plans
+
+    @classmethod
+    def load(cls, policy: Policy, target: Target, plans: list[OpPlan],
+             audit_only: bool = False) -> LoadedPolicy:
+        require_root()
+        require_btf()
+        if target.mode not in ("pid", "cgroup"):
+            raise SwatchError("policy-load needs a target: --pid PID or --container REF")
+        wanted = set(TRACKING_PROGS) if target.mode == "pid" else set()
+        cgroup_progs: list[str] = []
+        for p in plans:
+            if p.tier in ("lsm", "fmod_ret"):
+                wanted.update(_prog_names(p.tier, [p.op]))
+            if p.tier == "cgroup" and p.op in CGROUP_PROGS:
+                cgroup_progs += CGROUP_PROGS[p.op]
+            if p.reactive_part:
+                wanted.add("swp_sys_enter")
+        wanted.update(cgroup_progs)
+        cgroup_fd = -1
+        if cgroup_progs:
+            from .containers import cgroup_v2_root
+
+            cgroup_fd = os.open(cgroup_v2_root(), os.O_RDONLY | os.O_DIRECTORY)
+        obj = BpfObject(bpf_object_path())
+        links: dict[str, Link] = {}
+        try:
+            for name, prog in obj.programs.items():
+                prog.set_autoload(name in wanted)
+            cfg = libbpf.new("struct swp_config *")
+            cfg.mode = lib.SWP_TARGET_PID if target.mode == "pid" else lib.SWP_TARGET_CGROUP
+            cfg.audit_only = 1 if audit_only else 0
+            cfg.target_cgroup = target.cgroup_id
+            cfg.target_cgroup_level = target.cgroup_level
+            obj.set_rodata(cfg)
+            obj.load()
+            loaded = cls(obj, links, plans)
+            loaded._fill(policy, target, plans, audit_only)
+            # Track the process tree first, so no child escapes between attach and fill.
+            for name in sorted(wanted, key=lambda n: n not in TRACKING_PROGS):
+                prog = obj.programs[name]
+                if name in cgroup_progs:
+                    loaded.links[name] = prog.attach_cgroup(cgroup_fd)
+                else:
+                    loaded.links[name] = prog.attach()
+            if target.mode == "pid":
+                for pid in descendants(target.pid):
+                    loaded.add_pid(pid)
+            return loaded
+        except BaseException:
+            for link in links.values():
+                link.destroy()
+            obj.close()
+            raise
+        finally:
+            if cgroup_fd >= 0:
+                os.close(cgroup_fd)
+
+    def _fill(self, policy: Policy, target: Target, plans: list[OpPlan], audit_only: bool) -> None:
+        r = libbpf.new("struct swp_rules *")
+        for op in policy.blocks:
+            r.block |= 1 << OPERATIONS.index(op)
+        for i, rule in enumerate(policy.protects):
+            mask = sum(1 << OPERATIONS.index(op) for op in rule.ops)
+            r.paths[i].ops = mask
+            r.path_ops |= mask
+            path = rule.path.encode()
+            r.paths[i].len = len(path)
+            r.paths[i].path = path
+        r.npaths = len(policy.protects)
+        tier_ids = {v: k for k, v in TIER_NAMES.items()}
+        reactive_ops = set()
+        for p in plans:
+            i = OPERATIONS.index(p.op)
+            r.tier[i] = tier_ids[p.tier]
+            if p.reactive_part:
+                r.reactive |= 1 << i
+                reactive_ops.add(p.op)
+        self.maps["rules"].update(libbpf.new("uint32_t *", 0), r)
+
+        table = syscalls.table()
+        cgroup_ops = {p.op for p in plans if p.tier == "cgroup"}
+        # nr -> [op, flags, path, path2, fd]; one entry per syscall, merged across ops
+        entries: dict[int, list[int]] = {}
+        for op in OPERATIONS:
+            if op not in reactive_ops:
+                continue
+            for sc in REACTIVE_SYSCALLS[op]:
+                nr = table.get(sc.name)
+                if nr is None or nr >= lib.SWP_MAX_SYSCALLS:
+                    continue
+                flags = lib.SWP_R_USED | sc.flags
+                if op in cgroup_ops and sc.name == "socket":
+                    flags |= lib.SWP_R_SKIP_INET_ARG0
+                if op in cgroup_ops and sc.name in ("connect", "bind"):
+                    flags |= lib.SWP_R_SKIP_INET_ADDR
+                op_id = OPERATIONS.index("unlink" if sc.name == "unlinkat" else op)
+                have = entries.get(nr)
+                if have is None:
+                    entries[nr] = [op_id, flags, sc.path, sc.path2, sc.fd]
+                elif sc.flags & _OPEN_W:  # file_open's entry for this open: also a write
+                    have[1] |= flags
+                    have[4] = sc.fd
+                elif have[1] & _OPEN_W:  # write's entry: file_open takes it over
+                    have[0] = op_id
+                    have[1] |= flags
+        key = libbpf.new("uint32_t *")
+        info = libbpf.new("struct swp_syscall *")
+        for nr, (op_id, flags, path, path2, fd) in entries.items():
+            key[0] = nr
+            info.op, info.flags, info.path_arg, info.path2_arg, info.fd_arg = (
+                op_id, flags, path, path2, fd)
+            self.maps["reactive"].update(key, info)
+
+        meta = libbpf.new("struct swp_meta *")
+        meta.version = lib.SWP_VERSION
+        meta.mode = lib.SWP_TARGET_PID if target.mode == "pid" else lib.SWP_TARGET_CGROUP
+        meta.target_pid = target.pid
+        meta.audit_only = 1 if audit_only else 0
+        meta.loader_pid = os.getpid()
+        meta.load_time_ns = time.time_ns()
+        meta.target_cgroup = target.cgroup_id
+        meta.policy = policy.name.encode()[:63]
+        meta.target_label = target.label.encode()[:63]
+        self.maps["meta"].update(libbpf.new("uint32_t *", 0), meta)
+        if target.mode == "pid":
+            self.add_pid(target.pid)
+
+    def pin(self, pin_dir: Path) -> None:
+        """Pin maps and links so enforcement outlives this process; all or nothing."""
+        ensure_bpffs(pin_dir)
+        try:
+            (pin_dir / "maps").mkdir(parents=True, exist_ok=False)
+            (pin_dir / "links").mkdir()
+            for name in MAPS:
+                self.obj.pin_map(name, pin_dir / "maps" / name)
+            for name, link in self.links.items():
+                link.pin(pin_dir / "links" / name)
+        except BaseException:
+            remove_pins(pin_dir)
+            raise
+
+    def close(self) -> None:
+        """Detach what is not pinned and free the object (pinned links stay attached)."""
+        super().close()
+        for link in self.links.values():
+            link.destroy()
+        self.links.clear()
+        self.obj.close()
+
+
+def policy_status(pin_dir: Path) -> str:
+    """'absent', 'loaded', or what is wrong with the pins."""
+    if not pin_dir.exists() or not any(pin_dir.rglob("*")):
+        return "absent"
+    missing = [m for m in MAPS if not libbpf.obj_exists(pin_dir / "maps" / m)]
+    links = list((pin_dir / "links").iterdir()) if (pin_dir / "links").is_dir() else []
+    if missing or not links:
+        return "stale"
+    return "loaded"
+
+
+class PinnedPolicy(PolicySession):
+    @classmethod
+    def open(cls, pin_dir: Path) -> PinnedPolicy:
+        require_root()
+        status = policy_status(pin_dir)
+        if status == "absent":
+            raise SwatchError(f"no policy is loaded (no pins in {pin_dir}); start with "
+                              "`swatch policy-load --pid PID --policy POLICY`")
+        if status != "loaded":
+            raise SwatchError(f"stale policy pins in {pin_dir}: run `swatch policy-unload "
+                              f"--pin-dir {pin_dir}` to clear them")
+        maps: dict[str, MapFd] = {}
+        try:
+            for name in MAPS:
+                maps[name] = MapFd.open_pinned(pin_dir / "maps" / name, 0, 0)
+        except BpfError:
+            for m in maps.values():
+                m.close()
+            raise
+        session = cls(maps)
+        if session.meta().version != lib.SWP_VERSION:
+            session.close()
+            raise SwatchError(f"policy pins in {pin_dir} are from another swatch version; "
+                              "run `swatch policy-unload` first")
+        return session
+
+
+def load_pinned(policy: Policy, target: Target, pin_dir: Path, audit_only: bool = False,
+                require_preventive: bool = False,
+                forced_tier: str | None = None) -> tuple[Path, list[OpPlan]]:
+    """`swatch policy-load`: probe, load, attach, pin, return. Nothing stays half-loaded."""
+    require_root()
+    require_btf()
+    ensure_bpffs(pin_dir)
+    status = policy_status(pin_dir)
+    if status == "loaded":
+        raise SwatchError(f"a policy is already loaded (pins in {pin_dir}); "
+                          "`swatch policy-unload` first")
+    if status != "absent":
+        raise SwatchError(f"stale policy pins in {pin_dir}: run `swatch policy-unload "
+                          f"--pin-dir {pin_dir}` to clear them")
+    plans = plan(policy, forced_tier)
+    _check_preventive(plans, require_preventive)
+    try:
+        loaded = LoadedPolicy.load(policy, target, plans, audit_only)
+    except BpfError:
+        if not any(p.tier in ("lsm", "fmod_ret") for p in plans):
+            raise
+        # A hook the quick probe did not cover was refused: probe operation by operation.
+        plans = plan(policy, forced_tier, thorough=True)
+        _check_preventive(plans, require_preventive)
+        loaded = LoadedPolicy.load(policy, target, plans, audit_only)
+    try:
+        loaded.pin(pin_dir)
+    finally:
+        loaded.close()
+    return pin_dir, plans
+
+
+def _check_preventive(plans: list[OpPlan], required: bool) -> None:
+    weak = [p.op for p in plans if not p.preventive]
+    if required and weak:
+        raise SwatchError(
+            f"--require-preventive: on this kernel {', '.join(weak)} would be held (wholly or "
+            "for some socket families) only reactively, by SIGKILL after the call; nothing "
+            "was loaded")
+
+
+def unload(pin_dir: Path) -> bool:
+    require_root()
+    return remove_pins(pin_dir)
+
+
+# --------------------------------------------------------------------------- denials
+
+
+def _cstr(cdata) -> str:  # type: ignore[no-untyped-def]
+    return libbpf.to_bytes(cdata).split(b"\0", 1)[0].decode(errors="replace")
+
+
+_FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
+_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
+
+
+def _sockaddr(data: bytes) -> str:
+    if len(data) < 2:
+        return "?"
+    family = int.from_bytes(data[:2], "little")
+    if family == socket.AF_INET and len(data) >= 8:
+        port = int.from_bytes(data[2:4], "big")
+        return f"{socket.inet_ntop(socket.AF_INET, data[4:8])}:{port}"
+    if family == socket.AF_INET6 and len(data) >= 24:
+        port = int.from_bytes(data[2:4], "big")
+        return f"[{socket.inet_ntop(socket.AF_INET6, data[8:24])}]:{port}"
+    if family == socket.AF_UNIX:
+        path = data[2:]
+        if path[:1] == b"\0":
+            return "@" + path[1:].split(b"\0", 1)[0].decode(errors="replace")
+        return path.split(b"\0", 1)[0].decode(errors="replace") or "unix"
+    return _FAMILIES.get(family, f"family {family}")
+
+
+def denial_dict(ev, policy: str, rule_paths: list[str], clock_offset: int) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    kind = ev.target_kind
+    target: str = ""
+    if kind == lib.SWP_TGT_PATH:
+        target = _cstr(ev.target) + ("…" if ev.trunc else "")
+    elif kind == lib.SWP_TGT_ADDR:
+        target = _sockaddr(libbpf.to_bytes(ev.target)[: ev.target_len])
+    elif kind == lib.SWP_TGT_PID:
+        target = f"pid {ev.aux} signal {ev.aux2}"
+    elif kind == lib.SWP_TGT_SOCKET:
+        target = (f"{_FAMILIES.get(ev.aux, f'family {ev.aux}')} "
+                  f"{_TYPES.get(ev.aux2 & 0xF, f'type {ev.aux2}')}")
+    op = OPERATIONS[ev.op] if ev.op < len(OPERATIONS) else f"op{ev.op}"
+    rule = "block" if ev.rule == lib.SWP_RULE_BLOCK else (
+        rule_paths[ev.rule] if ev.rule < len(rule_paths) else f"rule {ev.rule}")
+    sys_name = None
+    if ev.nr != 0xFFFFFFFF:
+        sys_name = syscalls.names().get(ev.nr, str(ev.nr))
+    return {
+        "type": "denied",
+        "time": (ev.ktime_ns + clock_offset) / 1e9,
+        "pid": ev.pid, "tid": ev.tid, "ppid": ev.ppid, "uid": ev.uid,
+        "comm": _cstr(ev.comm), "cgroup_id": ev.cgroup_id,
+        "op": op, "target": target,
+        "action": ACTION_NAMES.get(ev.action, "?"),
+        "tier": TIER_NAMES.get(ev.tier, "?"),
+        "policy": policy, "rule": rule, "syscall": sys_name,
+    }
+
+
+def denial_line(d: dict, color: bool = False) -> str:  # type: ignore[type-arg]
+    ts = time.strftime("%H:%M:%S", time.localtime(d["time"])) + f".{int(d['time'] * 1000) % 1000:03d}"
+    target = f" {d['target']}" if d["target"] else ""
+    who = f"{d['comm']}[{d['pid']}]"
+    if d["action"] == "audit":
+        word, tail = "AUDIT", f" (policy {d['policy']}: would be denied, --audit-only)"
+    elif d["action"] == "killed":
+        word, tail = "DENIED", f" ({d['policy']}) — killed after (SIGKILL at {d['syscall']})"
+    else:
+        word, tail = "DENIED", f" ({d['policy']})"
+    if color:
+        word = f"\033[1;31m{word}\033[0m"
+    return f"{ts} {who} {word} {d['op']}{target}{tail}\n"
+
+
+class DenialStreamer:
+    """Reads the enforcer's own denial ring buffer and writes lines (human or JSON)."""
+
+    def __init__(self, session: PolicySession, out: BinaryIO, json_lines: bool = False,
+                 color: bool = False, notices: TextIO | None = None) -> None:
+        self.session = session
+        self.out = out
+        self.json = json_lines
+        self.color = color
+        self.notices = notices
+        self.policy = session.policy_name()
+        self.rule_paths = session.path_rules()
+        self._consumer: RingConsumer | None = RingConsumer(session.maps["denials"])
+        self._offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(
+            time.CLOCK_MONOTONIC)
+        self._dropped_seen = session.counts().dropped
+        self.seen = 0
+
+    def __enter__(self) -> DenialStreamer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def records(self) -> Iterator[dict]:  # type: ignore[type-arg]
+        assert self._consumer is not None
+        data = self._consumer.batch()
+        pos = 0
+        size = libbpf.sizeof("struct swp_denial")
+        while pos + 4 <= len(data):
+            rec_size = int.from_bytes(data[pos + 2:pos + 4], "little")
+            if rec_size == 0:
+                break
+            if int.from_bytes(data[pos:pos + 2], "little") == lib.SWP_EV_DENIAL:
+                ev = libbpf.from_bytes("struct swp_denial", data[pos:pos + size])
+                yield denial_dict(ev, self.policy, self.rule_paths, self._offset)
+            pos += (rec_size + 7) & ~7
+
+    def _write(self) -> int:
+        n = 0
+        for d in self.records():
+            n += 1
+            line = json.dumps(d) + "\n" if self.json else denial_line(d, self.color)
+            self.out.write(line.encode())
+        self.out.flush()
+        self.seen += n
+        return n
+
+    def pump(self, timeout_ms: int = 0) -> int:
+        assert self._consumer is not None
+        n = self._consumer.poll(timeout_ms)
+        if n:
+            self._write()
+        self.check_drops()
+        return n
+
+    def finish(self) -> None:
+        assert self._consumer is not None
+        while self._consumer.drain():
+            self._write()
+        self.check_drops()
+
+    def check_drops(self) -> None:
+        total = self.session.counts().dropped
+        new = total - self._dropped_seen
+        if new <= 0:
+            return
+        self._dropped_seen = total
+        if self.json:
+            self.out.write(json.dumps({"type": "denials_lost", "dropped": new,
+                                       "total_dropped": total}).encode() + b"\n")
+        if self.notices is not None:
+            self.notices.write(f"swatch: {new} denial records lost (ring buffer full; still "
+                               f"counted: `swatch policy-summary`)\n")
+            self.notices.flush()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+def summary(session: PolicySession) -> dict:  # type: ignore[type-arg]
+    meta = session.meta()
+    counts = session.counts()
+    rules = session.rules()
+    paths = session.path_rules()
+    return {
+        "policy": _cstr(meta.policy),
+        "target": _cstr(meta.target_label),
+        "audit_only": bool(meta.audit_only),
+        "tiers": session.tiers(),
+        "denials": {op: n for op, n in counts.by_op.items() if op in session.tiers()},
+        "rules": [{"path": p, "ops": [op for i, op in enumerate(OPERATIONS)
+                                      if rules.paths[k].ops & (1 << i)],
+                   "denials": counts.by_rule.get(k, 0)} for k, p in enumerate(paths)],
+        "total": counts.emitted,
+        "records_lost": counts.dropped,
+        "pids": session.pids() if meta.mode == lib.SWP_TARGET_PID else [],
+    }
+
+
+def render_summary(s: dict) -> str:  # type: ignore[type-arg]
+    mode = " (audit only)" if s["audit_only"] else ""
+    lines = [f"swatch — policy {s['policy']}{mode} on {s['target']}: {s['total']:,} denials"]
+    lines.append(f"  {'OPERATION':12} {'TIER':9} {'DENIALS':>9}")
+    for op, n in s["denials"].items():
+        lines.append(f"  {op:12} {s['tiers'].get(op, '-'):9} {n:>9,}")
+    if s["rules"]:
+        labels = [f"{r['path']} ({' '.join(r['ops'])})" for r in s["rules"]]
+        width = max(22, *(len(label) for label in labels))
+        lines.append(f"  {'PATH RULE':{width}} {'DENIALS':>9}")
+        for label, r in zip(labels, s["rules"]):
+            lines.append(f"  {label:{width}} {r['denials']:>9,}")
+    if s["records_lost"]:
+        lines.append(f"  {s['records_lost']:,} denial records lost (ring buffer full); "
+                     "counted above")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,363 @@
+"""The preventive tiers (BPF LSM, fmod_ret on security_*), inside a VM with a stock kernel.
+
+Run by tests/test_policy_vm.py, once per VM boot:
+    tools/vm-run.sh bpf-lsm    env SWATCH_IN_VM=1 SWATCH_VM_TIER=lsm      pytest -m vm_inner ...
+    tools/vm-run.sh no-bpf-lsm env SWATCH_IN_VM=1 SWATCH_VM_TIER=fmod_ret pytest -m vm_inner ...
+Skipped anywhere else. Every operation must fail with EPERM *before* it happens: the file is
+still there after rm, the connect never reaches the listener, and the process lives on.
+The target reports what each attempt returned through a socketpair made before the load."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import WORKLOADS
+from syscall_watcher import enforcer
+from syscall_watcher.policy import load_policy
+from syscall_watcher.tracer import Target
+
+pytestmark = [
+    pytest.mark.vm_inner,
+    pytest.mark.skipif(os.environ.get("SWATCH_IN_VM") != "1",
+                       reason="runs inside the VM (tests/test_policy_vm.py boots it)"),
+]
+
+TIER = os.environ.get("SWATCH_VM_TIER", "lsm")
+TIER_WORDS = {"lsm": "blocked before (BPF LSM", "fmod_ret": "blocked before (fmod_ret"}
+EPERM = errno.EPERM
+
+HEADER = r"""
+import errno, json, os, socket, sys, threading
+R = {}
+rep = socket.socket(fileno=int(os.environ["REPORT_FD"]))
+def attempt(name, fn, *a):
+    try:
+        fn(*a)
+        R[name] = 0
+    except OSError as e:
+        R[name] = e.errno
+def in_grandchild(name, fn, *a):
+    pid = os.fork()
+    if pid == 0:
+        pid2 = os.fork()
+        if pid2 == 0:
+            try:
+                fn(*a)
+                v = 0
+            except OSError as e:
+                v = e.errno
+            os._exit(v)
+        _, st = os.waitpid(pid2, 0)
+        os._exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 200)
+    _, st = os.waitpid(pid, 0)
+    R[name] = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 200
+def in_thread(name, fn, *a):
+    t = threading.Thread(target=attempt, args=(name, fn) + a)
+    t.start()
+    t.join()
+def write_fd(fd, data=b"x"):
+    os.write(fd, data)
+def open_w(path, flags=os.O_WRONLY):
+    os.close(os.open(path, flags, 0o644))
+"""
+
+
+@pytest.fixture
+def ppin():  # type: ignore[no-untyped-def]
+    """A private policy pin dir, unloaded afterwards. The core API, not the CLI, drives the
+    enforcer here: under software emulation each CLI start costs tens of seconds (the host
+    tests cover the CLI)."""
+    d = Path(f"/sys/fs/bpf/swatch-test-policy-{uuid.uuid4().hex[:10]}")
+    yield d
+    enforcer.unload(d)
+    assert not d.exists()
+
+
+def run_target(ppin: Path, policy: str, before: str, after: str) -> tuple[dict, str]:  # type: ignore[type-arg]
+    """Start a target that runs `before`, waits, then (policy loaded) runs `after` and reports."""
+    ours, theirs = socket.socketpair()
+    r, w = os.pipe()
+    code = HEADER + before + "\nsys.stdin.readline()\n" + after + \
+        "\nrep.sendall(json.dumps(R).encode())\nrep.close()\n"
+    proc = subprocess.Popen([sys.executable, "-B", "-c", code], stdin=r,
+                            pass_fds=(theirs.fileno(),),
+                            env={**os.environ, "REPORT_FD": str(theirs.fileno())},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(r)
+    theirs.close()
+    time.sleep(0.3)
+    pol = load_policy(policy)
+    # Every operation of the built-ins is preventive here: --require-preventive must load.
+    _, plans = enforcer.load_pinned(pol, Target(mode="pid", pid=proc.pid,
+                                                label=f"pid {proc.pid}"), ppin,
+                                    require_preventive=True)
+    load_out = "".join(f"{p.op}: {p.describe(pol)}\n" for p in plans)
+    os.write(w, b"go\n")
+    os.close(w)
+    data = b""
+    ours.settimeout(300)
+    while chunk := ours.recv(65536):
+        data += chunk
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, f"target died ({proc.returncode}): {err}"
+    return json.loads(data), load_out
+
+
+def summary(ppin: Path) -> dict:  # type: ignore[type-arg]
+    session = enforcer.PinnedPolicy.open(ppin)
+    try:
+        return enforcer.summary(session)
+    finally:
+        session.close()
+
+
+def denials(ppin: Path) -> list[dict]:  # type: ignore[type-arg]
+    """The denial records in the policy's ring buffer (kept there until someone reads them)."""
+    import io
+
+    session = enforcer.PinnedPolicy.open(ppin)
+    try:
+        with enforcer.DenialStreamer(session, io.BytesIO(), json_lines=True) as stream:
+            found: list[dict] = []  # type: ignore[type-arg]
+            while stream._consumer is not None and stream._consumer.drain():
+                found += list(stream.records())
+            return found
+    finally:
+        session.close()
+
+
+def assert_tier(load_out: str, ops: list[str]) -> None:
+    for op in ops:
+        assert f"{op}: {TIER_WORDS[TIER]}" in load_out, load_out
+
+
+@pytest.fixture
+def scratch_dir():  # type: ignore[no-untyped-def]
+    d = Path(f"/tmp/swatch-vm-{uuid.uuid4().hex[:8]}")
+    (d / "prot" / "sub").mkdir(parents=True)
+    (d / "out").mkdir()
+    (d / "prot" / "f").write_text("original\n")
+    (d / "out" / "x").write_text("movable\n")
+    yield d
+    subprocess.run(["rm", "-rf", str(d)])
+
+
+def test_vm_kernel_has_the_tier() -> None:
+    lsm = Path("/sys/kernel/security/lsm")
+    if not lsm.exists():
+        subprocess.run(["mount", "-t", "securityfs", "securityfs", "/sys/kernel/security"])
+    assert ("bpf" in lsm.read_text().split(",")) == (TIER == "lsm")
+
+
+def test_no_network_blocked_before(ppin: Path, listener) -> None:  # type: ignore[no-untyped-def]
+    port, received = listener
+    res, out = run_target(ppin, "no-network", f"""
+tcp = socket.socket()
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+b = socket.socket()
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+""", f"""
+attempt("socket_inet", socket.socket)
+attempt("socket_unix", socket.socket, socket.AF_UNIX)
+attempt("connect", tcp.connect, ("127.0.0.1", {port}))
+attempt("sendto", udp.sendto, b"x", ("127.0.0.1", {port}))
+attempt("bind", b.bind, ("127.0.0.1", 0))
+attempt("listen", srv.listen)
+in_grandchild("grandchild_socket", socket.socket)
+in_thread("thread_connect", tcp.connect, ("127.0.0.1", {port}))
+""")
+    assert_tier(out, ["connect", "socket", "bind", "listen"])
+    assert res == {k: EPERM for k in res} and len(res) == 8, res
+    time.sleep(0.3)
+    assert received == []  # nothing reached the listener
+    # outside the target: unaffected
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"bystander")
+    s.close()
+    assert wait_for_list(received) == [b"bystander"]
+    sm = summary(ppin)
+    assert sm["denials"]["socket"] == 3 and sm["denials"]["connect"] == 3, sm
+    assert sm["tiers"]["connect"] == TIER
+
+
+def wait_for_list(lst: list, timeout: float = 3) -> list:  # type: ignore[type-arg]
+    end = time.monotonic() + timeout
+    while not lst and time.monotonic() < end:
+        time.sleep(0.05)
+    return lst
+
+
+def test_no_exec_blocked_before(ppin: Path) -> None:
+    res, out = run_target(ppin, "no-exec", "", """
+attempt("execve", os.execv, "/bin/true", ["true"])
+fd = os.open("/bin/true", os.O_RDONLY)
+attempt("fexecve", os.execve, fd, ["true"], {})
+in_grandchild("grandchild_exec", os.execv, "/bin/true", ["true"])
+in_thread("thread_exec", os.execv, "/bin/true", ["true"])
+pid = os.fork()
+if pid == 0:
+    os._exit(5)
+R["fork_allowed"] = os.WEXITSTATUS(os.waitpid(pid, 0)[1])
+""")
+    assert_tier(out, ["exec"])
+    assert res == {"execve": EPERM, "fexecve": EPERM, "grandchild_exec": EPERM,
+                   "thread_exec": EPERM, "fork_allowed": 5}, res
+    assert summary(ppin)["denials"]["exec"] == 4
+    d = denials(ppin)
+    assert len(d) == 4
+    assert {(e["op"], e["target"], e["action"], e["tier"]) for e in d} == {
+        ("exec", "/usr/bin/true", "blocked", TIER)}, d  # the kernel's path: /bin is a symlink
+
+
+def test_read_only_fs_blocked_before(ppin: Path, scratch_dir: Path) -> None:
+    d = scratch_dir
+    res, out = run_target(ppin, "read-only-fs", f"""
+fd = os.open("{d}/prot/f", os.O_WRONLY | os.O_APPEND)
+pr, pw = os.pipe()
+""", f"""
+attempt("write_open_fd", write_fd, fd)
+attempt("write_pipe", write_fd, pw)
+attempt("open_trunc", open_w, "{d}/prot/f", os.O_WRONLY | os.O_TRUNC)
+attempt("create", open_w, "{d}/out/new", os.O_WRONLY | os.O_CREAT)
+attempt("unlink", os.unlink, "{d}/prot/f")
+attempt("rename", os.rename, "{d}/out/x", "{d}/out/y")
+attempt("mkdir", os.mkdir, "{d}/out/m")
+attempt("rmdir", os.rmdir, "{d}/prot/sub")
+R["read_ok"] = open("{d}/prot/f").read() == "original\\n"
+""")
+    assert_tier(out, ["unlink", "rename", "mkdir", "rmdir", "write"])
+    expected = {k: EPERM for k in ("write_open_fd", "write_pipe", "open_trunc", "create",
+                                   "unlink", "rename", "mkdir", "rmdir")}
+    assert res == {**expected, "read_ok": True}, res
+    assert (d / "prot" / "f").read_text() == "original\n"
+    assert (d / "prot" / "sub").is_dir() and (d / "out" / "x").exists()
+    assert not (d / "out" / "new").exists() and not (d / "out" / "m").exists()
+
+
+def test_protect_system_blocked_before(ppin: Path, scratch_dir: Path) -> None:
+    etc = Path(f"/etc/swatch-vm-{uuid.uuid4().hex[:6]}")
+    etc.write_text("original\n")
+    etcdir = Path(f"/etc/swatch-vm-dir-{uuid.uuid4().hex[:6]}")
+    etcdir.mkdir()
+    d = scratch_dir
+    try:
+        res, out = run_target(ppin, "protect-system", f"""
+fd = os.open("{etc}", os.O_RDONLY)
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+""", f"""
+attempt("open_append", open_w, "{etc}", os.O_WRONLY | os.O_APPEND)
+attempt("create", open_w, "/etc/swatch-vm-new", os.O_WRONLY | os.O_CREAT)
+attempt("unlink", os.unlink, "{etc}")
+attempt("rename", os.rename, "{etc}", "/etc/swatch-vm-renamed")
+attempt("mkdir", os.mkdir, "/etc/swatch-vm-mkdir")
+attempt("rmdir", os.rmdir, "{etcdir}")
+attempt("usr_create", open_w, "/usr/swatch-vm-new", os.O_WRONLY | os.O_CREAT)
+attempt("bind", socket.socket().bind, ("127.0.0.1", 0))
+attempt("listen", srv.listen)
+# allowed: the same outside /etc, /usr, /boot
+attempt("tmp_write", open_w, "{d}/out/ok", os.O_WRONLY | os.O_CREAT)
+attempt("tmp_unlink", os.unlink, "{d}/out/ok")
+attempt("tmp_mkdir", os.mkdir, "{d}/out/m")
+attempt("etc_read", os.read, fd, 10)
+""")
+        assert_tier(out, ["bind", "listen", "unlink", "rename", "mkdir", "rmdir", "write"])
+        denied = ("open_append", "create", "unlink", "rename", "mkdir", "rmdir",
+                  "usr_create", "bind", "listen")
+        assert res == {**{k: EPERM for k in denied}, "tmp_write": 0, "tmp_unlink": 0,
+                       "tmp_mkdir": 0, "etc_read": 0}, res
+        assert etc.read_text() == "original\n" and etcdir.is_dir()
+        assert not Path("/etc/swatch-vm-renamed").exists()
+        assert not Path("/etc/swatch-vm-new").exists()
+        rules = {r["path"]: r["denials"] for r in summary(ppin)["rules"]}
+        assert rules["/etc"] == 6 and rules["/usr"] == 1, rules
+    finally:
+        etc.unlink(missing_ok=True)
+        etcdir.rmdir()
+
+
+def test_bypasses_blocked_before(ppin: Path, scratch_dir: Path, tmp_path: Path) -> None:
+    d = scratch_dir
+    pol = d / "bypass.policy"
+    pol.write_text(f"protect {d}/prot write unlink rename mkdir rmdir\nprotect /etc file_open\n")
+    (d / "out" / "sl").symlink_to(d / "prot" / "f")
+    uring = WORKLOADS / "uring_open"
+    res, out = run_target(ppin, str(pol), f"""
+dfd = os.open("{d}/prot", os.O_RDONLY | os.O_DIRECTORY)
+import subprocess
+""", f"""
+attempt("symlink_write", open_w, "{d}/out/sl", os.O_WRONLY | os.O_APPEND)
+attempt("hardlink", os.link, "{d}/prot/f", "{d}/out/h")
+os.chdir("{d}/prot")
+attempt("relative_unlink", os.unlink, "f")
+attempt("proc_cwd_unlink", os.unlink, "/proc/self/cwd/f")
+os.chdir("/")
+attempt("dirfd_open", lambda: os.close(os.open("f", os.O_WRONLY, dir_fd=dfd)))
+attempt("dirfd_unlink", lambda: os.unlink("f", dir_fd=dfd))
+attempt("dotdot_unlink", os.unlink, "{d}/out/../prot/f")
+attempt("rename_into", os.rename, "{d}/out/x", "{d}/prot/x")
+attempt("mkdir_sub", os.mkdir, "{d}/prot/sub/m")
+in_grandchild("grandchild_unlink", os.unlink, "{d}/prot/f")
+in_thread("thread_unlink", os.unlink, "{d}/prot/f")
+attempt("etc_open_read", lambda: os.close(os.open("/etc/hostname", os.O_RDONLY)))
+R["uring_open"] = subprocess.run(["{uring}", "{d}/prot/f"]).returncode if os.path.exists(
+    "{uring}") else "missing"
+R["uring_open_etc"] = subprocess.run(["{uring}", "/etc/hostname", "r"]).returncode \
+    if os.path.exists("{uring}") else "missing"
+""")
+    assert_tier(out, ["file_open", "unlink", "rename", "mkdir", "rmdir", "write"])
+    expected = {k: EPERM for k in (
+        "symlink_write", "hardlink", "relative_unlink", "proc_cwd_unlink", "dirfd_open",
+        "dirfd_unlink", "dotdot_unlink", "rename_into", "mkdir_sub", "grandchild_unlink",
+        "thread_unlink", "etc_open_read", "uring_open", "uring_open_etc")}
+    assert res == expected, res
+    assert (d / "prot" / "f").read_text() == "original\n"
+    assert not (d / "out" / "h").exists() and (d / "out" / "x").exists()
+    # reported under the kernel's resolved path, whatever the process passed
+    unlinks = [e["target"] for e in denials(ppin) if e["op"] == "unlink"]
+    assert len(unlinks) == 6 and set(unlinks) == {f"{d}/prot/f"}, unlinks
+
+
+def test_kill_fork_read_blocked_before(ppin: Path, scratch_dir: Path) -> None:
+    d = scratch_dir
+    pol = d / "kfr.policy"
+    pol.write_text(f"block kill fork\nprotect {d}/prot read\n")
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        res, out = run_target(ppin, str(pol), f"""
+fd = os.open("{d}/prot/f", os.O_RDONLY)
+ok = os.open("{d}/out/x", os.O_RDONLY)
+""", f"""
+attempt("kill_other", os.kill, {victim.pid}, 15)
+attempt("kill_self_probe", os.kill, os.getpid(), 0)
+attempt("fork", os.fork)
+try:
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join()
+    R["thread"] = 0
+except RuntimeError:
+    R["thread"] = "refused"
+attempt("read_protected", os.read, fd, 10)
+attempt("read_other", os.read, ok, 10)
+""")
+        assert_tier(out, ["kill", "fork", "read"])
+        assert res == {"kill_other": EPERM, "kill_self_probe": 0, "fork": EPERM,
+                       "thread": "refused", "read_protected": EPERM, "read_other": 0}, res
+        assert victim.poll() is None  # the signal never arrived
+        sm = summary(ppin)
+        assert sm["denials"]["kill"] == 1 and sm["denials"]["fork"] == 2
+    finally:
+        victim.kill()
+        victim.wait()
