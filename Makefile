@@ -85,11 +85,7 @@ status: venv
 summary: venv
 	$(SWATCH) summary
 
-policy-# Only the policy tests that boot Debian's stock kernel in QEMU (make test runs them too).
-test-vm: deps all venv
-	$(VENV)/bin/python -m pytest -v tests/test_policy_vm.py
-
-load: all venv
+policy-load: all venv
 	@test -n "$(POLICY_FILE)" || { echo "usage: make policy-load PID=1234|CONTAINER=name POLICY_FILE=policies/no-network.policy" >&2; exit 2; }
 	$(SWATCH) policy-load $(SW_TARGET) --policy $(POLICY_FILE)
 

@@ -13,6 +13,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "policy.h"
+#include "vfs_path.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -30,10 +31,10 @@ char LICENSE[] SEC("license") = "GPL";
 #define O_RDWR 02
 #define O_CREAT 0100
 #define O_TRUNC 01000
-#define SWP_PATH_DEPTH 32
 #define SWP_BUF (2 * SWP_PATH_MAX)
 #define SWP_BUF_MASK (SWP_BUF - 1)
 #define SWP_PATH_MASK (SWP_PATH_MAX - 1)
+_Static_assert(SWP_PATH_MAX == VFS_PATH_MAX, "policy paths and walked paths differ in size");
 
 const volatile struct swp_config cfg SEC(".rodata.cfg") = {};
 
@@ -110,80 +111,6 @@ static __always_inline struct swp_rules *get_rules(void)
 }
 
 /* ------------------------------------------------------------------ paths */
-
-struct path_walk {
-	struct dentry *d;
-	struct mount *mnt;
-	char *buf;
-	u32 pos;
-	u32 trunc;
-};
-
-/* One step from a dentry towards the global root (bpf_loop callback). */
-static long path_step(u64 i, void *ctx)
-{
-	struct path_walk *w = ctx;
-	struct dentry *d = w->d;
-	struct mount *mnt = w->mnt;
-	struct dentry *parent = BPF_CORE_READ(d, d_parent);
-	struct qstr q;
-	u32 len, pos = w->pos;
-
-	if (d == BPF_CORE_READ(mnt, mnt.mnt_root)) {
-		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
-
-		if (up == mnt)
-			return 1;
-		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
-		w->mnt = up;
-		return 0;
-	}
-	if (d == parent)
-		return 1;
-	q = BPF_CORE_READ(d, d_name);
-	len = q.len;
-	if (len + 1 > pos || pos > SWP_PATH_MAX - 1) {
-		w->trunc = 1;
-		return 1;
-	}
-	pos -= len;
-	bpf_probe_read_kernel(&w->buf[pos & SWP_PATH_MASK], len & SWP_PATH_MASK, q.name);
-	pos -= 1;
-	w->buf[pos & SWP_PATH_MASK] = '/';
-	w->pos = pos;
-	w->d = parent;
-	return 0;
-}
-
-/* The path of (dentry, vfsmount) from the global root, right-aligned in buf[0..SWP_PATH_MAX)
- * and NUL-terminated at SWP_PATH_MAX - 1; returns the index of its first byte. */
-static __always_inline u32 dentry_path(struct dentry *d, struct vfsmount *vmnt, char *buf,
-				       u32 *trunc)
-{
-	struct path_walk w = {
-		.d = d,
-		.mnt = container_of(vmnt, struct mount, mnt),
-		.buf = buf,
-		.pos = SWP_PATH_MAX - 1,
-	};
-	long steps;
-
-	buf[SWP_PATH_MAX - 1] = 0;
-	steps = bpf_loop(SWP_PATH_DEPTH, path_step, &w, 0);
-	if (w.trunc || steps >= SWP_PATH_DEPTH)
-		*trunc = 1;
-	if (w.pos >= SWP_PATH_MAX - 1) {
-		w.pos = SWP_PATH_MAX - 2;
-		buf[SWP_PATH_MAX - 2] = '/';
-	}
-	return w.pos;
-}
-
-static __always_inline u32 file_path(struct file *f, char *buf, u32 *trunc)
-{
-	return dentry_path(BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), buf,
-			   trunc);
-}
 
 struct match_ctx {
 	struct swp_rules *r;

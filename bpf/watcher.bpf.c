@@ -6,6 +6,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "watcher.h"
+#include "vfs_path.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -17,8 +18,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define SOCK_DGRAM 2
-#define SW_PATH_DEPTH 24
 #define SW_PATH_MASK (SW_PATH_MAX - 1)
+_Static_assert(SW_PATH_MAX == VFS_PATH_MAX, "event paths and walked paths differ in size");
 
 /* libbpf 1.1 stops at the fifth syscall argument. */
 #if defined(__TARGET_ARCH_x86)
@@ -292,75 +293,6 @@ static __always_inline struct file *fd_file(struct task_struct *task, u64 fd)
 	return f;
 }
 
-struct path_walk {
-	struct dentry *d;
-	struct mount *mnt;
-	char *buf;
-	u32 pos;
-	u32 trunc;
-};
-
-/* One step of the walk from a dentry up to the global root (a bpf_loop
- * callback, so the verifier checks it once, not once per component). */
-static long path_step(u64 i, void *ctx)
-{
-	struct path_walk *w = ctx;
-	struct dentry *d = w->d;
-	struct mount *mnt = w->mnt;
-	struct dentry *parent = BPF_CORE_READ(d, d_parent);
-	struct qstr q;
-	u32 len, pos = w->pos;
-
-	if (d == BPF_CORE_READ(mnt, mnt.mnt_root)) {
-		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
-
-		if (up == mnt)
-			return 1;
-		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
-		w->mnt = up;
-		return 0;
-	}
-	if (d == parent)
-		return 1;
-	q = BPF_CORE_READ(d, d_name);
-	len = q.len;
-	if (len + 1 > pos || pos > SW_PATH_MAX - 1) {
-		w->trunc = 1;
-		return 1;
-	}
-	pos -= len;
-	bpf_probe_read_kernel(&w->buf[pos & SW_PATH_MASK], len & SW_PATH_MASK, q.name);
-	pos -= 1;
-	w->buf[pos & SW_PATH_MASK] = '/';
-	w->pos = pos;
-	w->d = parent;
-	return 0;
-}
-
-/* Write the file's path, relative to the global root, right-aligned into
- * buf[0..SW_PATH_MAX); returns the index of its first byte. */
-static __always_inline u32 file_path(struct file *f, char *buf, bool *trunc)
-{
-	struct vfsmount *vmnt = BPF_CORE_READ(f, f_path.mnt);
-	struct path_walk w = {
-		.d = BPF_CORE_READ(f, f_path.dentry),
-		.mnt = container_of(vmnt, struct mount, mnt),
-		.buf = buf,
-		.pos = SW_PATH_MAX - 1,
-	};
-	long steps;
-
-	buf[SW_PATH_MAX - 1] = 0;
-	steps = bpf_loop(SW_PATH_DEPTH, path_step, &w, 0);
-	if (w.trunc || steps >= SW_PATH_DEPTH)
-		*trunc = true;
-	if (w.pos >= SW_PATH_MAX - 1) {
-		w.pos = SW_PATH_MAX - 2;
-		buf[SW_PATH_MAX - 2] = '/';
-	}
-	return w.pos;
-}
-
 static __always_inline bool name_is(const char *n, const char *want, int len)
 {
 	for (int i = 0; i < len; i++)
@@ -373,7 +305,7 @@ static __always_inline bool name_is(const char *n, const char *want, int len)
  * Writes the NUL-terminated name to dst (room for SW_PATH_MAX bytes) and
  * returns its length including the NUL, 0 if there is none, -1 if the fd is
  * runtime noise ([eventfd], [timerfd], [eventpoll], [signalfd]). */
-static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, bool *trunc)
+static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, u32 *trunc)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct file *f = fd_file(task, fd);
@@ -481,7 +413,7 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 				struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 				struct enter_name *en;
 				struct enter_name blank = {};
-				bool trunc = false;
+				u32 trunc = 0;
 				int n;
 
 				if (s && !bpf_map_update_elem(&enter_names, &tid, &blank, BPF_ANY) &&
@@ -551,7 +483,7 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	u64 ts, dur;
 	u32 nr, off = 0;
 	s64 ret;
-	bool trunc = false;
+	u32 trunc = 0;
 
 	/* Only traced threads have a syscall in flight: this lookup is the filter. */
 	if (cfg.mode == SW_TARGET_PID && !in_pid_range(id >> 32))
