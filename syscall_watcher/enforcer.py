@@ -28,6 +28,7 @@ from .libbpf import BpfObject, Link, MapFd, RingConsumer, lib
 from .policy import OPERATIONS, Policy
 from .tracer import (
     Target,
+    built_object,
     descendants,
     ensure_bpffs,
     remove_pins,
@@ -132,10 +133,7 @@ def pin_dir_default() -> Path:
 
 
 def bpf_object_path() -> Path:
-    env = os.environ.get("SWATCH_POLICY_BPF_OBJ")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "build" / "policy.bpf.o"
+    return built_object("policy.bpf.o", "SWATCH_POLICY_BPF_OBJ")
 
 
 # --------------------------------------------------------------------------- tiers

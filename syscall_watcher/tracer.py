@@ -41,15 +41,17 @@ MODE_NAMES = {0: "all", 1: "pid", 2: "comm", 3: "uid", 4: "cgroup"}
 MODE_IDS = {v: k for k, v in MODE_NAMES.items()}
 
 
+def built_object(name: str, env: str) -> Path:
+    """A BPF object `make` built into build/, unless the environment variable names another."""
+    return Path(os.environ.get(env) or Path(__file__).resolve().parent.parent / "build" / name)
+
+
 def pin_dir_default() -> Path:
     return Path(os.environ.get("SWATCH_PIN_DIR", DEFAULT_PIN_DIR))
 
 
 def bpf_object_path() -> Path:
-    env = os.environ.get("SWATCH_BPF_OBJ")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "build" / "watcher.bpf.o"
+    return built_object("watcher.bpf.o", "SWATCH_BPF_OBJ")
 
 
 @dataclass
