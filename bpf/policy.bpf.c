@@ -429,11 +429,13 @@ int swp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	u32 nr, op;
 	int rule = -1;
 
-	if (!targeted())
-		return 0;
+	/* Every task on the machine comes through here: first the syscall number (an inlined
+	 * array lookup), and only for a syscall the policy covers, the target check. */
 	nr = ctx->args[1];
 	if (nr >= SWP_MAX_SYSCALLS || !(sc = bpf_map_lookup_elem(&reactive, &nr)) ||
 	    !(sc->flags & SWP_R_USED))
+		return 0;
+	if (!targeted())
 		return 0;
 	if (!(r = get_rules()) || !(s = get_scratch()))
 		return 0;
