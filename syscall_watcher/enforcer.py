@@ -24,7 +24,7 @@ from typing import BinaryIO, TextIO
 
 from . import libbpf, syscalls
 from .errors import BpfError, SwatchError
-from .libbpf import BpfObject, Link, MapFd, RingConsumer, lib
+from .libbpf import BpfObject, Link, MapFd, MapSet, RingConsumer, lib
 from .policy import OPERATIONS, Policy
 from .tracer import (
     Target,
@@ -256,22 +256,10 @@ class DenialCounts:
     dropped: int = 0
 
 
-class PolicySession:
+class PolicySession(MapSet):
     """The enforcer's maps, from an object this process loaded or from pins."""
 
-    def __init__(self, maps: dict[str, MapFd]) -> None:
-        self.maps = maps
-
-    def _one(self, name: str):  # type: ignore[no-untyped-def]
-        key_t, val_t = MAPS[name]
-        key = libbpf.new(f"{key_t} *", 0)
-        val = libbpf.new(f"{val_t} *")
-        if not self.maps[name].lookup(key, val):
-            raise SwatchError(f"policy map {name} has no entry 0")
-        return key, val
-
-    def meta(self):  # type: ignore[no-untyped-def]
-        return self._one("meta")[1]
+    MAP_TYPES = MAPS
 
     def rules(self):  # type: ignore[no-untyped-def]
         return self._one("rules")[1]
@@ -306,10 +294,6 @@ class PolicySession:
 
     def add_pid(self, pid: int) -> None:
         self.maps["targets"].update(libbpf.new("uint32_t *", pid), libbpf.new("uint8_t *", 1))
-
-    def close(self) -> None:
-        for m in self.maps.values():
-            m.close()
 
 
 class LoadedPolicy(PolicySession):

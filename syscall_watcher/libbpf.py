@@ -103,6 +103,32 @@ class MapFd:
             prev = nxt
 
 
+class MapSet:
+    """The named maps of one BPF object, loaded by this process or opened from pins.
+    Subclasses say each map's C key and value types in MAP_TYPES."""
+
+    MAP_TYPES: dict[str, tuple[str | None, str | None]] = {}
+
+    def __init__(self, maps: dict[str, MapFd]) -> None:
+        self.maps = maps
+
+    def _one(self, name: str):  # type: ignore[no-untyped-def]
+        """(key, value) cdata of entry 0 of a one-entry array map."""
+        key_t, val_t = self.MAP_TYPES[name]
+        key = ffi.new(f"{key_t} *", 0)
+        val = ffi.new(f"{val_t} *")
+        if not self.maps[name].lookup(key, val):
+            raise BpfError(f"read entry 0 of map {name}", 2)
+        return key, val
+
+    def meta(self):  # type: ignore[no-untyped-def]
+        return self._one("meta")[1]
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+
+
 class Link:
     def __init__(self, ptr, name: str) -> None:  # type: ignore[no-untyped-def]
         self._ptr = ptr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import libbpf, syscalls
 from .errors import BpfError, SwatchError
-from .libbpf import BpfObject, Link, MapFd, lib
+from .libbpf import BpfObject, Link, MapFd, MapSet, lib
 
 VERSION = 1
 DEFAULT_PIN_DIR = "/sys/fs/bpf/syscall_watcher"
@@ -110,23 +110,10 @@ def ensure_bpffs(path: Path) -> None:
         raise SwatchError(f"bpffs is not mounted at {root} and mounting it failed")
 
 
-class Session:
+class Session(MapSet):
     """A tracer's maps, either from an object loaded by this process or from pins."""
 
-    def __init__(self, maps: dict[str, MapFd]) -> None:
-        self.maps = maps
-
-    # -- state in maps -------------------------------------------------------
-    def _one(self, name: str):  # type: ignore[no-untyped-def]
-        key_t, val_t = MAPS[name]
-        key = libbpf.new(f"{key_t} *", 0)
-        val = libbpf.new(f"{val_t} *")
-        if not self.maps[name].lookup(key, val):
-            raise SwatchError(f"map {name} has no entry 0")
-        return key, val
-
-    def meta(self):  # type: ignore[no-untyped-def]
-        return self._one("meta")[1]
+    MAP_TYPES = MAPS
 
     def state(self) -> tuple[bool, int]:
         st = self._one("state")[1]
@@ -205,11 +192,6 @@ class Session:
                 "cgroup_id": max(vals[c].cgroup_id for c in range(libbpf.NUM_CPUS)),
             }
         return out
-
-    def close(self) -> None:
-        for m in self.maps.values():
-            m.close()
-
 
 class LoadedTracer(Session):
     """A tracer this process loaded: owns the object and (until pinned) the links."""
