@@ -24,7 +24,7 @@ from typing import BinaryIO, TextIO
 
 from . import libbpf, syscalls
 from .errors import BpfError, SwatchError
-from .libbpf import BpfObject, Link, MapFd, MapSet, RingConsumer, lib
+from .libbpf import BpfObject, Link, MapSet, RingConsumer, lib
 from .policy import OPERATIONS, Policy
 from .tracer import (
     Target,
@@ -476,15 +476,7 @@ class PinnedPolicy(PolicySession):
         if status != "loaded":
             raise SwatchError(f"stale policy pins in {pin_dir}: run `swatch policy-unload "
                               f"--pin-dir {pin_dir}` to clear them")
-        maps: dict[str, MapFd] = {}
-        try:
-            for name in MAPS:
-                maps[name] = MapFd.open_pinned(pin_dir / "maps" / name, 0, 0)
-        except BpfError:
-            for m in maps.values():
-                m.close()
-            raise
-        session = cls(maps)
+        session = cls.open_pinned(pin_dir / "maps")
         if session.meta().version != lib.SWP_VERSION:
             session.close()
             raise SwatchError(f"policy pins in {pin_dir} are from another swatch version; "

@@ -112,6 +112,19 @@ class MapSet:
     def __init__(self, maps: dict[str, MapFd]) -> None:
         self.maps = maps
 
+    @classmethod
+    def open_pinned(cls, maps_dir: Path):  # type: ignore[no-untyped-def]
+        """Every map of MAP_TYPES from its pin under maps_dir; all of them or none."""
+        maps: dict[str, MapFd] = {}
+        try:
+            for name in cls.MAP_TYPES:
+                maps[name] = MapFd.open_pinned(maps_dir / name, 0, 0)
+        except BpfError:
+            for m in maps.values():
+                m.close()
+            raise
+        return cls(maps)
+
     def _one(self, name: str):  # type: ignore[no-untyped-def]
         """(key, value) cdata of entry 0 of a one-entry array map."""
         key_t, val_t = self.MAP_TYPES[name]

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import libbpf, syscalls
-from .errors import BpfError, SwatchError
-from .libbpf import BpfObject, Link, MapFd, MapSet, lib
+from .errors import SwatchError
+from .libbpf import BpfObject, Link, MapSet, lib
 
 VERSION = 1
 DEFAULT_PIN_DIR = "/sys/fs/bpf/syscall_watcher"
@@ -306,15 +306,7 @@ class PinnedSession(Session):
             )
         if status != "loaded":
             raise SwatchError(stale_message(pin_dir, status))
-        maps = {}
-        try:
-            for name in MAPS:
-                maps[name] = MapFd.open_pinned(pin_dir / "maps" / name, 0, 0)
-        except BpfError:
-            for m in maps.values():
-                m.close()
-            raise
-        session = cls(maps)
+        session = cls.open_pinned(pin_dir / "maps")
         try:
             meta = session.meta()
         except SwatchError:
