@@ -7,7 +7,7 @@
 #define SWATCH_POLICY_H
 
 /* SW_CDEF_BEGIN */
-#define SWP_VERSION 1
+#define SWP_VERSION 2
 #define SWP_OPS 16            /* room for OPERATIONS (14 used) */
 #define SWP_MAX_PATHS 16      /* = policy.SW_POLICY_MAX_PATHS */
 #define SWP_PATH_MAX 256      /* = policy.SW_POLICY_PATH_MAX */
@@ -149,6 +149,8 @@ struct swp_meta {
 	uint32_t pad;
 	uint64_t load_time_ns;
 	uint64_t target_cgroup;
+	uint64_t links;           /* bit i: enforcer.LINK_NAMES[i] is pinned; this map is pinned
+				     last, as the completion marker */
 	char policy[64];
 	char target_label[64];
 };

@@ -185,6 +185,8 @@ struct sw_meta {
 	uint64_t load_time_ns;    /* CLOCK_REALTIME */
 	uint64_t target_cgroup;
 	uint64_t ring_size;
+	uint64_t links;           /* bit i: the i-th link swatch pins; written just before this
+				     map is pinned, last: no meta pin = an unfinished load */
 	char target_comm[SW_TASK_COMM_LEN];
 	char profile[32];
 	char target_label[64];

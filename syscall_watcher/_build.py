@@ -61,6 +61,26 @@ int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags)
 int bpf_map_delete_elem(int fd, const void *key);
 int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 int libbpf_num_possible_cpus(void);
+
+int bpf_map__type(const struct bpf_map *map);
+struct bpf_map_info {
+    __u32 type;
+    __u32 id;
+    __u32 key_size;
+    __u32 value_size;
+    __u32 max_entries;
+    __u32 map_flags;
+    char name[16];
+    ...;
+};
+int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);
+
+typedef int... __fsword_t;
+struct statfs {
+    __fsword_t f_type;
+    ...;
+};
+int statfs(const char *path, struct statfs *buf);
 """
 
 
@@ -88,7 +108,7 @@ ffibuilder.cdef(
 )
 ffibuilder.set_source(
     "syscall_watcher._libbpf",
-    '#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "watcher.h"\n#include "policy.h"\n#include "_shim.h"\n',
+    '#include <sys/vfs.h>\n#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "watcher.h"\n#include "policy.h"\n#include "_shim.h"\n',
     libraries=["bpf"],
     # setuptools insists on paths relative to setup.py's directory (the build's cwd)
     include_dirs=[os.path.relpath(BPF_DIR), os.path.relpath(HERE)],

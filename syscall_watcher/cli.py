@@ -26,10 +26,9 @@ from .tracer import (
     load_pinned,
     pid_exists,
     pin_dir_default,
+    pin_state,
     pin_status,
-    remove_pins,
     require_root,
-    stale_message,
 )
 
 app = typer.Typer(
@@ -41,18 +40,19 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-PinDir = typer.Option(None, "--pin-dir", help="bpffs directory for pins [env SWATCH_PIN_DIR; "
+# parser=str keeps the raw text: a Path would turn "" into "." (the current directory).
+PinDir = typer.Option(None, "--pin-dir", parser=str, help="bpffs directory for pins [env SWATCH_PIN_DIR; "
                       "default /sys/fs/bpf/syscall_watcher]")
 
 
-PolicyPinDir = typer.Option(None, "--pin-dir", help="bpffs directory for the policy's pins "
+PolicyPinDir = typer.Option(None, "--pin-dir", parser=str, help="bpffs directory for the policy's pins "
                             "[env SWATCH_POLICY_PIN_DIR; default /sys/fs/bpf/syscall_watcher_policy]")
 
 
 def _policy_pin_dir(value: Optional[Path]) -> Path:
     from .enforcer import pin_dir_default as policy_pin_dir_default
 
-    return value if value is not None else policy_pin_dir_default()
+    return policy_pin_dir_default(value)
 
 
 def user_errors(fn: F) -> F:
@@ -72,7 +72,7 @@ def user_errors(fn: F) -> F:
 
 
 def _pin_dir(value: Optional[Path]) -> Path:
-    return value if value is not None else pin_dir_default()
+    return pin_dir_default(value)
 
 
 def _use_color(mode: str, stream: Any) -> bool:
@@ -160,17 +160,20 @@ def watch(
                                              "seconds."),
     pin_dir: Optional[Path] = PinDir,
     policy_pin_dir: Optional[Path] = typer.Option(
-        None, "--policy-pin-dir", help="Where a loaded policy's pins are [env "
+        None, "--policy-pin-dir", parser=str, help="Where a loaded policy's pins are [env "
         "SWATCH_POLICY_PIN_DIR; default /sys/fs/bpf/syscall_watcher_policy]"),
 ) -> None:
     """Stream the loaded tracer's events, and a loaded policy's denials, until Ctrl-C."""
-    from .enforcer import DenialStreamer, PinnedPolicy, policy_status
+    from .enforcer import POLICY, DenialStreamer, PinnedPolicy, policy_status
 
     require_root()
     tracer_dir = _pin_dir(pin_dir)
     policy_dir = _policy_pin_dir(policy_pin_dir)
-    policy = (PinnedPolicy.open(policy_dir) if policy_status(policy_dir) == "loaded"
-              else None)
+    policy_state = POLICY.status(policy_dir)
+    if policy_state.state == "stale":
+        typer.echo("swatch: not showing denials: "
+                   + POLICY.stale_message(policy_dir, policy_state), err=True)
+    policy = PinnedPolicy.open(policy_dir) if policy_state.loaded else None
     session = None
     out = None
     try:
@@ -249,12 +252,21 @@ def pin_dir_alive(path: Path) -> bool:
 @user_errors
 def unload(pin_dir: Optional[Path] = PinDir) -> None:
     """Detach and remove everything `swatch load` pinned. Safe to run twice."""
+    from .tracer import unload as unload_tracer
+
     require_root()
     path = _pin_dir(pin_dir)
-    if remove_pins(path):
-        typer.echo(f"swatch: unloaded (removed {path})")
+    _report_unload(unload_tracer(path), path, "unloaded", "nothing loaded")
+
+
+def _report_unload(left: Optional[list[str]], path: Path, done: str, nothing: str) -> None:
+    if left is None:
+        typer.echo(f"swatch: {nothing} at {path}")
+    elif left:
+        typer.echo(f"swatch: {done} (removed swatch's pins in {path}; left "
+                   f"{', '.join(left)})")
     else:
-        typer.echo(f"swatch: nothing loaded at {path}")
+        typer.echo(f"swatch: {done} (removed {path})")
 
 
 @app.command()
@@ -266,16 +278,13 @@ def status(
     """What is loaded: target, filter, traced pids, event and drop counters."""
     require_root()
     path = _pin_dir(pin_dir)
-    state = pin_status(path)
-    if state in ("absent", "absent-dir"):
+    if pin_state(path).state == "absent":
         if json:
             typer.echo(jsonlib.dumps({"loaded": False, "pin_dir": str(path)}))
         else:
             typer.echo(f"swatch: nothing loaded at {path}")
         return
-    if state != "loaded":
-        raise SwatchError(stale_message(path, state))
-    session = PinnedSession.open(path)
+    session = PinnedSession.open(path)  # unless loaded: why not, in one line
     try:
         meta = session.meta()
         counters = session.counters()
@@ -464,10 +473,7 @@ def policy_unload(pin_dir: Optional[Path] = PolicyPinDir) -> None:
     from .enforcer import unload as unload_policy
 
     path = _policy_pin_dir(pin_dir)
-    if unload_policy(path):
-        typer.echo(f"swatch: policy unloaded (removed {path})")
-    else:
-        typer.echo(f"swatch: no policy loaded at {path}")
+    _report_unload(unload_policy(path), path, "policy unloaded", "no policy loaded")
 
 
 @app.command("policy-summary")

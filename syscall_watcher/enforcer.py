@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from . import libbpf, syscalls
+from .component import Component, PinState, pin_dir_from
 from .errors import BpfError, SwatchError
 from .libbpf import BpfObject, Link, MapSet, RingConsumer, lib
 from .policy import OPERATIONS, Policy
@@ -30,8 +31,6 @@ from .tracer import (
     Target,
     built_object,
     descendants,
-    ensure_bpffs,
-    remove_pins,
     require_btf,
     require_root,
 )
@@ -128,12 +127,35 @@ REACTIVE_SYSCALLS: dict[str, tuple[Sys, ...]] = {
 }
 
 
-def pin_dir_default() -> Path:
-    return Path(os.environ.get("SWATCH_POLICY_PIN_DIR", DEFAULT_PIN_DIR))
+def pin_dir_default(value: str | Path | None = None) -> Path:
+    """--pin-dir's value, else $SWATCH_POLICY_PIN_DIR, else the default; empty is an error."""
+    return pin_dir_from(value, "SWATCH_POLICY_PIN_DIR", DEFAULT_PIN_DIR)
 
 
 def bpf_object_path() -> Path:
     return built_object("policy.bpf.o", "SWATCH_POLICY_BPF_OBJ")
+
+
+# Every program the enforcer can attach and pin (links/<name>), in the bit order of
+# meta.links. APPEND ONLY: pins record the mask, so a reordering would misread them (bump
+# SWP_VERSION if one is ever removed). tests/test_pin_safety.py checks it against the object.
+LINK_NAMES: tuple[str, ...] = (
+    "swp_fork", "swp_exit", "swp_sys_enter",
+    "swp_connect4", "swp_connect6", "swp_sendmsg4", "swp_sendmsg6", "swp_bind4", "swp_bind6",
+    "swp_sock_create",
+    *(f"{prefix}_{hook}" for prefix in ("swp_lsm", "swp_fmr") for hook in (
+        "bprm_check", "file_open", "file_permission", "path_link", "path_mkdir", "path_mknod",
+        "path_rename", "path_rmdir", "path_symlink", "path_truncate", "path_unlink",
+        "socket_bind", "socket_connect", "socket_create", "socket_listen", "socket_sendmsg",
+        "task_alloc", "task_kill")),
+)
+
+POLICY = Component(
+    kind="policy", noun="policy pins", maps=tuple(MAPS), links=LINK_NAMES,
+    version=lib.SWP_VERSION, meta_type="struct swp_meta", object_path=bpf_object_path,
+    unload_cmd="swatch policy-unload",
+    load_hint="swatch policy-load --pid PID --policy POLICY",
+)
 
 
 # --------------------------------------------------------------------------- tiers
@@ -432,18 +454,9 @@ class LoadedPolicy(PolicySession):
             self.add_pid(target.pid)
 
     def pin(self, pin_dir: Path) -> None:
-        """Pin maps and links so enforcement outlives this process; all or nothing."""
-        ensure_bpffs(pin_dir)
-        try:
-            (pin_dir / "maps").mkdir(parents=True, exist_ok=False)
-            (pin_dir / "links").mkdir()
-            for name in MAPS:
-                self.obj.pin_map(name, pin_dir / "maps" / name)
-            for name, link in self.links.items():
-                link.pin(pin_dir / "links" / name)
-        except BaseException:
-            remove_pins(pin_dir)
-            raise
+        """Pin maps and links so enforcement outlives this process; all or nothing, with the
+        completion marker (maps/meta naming every link) last."""
+        POLICY.pin(pin_dir, self.obj, self.links)
 
     def close(self) -> None:
         """Detach what is not pinned and free the object (pinned links stay attached)."""
@@ -454,33 +467,22 @@ class LoadedPolicy(PolicySession):
         self.obj.close()
 
 
+def policy_state(pin_dir: Path) -> PinState:
+    """What pin_dir holds (component.py defines absent / loaded / stale / foreign)."""
+    return POLICY.status(pin_dir)
+
+
 def policy_status(pin_dir: Path) -> str:
-    """'absent', 'loaded', or what is wrong with the pins."""
-    if not pin_dir.exists() or not any(pin_dir.rglob("*")):
-        return "absent"
-    missing = [m for m in MAPS if not libbpf.obj_exists(pin_dir / "maps" / m)]
-    links = list((pin_dir / "links").iterdir()) if (pin_dir / "links").is_dir() else []
-    if missing or not links:
-        return "stale"
-    return "loaded"
+    """'absent', 'loaded', 'stale' or 'foreign': loaded only when every link is pinned."""
+    return POLICY.status(pin_dir).state
 
 
 class PinnedPolicy(PolicySession):
     @classmethod
     def open(cls, pin_dir: Path) -> PinnedPolicy:
         require_root()
-        status = policy_status(pin_dir)
-        if status == "absent":
-            raise SwatchError(f"no policy is loaded (no pins in {pin_dir}); start with "
-                              "`swatch policy-load --pid PID --policy POLICY`")
-        if status != "loaded":
-            raise SwatchError(f"stale policy pins in {pin_dir}: run `swatch policy-unload "
-                              f"--pin-dir {pin_dir}` to clear them")
-        session = cls.open_pinned(pin_dir / "maps")
-        if session.meta().version != lib.SWP_VERSION:
-            session.close()
-            raise SwatchError(f"policy pins in {pin_dir} are from another swatch version; "
-                              "run `swatch policy-unload` first")
+        session = POLICY.open_maps(pin_dir, cls)
+        assert isinstance(session, PinnedPolicy)
         return session
 
 
@@ -490,14 +492,8 @@ def load_pinned(policy: Policy, target: Target, pin_dir: Path, audit_only: bool 
     """`swatch policy-load`: probe, load, attach, pin, return. Nothing stays half-loaded."""
     require_root()
     require_btf()
-    ensure_bpffs(pin_dir)
-    status = policy_status(pin_dir)
-    if status == "loaded":
-        raise SwatchError(f"a policy is already loaded (pins in {pin_dir}); "
-                          "`swatch policy-unload` first")
-    if status != "absent":
-        raise SwatchError(f"stale policy pins in {pin_dir}: run `swatch policy-unload "
-                          f"--pin-dir {pin_dir}` to clear them")
+    POLICY.require_free(pin_dir, already=f"a policy is already loaded (pins in {pin_dir}); "
+                        "`swatch policy-unload` first")
     plans = plan(policy, forced_tier)
     _check_preventive(plans, require_preventive)
     try:
@@ -525,9 +521,10 @@ def _check_preventive(plans: list[OpPlan], required: bool) -> None:
             "was loaded")
 
 
-def unload(pin_dir: Path) -> bool:
+def unload(pin_dir: Path) -> list[str] | None:
+    """Remove the policy's pins; None if there were none, else what was left behind."""
     require_root()
-    return remove_pins(pin_dir)
+    return POLICY.unload(pin_dir)
 
 
 # --------------------------------------------------------------------------- denials

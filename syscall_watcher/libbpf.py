@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._libbpf import ffi, lib
-from .errors import BpfError
+from .errors import BpfError, SwatchError
 
 lib.sw_log_install(1 if os.environ.get("SWATCH_DEBUG_LIBBPF") else 0)
 
@@ -49,6 +50,44 @@ def to_bytes(cdata, size: int | None = None) -> bytes:  # type: ignore[no-untype
     return bytes(ffi.buffer(cdata, size) if size is not None else ffi.buffer(cdata))
 
 
+class MapMismatch(SwatchError):
+    """A pinned map is not what this build expects (another version's pins)."""
+
+
+# enum bpf_map_type values this project uses, for messages (linux/bpf.h)
+MAP_TYPE_NAMES = {1: "hash", 2: "array", 5: "percpu_hash", 6: "percpu_array", 9: "lru_hash",
+                  27: "ringbuf"}
+_ARRAY_TYPES = (2, 6)
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """What a map is, as the kernel reports it: enough to tell one build's map from another's."""
+
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+
+    def mismatch(self, expected: MapSpec) -> str:
+        """'' if this map can be used as ``expected``; else what differs, in words.
+
+        max_entries is compared for arrays only (they are indexed up to it); hash maps and the
+        ring buffer are sized at load time by options."""
+        diffs = []
+        if self.type != expected.type:
+            diffs.append(f"type {MAP_TYPE_NAMES.get(self.type, self.type)}, expected "
+                         f"{MAP_TYPE_NAMES.get(expected.type, expected.type)}")
+        if self.key_size != expected.key_size:
+            diffs.append(f"key size {self.key_size}, expected {expected.key_size}")
+        if self.value_size != expected.value_size:
+            diffs.append(f"value size {self.value_size}, expected {expected.value_size}")
+        if (not diffs and self.type in _ARRAY_TYPES
+                and self.max_entries != expected.max_entries):
+            diffs.append(f"max_entries {self.max_entries}, expected {expected.max_entries}")
+        return "; ".join(diffs)
+
+
 class MapFd:
     """A map by file descriptor: the way both loaded objects and pinned maps are used."""
 
@@ -65,6 +104,14 @@ class MapFd:
         if fd < 0:
             raise BpfError(f"open pinned map {path}", ffi.errno or -fd, _log())
         return cls(Path(path).name, fd, key_size, value_size, owned=True)
+
+    def spec(self) -> MapSpec:
+        """Type, key/value size and max_entries, from the kernel (bpf_obj_get_info_by_fd)."""
+        info = ffi.new("struct bpf_map_info *")
+        size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
+        if lib.bpf_obj_get_info_by_fd(self.fd, info, size) < 0:
+            raise BpfError(f"read info of map {self.name}", ffi.errno, _log())
+        return MapSpec(info.type, info.key_size, info.value_size, info.max_entries)
 
     def close(self) -> None:
         if self._owned and self.fd >= 0:
@@ -113,13 +160,21 @@ class MapSet:
         self.maps = maps
 
     @classmethod
-    def open_pinned(cls, maps_dir: Path):  # type: ignore[no-untyped-def]
-        """Every map of MAP_TYPES from its pin under maps_dir; all of them or none."""
+    def open_pinned(cls, maps_dir: Path, specs: dict[str, MapSpec]):  # type: ignore[no-untyped-def]
+        """Every map of MAP_TYPES from its pin under maps_dir; all of them or none. Each must
+        match ``specs`` (what this build's object declares): a map pinned by another build is
+        refused by name, before any lookup could write past a smaller value."""
         maps: dict[str, MapFd] = {}
         try:
             for name in cls.MAP_TYPES:
-                maps[name] = MapFd.open_pinned(maps_dir / name, 0, 0)
-        except BpfError:
+                m = maps[name] = MapFd.open_pinned(maps_dir / name, 0, 0)
+                have = m.spec()
+                diff = have.mismatch(specs[name])
+                if diff:
+                    raise MapMismatch(f"pinned map {maps_dir / name} does not match this "
+                                      f"swatch: {diff}")
+                m.key_size, m.value_size = have.key_size, have.value_size
+        except SwatchError:
             for m in maps.values():
                 m.close()
             raise
@@ -245,6 +300,14 @@ class BpfObject:
         lib.sw_log_clear()
         _check(f"load {Path(self.path).name}", lib.bpf_object__load(self._ptr))
 
+    def map_specs(self) -> dict[str, MapSpec]:
+        """What each (non-internal) map of the object is, as declared (before any resize)."""
+        return {
+            name: MapSpec(lib.bpf_map__type(m), lib.bpf_map__key_size(m),
+                          lib.bpf_map__value_size(m), lib.bpf_map__max_entries(m))
+            for name, m in self._maps.items() if not lib.bpf_map__is_internal(m)
+        }
+
     def map(self, name: str) -> MapFd:
         m = self._map(name)
         return MapFd(
@@ -262,6 +325,36 @@ class BpfObject:
         if self._ptr is not None:
             lib.bpf_object__close(self._ptr)
             self._ptr = None
+
+
+BPF_FS_MAGIC = 0xCAFE4A11
+
+
+def fs_magic(path: str | Path) -> int:
+    """statfs(2) f_type of the filesystem holding path (follows symlinks); OSError if none."""
+    buf = ffi.new("struct statfs *")
+    if lib.statfs(str(path).encode(), buf) < 0:
+        err = ffi.errno
+        raise OSError(err, os.strerror(err), str(path))
+    return int(buf.f_type) & 0xFFFFFFFF
+
+
+def pinned_kind(path: str | Path) -> str | None:
+    """'map', 'link' or 'prog' for a BPF object pinned at path; None if it is not one."""
+    fd = lib.bpf_obj_get(str(path).encode())
+    if fd < 0:
+        return None
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    return {"anon_inode:bpf-map": "map", "anon_inode:bpf-link": "link",
+            "anon_inode:bpf_link": "link",
+            "anon_inode:bpf-prog": "prog"}.get(target)
+
+
+def open_pinned_map(path: str | Path) -> MapFd:
+    return MapFd.open_pinned(path, 0, 0)
 
 
 def obj_exists(path: str | Path) -> bool:

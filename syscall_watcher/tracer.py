@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import libbpf, syscalls
+from .component import Component, PinState, pin_dir_from
 from .errors import SwatchError
 from .libbpf import BpfObject, Link, MapSet, lib
 
-VERSION = 1
+VERSION = 2  # meta.version; 2: meta carries the link mask and is pinned last
 DEFAULT_PIN_DIR = "/sys/fs/bpf/syscall_watcher"
 DEFAULT_RING_SIZE = 16 << 20
 
@@ -46,12 +46,20 @@ def built_object(name: str, env: str) -> Path:
     return Path(os.environ.get(env) or Path(__file__).resolve().parent.parent / "build" / name)
 
 
-def pin_dir_default() -> Path:
-    return Path(os.environ.get("SWATCH_PIN_DIR", DEFAULT_PIN_DIR))
+def pin_dir_default(value: str | Path | None = None) -> Path:
+    """--pin-dir's value, else $SWATCH_PIN_DIR, else the default; empty is an error."""
+    return pin_dir_from(value, "SWATCH_PIN_DIR", DEFAULT_PIN_DIR)
 
 
 def bpf_object_path() -> Path:
     return built_object("watcher.bpf.o", "SWATCH_BPF_OBJ")
+
+
+TRACER = Component(
+    kind="tracer", noun="pins", maps=tuple(MAPS), links=tuple(PROGRAMS.values()),
+    version=VERSION, meta_type="struct sw_meta", object_path=bpf_object_path,
+    unload_cmd="swatch unload", load_hint="swatch load --pid PID",
+)
 
 
 @dataclass
@@ -96,18 +104,6 @@ def require_btf() -> None:
             f"this kernel exposes no BTF ({btf} is missing): swatch needs a kernel built "
             "with CONFIG_DEBUG_INFO_BTF=y (5.8 or newer)"
         )
-
-
-def ensure_bpffs(path: Path) -> None:
-    """Mount bpffs at /sys/fs/bpf if it is not (some kernels do not mount it at boot)."""
-    root = Path("/sys/fs/bpf")
-    if not str(path).startswith(str(root) + "/"):
-        return
-    with open("/proc/self/mounts") as f:
-        if any(line.split()[1] == str(root) and line.split()[2] == "bpf" for line in f):
-            return
-    if os.system(f"mount -t bpf bpf {root} 2>/dev/null") != 0:
-        raise SwatchError(f"bpffs is not mounted at {root} and mounting it failed")
 
 
 class Session(MapSet):
@@ -272,17 +268,7 @@ class LoadedTracer(Session):
 
     def pin(self, pin_dir: Path) -> None:
         """Pin maps and links so tracing outlives this process; all or nothing."""
-        ensure_bpffs(pin_dir)
-        try:
-            (pin_dir / "maps").mkdir(parents=True, exist_ok=False)
-            (pin_dir / "links").mkdir()
-            for name in MAPS:
-                self.obj.pin_map(name, pin_dir / "maps" / name)
-            for prog_name, link in self.links.items():
-                link.pin(pin_dir / "links" / PROGRAMS[prog_name])
-        except BaseException:
-            remove_pins(pin_dir)
-            raise
+        TRACER.pin(pin_dir, self.obj, {PROGRAMS[p]: link for p, link in self.links.items()})
 
     def close(self) -> None:
         """Detach what is not pinned and free the object (pinned links stay attached)."""
@@ -299,84 +285,45 @@ class PinnedSession(Session):
     @classmethod
     def open(cls, pin_dir: Path) -> PinnedSession:
         require_root()
-        status = pin_status(pin_dir)
-        if status == "absent":
-            raise SwatchError(
-                f"nothing is loaded (no pins in {pin_dir}); start with `swatch load --pid PID`"
-            )
-        if status != "loaded":
-            raise SwatchError(stale_message(pin_dir, status))
-        session = cls.open_pinned(pin_dir / "maps")
-        try:
-            meta = session.meta()
-        except SwatchError:
-            session.close()
-            raise
-        if meta.version != VERSION:
-            session.close()
-            raise SwatchError(
-                f"pins in {pin_dir} are from another swatch version ({meta.version}); "
-                f"run `swatch unload` first"
-            )
+        session = TRACER.open_maps(pin_dir, cls)
+        assert isinstance(session, PinnedSession)
         return session
 
 
+def pin_state(pin_dir: Path) -> PinState:
+    """What pin_dir holds (component.py defines absent / loaded / stale / foreign)."""
+    return TRACER.status(pin_dir)
+
+
 def pin_status(pin_dir: Path) -> str:
-    """'absent', 'loaded', or a description of what is wrong with the pins there."""
-    if not pin_dir.exists():
-        return "absent"
-    missing = [f"maps/{m}" for m in MAPS if not libbpf.obj_exists(pin_dir / "maps" / m)]
-    missing += [f"links/{p}" for p in PROGRAMS.values()
-                if not libbpf.obj_exists(pin_dir / "links" / p)]
-    if not missing:
-        return "loaded"
-    if not any(pin_dir.rglob("*")):
-        return "absent"  # an empty directory: nothing of ours is there
-    return "missing " + ", ".join(missing)
+    """'absent', 'loaded', 'stale' or 'foreign'."""
+    return TRACER.status(pin_dir).state
 
 
-def stale_message(pin_dir: Path, status: str) -> str:
-    return (f"stale pins in {pin_dir} ({status}): a previous load did not finish or was "
-            f"partly removed; run `swatch unload --pin-dir {pin_dir}` to clear them")
+def stale_message(pin_dir: Path, state: PinState) -> str:
+    return TRACER.stale_message(pin_dir, state)
 
 
-def remove_pins(pin_dir: Path) -> bool:
-    """Unpin everything under pin_dir (detaches pinned links). Idempotent."""
-    if not pin_dir.exists():
-        return False
-    for sub in ("links", "maps"):
-        d = pin_dir / sub
-        if d.is_dir():
-            for p in d.iterdir():
-                p.unlink()
-            d.rmdir()
-    for leftover in sorted(pin_dir.rglob("*"), reverse=True):
-        if leftover.is_dir():
-            leftover.rmdir()
-        else:
-            leftover.unlink()
-    shutil.rmtree(pin_dir, ignore_errors=True)
-    if pin_dir.exists():
-        pin_dir.rmdir()
-    return True
+def unload(pin_dir: Path) -> list[str] | None:
+    """Remove the tracer's pins; None if there were none, else what was left behind."""
+    require_root()
+    return TRACER.unload(pin_dir)
 
 
 def load_pinned(target: Target, profile: str, pin_dir: Path, ring_size: int,
                 replace: bool = False) -> Path:
     """`swatch load`: load, attach, pin, return; the kernel keeps tracing after we exit."""
     require_root()
-    status = pin_status(pin_dir)
-    if status == "loaded" and not replace:
-        raise SwatchError(
-            f"swatch is already loaded (pins in {pin_dir}); `swatch unload` first, "
-            "or pass --replace"
-        )
-    if status not in ("absent", "loaded") and not replace:
-        raise SwatchError(stale_message(pin_dir, status))
+    state = TRACER.require_free(
+        pin_dir, replace=replace,
+        already=f"swatch is already loaded (pins in {pin_dir}); `swatch unload` first, "
+        "or pass --replace")
     tracer = LoadedTracer.load(target, profile, ring_size)
     try:
-        if status != "absent":
-            remove_pins(pin_dir)
+        if state.state != "absent":
+            left = TRACER.unload(pin_dir)
+            if left:
+                raise SwatchError(f"--replace: could not clear {', '.join(left)}")
         tracer.pin(pin_dir)
     finally:
         tracer.close()

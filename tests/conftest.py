@@ -36,8 +36,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # A test run that was killed outright (SIGKILL) cannot run its teardown: clear its pins.
     bpffs = Path("/sys/fs/bpf")
     if bpffs.is_dir():
-        for d in bpffs.glob("swatch-test-*"):
+        for d in bpffs.glob("swatch-test-*"):  # each refuses the other's directories
             subprocess.run([SWATCH, "unload", "--pin-dir", str(d)], capture_output=True)
+            subprocess.run([SWATCH, "policy-unload", "--pin-dir", str(d)], capture_output=True)
 
 
 def swatch(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
