@@ -170,9 +170,11 @@ def watch(
     tracer_dir = _pin_dir(pin_dir)
     policy_dir = _policy_pin_dir(policy_pin_dir)
     policy_state = POLICY.status(policy_dir)
-    if policy_state.state == "stale":
-        typer.echo("swatch: not showing denials: "
-                   + POLICY.stale_message(policy_dir, policy_state), err=True)
+    policy_problem = POLICY.problem(policy_dir, policy_state)
+    if policy_problem and pin_status(tracer_dir) == "absent":
+        raise SwatchError(policy_problem)
+    if policy_problem:
+        typer.echo(f"swatch: not showing denials: {policy_problem}", err=True)
     policy = PinnedPolicy.open(policy_dir) if policy_state.loaded else None
     session = None
     out = None

@@ -213,6 +213,14 @@ class Component:
     def foreign_message(self, pin_dir: Path, state: PinState) -> str:
         return f"{pin_dir} is not a swatch {self.kind} pin directory ({state.detail})"
 
+    def problem(self, pin_dir: Path, state: PinState) -> str | None:
+        """Why pin_dir cannot be used although something is there (None if loaded/absent)."""
+        if state.state == "stale":
+            return self.stale_message(pin_dir, state)
+        if state.state == "foreign":
+            return self.foreign_message(pin_dir, state)
+        return None
+
     def require_free(self, pin_dir: Path, already: str, replace: bool = False) -> PinState:
         """Before a load: the state there, or an error unless nothing (or, with ``replace``,
         something of ours) is pinned. ``already`` is the "already loaded" message."""
@@ -230,10 +238,9 @@ class Component:
         if state.state == "absent":
             raise SwatchError(f"nothing is loaded (no {self.noun} in {pin_dir}); start with "
                               f"`{self.load_hint}`")
-        if state.state == "foreign":
-            raise SwatchError(self.foreign_message(pin_dir, state))
-        if state.state != "loaded":
-            raise SwatchError(self.stale_message(pin_dir, state))
+        problem = self.problem(pin_dir, state)
+        if problem:
+            raise SwatchError(problem)
 
     # ------------------------------------------------------------------ open
 
