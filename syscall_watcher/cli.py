@@ -41,12 +41,14 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 # parser=str keeps the raw text: a Path would turn "" into "." (the current directory).
-PinDir = typer.Option(None, "--pin-dir", parser=str, help="bpffs directory for pins [env SWATCH_PIN_DIR; "
+PinDir = typer.Option(None, "--pin-dir", parser=str,
+                      help="bpffs directory for pins [env SWATCH_PIN_DIR; "
                       "default /sys/fs/bpf/syscall_watcher]")
 
 
-PolicyPinDir = typer.Option(None, "--pin-dir", parser=str, help="bpffs directory for the policy's pins "
-                            "[env SWATCH_POLICY_PIN_DIR; default /sys/fs/bpf/syscall_watcher_policy]")
+PolicyPinDir = typer.Option(None, "--pin-dir", parser=str,
+                            help="bpffs directory for the policy's pins [env "
+                            "SWATCH_POLICY_PIN_DIR; default /sys/fs/bpf/syscall_watcher_policy]")
 
 
 def _policy_pin_dir(value: Optional[Path]) -> Path:
