@@ -108,7 +108,8 @@ ffibuilder.cdef(
 )
 ffibuilder.set_source(
     "syscall_watcher._libbpf",
-    '#include <sys/vfs.h>\n#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "watcher.h"\n#include "policy.h"\n#include "_shim.h"\n',
+    "#include <sys/vfs.h>\n#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n"
+    '#include "watcher.h"\n#include "policy.h"\n#include "_shim.h"\n',
     libraries=["bpf"],
     # setuptools insists on paths relative to setup.py's directory (the build's cwd)
     include_dirs=[os.path.relpath(BPF_DIR), os.path.relpath(HERE)],

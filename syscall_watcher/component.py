@@ -31,6 +31,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Self
 
 from . import libbpf
 from .errors import SwatchError
@@ -124,6 +125,8 @@ class Component:
 
     def status(self, pin_dir: Path) -> PinState:
         """The one definition of absent / loaded / stale / foreign (see the module doc)."""
+        if os.geteuid() != 0:  # bpf_obj_get would fail, and every pin look foreign
+            raise SwatchError("must run as root: reading BPF pins needs CAP_BPF")
         try:
             st = os.lstat(pin_dir)
         except FileNotFoundError:
@@ -342,6 +345,46 @@ class Component:
             except OSError as err:
                 left.append(f"{d} ({err.strerror})")
         return left
+
+
+class LoadedComponent(MapSet):
+    """A component this process loaded: its object, its maps, and (until pinned) its links.
+    Subclasses set COMPONENT, and list their MapSet (MAP_TYPES) after this class."""
+
+    COMPONENT: ClassVar[Component]
+
+    def __init__(self, obj: BpfObject, links: dict[str, Link]) -> None:
+        super().__init__({name: obj.map(name) for name in self.COMPONENT.maps})
+        self.obj = obj
+        self.links = links
+
+    def links_by_pin_name(self) -> dict[str, Link]:
+        return self.links
+
+    def pin(self, pin_dir: Path) -> None:
+        """Pin so the component outlives this process: all or nothing, completion marker last."""
+        self.COMPONENT.pin(pin_dir, self.obj, self.links_by_pin_name())
+
+    def close(self) -> None:
+        """Detach what is not pinned and free the object (pinned links stay attached)."""
+        super().close()
+        for link in self.links.values():
+            link.destroy()
+        self.links.clear()
+        self.obj.close()
+
+
+class PinnedComponent(MapSet):
+    """The maps of a component loaded and pinned earlier; subclasses set COMPONENT."""
+
+    COMPONENT: ClassVar[Component]
+
+    @classmethod
+    def open(cls, pin_dir: Path) -> Self:
+        """Only if loaded (else one line saying why), each map checked against this build."""
+        maps = cls.COMPONENT.open_maps(pin_dir, cls)
+        assert isinstance(maps, cls)
+        return maps
 
 
 def _test_hold() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from . import libbpf, syscalls
-from .component import Component, PinState, pin_dir_from
+from .component import Component, LoadedComponent, PinnedComponent, PinState, pin_dir_from
 from .errors import BpfError, SwatchError
 from .libbpf import BpfObject, Link, MapSet, RingConsumer, lib
 from .policy import OPERATIONS, Policy
@@ -318,13 +318,13 @@ class PolicySession(MapSet):
         self.maps["targets"].update(libbpf.new("uint32_t *", pid), libbpf.new("uint8_t *", 1))
 
 
-class LoadedPolicy(PolicySession):
+class LoadedPolicy(LoadedComponent, PolicySession):
     """An enforcer this process loaded: owns the object and (until pinned) the links."""
 
+    COMPONENT = POLICY
+
     def __init__(self, obj: BpfObject, links: dict[str, Link], plans: list[OpPlan]) -> None:
-        super().__init__({name: obj.map(name) for name in MAPS})
-        self.obj = obj
-        self.links = links
+        super().__init__(obj, links)
         self.plans = plans
 
     @classmethod
@@ -453,19 +453,6 @@ class LoadedPolicy(PolicySession):
         if target.mode == "pid":
             self.add_pid(target.pid)
 
-    def pin(self, pin_dir: Path) -> None:
-        """Pin maps and links so enforcement outlives this process; all or nothing, with the
-        completion marker (maps/meta naming every link) last."""
-        POLICY.pin(pin_dir, self.obj, self.links)
-
-    def close(self) -> None:
-        """Detach what is not pinned and free the object (pinned links stay attached)."""
-        super().close()
-        for link in self.links.values():
-            link.destroy()
-        self.links.clear()
-        self.obj.close()
-
 
 def policy_state(pin_dir: Path) -> PinState:
     """What pin_dir holds (component.py defines absent / loaded / stale / foreign)."""
@@ -477,13 +464,10 @@ def policy_status(pin_dir: Path) -> str:
     return POLICY.status(pin_dir).state
 
 
-class PinnedPolicy(PolicySession):
-    @classmethod
-    def open(cls, pin_dir: Path) -> PinnedPolicy:
-        require_root()
-        session = POLICY.open_maps(pin_dir, cls)
-        assert isinstance(session, PinnedPolicy)
-        return session
+class PinnedPolicy(PinnedComponent, PolicySession):
+    """The maps of a policy loaded earlier by `swatch policy-load`."""
+
+    COMPONENT = POLICY
 
 
 def load_pinned(policy: Policy, target: Target, pin_dir: Path, audit_only: bool = False,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import libbpf, syscalls
-from .component import Component, PinState, pin_dir_from
+from .component import Component, LoadedComponent, PinnedComponent, PinState, pin_dir_from
 from .errors import SwatchError
 from .libbpf import BpfObject, Link, MapSet, lib
 
@@ -189,13 +189,10 @@ class Session(MapSet):
             }
         return out
 
-class LoadedTracer(Session):
+class LoadedTracer(LoadedComponent, Session):
     """A tracer this process loaded: owns the object and (until pinned) the links."""
 
-    def __init__(self, obj: BpfObject, links: dict[str, Link]) -> None:
-        super().__init__({name: obj.map(name) for name in MAPS})
-        self.obj = obj
-        self.links = links
+    COMPONENT = TRACER
 
     @classmethod
     def load(cls, target: Target, profile: str = "default", ring_size: int = DEFAULT_RING_SIZE,
@@ -266,28 +263,14 @@ class LoadedTracer(Session):
         meta.cgroup_path = target.cgroup_path.encode()[:255]
         self.maps["meta"].update(libbpf.new("uint32_t *", 0), meta)
 
-    def pin(self, pin_dir: Path) -> None:
-        """Pin maps and links so tracing outlives this process; all or nothing."""
-        TRACER.pin(pin_dir, self.obj, {PROGRAMS[p]: link for p, link in self.links.items()})
-
-    def close(self) -> None:
-        """Detach what is not pinned and free the object (pinned links stay attached)."""
-        super().close()
-        for link in self.links.values():
-            link.destroy()
-        self.links.clear()
-        self.obj.close()
+    def links_by_pin_name(self) -> dict[str, Link]:
+        return {PROGRAMS[prog]: link for prog, link in self.links.items()}
 
 
-class PinnedSession(Session):
+class PinnedSession(PinnedComponent, Session):
     """The maps of a tracer loaded earlier by `swatch load`."""
 
-    @classmethod
-    def open(cls, pin_dir: Path) -> PinnedSession:
-        require_root()
-        session = TRACER.open_maps(pin_dir, cls)
-        assert isinstance(session, PinnedSession)
-        return session
+    COMPONENT = TRACER
 
 
 def pin_state(pin_dir: Path) -> PinState:
