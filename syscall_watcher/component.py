@@ -230,6 +230,8 @@ class Component:
         state = self.status(pin_dir)
         if state.state == "foreign":
             raise SwatchError(self.foreign_message(pin_dir, state) + "; nothing was loaded")
+        if state.state == "absent":
+            _missing_on_bpffs(pin_dir)
         if state.state == "loaded" and not replace:
             raise SwatchError(already)
         if state.state == "stale" and not replace:
@@ -261,18 +263,10 @@ class Component:
     def pin(self, pin_dir: Path, obj: BpfObject, links: dict[str, Link]) -> None:
         """Pin the marker directory, the maps, the links, then meta (with the link mask) last;
         all or nothing. ``links`` is keyed by pin name (one of ``self.links``)."""
-        ensure_bpffs(pin_dir)
         state = self.status(pin_dir)
         if state.state != "absent":
             raise SwatchError(f"{pin_dir} is not free ({state.state}): nothing was loaded")
-        ancestor = pin_dir
-        todo: list[Path] = []
-        while not ancestor.exists():
-            todo.append(ancestor)
-            ancestor = ancestor.parent
-        if not on_bpffs(ancestor):
-            raise SwatchError(f"{pin_dir} is not on bpffs ({ancestor} is not): pins live on a "
-                              "bpf filesystem, e.g. under /sys/fs/bpf; nothing was loaded")
+        todo = _missing_on_bpffs(pin_dir)
         made: list[Path] = []
         pinned: list[Path] = []
         try:
@@ -385,6 +379,21 @@ class PinnedComponent(MapSet):
         maps = cls.COMPONENT.open_maps(pin_dir, cls)
         assert isinstance(maps, cls)
         return maps
+
+
+def _missing_on_bpffs(pin_dir: Path) -> list[Path]:
+    """The directories pin_dir still needs, deepest first, after checking that the part that
+    exists is on bpffs (mounting it at /sys/fs/bpf if needed)."""
+    ensure_bpffs(pin_dir)
+    ancestor = pin_dir
+    todo: list[Path] = []
+    while not ancestor.exists():
+        todo.append(ancestor)
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not on_bpffs(ancestor):
+        raise SwatchError(f"{pin_dir} is not on bpffs ({ancestor} is not): pins live on a "
+                          "bpf filesystem, e.g. under /sys/fs/bpf; nothing was loaded")
+    return todo
 
 
 def _test_hold() -> None:
