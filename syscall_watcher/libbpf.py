@@ -357,15 +357,6 @@ def open_pinned_map(path: str | Path) -> MapFd:
     return MapFd.open_pinned(path, 0, 0)
 
 
-def obj_exists(path: str | Path) -> bool:
-    """True if ``path`` is a live BPF object in bpffs (not just a leftover name)."""
-    fd = lib.bpf_obj_get(str(path).encode())
-    if fd < 0:
-        return False
-    os.close(fd)
-    return True
-
-
 class RingConsumer:
     """Drains a ring buffer in batches (C shim) and formats whole batches (C shim)."""
 
