@@ -51,7 +51,7 @@ PolicyPinDir = typer.Option(None, "--pin-dir", parser=str,
                             "SWATCH_POLICY_PIN_DIR; default /sys/fs/bpf/syscall_watcher_policy]")
 
 
-def _policy_pin_dir(value: Optional[Path]) -> Path:
+def _policy_pin_dir(value: Optional[str | Path]) -> Path:
     from .enforcer import pin_dir_default as policy_pin_dir_default
 
     return policy_pin_dir_default(value)
@@ -73,7 +73,7 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _pin_dir(value: Optional[Path]) -> Path:
+def _pin_dir(value: Optional[str | Path]) -> Path:
     return pin_dir_default(value)
 
 
