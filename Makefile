@@ -55,7 +55,7 @@ deps:
 $(STAMP): pyproject.toml setup.py syscall_watcher/_build.py syscall_watcher/_shim.c syscall_watcher/_shim.h bpf/watcher.h bpf/policy.h
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel cffi
-	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test]'
+	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test,docker]'
 	mkdir -p build && touch $@
 
 venv: $(STAMP)

@@ -32,8 +32,9 @@ from .tracer import (
 )
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
+    # Plain click help: typer's rich panels print a `<bool>` type after every flag.
+    rich_markup_mode=None,
     help="swatch — watch (and limit) what a process tree or container does, with eBPF.",
     pretty_exceptions_enable=False,
 )
@@ -504,9 +505,11 @@ def policy_summary(
 @user_errors
 def containers(json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """The running containers swatch can see: runtime, ID, name, cgroup."""
-    from .containers import list_containers
+    from .containers import DOCKER_SDK_MISSING, docker_sdk_missing, list_containers
 
     found = list_containers()
+    if docker_sdk_missing():
+        typer.echo(f"swatch: note: {DOCKER_SDK_MISSING}; Docker's names are not shown", err=True)
     if json:
         typer.echo(jsonlib.dumps([{"runtime": c.runtime, "id": c.id, "name": c.name,
                                    "cgroup": c.cgroup_path, "cgroup_id": c.cgroup_id,

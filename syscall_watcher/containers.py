@@ -194,17 +194,38 @@ class _Unreachable(Exception):
     """A runtime is not installed or does not answer; the next one is asked."""
 
 
+DOCKER_SDK_MISSING = (
+    "Docker is running here but swatch cannot ask it: the Docker SDK is not installed "
+    "(pip install 'swatch[docker]')"
+)
+
+
+class _DockerSdkMissing(_Unreachable):
+    """Docker answers on its socket, but the optional ``docker`` library is not installed."""
+
+
+def docker_sdk_missing() -> bool:
+    """True when a Docker daemon is reachable by socket but the ``docker`` library is missing."""
+    if not os.environ.get("DOCKER_HOST") and not os.path.exists(DOCKER_SOCKET):
+        return False
+    try:
+        import docker  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
 def _docker_candidates(known: set[str]) -> list[_Candidate]:
     del known  # asked first: Docker's names win, nothing to skip
     host = os.environ.get("DOCKER_HOST", "")
     if not host and not os.path.exists(DOCKER_SOCKET):
         raise _Unreachable("no docker socket")
-    try:  # imported here: optional, and slow to import for a CLI that may not need it
+    try:  # imported here: optional (swatch[docker]), and slow to import for a CLI
         import docker
         import docker.errors
         import requests
-    except ImportError as err:
-        raise _Unreachable(f"docker library missing: {err}") from None
+    except ImportError:
+        raise _DockerSdkMissing(DOCKER_SDK_MISSING) from None
     try:
         client = docker.DockerClient(base_url=host or f"unix://{DOCKER_SOCKET}", timeout=10)
     except docker.errors.DockerException as err:
@@ -398,8 +419,14 @@ _SOURCES: dict[str, Callable[[set[str]], list[_Candidate]]] = {
 }
 
 
-def _runtime_candidates(runtimes: Iterable[str]) -> tuple[list[_Candidate], list[str]]:
-    """Every container the given runtimes know (one entry per id), and which runtimes answered."""
+def _runtime_candidates(
+    runtimes: Iterable[str], *, missing: list[str] | None = None
+) -> tuple[list[_Candidate], list[str]]:
+    """Every container the given runtimes know (one entry per id), and which runtimes answered.
+
+    ``missing`` collects why a runtime that is running here could not be asked (a library
+    swatch needs for it is not installed).
+    """
     seen: dict[str, _Candidate] = {}
     answered: list[str] = []
     for runtime in runtimes:
@@ -410,6 +437,10 @@ def _runtime_candidates(runtimes: Iterable[str]) -> tuple[list[_Candidate], list
             )
         try:
             found = source(set(seen))
+        except _DockerSdkMissing as err:
+            if missing is not None:
+                missing.append(str(err))
+            continue
         except _Unreachable:
             continue
         answered.append(runtime)
@@ -467,11 +498,14 @@ def resolve_container(ref: str, *, runtimes: Sequence[str] = RUNTIMES) -> Contai
     if not ref:
         raise SwatchError("empty container reference: give a container name or id")
     root = cgroup_v2_root()
-    candidates, answered = _runtime_candidates(runtimes)
+    missing: list[str] = []
+    candidates, answered = _runtime_candidates(runtimes, missing=missing)
     matches = _match(ref, candidates)
     if not matches:
         matches = _match(ref, _scan_candidates())
     if not matches:
+        if missing:
+            raise SwatchError(f"no such container: {ref!r}; {'; '.join(missing)}")
         if not answered:
             asked = ", ".join(runtimes) or "none asked"
             raise SwatchError(

@@ -69,8 +69,15 @@ SW_POLICY_MAX_PATHS = 16
 #: Room for one protected path in the BPF side's path array, including the terminating NUL.
 SW_POLICY_PATH_MAX = 256
 
+
+def _builtin_policy_dir() -> Path:
+    """The copy of policies/ an installed package carries, else the checkout's policies/."""
+    packaged = Path(__file__).resolve().parent / "policies"
+    return packaged if packaged.is_dir() else packaged.parent.parent / "policies"
+
+
 #: Where the built-in policies live (``load_policy("no-network")``).
-BUILTIN_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+BUILTIN_POLICY_DIR = _builtin_policy_dir()
 
 POLICY_SUFFIXES = (".policy", ".yaml", ".yml")
 _YAML_SUFFIXES = (".yaml", ".yml")

@@ -41,9 +41,20 @@ MODE_NAMES = {0: "all", 1: "pid", 2: "comm", 3: "uid", 4: "cgroup"}
 MODE_IDS = {v: k for k, v in MODE_NAMES.items()}
 
 
+#: Where an installed package (wheel, ``pip install .``) carries its compiled BPF objects.
+PACKAGED_BPF_DIR = Path(__file__).resolve().parent / "bpf"
+#: Where ``make`` builds them in a checkout (editable installs, ``make`` targets).
+CHECKOUT_BPF_DIR = Path(__file__).resolve().parent.parent / "build"
+
+
 def built_object(name: str, env: str) -> Path:
-    """A BPF object `make` built into build/, unless the environment variable names another."""
-    return Path(os.environ.get(env) or Path(__file__).resolve().parent.parent / "build" / name)
+    """The BPF object ``name``: the file the environment variable ``env`` names if set, else the
+    one the package carries, else the one ``make`` built in the checkout's build/."""
+    override = os.environ.get(env)
+    if override:
+        return Path(override)
+    packaged = PACKAGED_BPF_DIR / name
+    return packaged if packaged.is_file() else CHECKOUT_BPF_DIR / name
 
 
 def pin_dir_default(value: str | Path | None = None) -> Path:
