@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -71,6 +72,64 @@ def wait_for(cond, timeout: float = 5.0, interval: float = 0.05):  # type: ignor
             return value
         time.sleep(interval)
     return cond()
+
+
+def children(pid: int) -> list[int]:
+    """The live children of ``pid`` (every thread's), from the kernel's own list."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue  # the thread (or the process) is gone
+    return found
+
+
+def comm(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def child_running(parent: int, name: str, timeout: float = 10) -> int:
+    """Wait until ``parent`` has a child whose command is ``name`` (it has exec'd); its pid."""
+    def find() -> int | None:
+        return next((c for c in children(parent) if comm(c) == name), None)
+
+    pid = wait_for(find, timeout)
+    assert pid, f"pid {parent} has no child {name!r} after {timeout}s"
+    return pid
+
+
+def watching(pin_dir: Path, watcher: subprocess.Popen, timeout: float = 10) -> None:  # type: ignore[type-arg]
+    """Wait until `swatch watch` (``watcher``) streams from the tracer pinned at ``pin_dir``."""
+    def attached() -> bool:
+        r = subprocess.run([SWATCH, "status", "--json", "--pin-dir", str(pin_dir)],
+                           capture_output=True, text=True)
+        return r.returncode == 0 and json.loads(r.stdout).get("watching") == watcher.pid
+
+    assert wait_for(attached, timeout), f"swatch watch (pid {watcher.pid}) never attached"
+
+
+def events_until(out: Path, cond, timeout: float = 10) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+    """The JSON events written to ``out`` once ``cond(events)`` holds (asserted)."""
+    def read() -> list[dict]:  # type: ignore[type-arg]
+        try:
+            lines = out.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        # the last line may still be half written
+        return [json.loads(line) for line in lines if line.strip().endswith("}")]
+
+    assert wait_for(lambda: cond(read()), timeout), f"{out}: condition not met in {timeout}s"
+    return read()
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> int:  # type: ignore[type-arg]
+    """Ctrl-C for a swatch process we started; its exit status."""
+    proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout=timeout)
 
 
 @pytest.fixture

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from conftest import SWATCH, read_events, swatch
+from conftest import SWATCH, child_running, read_events, swatch
 
 
 def _syscalls(events, pid, name):  # type: ignore[no-untyped-def]
@@ -183,7 +184,7 @@ def test_run_interrupted_cleans_up(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to swatch) reaches CMD, swatch unloads and exits with CMD's status."""
     p = subprocess.Popen([SWATCH, "run", "--", "sleep", "30"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    child_running(p.pid, "sleep")  # loaded, released, exec'd: the signal now reaches CMD
     p.send_signal(2)
     _, err = p.communicate(timeout=20)
     assert p.returncode == 128 + 2, err
@@ -197,11 +198,19 @@ def test_run_killed_leaves_nothing(tmp_path: Path) -> None:
     before = our_prog_ids()
     p = subprocess.Popen([SWATCH, "run", "--", "sleep", "30"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
-    assert wait_for(lambda: len(our_prog_ids() - before) == 5, timeout=10)
-    p.kill()
-    p.wait()
-    subprocess.run(["pkill", "-f", "^sleep 30$"])
-    assert wait_for(lambda: not (our_prog_ids() - before), timeout=10)
+    sleeper = 0
+    try:
+        assert wait_for(lambda: len(our_prog_ids() - before) == 5, timeout=10)
+        sleeper = child_running(p.pid, "sleep")
+        p.kill()
+        p.wait()
+        assert wait_for(lambda: not (our_prog_ids() - before), timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if sleeper:  # orphaned by swatch's death: ours to end, by pid
+            os.kill(sleeper, signal.SIGKILL)
 
 
 SOCKETS = r"""
