@@ -302,7 +302,7 @@ def status(
             "filter": ffi_str(meta.profile),
             "loaded_at": time.strftime("%Y-%m-%d %H:%M:%S",
                                        time.localtime(meta.load_time_ns / 1e9)),
-            "pids": session.pids() if meta.mode == 1 else [],
+            "pids": session.pids() if meta.mode == MODE_IDS["pid"] else [],
             "ring_size": int(meta.ring_size),
             "watching": consumer if streaming else None,
             "events_emitted": counters.emitted,

@@ -45,8 +45,11 @@ MAPS = {
     "meta": ("uint32_t", "struct swp_meta"),
 }
 TRACKING_PROGS = ("swp_fork", "swp_exit")
-TIER_NAMES = {1: "lsm", 2: "fmod_ret", 3: "cgroup", 4: "reactive"}
-ACTION_NAMES = {1: "blocked", 2: "killed", 3: "audit"}
+# Numbers from bpf/policy.h through cffi, never copied (tests/test_constants.py ties the names).
+TIER_NAMES = {lib.SWP_TIER_LSM: "lsm", lib.SWP_TIER_FMOD_RET: "fmod_ret",
+              lib.SWP_TIER_CGROUP: "cgroup", lib.SWP_TIER_REACTIVE: "reactive"}
+ACTION_NAMES = {lib.SWP_ACT_BLOCKED: "blocked", lib.SWP_ACT_KILLED: "killed",
+                lib.SWP_ACT_AUDIT: "audit"}
 LSM_FLAG_PATH = "/sys/kernel/security/lsm"
 
 # op → the LSM hooks that hold it (program swp_lsm_<hook> / swp_fmr_<hook>).
@@ -81,7 +84,7 @@ CGROUP_DESC = {
     "socket": "cgroup sock_create",
 }
 
-_N = 255  # SWP_NONE
+_N = lib.SWP_NONE
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ class Sys:
     flags: int = 0
 
 
-_KILL, _OPEN_W, _OPENAT2 = 16, 64, 128
+_KILL, _OPEN_W, _OPENAT2 = lib.SWP_R_KILL, lib.SWP_R_OPEN_WRITE, lib.SWP_R_OPENAT2
 # op → the syscalls the reactive tier watches for it.
 REACTIVE_SYSCALLS: dict[str, tuple[Sys, ...]] = {
     "exec": (Sys("execve", path=0), Sys("execveat", path=1, fd=0, flags=32)),

@@ -36,8 +36,11 @@ MAPS = {
     "state": ("uint32_t", "struct sw_state"),
     "meta": ("uint32_t", "struct sw_meta"),
 }
-EV_NAMES = {1: "syscall", 2: "exec", 3: "fork", 4: "exit"}
-MODE_NAMES = {0: "all", 1: "pid", 2: "comm", 3: "uid", 4: "cgroup"}
+# Numbers from bpf/watcher.h through cffi, never copied (tests/test_constants.py ties the names).
+EV_NAMES = {lib.SW_EV_SYSCALL: "syscall", lib.SW_EV_EXEC: "exec", lib.SW_EV_FORK: "fork",
+            lib.SW_EV_EXIT: "exit"}
+MODE_NAMES = {lib.SW_TARGET_ALL: "all", lib.SW_TARGET_PID: "pid", lib.SW_TARGET_COMM: "comm",
+              lib.SW_TARGET_UID: "uid", lib.SW_TARGET_CGROUP: "cgroup"}
 MODE_IDS = {v: k for k, v in MODE_NAMES.items()}
 
 
