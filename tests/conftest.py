@@ -102,6 +102,21 @@ def child_running(parent: int, name: str, timeout: float = 10) -> int:
     return pid
 
 
+def blocked_reading(pid: int, fd: int = 0, timeout: float = 10) -> None:
+    """Wait until ``pid`` sleeps in read(2) on ``fd`` (/proc/PID/syscall: number, then args)."""
+    from syscall_watcher.syscalls import table
+
+    want = f"{table()['read']} {fd:#x} "
+
+    def reading() -> bool:
+        try:
+            return Path(f"/proc/{pid}/syscall").read_text().startswith(want)
+        except OSError:
+            return False
+
+    assert wait_for(reading, timeout), f"pid {pid} never blocked reading fd {fd}"
+
+
 def watching(pin_dir: Path, watcher: subprocess.Popen, timeout: float = 10) -> None:  # type: ignore[type-arg]
     """Wait until `swatch watch` (``watcher``) streams from the tracer pinned at ``pin_dir``."""
     def attached() -> bool:
