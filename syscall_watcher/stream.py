@@ -71,6 +71,8 @@ class Streamer:
         """Wait up to timeout_ms for events, write them out; returns how many."""
         assert self._consumer is not None
         n = self._consumer.poll(timeout_ms)
+        if not n:  # a quiet target: records below the wakeup watermark never notify; take them
+            n = self._consumer.drain()
         if n:
             self._write()
         now = time.monotonic()
@@ -91,8 +93,7 @@ class Streamer:
         assert self._consumer is not None
         for chunk in self._consumer.format(self.mode, self.color):
             self.out.write(chunk)
-        if self.mode == lib.SW_OUT_HUMAN:
-            self.out.flush()
+        self.out.flush()  # a live stream: whoever reads the file or pipe sees each batch now
 
     def check_drops(self) -> None:
         total = self.session.counters().total_dropped

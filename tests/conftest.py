@@ -137,7 +137,8 @@ def events_until(out: Path, cond, timeout: float = 10) -> list[dict]:  # type: i
         # the last line may still be half written
         return [json.loads(line) for line in lines if line.strip().endswith("}")]
 
-    assert wait_for(lambda: cond(read()), timeout), f"{out}: condition not met in {timeout}s"
+    assert wait_for(lambda: cond(read()), timeout), \
+        f"{out}: condition not met in {timeout}s; last events: {read()[-3:]}"
     return read()
 
 

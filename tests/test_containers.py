@@ -10,13 +10,13 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from conftest import events_until, stop, wait_for, watching
 from syscall_watcher import containers
 from syscall_watcher.containers import (
     Container,
@@ -317,13 +317,15 @@ def test_exec_process_shares_the_cgroup(sleeper: tuple[str, str]) -> None:
     )
     extra: list[int] = []
     try:
-        for _ in range(100):
+        def exec_shown_up() -> bool:
+            nonlocal c, extra
             c = resolve_container(name)
             extra = [p for p in c.pids if p != init]
-            if extra:
-                break
-            time.sleep(0.1)
-        assert extra, "the docker exec'd process never showed up in the container's pids"
+            return bool(extra)
+
+        c = resolve_container(name)
+        assert wait_for(exec_shown_up, timeout=10), \
+            "the docker exec'd process never showed up in the container's pids"
         for pid in c.pids:
             assert unified_path_of(pid) == unified_path_of(init)
     finally:
@@ -440,12 +442,18 @@ def test_trace_container_by_name_exec_only(
     assert r.returncode == 0, r.stderr
     assert f"container {cid[:12]} ({name})" in r.stdout
     out = tmp_path / "c.jsonl"
-    w = _watch(pin_dir, out, 4)
-    time.sleep(1.0)
-    docker("exec", cid, "cat", "/etc/hostname")  # started after load: still traced
-    host = subprocess.run(["cat", "/etc/hostname"], capture_output=True)  # never traced
-    assert host.returncode == 0
-    assert w.wait(timeout=20) == 0, w.stderr.read() if w.stderr else ""
+    w = _watch(pin_dir, out, 60)
+    try:
+        watching(pin_dir, w)
+        host = subprocess.run(["cat", "/etc/hostname"], capture_output=True)  # never traced
+        assert host.returncode == 0
+        docker("exec", cid, "cat", "/etc/hostname")  # started after load: still traced
+        # The ring keeps order: once the container's cat exits, the host's cat (earlier)
+        # would have been read before it.
+        events_until(out, lambda ev: any(e.get("path") == "/etc/hostname" and "container" in e
+                                         for e in ev))
+    finally:
+        assert stop(w) == 0, w.stderr.read() if w.stderr else ""
     ev = read_events(out)
     opens = [e for e in ev if e.get("path") == "/etc/hostname"]
     assert len(opens) == 1, opens
@@ -481,16 +489,25 @@ def test_load_unknown_and_stopped_container(make_container: Callable[..., str],
 
 def test_container_exit_while_traced(make_container: Callable[..., str], pin_dir: Path,
                                      tmp_path: Path) -> None:
-    from conftest import read_events, swatch
+    from conftest import SWATCH, read_events, swatch
 
-    cid = make_container("sh", "-c", "sleep 2; cat /etc/hostname; exit 7")
+    # The container waits for /go: it reads and exits only once the watch streams.
+    cid = make_container("sh", "-c", "until [ -e /go ]; do sleep 0.05; done; "
+                         "cat /etc/hostname; exit 7")
     r = swatch("load", "--container", cid, "--filter", "minimal", "--pin-dir", str(pin_dir))
     assert r.returncode == 0, r.stderr
     out = tmp_path / "exit.jsonl"
-    w = _watch(pin_dir, out, 6)
-    assert w.wait(timeout=20) == 0
-    err = w.stderr.read() if w.stderr else ""
-    assert "has exited" in err, err
+    err_file = tmp_path / "watch.err"
+    with err_file.open("w") as err_out:
+        w = subprocess.Popen([SWATCH, "watch", "--json", "-o", str(out), "--duration", "60",
+                              "--pin-dir", str(pin_dir)], stderr=err_out)
+    try:
+        watching(pin_dir, w)
+        docker("exec", cid, "touch", "/go")
+        assert wait_for(lambda: "has exited" in err_file.read_text(), timeout=20), \
+            err_file.read_text()
+    finally:
+        assert stop(w) == 0, err_file.read_text()
     ev = read_events(out)
     assert any(e.get("path") == "/etc/hostname" for e in ev)
     exits = [e for e in ev if e["type"] == "exit" and e.get("exit_code") == 7]

@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import SWATCH, our_prog_ids, read_events, swatch, wait_for
+from conftest import (SWATCH, events_until, our_prog_ids, read_events, stop, swatch,
+                      wait_for, watching)
 
 # A target that opens a marker file each time it gets SIGUSR1.
 TARGET = """
@@ -26,11 +26,21 @@ def touch(*_):
     if os.fork() == 0:
         os.execv("/bin/cat", ["cat", marker])
     os.wait()
+    print("touched", flush=True)
 signal.signal(signal.SIGUSR1, touch)
 print("ready", flush=True)
 while True:
-    time.sleep(0.05)
+    signal.pause()
 """
+
+
+def touched(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """Wait for the target to say it has opened the marker and reaped its cat child."""
+    assert proc.stdout is not None
+    lines = []
+    while (line := proc.stdout.readline()) not in ("touched\n", ""):
+        lines.append(line)
+    assert line == "touched\n", lines  # not EOF: the target is alive and did it
 
 
 @pytest.fixture
@@ -55,7 +65,7 @@ def test_load_watch_unload(pin_dir: Path, target, tmp_path: Path) -> None:  # ty
 
     # No consumer yet: syscalls are counted, no event is emitted.
     proc.send_signal(signal.SIGUSR1)
-    time.sleep(0.3)
+    touched(proc)
     st = json.loads(swatch("status", "--json", "--pin-dir", str(pin_dir), check=True).stdout)
     assert st["loaded"] and st["mode"] == "pid" and st["filter"] == "default"
     assert proc.pid in st["pids"]
@@ -64,12 +74,17 @@ def test_load_watch_unload(pin_dir: Path, target, tmp_path: Path) -> None:  # ty
     assert st["watching"] is None
 
     out = tmp_path / "watch.jsonl"
-    w = subprocess.Popen([SWATCH, "watch", "--json", "-o", str(out), "--duration", "3",
+    w = subprocess.Popen([SWATCH, "watch", "--json", "-o", str(out), "--duration", "60",
                           "--pin-dir", str(pin_dir)], stderr=subprocess.PIPE, text=True)
-    assert wait_for(lambda: json.loads(swatch("status", "--json", "--pin-dir", str(pin_dir))
-                                       .stdout)["watching"] == w.pid, timeout=5)
-    proc.send_signal(signal.SIGUSR1)
-    assert w.wait(timeout=15) == 0, w.stderr.read() if w.stderr else ""
+    try:
+        watching(pin_dir, w)
+        proc.send_signal(signal.SIGUSR1)
+        touched(proc)
+        # shown while watch runs (not only when it stops): the cat child's exit
+        events_until(out, lambda ev: any(e["type"] == "exit" and e["comm"] == "cat"
+                                         for e in ev))
+    finally:
+        assert stop(w) == 0, w.stderr.read() if w.stderr else ""
     ev = read_events(out)
     opens = [e for e in ev if e.get("path") == str(marker)]
     assert opens and opens[0]["pid"] == proc.pid
@@ -117,12 +132,15 @@ def test_system_wide_excludes_our_own_consumer(pin_dir: Path, tmp_path: Path) ->
     marker.write_text("z")
     swatch("load", "--filter", "minimal", "--pin-dir", str(pin_dir), check=True)
     out = tmp_path / "all.jsonl"
-    w = subprocess.Popen([SWATCH, "watch", "--json", "-o", str(out), "--duration", "2.5",
+    w = subprocess.Popen([SWATCH, "watch", "--json", "-o", str(out), "--duration", "60",
                           "--pin-dir", str(pin_dir)])
-    time.sleep(1.0)
-    cat = subprocess.run(["cat", str(marker)], capture_output=True)
-    assert cat.returncode == 0
-    assert w.wait(timeout=15) == 0
+    try:
+        watching(pin_dir, w)
+        cat = subprocess.run(["cat", str(marker)], capture_output=True)
+        assert cat.returncode == 0
+        events_until(out, lambda ev: any(e.get("path") == str(marker) for e in ev))
+    finally:
+        assert stop(w) == 0
     ev = read_events(out)
     assert any(e.get("path") == str(marker) for e in ev)
     assert w.pid not in {e["pid"] for e in ev}
@@ -137,13 +155,17 @@ def test_uid_target(pin_dir: Path, tmp_path: Path) -> None:
     swatch("load", "--uid", "65534", "--filter", "minimal", "--pin-dir", str(pin_dir),
            check=True)
     out = tmp_path / "uid.jsonl"
-    w = subprocess.Popen([SWATCH, "watch", "--json", "-o", str(out), "--duration", "2.5",
+    w = subprocess.Popen([SWATCH, "watch", "--json", "-o", str(out), "--duration", "60",
                           "--pin-dir", str(pin_dir)])
-    time.sleep(1.0)
-    subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat",
-                    str(marker)], check=True, capture_output=True)
-    subprocess.run(["cat", str(marker)], check=True, capture_output=True)  # as root: not traced
-    assert w.wait(timeout=15) == 0
+    try:
+        watching(pin_dir, w)
+        subprocess.run(["cat", str(marker)], check=True, capture_output=True)  # root: not traced
+        subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat",
+                        str(marker)], check=True, capture_output=True)
+        # events arrive in order: the root cat's, had it been traced, would be in by now
+        events_until(out, lambda ev: any(e.get("path") == str(marker) for e in ev))
+    finally:
+        assert stop(w) == 0
     opens = [e for e in read_events(out) if e.get("path") == str(marker)]
     shutil.rmtree(shared)
     assert len(opens) == 1 and opens[0]["uid"] == 65534
@@ -158,12 +180,16 @@ def test_comm_target(pin_dir: Path, tmp_path: Path) -> None:
     swatch("load", "--comm", "swcommtest", "--filter", "minimal", "--pin-dir", str(pin_dir),
            check=True)
     out = tmp_path / "comm.jsonl"
-    w = subprocess.Popen([SWATCH, "watch", "--json", "-o", str(out), "--duration", "2.5",
+    w = subprocess.Popen([SWATCH, "watch", "--json", "-o", str(out), "--duration", "60",
                           "--pin-dir", str(pin_dir)])
-    time.sleep(1.0)
-    subprocess.run([str(exe), str(marker)], check=True, capture_output=True)
-    subprocess.run(["cat", str(marker)], check=True, capture_output=True)
-    assert w.wait(timeout=15) == 0
+    try:
+        watching(pin_dir, w)
+        subprocess.run(["cat", str(marker)], check=True, capture_output=True)  # not traced
+        subprocess.run([str(exe), str(marker)], check=True, capture_output=True)
+        # events arrive in order: the plain cat's, had it been traced, would be in by now
+        events_until(out, lambda ev: any(e.get("path") == str(marker) for e in ev))
+    finally:
+        assert stop(w) == 0
     opens = [e for e in read_events(out) if e.get("path") == str(marker)]
     assert [o["comm"] for o in opens] == ["swcommtest"]
 
