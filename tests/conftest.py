@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -117,7 +118,8 @@ def blocked_reading(pid: int, fd: int = 0, timeout: float = 10) -> None:
     assert wait_for(reading, timeout), f"pid {pid} never blocked reading fd {fd}"
 
 
-def watching(pin_dir: Path, watcher: subprocess.Popen, timeout: float = 10) -> None:  # type: ignore[type-arg]
+def watching(pin_dir: Path, watcher: subprocess.Popen[bytes] | subprocess.Popen[str],
+             timeout: float = 10) -> None:
     """Wait until `swatch watch` (``watcher``) streams from the tracer pinned at ``pin_dir``."""
     def attached() -> bool:
         r = subprocess.run([SWATCH, "status", "--json", "--pin-dir", str(pin_dir)],
@@ -127,7 +129,8 @@ def watching(pin_dir: Path, watcher: subprocess.Popen, timeout: float = 10) -> N
     assert wait_for(attached, timeout), f"swatch watch (pid {watcher.pid}) never attached"
 
 
-def events_until(out: Path, cond, timeout: float = 10) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+def events_until(out: Path, cond: Callable[[list[dict]], bool],  # type: ignore[type-arg]
+                 timeout: float = 10) -> list[dict]:  # type: ignore[type-arg]
     """The JSON events written to ``out`` once ``cond(events)`` holds (asserted)."""
     def read() -> list[dict]:  # type: ignore[type-arg]
         try:
