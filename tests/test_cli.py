@@ -27,6 +27,18 @@ def test_every_command_has_help() -> None:
     assert {c.name or c.callback.__name__ for c in app.registered_commands} >= set(COMMANDS)
 
 
+def test_help_flags_have_no_value_placeholder() -> None:
+    """A flag takes no value: `--json`, not `--json <bool>` (typer's rich panels print one)."""
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"]).output
+    assert "--install-completion" in top and "--show-completion" in top
+    for cmd in app.registered_commands:
+        name = cmd.name or cmd.callback.__name__
+        out = runner.invoke(app, [name, "--help"]).output
+        assert "<bool>" not in out, f"swatch {name} --help:\n{out}"
+    assert "  --json " in runner.invoke(app, ["run", "--help"]).output
+
+
 def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:  # type: ignore[type-arg]
     assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
     err = proc.stderr.strip()
