@@ -21,7 +21,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SWATCH = str(Path(sys.executable).parent / "swatch")
 WORKLOADS = ROOT / "build" / "workloads"
-TEST_PIN_PREFIX = "/sys/fs/bpf/swatch-test-"
+# Pins a test session makes carry its pid, so a session clears only its own dead runs' pins,
+# never those of another session running at the same time (another worktree, the lead's suite).
+TEST_PIN_PREFIX = f"/sys/fs/bpf/swatch-test-{os.getpid()}-"
 OUR_PROGS = {"sw_sys_enter", "sw_sys_exit", "sw_exec", "sw_fork", "sw_exit"}
 # The enforcer's programs all start with this (kernel names are cut at 15 characters).
 OUR_PROG_PREFIX = "swp_"
@@ -35,12 +37,21 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     if os.geteuid() != 0:
         pytest.exit("swatch's tests load BPF programs: run them as root (make test)", 2)
-    # A test run that was killed outright (SIGKILL) cannot run its teardown: clear its pins.
+    # A test run that was killed outright (SIGKILL) cannot run its teardown: clear its pins —
+    # only those whose session (the pid in the name) is gone.
     bpffs = Path("/sys/fs/bpf")
     if bpffs.is_dir():
         for d in bpffs.glob("swatch-test-*"):  # each refuses the other's directories
+            owner = d.name.split("-")[2]
+            if not owner.isdigit() or Path(f"/proc/{owner}").exists():
+                continue
             subprocess.run([SWATCH, "unload", "--pin-dir", str(d)], capture_output=True)
             subprocess.run([SWATCH, "policy-unload", "--pin-dir", str(d)], capture_output=True)
+
+
+def new_pin_dir(kind: str) -> Path:
+    """A fresh bpffs pin directory for this session (swept if the session dies)."""
+    return Path(f"{TEST_PIN_PREFIX}{kind}-{uuid.uuid4().hex[:10]}")
 
 
 def swatch(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
@@ -154,7 +165,7 @@ def stop(proc: subprocess.Popen, timeout: float = 15) -> int:  # type: ignore[ty
 @pytest.fixture
 def pin_dir():  # type: ignore[no-untyped-def]
     """A private pin dir, unloaded afterwards whatever happened."""
-    d = Path(f"{TEST_PIN_PREFIX}{uuid.uuid4().hex[:10]}")
+    d = new_pin_dir("trace")
     yield d
     subprocess.run([SWATCH, "unload", "--pin-dir", str(d)], capture_output=True)
     assert not d.exists(), f"{d} left behind"

@@ -25,7 +25,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import ROOT, read_events
+from conftest import ROOT, new_pin_dir, read_events
 
 pytestmark = pytest.mark.skipif(shutil.which("clang") is None,
                                 reason="building the wheel compiles the BPF objects with clang")
@@ -144,7 +144,7 @@ def test_installed_wheel_traces_from_root(installed: Path, tmp_path: Path) -> No
 
 
 def test_installed_wheel_enforces_builtin_policy(installed: Path) -> None:
-    pin = f"/sys/fs/bpf/swatch-test-pkg-{uuid.uuid4().hex[:10]}"
+    pin = str(new_pin_dir("pkg"))
     r_fd, w_fd = os.pipe()
     target = subprocess.Popen(
         [PY, "-B", "-c", "import socket, sys\nsys.stdout.write('ready\\n'); sys.stdout.flush()\n"
@@ -187,7 +187,7 @@ def test_without_docker_extra_container_lookup_names_it(installed: Path) -> None
         pytest.skip("no Docker daemon here: the hint is only for when Docker runs")
     ref = f"swatch-test-absent-{uuid.uuid4().hex[:8]}"
     r = run_installed(installed, "load", "--container", ref, "--pin-dir",
-                      f"/sys/fs/bpf/swatch-test-pkg-{uuid.uuid4().hex[:10]}")
+                      str(new_pin_dir("pkg")))
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("swatch: error: "), r.stderr
     assert "pip install 'swatch[docker]'" in r.stderr

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import blocked_reading, our_prog_ids, stop, swatch, wait_for, watching
+from conftest import (blocked_reading, new_pin_dir, our_prog_ids, stop, swatch, wait_for,
+                      watching)
 
 PY = sys.executable
 TIER = "cgroup"  # the strongest tier these tests expect; weaker ones (reactive) still fall back
@@ -34,7 +35,7 @@ def pinned_tier(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def ppin():  # type: ignore[no-untyped-def]
     """A private policy pin dir, unloaded afterwards whatever happened."""
-    d = Path(f"/sys/fs/bpf/swatch-test-policy-{uuid.uuid4().hex[:10]}")
+    d = new_pin_dir("policy")
     yield d
     swatch("policy-unload", "--pin-dir", str(d))
     assert not d.exists(), f"{d} left behind"
@@ -96,7 +97,7 @@ class Watch:
 
     def __init__(self, ppin: Path, tracer_pin: Path | None = None) -> None:
         self.out = Path(f"/tmp/swatch-test-watch-{uuid.uuid4().hex[:8]}.jsonl")
-        tracer = str(tracer_pin) if tracer_pin else f"/sys/fs/bpf/swatch-test-none-{os.getpid()}"
+        tracer = str(tracer_pin) if tracer_pin else str(new_pin_dir("none"))
         self.proc = subprocess.Popen(
             [str(Path(PY).parent / "swatch"), "watch", "--json", "--pin-dir", tracer,
              "--policy-pin-dir", str(ppin), "--output", str(self.out), "--duration", "30"],
@@ -269,7 +270,7 @@ def test_no_exec_human_line(ppin: Path) -> None:
     load(ppin, t, "no-exec")
     out = Path(f"/tmp/swatch-test-human-{uuid.uuid4().hex[:8]}")
     w = subprocess.Popen([str(Path(PY).parent / "swatch"), "watch", "--pin-dir",
-                          "/sys/fs/bpf/swatch-test-none", "--policy-pin-dir", str(ppin),
+                          str(new_pin_dir("none")), "--policy-pin-dir", str(ppin),
                           "--output", str(out), "--duration", "60"])
     try:
         t.go()
