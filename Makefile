@@ -11,8 +11,22 @@ BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,build/%.bpf.o,$(BPF_SRCS))
 SYSCALL_HEADER := /usr/include/$(TRIPLET)/asm/unistd_64.h
 SYSCALL_TABLE := syscall_watcher/data/syscall_table.json
-APT_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev gcc make \
-	python3 python3-venv python3-dev pkg-config iproute2 strace procps util-linux
+# Everything the build, the tests, the demo and the VM runner need, installed by `make deps`
+# (tools/install-deps: one apt-get, one pip, nothing when all is present). Nothing else installs.
+APT_BUILD := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev gcc make \
+	python3 python3-venv python3-dev pkg-config
+# tests and demo: docker + a busybox image (tests/docker-env.sh); the preventive-tier VMs
+# (tools/vm-run.sh): QEMU and Debian 12's two kernels, 6.1 and 6.12 (bookworm-security)
+APT_TEST := iproute2 strace procps util-linux kmod docker.io busybox-static \
+	qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64
+# for the next features: seccomp, io_uring, the Prometheus server, clean Debian roots
+APT_NEXT := libseccomp-dev python3-seccomp liburing-dev prometheus debootstrap
+APT_PACKAGES := $(APT_BUILD) $(APT_TEST) $(APT_NEXT)
+# pip, into .venv: the VM runner; a ctypes libseccomp binding the venv can import
+PIP_PACKAGES := virtme-ng==1.42 pyseccomp==0.1.2
+# benchmark peers (make bench-deps, run by make bench)
+APT_BENCH := strace linux-perf bpftrace libbpf-tools
+PIP_BENCH := matplotlib
 STAMP := build/.stamp
 
 PID ?=
@@ -21,7 +35,7 @@ FILTER ?= default
 POLICY_FILE ?=
 SW_TARGET = $(if $(PID),--pid $(PID),)$(if $(CONTAINER),--container $(CONTAINER),)
 
-.PHONY: all bpf deps venv demo test load watch unload status summary bench vmlinux clean \
+.PHONY: all bpf deps bench-deps venv demo test load watch unload status summary bench vmlinux clean \
 	policy-load policy-summary policy-unload test-vm
 
 all: bpf $(SYSCALL_TABLE) $(patsubst tests/workloads/%.c,build/workloads/%,$(wildcard tests/workloads/*.c))
@@ -46,11 +60,14 @@ vmlinux:
 	mkdir -p vmlinux/$(ARCH)
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h
 
-# Install missing Debian packages (needs root) — run by demo/test, so a fresh machine needs nothing else.
+# Install what is missing (needs root the first time) — run by demo and test, so a fresh Debian 12
+# machine needs nothing else. Quick and silent when everything is there.
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@tools/install-deps --venv $(VENV) --apt "$(APT_PACKAGES)" --pip "$(PIP_PACKAGES)"
+
+# The benchmark's peers (strace, perf, bpftrace, libbpf-tools) and its chart library.
+bench-deps: deps
+	@tools/install-deps --venv $(VENV) --apt "$(APT_BENCH)" --pip "$(PIP_BENCH)"
 
 $(STAMP): pyproject.toml setup.py syscall_watcher/_build.py syscall_watcher/_shim.c syscall_watcher/_shim.h bpf/watcher.h bpf/policy.h
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -95,7 +112,7 @@ policy-summary: venv
 policy-unload: venv
 	$(SWATCH) policy-unload
 
-bench: all venv
+bench: bench-deps all venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 	$(VENV)/bin/python bench/decoder.py
 

@@ -1,42 +1,41 @@
 #!/usr/bin/env bash
 # Make a working Docker daemon and the local test image swatch-test-busybox:latest.
 #
-# Idempotent; run as root. No init system and no image registry are assumed: dockerd is started
-# in the background (log: $SWATCH_DOCKERD_LOG), and the image is a busybox-static rootfs fed to
-# `docker import`.
+# Idempotent; run as root. Installs nothing (`make deps` installs docker.io and busybox-static).
+# No init system and no image registry are assumed: if no dockerd answers on this root's socket,
+# one is started in the background (log: $SWATCH_DOCKERD_LOG), and the image is a busybox-static
+# rootfs fed to `docker import`. The dockerd started here creates no bridge and no iptables rules,
+# so it cannot fight a dockerd that already owns this machine's network (e.g. the host's, when
+# this runs in a chroot: tools/fresh-check); the test containers need no network.
 #
 # Exit status: 0 ready; 77 dockerd cannot run on this machine (callers may skip); other: error.
+# Every non-zero exit prints one line on stderr saying why.
 set -euo pipefail
 
 IMAGE="${SWATCH_TEST_IMAGE:-swatch-test-busybox:latest}"
 LOG="${SWATCH_DOCKERD_LOG:-/tmp/swatch-dockerd.log}"
 START_TIMEOUT="${SWATCH_DOCKERD_TIMEOUT:-60}"
-# Tried in order until one works; the defaults are enough on the development/CI machines.
+PIDFILE=/var/run/docker.pid
+# Tried in order until one works; the first is enough on the development/CI machines.
+ISOLATED="--iptables=false --ip6tables=false --bridge=none"
 FLAG_SETS=(
-    "${SWATCH_DOCKERD_FLAGS:-}"
-    "--iptables=false --ip6tables=false --bridge=none"
-    "--iptables=false --ip6tables=false --bridge=none --storage-driver=vfs"
+    "${SWATCH_DOCKERD_FLAGS:-$ISOLATED}"
+    "$ISOLATED --storage-driver=vfs"
 )
 
 say() { printf 'docker-env: %s\n' "$*" >&2; }
 die() { say "$1"; exit "${2:-1}"; }
+# Backstop: a command that fails where no check expected it names itself.
+trap 'rc=$?; say "line $LINENO: \`$BASH_COMMAND\` exited $rc"; exit 1' ERR
 
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 
-# --- packages -------------------------------------------------------------------------------
-missing=()
-command -v dockerd >/dev/null || missing+=(docker.io)
-dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
-if ((${#missing[@]})); then
-    say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt_get() { apt-get -o DPkg::Lock::Timeout=600 -qq "$@"; }
-    apt_get install -y "${missing[@]}" >/dev/null 2>&1 \
-        || { apt_get update >/dev/null && apt_get install -y "${missing[@]}" >/dev/null; } \
-        || die "apt-get install ${missing[*]} failed"
-fi
+# --- what it needs (installed by make deps) ---------------------------------------------------
+command -v dockerd >/dev/null || die "dockerd not found (Debian's docker.io): run 'sudo make deps'"
+command -v docker >/dev/null || die "docker CLI not found (Debian's docker.io): run 'sudo make deps'"
 BUSYBOX=/bin/busybox
-[[ -x $BUSYBOX ]] || die "$BUSYBOX missing after installing busybox-static"
+[[ -x $BUSYBOX ]] && "$BUSYBOX" --list >/dev/null 2>&1 \
+    || die "$BUSYBOX missing or not busybox (Debian's busybox-static): run 'sudo make deps'"
 
 # --- daemon ---------------------------------------------------------------------------------
 docker_up() { timeout 10 docker info >/dev/null 2>&1; }
@@ -58,13 +57,25 @@ start_dockerd() {  # $1: extra flags; returns 0 once `docker info` answers
     return 1
 }
 
+# This root's dockerd, by its pid file (not by name: in a chroot, the host's dockerd shows in
+# the process list but serves another /var/run/docker.sock).
+our_dockerd() {
+    local pid
+    [[ -r $PIDFILE ]] || return 1
+    pid=$(<"$PIDFILE")
+    [[ $pid =~ ^[0-9]+$ && $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]] && printf '%s\n' "$pid"
+}
+
 if ! docker_up; then
-    if pgrep -x dockerd >/dev/null; then
+    if pid=$(our_dockerd); then
         # Started by someone else and still coming up (or wedged): give it the same time.
-        for ((i = 0; i < START_TIMEOUT; i++)); do docker_up && break; sleep 1; done
-        docker_up || die "a dockerd is running (pid $(pgrep -x dockerd | head -n1)) but does not answer; see $LOG" 77
+        for ((i = 0; i < START_TIMEOUT; i++)); do
+            if docker_up; then break; fi
+            sleep 1
+        done
+        docker_up || die "a dockerd is running (pid $pid, $PIDFILE) but does not answer; see $LOG" 77
     else
-        rm -f /var/run/docker.pid
+        rm -f "$PIDFILE"
         started=false
         for flags in "${FLAG_SETS[@]}"; do
             if start_dockerd "$flags"; then started=true; break; fi

@@ -9,12 +9,13 @@
 #          no-bpf-lsm   boot without it: lsm/* programs still load AND attach there, but never
 #                       run (measured: no denial), so only the fmod_ret tier enforces
 #
-# Prints the command's output and exits with its exit code. If the VM cannot be installed,
-# cannot boot, or dies before the command finishes, prints why on stderr and exits 125.
+# Prints the command's output and exits with its exit code. If the VM cannot boot, or dies before
+# the command finishes, or something it needs is missing, prints why on stderr and exits 125.
+# It installs nothing: `make deps` installs QEMU, both kernels and virtme-ng beforehand.
 #
 # Environment:
-#   VM_KERNEL        kernel series to boot: 6.1 (Debian 12's default, the default here) or 6.12,
-#                    or a path to a vmlinuz file
+#   VM_KERNEL        kernel series to boot: 6.1 (Debian 12's linux-image-amd64, the default) or
+#                    6.12 (linux-image-6.12-amd64), or a path to a vmlinuz file
 #   VM_TIMEOUT       seconds before the whole VM is killed (default 900)
 #   VM_BOOT_TIMEOUT  seconds the guest may take to start the command (default 300)
 #   VM_MEMORY        guest memory (default 2G);  VM_CPUS  guest CPUs (default 2)
@@ -35,6 +36,8 @@ die() {
 	printf 'vm-run: %s\n' "$*" >&2
 	exit "$VM_FAIL"
 }
+# Backstop: any command that fails where no check above it expected it names itself.
+trap 'rc=$?; printf "vm-run: line %s: \`%s\` exited %s\n" "$LINENO" "$BASH_COMMAND" "$rc" >&2; exit "$VM_FAIL"' ERR
 
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
@@ -50,61 +53,41 @@ no-bpf-lsm) lsm_list=lockdown,capability,landlock ;;
 *) die "unknown mode '$mode'; expected bpf-lsm or no-bpf-lsm" ;;
 esac
 
-[[ $(id -u) -eq 0 ]] || die "must run as root (installs packages, reads /boot/vmlinuz-*)"
+[[ $(id -u) -eq 0 ]] || die "must run as root (reads /boot/vmlinuz-*, runs QEMU)"
 
-# --------------------------------------------------------------------------- install (idempotent)
-
-apt_install() {
-	local log
-	log=$(mktemp)
-	echo "vm-run: installing $* (once)" >&2
-	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >"$log" 2>&1; then
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$log" 2>&1 || true
-		if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >>"$log" 2>&1; then
-			tail -n 20 "$log" >&2
-			rm -f "$log"
-			die "apt-get install $* failed"
-		fi
-	fi
-	rm -f "$log"
-}
+# --------------------------------------------------------------------------- what it needs
 
 newest() { # newest existing file matching the glob(s), by version sort; empty if none
 	local f
-	for f in "$@"; do [[ -e $f ]] && printf '%s\n' "$f"; done | sort -V | tail -n 1
+	for f in "$@"; do
+		if [[ -e $f ]]; then printf '%s\n' "$f"; fi
+	done | sort -V | tail -n 1
 }
 
-find_kernel() {
-	case ${VM_KERNEL:-6.1} in
-	/*) [[ -r $VM_KERNEL ]] && printf '%s\n' "$VM_KERNEL" ;;
-	6.1) newest /boot/vmlinuz-6.1.0-*-amd64 ;;
-	6.12) newest /boot/vmlinuz-6.12*-amd64 ;;
-	*) die "VM_KERNEL=${VM_KERNEL}: expected 6.1, 6.12 or a path to a vmlinuz file" ;;
-	esac
-}
-
-command -v qemu-system-x86_64 >/dev/null || apt_install qemu-system-x86
-
-kernel=$(find_kernel)
-if [[ -z $kernel ]]; then
-	case ${VM_KERNEL:-6.1} in
-	6.1) apt_install linux-image-amd64 ;;
-	6.12) apt_install linux-image-6.12-amd64 ;;
-	*) die "kernel file '${VM_KERNEL}' does not exist" ;;
-	esac
-	kernel=$(find_kernel)
-	[[ -n $kernel ]] || die "installed the kernel package but found no /boot/vmlinuz for VM_KERNEL=${VM_KERNEL:-6.1}"
-fi
+case ${VM_KERNEL:-6.1} in
+/*)
+	kernel=$VM_KERNEL
+	[[ -r $kernel ]] || die "VM_KERNEL=$kernel: no such file"
+	;;
+6.1)
+	kernel=$(newest /boot/vmlinuz-6.1.0-*-amd64)
+	[[ -n $kernel ]] || die "no /boot/vmlinuz-6.1.0-*-amd64 (Debian's linux-image-amd64): run 'sudo make deps'"
+	;;
+6.12)
+	kernel=$(newest /boot/vmlinuz-6.12.*-amd64)
+	[[ -n $kernel ]] || die "no /boot/vmlinuz-6.12.*-amd64 (Debian's linux-image-6.12-amd64): run 'sudo make deps'"
+	;;
+*) die "VM_KERNEL=${VM_KERNEL}: expected 6.1, 6.12 or a path to a vmlinuz file" ;;
+esac
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (Debian's qemu-system-x86): run 'sudo make deps'"
+command -v busybox >/dev/null || die "busybox not found (virtme-ng builds the guest's initramfs with it): run 'sudo make deps'"
 
 # A bzImage carries "HdrS" at offset 0x202; QEMU spins forever on anything else.
 [[ $(od -An -c -j 514 -N 4 "$kernel" 2>/dev/null | tr -d ' ') == HdrS ]] ||
 	die "'$kernel' is not a bootable x86 kernel image (no bzImage header)"
 
-[[ -x $VENV/bin/python ]] || die "no virtualenv at $VENV (set VENV=...)"
-if [[ ! -x $VENV/bin/vng ]]; then
-	echo "vm-run: installing virtme-ng into $VENV (once)" >&2
-	"$VENV/bin/python" -m pip install -q virtme-ng >&2 || die "pip install virtme-ng failed"
-fi
+[[ -x $VENV/bin/python ]] || die "no virtualenv at $VENV (set VENV=...): run 'sudo make deps'"
+[[ -x $VENV/bin/vng ]] || die "no virtme-ng in $VENV ($VENV/bin/vng): run 'sudo make deps'"
 # vng starts its helpers (virtme-run, virtme-init) through PATH.
 export PATH="$VENV/bin:$PATH"
 
@@ -158,15 +141,13 @@ boot_timed_out=0
 while kill -0 "$vm_pid" 2>/dev/null; do
 	if [[ ! -e $state/booted ]] && ((SECONDS - start >= boot_timeout)); then
 		boot_timed_out=1
-		kill -TERM "$vm_pid"
+		kill -TERM "$vm_pid" 2>/dev/null || true
 		break
 	fi
 	sleep 1
 done
-set +e
-wait "$vm_pid"
-vng_rc=$?
-set -e
+vng_rc=0
+wait "$vm_pid" || vng_rc=$?
 sleep 0.2 # let tee write the last of the log
 elapsed=$((SECONDS - start))
 
