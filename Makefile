@@ -63,11 +63,11 @@ vmlinux:
 # Install what is missing (needs root the first time) — run by demo and test, so a fresh Debian 12
 # machine needs nothing else. Quick and silent when everything is there.
 deps:
-	@tools/install-deps --venv $(VENV) --apt "$(APT_PACKAGES)" --pip "$(PIP_PACKAGES)"
+	@tools/install-deps --venv $(VENV) --python $(PYTHON) --apt "$(APT_PACKAGES)" --pip "$(PIP_PACKAGES)"
 
 # The benchmark's peers (strace, perf, bpftrace, libbpf-tools) and its chart library.
 bench-deps: deps
-	@tools/install-deps --venv $(VENV) --apt "$(APT_BENCH)" --pip "$(PIP_BENCH)"
+	@tools/install-deps --venv $(VENV) --python $(PYTHON) --apt "$(APT_BENCH)" --pip "$(PIP_BENCH)"
 
 $(STAMP): pyproject.toml setup.py syscall_watcher/_build.py syscall_watcher/_shim.c syscall_watcher/_shim.h bpf/watcher.h bpf/policy.h
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

@@ -301,28 +301,19 @@ def build_workloads(cc="gcc"):
 
 
 # --------------------------------------------------------------------------------------------
-# peers: find or install, and check they work on this kernel
+# peers: find them (`make bench-deps` installs them; this installs nothing), check they work
 # --------------------------------------------------------------------------------------------
 PEER_PACKAGES = {"strace": "strace", "perf": "linux-perf", "bpftrace": "bpftrace",
                  "syscount": "libbpf-tools", "stdbuf": "coreutils"}
 
 
-def ensure_peers(install: bool):
+def find_peers():
     found = {b: which(b) for b in PEER_PACKAGES}
     missing = sorted({PEER_PACKAGES[b] for b, p in found.items() if not p})
     notes = {}
-    if missing and install:
-        log(f"peers: installing {' '.join(missing)} with apt-get")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        r = subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env,
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-            r = subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env,
-                               capture_output=True, text=True)
-        if r.returncode != 0:
-            notes["apt-get"] = tail(r.stderr or r.stdout)
-        found = {b: which(b) for b in PEER_PACKAGES}
+    if missing:
+        notes["missing"] = f"not installed: {' '.join(missing)} (sudo make bench-deps installs them)"
+        log(f"peers: {notes['missing']}; their setups are reported as failed")
     # perf: Debian's /usr/bin/perf may be a wrapper that refuses an unknown kernel version;
     # then use a versioned binary (perf_6.1, ...) directly.
     perf_ok = None
@@ -1156,31 +1147,19 @@ def print_tables(res):
     print("\n".join(out), flush=True)
 
 
-def _import_pyplot(install: bool):
-    try:
-        import matplotlib
-    except ImportError:
-        if not install:
-            raise
-        log(f"chart: matplotlib missing; trying `{sys.executable} -m pip install matplotlib`")
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise ImportError(f"pip install matplotlib failed: {tail(r.stderr, 200)}")
-        import importlib
-        importlib.invalidate_caches()
-        import matplotlib
+def _import_pyplot():
+    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
 
-def write_chart(res, path: Path, install: bool = True):
+def write_chart(res, path: Path):
     try:
-        plt = _import_pyplot(install)
+        plt = _import_pyplot()
     except ImportError as e:
-        return (f"matplotlib is not importable by {sys.executable} ({e}); run with an interpreter "
-                "that has it, e.g. .venv/bin/python after `.venv/bin/pip install matplotlib`")
+        return (f"matplotlib is not importable by {sys.executable} ({e}); `sudo make bench-deps` "
+                "installs it into .venv: run with .venv/bin/python")
     wls = res.get("workloads", {})
     panels = len(wls) + (1 if res.get("bystander") else 0) + (1 if res.get("streaming") else 0)
     if panels == 0:
@@ -1257,8 +1236,6 @@ def main(argv=None):
     ap.add_argument("--pin-dir", default=DEFAULT_PIN_DIR, help="private bpffs pin dir for swatch load")
     ap.add_argument("--tmp", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
                     help="scratch dir (tmpfs): workload files and tracer output files")
-    ap.add_argument("--no-install", action="store_true",
-                    help="do not apt-get install missing peers, nor pip install matplotlib")
     ap.add_argument("--out", default=str(HERE / "results.json"))
     ap.add_argument("--chart", default=str(HERE / "results.png"))
     ap.add_argument("--keep-tmp", action="store_true")
@@ -1275,7 +1252,7 @@ def main(argv=None):
     progs_before = bpf_prog_ids()
     try:
         build_workloads()
-        bins, peer_notes, versions = ensure_peers(not args.no_install)
+        bins, peer_notes, versions = find_peers()
         sw = Path(args.swatch)
         bins["swatch"] = str(sw) if sw.exists() and os.access(sw, os.X_OK) else None
         meta = {
@@ -1347,7 +1324,7 @@ def main(argv=None):
     res["leftovers"] = left
     Path(args.out).write_text(json.dumps(res, indent=1, default=str) + "\n")
     print_tables(res)
-    why = write_chart(res, Path(args.chart), install=not args.no_install)
+    why = write_chart(res, Path(args.chart))
     print(f"\nresults: {args.out}", flush=True)
     print(f"chart:   {args.chart}" if why is None else f"chart:   skipped: {why}", flush=True)
     if left.get("bpf_progs_new_since_start") or left.get("pin_dir_still_exists"):
