@@ -83,7 +83,7 @@ demo: deps all venv
 test: deps all venv
 	$(VENV)/bin/python -m pytest -v tests
 
-# Only the policy tests that boot Debian's stock kernel in QEMU (make test runs them too).
+# Only the tests that boot Debian 12's kernels 6.1 and 6.12 in QEMU (make test runs them too).
 test-vm: deps all venv
 	$(VENV)/bin/python -m pytest -v tests/test_policy_vm.py
 
