@@ -1236,6 +1236,9 @@ def main(argv=None):
     ap.add_argument("--pin-dir", default=DEFAULT_PIN_DIR, help="private bpffs pin dir for swatch load")
     ap.add_argument("--tmp", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
                     help="scratch dir (tmpfs): workload files and tracer output files")
+    ap.add_argument("--no-install", action="store_true",
+                    help="no effect, kept for older command lines: run.py never installs "
+                         "(make bench-deps does)")
     ap.add_argument("--out", default=str(HERE / "results.json"))
     ap.add_argument("--chart", default=str(HERE / "results.png"))
     ap.add_argument("--keep-tmp", action="store_true")
