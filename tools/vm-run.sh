@@ -80,6 +80,7 @@ case ${VM_KERNEL:-6.1} in
 *) die "VM_KERNEL=${VM_KERNEL}: expected 6.1, 6.12 or a path to a vmlinuz file" ;;
 esac
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (Debian's qemu-system-x86): run 'sudo make deps'"
+command -v file >/dev/null || die "file not found (virtme-ng reads the kernel's version with it): run 'sudo make deps'"
 command -v busybox >/dev/null || die "busybox not found (virtme-ng builds the guest's initramfs with it): run 'sudo make deps'"
 
 # A bzImage carries "HdrS" at offset 0x202; QEMU spins forever on anything else.
