@@ -312,7 +312,8 @@ def find_peers():
     missing = sorted({PEER_PACKAGES[b] for b, p in found.items() if not p})
     notes = {}
     if missing:
-        notes["missing"] = f"not installed: {' '.join(missing)} (sudo make bench-deps installs them)"
+        notes["missing"] = (f"not installed: {' '.join(missing)} "
+                            "(sudo make bench-deps installs them)")
         log(f"peers: {notes['missing']}; their setups are reported as failed")
     # perf: Debian's /usr/bin/perf may be a wrapper that refuses an unknown kernel version;
     # then use a versioned binary (perf_6.1, ...) directly.
