@@ -616,7 +616,11 @@ class DenialStreamer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def records(self) -> Iterator[tuple[int, dict]]:  # type: ignore[type-arg]
+    def records(self) -> Iterator[dict]:  # type: ignore[type-arg]
+        """Each denial of the current batch."""
+        return (d for _, d in self.timed_records())
+
+    def timed_records(self) -> Iterator[tuple[int, dict]]:  # type: ignore[type-arg]
         """(ktime_ns, denial) for each denial of the current batch."""
         assert self._consumer is not None
         data = self._consumer.batch()
@@ -634,7 +638,7 @@ class DenialStreamer:
 
     def _lines(self) -> list[tuple[int, bytes]]:
         out = []
-        for ktime, d in self.records():
+        for ktime, d in self.timed_records():
             line = json.dumps(d) + "\n" if self.json else denial_line(d, self.color)
             out.append((ktime, line.encode()))
         self.seen += len(out)
