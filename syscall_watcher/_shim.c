@@ -134,6 +134,18 @@ int sw_consumer_drain(struct sw_consumer *c)
 	return sw_batch_result(c, err);
 }
 
+size_t sw_count_lines(const char *buf, size_t len)
+{
+	const char *end = buf + len;
+	size_t n = 0;
+
+	while (buf < end && (buf = memchr(buf, '\n', (size_t)(end - buf))) != NULL) {
+		n++;
+		buf++;
+	}
+	return n;
+}
+
 size_t sw_batch_until(const char *recs, size_t len, size_t pos, uint64_t ktime_ns)
 {
 	while (pos + sizeof(struct sw_event_hdr) <= len) {

@@ -56,6 +56,8 @@ uint64_t sw_consumer_delivered(struct sw_consumer *c, int type);
 /* The offset of the first record at or after pos that happened after ktime_ns (len if none):
  * where to stop formatting to put another stream's line of ktime_ns in time order. */
 size_t sw_batch_until(const char *recs, size_t len, size_t pos, uint64_t ktime_ns);
+/* How many '\n' in buf: the lines an output wrote (without copying it to count). */
+size_t sw_count_lines(const char *buf, size_t len);
 
 void sw_fmt_reset(void);
 void sw_fmt_set_syscall(uint32_t nr, const char *name, uint8_t verb, uint8_t flags);

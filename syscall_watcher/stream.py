@@ -88,7 +88,7 @@ class Output:
         view = memoryview(data)
         if self._file is not None:
             self._file.write(view)
-            self.lines += view.tobytes().count(b"\n")
+            self.lines += libbpf.count_lines(view)
             return True
         done = 0
         try:
@@ -98,7 +98,7 @@ class Output:
             self.error = err
             self._cut_back(view, done)
             return False
-        self.lines += view.tobytes().count(b"\n")
+        self.lines += libbpf.count_lines(view)
         return True
 
     def _cut_back(self, view: memoryview, done: int) -> None:
