@@ -151,7 +151,15 @@ def load(
                "`swatch unload` to stop.")
 
 
-@app.command()
+WATCH_HELP = (
+    "Stream the loaded tracer's events, and a loaded policy's denials, live and in time order, "
+    "until Ctrl-C, SIGTERM or SIGHUP.\n\n"
+    "Each of those signals stops the stream the same way: every event delivered is written, "
+    "then swatch detaches. Exits 1 if the output fails (a full disk, a closed pipe)."
+)
+
+
+@app.command(help=WATCH_HELP)
 @user_errors
 def watch(
     json: bool = typer.Option(False, "--json", help="One JSON object per line (schema in the "
@@ -351,7 +359,18 @@ def ffi_str(cdata: Any) -> str:
     return to_bytes(cdata).split(b"\0", 1)[0].decode(errors="replace")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+RUN_HELP = (
+    "Run CMD traced from its first syscall: swatch run [OPTIONS] -- CMD [ARGS...]\n\n"
+    "As with strace, CMD's stdin, stdout and stderr stay CMD's own: the trace and the summary "
+    "go to stderr (with --json, the summary is then a last JSON line of type \"summary\"); "
+    "-o FILE sends the trace to FILE, `-o -` to stdout.\n\n"
+    "If the trace's output fails (a closed pipe, a full disk), CMD runs on to its end; swatch "
+    "says so once, stops writing and exits with CMD's exit code (128+N if signal N killed it)."
+)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             help=RUN_HELP)
 @user_errors
 def run(
     ctx: typer.Context,
@@ -366,13 +385,6 @@ def run(
     color: str = typer.Option("auto", "--color", help="auto | always | never"),
     ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes."),
 ) -> None:
-    """Run CMD traced from its first syscall: swatch run [OPTIONS] -- CMD [ARGS...]
-
-    As with strace, CMD's stdin, stdout and stderr stay CMD's own; the trace and the summary
-    go to stderr (with --json and no -o, the summary is a last JSON line, type "summary"),
-    the trace to FILE with -o FILE, to stdout with `-o -`. If the trace's output fails (a
-    closed pipe, a full disk), CMD runs on to its end, swatch says so once and stops
-    writing. Exits with CMD's exit code (128+N if a signal N killed it)."""
     from .launch import exit_code_for_shell, run_traced
     from .summary import render_run_summary, run_summary_json
 
