@@ -385,6 +385,7 @@ def run(
     color: str = typer.Option("auto", "--color", help="auto | always | never"),
     ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes."),
 ) -> None:
+    """Run CMD traced from its first syscall (help: RUN_HELP)."""
     from .launch import exit_code_for_shell, run_traced
     from .summary import render_run_summary, run_summary_json
 
