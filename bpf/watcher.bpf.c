@@ -676,8 +676,18 @@ int BPF_PROG(sw_exit, struct task_struct *task)
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
 	struct sw_exit_event ev = {};
+	struct sw_state *st;
 	int code;
 
+	/* The consumer's process is gone, however it ended (kill -9 included): nobody reads the
+	 * ring any more. Stop emitting and drop its exclusion now, before its pid can be reused. */
+	st = bpf_map_lookup_elem(&state, &zero);
+	if (st && st->consumer_pid == tgid && BPF_CORE_READ(task, signal, live.counter) == 0) {
+		st->streaming = 0;
+		st->consumer_pid = 0;
+		if (cfg.mode != SW_TARGET_PID)
+			bpf_map_delete_elem(&pid_filter, &tgid);
+	}
 	/* (the thread's pending entry goes with its task_struct) */
 	if (!traced(id))
 		return 0;

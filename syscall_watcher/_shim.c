@@ -26,6 +26,7 @@ struct sw_consumer {
 	size_t cap;
 	size_t len;
 	int records;
+	int more;               /* the last batch stopped full: records are still queued */
 	uint64_t delivered[SW_EV_TYPES];
 };
 
@@ -98,18 +99,63 @@ static int sw_batch_result(struct sw_consumer *c, int err)
 	return err;
 }
 
+/* Wait up to timeout_ms for a wakeup, then take what is queued either way: the kernel sends
+ * with BPF_RB_NO_WAKEUP until wakeup_bytes are queued, and epoll never reports those records,
+ * so a timeout is when a quiet stream's records are read (that bounds their latency). While
+ * the last batch stopped full there is no wait at all. */
 int sw_consumer_poll(struct sw_consumer *c, int timeout_ms)
 {
+	int err;
+
 	c->len = 0;
 	c->records = 0;
-	return sw_batch_result(c, ring_buffer__poll(c->rb, timeout_ms));
+	if (!c->more) {
+		err = ring_buffer__poll(c->rb, timeout_ms);
+		if (err == SW_STOP_BATCH) {
+			c->more = 1;
+			return c->records;
+		}
+		if (err < 0 && err != -EINTR)
+			return err;
+	}
+	err = ring_buffer__consume(c->rb);
+	c->more = err == SW_STOP_BATCH;
+	return sw_batch_result(c, err);
 }
 
 int sw_consumer_drain(struct sw_consumer *c)
 {
+	int err;
+
 	c->len = 0;
 	c->records = 0;
-	return sw_batch_result(c, ring_buffer__consume(c->rb));
+	err = ring_buffer__consume(c->rb);
+	c->more = err == SW_STOP_BATCH;
+	return sw_batch_result(c, err);
+}
+
+size_t sw_count_lines(const char *buf, size_t len)
+{
+	const char *end = buf + len;
+	size_t n = 0;
+
+	while (buf < end && (buf = memchr(buf, '\n', (size_t)(end - buf))) != NULL) {
+		n++;
+		buf++;
+	}
+	return n;
+}
+
+size_t sw_batch_until(const char *recs, size_t len, size_t pos, uint64_t ktime_ns)
+{
+	while (pos + sizeof(struct sw_event_hdr) <= len) {
+		const struct sw_event_hdr *h = (const void *)(recs + pos);
+
+		if (h->size == 0 || h->ktime_ns > ktime_ns)
+			return pos;
+		pos += ((size_t)h->size + 7) & ~(size_t)7;
+	}
+	return len;
 }
 
 const char *sw_consumer_data(struct sw_consumer *c) { return c->buf; }

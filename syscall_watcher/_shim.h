@@ -44,14 +44,20 @@ struct sw_consumer;
 
 struct sw_consumer *sw_consumer_new(int ring_fd, size_t cap);
 void sw_consumer_free(struct sw_consumer *c);
-/* Wait up to timeout_ms, then copy out what is ready (up to the batch's
- * capacity). Returns the number of records in the batch, or -errno. */
+/* Wait up to timeout_ms for a wakeup, then copy out what is queued, woken or not (up to the
+ * batch's capacity; no wait while records are left over). Returns the number of records in
+ * the batch, or -errno. */
 int sw_consumer_poll(struct sw_consumer *c, int timeout_ms);
 /* The same without waiting. */
 int sw_consumer_drain(struct sw_consumer *c);
 const char *sw_consumer_data(struct sw_consumer *c);
 size_t sw_consumer_len(struct sw_consumer *c);
 uint64_t sw_consumer_delivered(struct sw_consumer *c, int type);
+/* The offset of the first record at or after pos that happened after ktime_ns (len if none):
+ * where to stop formatting to put another stream's line of ktime_ns in time order. */
+size_t sw_batch_until(const char *recs, size_t len, size_t pos, uint64_t ktime_ns);
+/* How many '\n' in buf: the lines an output wrote (without copying it to count). */
+size_t sw_count_lines(const char *buf, size_t len);
 
 void sw_fmt_reset(void);
 void sw_fmt_set_syscall(uint32_t nr, const char *name, uint8_t verb, uint8_t flags);

@@ -16,7 +16,7 @@ import typer
 
 from . import __version__, syscalls
 from .errors import SwatchError
-from .stream import Streamer
+from .stream import LIVE_MS, Output, StopSignals, Streamer, tell
 from .tracer import (
     DEFAULT_RING_SIZE,
     MODE_NAMES,
@@ -151,7 +151,15 @@ def load(
                "`swatch unload` to stop.")
 
 
-@app.command()
+WATCH_HELP = (
+    "Stream the loaded tracer's events, and a loaded policy's denials, live and in time order, "
+    "until Ctrl-C, SIGTERM or SIGHUP.\n\n"
+    "Each of those signals stops the stream the same way: every event delivered is written, "
+    "then swatch detaches. Exits 1 if the output fails (a full disk, a closed pipe)."
+)
+
+
+@app.command(help=WATCH_HELP)
 @user_errors
 def watch(
     json: bool = typer.Option(False, "--json", help="One JSON object per line (schema in the "
@@ -166,75 +174,95 @@ def watch(
         None, "--policy-pin-dir", parser=str, help="Where a loaded policy's pins are [env "
         "SWATCH_POLICY_PIN_DIR; default /sys/fs/bpf/syscall_watcher_policy]"),
 ) -> None:
-    """Stream the loaded tracer's events, and a loaded policy's denials, until Ctrl-C."""
-    from .enforcer import POLICY, DenialStreamer, PinnedPolicy, policy_status
+    """Stream the loaded tracer's events, and a loaded policy's denials (help: WATCH_HELP)."""
+    from .enforcer import POLICY, PinnedPolicy
 
-    require_root()
-    tracer_dir = _pin_dir(pin_dir)
-    policy_dir = _policy_pin_dir(policy_pin_dir)
-    policy_state = POLICY.status(policy_dir)
-    policy_problem = POLICY.problem(policy_dir, policy_state)
-    if policy_problem and pin_status(tracer_dir) == "absent":
-        raise SwatchError(policy_problem)
-    if policy_problem:
-        typer.echo(f"swatch: not showing denials: {policy_problem}", err=True)
-    policy = PinnedPolicy.open(policy_dir) if policy_state.loaded else None
-    session = None
-    out = None
-    try:
-        if policy is None or pin_status(tracer_dir) != "absent":
-            session = PinnedSession.open(tracer_dir)
-        out = open(output, "wb") if output else sys.stdout.buffer
-        use_color = not json and output is None and _use_color(color, sys.stdout)
-        denials = (DenialStreamer(policy, out, json_lines=json, color=use_color,
-                                  notices=sys.stderr) if policy is not None else None)
-        end = time.monotonic() + duration if duration else None
+    with StopSignals() as stop:  # first: a SIGTERM during set-up also ends cleanly
+        require_root()
+        tracer_dir = _pin_dir(pin_dir)
+        policy_dir = _policy_pin_dir(policy_pin_dir)
+        policy_state = POLICY.status(policy_dir)
+        policy_problem = POLICY.problem(policy_dir, policy_state)
+        if policy_problem and pin_status(tracer_dir) == "absent":
+            raise SwatchError(policy_problem)
+        if policy_problem:
+            typer.echo(f"swatch: not showing denials: {policy_problem}", err=True)
+        policy = PinnedPolicy.open(policy_dir) if policy_state.loaded else None
+        session = None
+        out = None
         try:
-            if session is None:
-                assert denials is not None
-                try:
-                    while end is None or time.monotonic() < end:
-                        denials.pump(100)
-                        if policy_status(policy_dir) != "loaded":
-                            typer.echo("swatch: the policy was unloaded", err=True)
-                            break
-                except KeyboardInterrupt:
-                    pass
-                denials.finish()
-                return
-            meta = session.meta()
-            cgroup_path = ffi_str(meta.cgroup_path)
-            if meta.mode == MODE_IDS["cgroup"]:
-                label_container_cgroups(cgroup_path, ffi_str(meta.target_label))
-            with Streamer(session, out, json=json, color=use_color, notices=sys.stderr) as s:
-                container_gone = False
-                try:
-                    while end is None or time.monotonic() < end:
-                        s.pump(100)
-                        if denials is not None:
-                            denials.pump(0)
-                        if not pin_dir_alive(tracer_dir):
-                            typer.echo("swatch: the tracer was unloaded", err=True)
-                            break
-                        if cgroup_path and not container_gone and not os.path.isdir(cgroup_path):
-                            container_gone = True
-                            typer.echo(f"swatch: {ffi_str(meta.target_label)} has exited; its "
-                                       "counts are kept (`swatch status`)", err=True)
-                except KeyboardInterrupt:
-                    pass
-                s.finish()
-                if denials is not None:
-                    denials.finish()
+            if policy is None or pin_status(tracer_dir) != "absent":
+                session = PinnedSession.open(tracer_dir)
+            out = _open_output(output, 1, "stdout")
+            use_color = not json and out.fd == 1 and _use_color(color, sys.stdout)
+            _watch(session, policy, out, json, use_color, duration, tracer_dir, policy_dir, stop)
         finally:
-            if denials is not None:
-                denials.close()
+            if out is not None:
+                out.close()
+            if session is not None:
+                session.close()
+            if policy is not None:
+                policy.close()
+    if out.failed:
+        raise typer.Exit(1)
+
+
+def _watch(session: Optional[PinnedSession], policy: Any, out: Output, json: bool,
+           use_color: bool, duration: Optional[float], tracer_dir: Path, policy_dir: Path,
+           stop: StopSignals) -> None:
+    from .enforcer import DenialStreamer, policy_status
+
+    denials = (DenialStreamer(policy, out, json_lines=json, color=use_color, notices=sys.stderr)
+               if policy is not None else None)
+    end = time.monotonic() + duration if duration else None
+
+    def going() -> bool:
+        return not stop.requested and not out.failed and (end is None or time.monotonic() < end)
+
+    try:
+        if session is None:
+            assert denials is not None
+            while going():
+                denials.pump(LIVE_MS)
+                if policy_status(policy_dir) != "loaded":
+                    typer.echo("swatch: the policy was unloaded", err=True)
+                    break
+            denials.finish()
+            return
+        meta = session.meta()
+        cgroup_path = ffi_str(meta.cgroup_path)
+        if meta.mode == MODE_IDS["cgroup"]:
+            label_container_cgroups(cgroup_path, ffi_str(meta.target_label))
+        with Streamer(session, out, json=json, color=use_color, notices=sys.stderr) as s:
+            container_gone = False
+            while going():
+                s.pump(LIVE_MS, denials)
+                if not pin_dir_alive(tracer_dir):
+                    typer.echo("swatch: the tracer was unloaded", err=True)
+                    break
+                if cgroup_path and not container_gone and not os.path.isdir(cgroup_path):
+                    container_gone = True
+                    typer.echo(f"swatch: {ffi_str(meta.target_label)} has exited; its "
+                               "counts are kept (`swatch status`)", err=True)
+            s.finish(denials)
+            tell(sys.stderr, f"swatch: events delivered={s.delivered} dropped={s.dropped_during} "
+                             f"written={out.lines}\n")
     finally:
-        if output and out is not None:
-            out.close()
-        if session is not None:
-            session.close()
-        if policy is not None:
-            policy.close()
+        if denials is not None:
+            denials.close()
+
+
+def _open_output(output: Optional[Path], default_fd: int, default_name: str) -> Output:
+    """-o FILE, `-o -` for stdout, or the default stream."""
+    if output is None:
+        return Output(default_fd, default_name)
+    if str(output) == "-":
+        return Output(1, "stdout")
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        raise SwatchError(f"cannot open {output}: {err.strerror}") from None
+    return Output(fd, str(output))
 
 
 def label_container_cgroups(cgroup_path: str, label: str) -> None:
@@ -331,13 +359,25 @@ def ffi_str(cdata: Any) -> str:
     return to_bytes(cdata).split(b"\0", 1)[0].decode(errors="replace")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+RUN_HELP = (
+    "Run CMD traced from its first syscall: swatch run [OPTIONS] -- CMD [ARGS...]\n\n"
+    "As with strace, CMD's stdin, stdout and stderr stay CMD's own: the trace and the summary "
+    "go to stderr (with --json, the summary is then a last JSON line of type \"summary\"); "
+    "-o FILE sends the trace to FILE, `-o -` to stdout.\n\n"
+    "If the trace's output fails (a closed pipe, a full disk), CMD runs on to its end; swatch "
+    "says so once, stops writing and exits with CMD's exit code (128+N if signal N killed it)."
+)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             help=RUN_HELP)
 @user_errors
 def run(
     ctx: typer.Context,
     filter: str = typer.Option("default", "--filter", "-f", help="Filter profile."),
     json: bool = typer.Option(False, "--json", help="Events as JSON lines."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write events to a file."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the trace to "
+                                          "this file (`-o -`: stdout) instead of stderr."),
     stats_only: bool = typer.Option(False, "--stats-only", help="Count in the kernel only; "
                                     "stream no events."),
     no_children: bool = typer.Option(False, "--no-children", help="Trace CMD only, not its "
@@ -345,24 +385,28 @@ def run(
     color: str = typer.Option("auto", "--color", help="auto | always | never"),
     ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes."),
 ) -> None:
-    """Run CMD traced from its first syscall: swatch run [OPTIONS] -- CMD [ARGS...]"""
+    """Run CMD traced from its first syscall (help: RUN_HELP)."""
     from .launch import exit_code_for_shell, run_traced
-    from .summary import render_run_summary
+    from .summary import render_run_summary, run_summary_json
 
     argv = list(ctx.args)
     require_root()
     syscalls.profile(filter)
-    out = open(output, "wb") if output else sys.stdout.buffer
+    out = _open_output(output, 2, "stderr")
     try:
-        use_color = not json and output is None and _use_color(color, sys.stdout)
+        tty = {1: sys.stdout, 2: sys.stderr}.get(out.fd)
+        use_color = not json and tty is not None and _use_color(color, tty)
+        # JSON lines on stderr: drops are already `lost` lines there, and the summary is one
+        # more JSON line, so `2>&1 >/dev/null | jq` reads nothing but JSON.
+        json_on_stderr = json and out.fd == 2
         result = run_traced(argv, profile=filter, json=json, out=out, stats_only=stats_only,
                             follow_children=not no_children, color=use_color,
-                            notices=sys.stderr, ring_size=ring_size)
+                            notices=None if json_on_stderr else sys.stderr,
+                            ring_size=ring_size)
     finally:
-        if output:
-            out.close()
-    sys.stderr.write(render_run_summary(argv, result))
-    sys.stderr.flush()
+        out.close()
+    tell(sys.stderr, run_summary_json(argv, result) if json_on_stderr
+         else render_run_summary(argv, result))
     raise typer.Exit(exit_code_for_shell(result.exit_code))
 
 

@@ -27,6 +27,7 @@ from .component import Component, LoadedComponent, PinnedComponent, PinState, pi
 from .errors import BpfError, SwatchError
 from .libbpf import BpfObject, Link, MapSet, RingConsumer, lib
 from .policy import OPERATIONS, Policy
+from .stream import Output, tell
 from .tracer import (
     Target,
     built_object,
@@ -589,12 +590,14 @@ def denial_line(d: dict, color: bool = False) -> str:  # type: ignore[type-arg]
 
 
 class DenialStreamer:
-    """Reads the enforcer's own denial ring buffer and writes lines (human or JSON)."""
+    """Reads the enforcer's own denial ring buffer and writes lines (human or JSON). With a
+    tracer's Streamer, ``take()`` hands the lines over to be merged with its events in time
+    order; alone, ``pump()`` writes them."""
 
-    def __init__(self, session: PolicySession, out: BinaryIO, json_lines: bool = False,
+    def __init__(self, session: PolicySession, out: Output | BinaryIO, json_lines: bool = False,
                  color: bool = False, notices: TextIO | None = None) -> None:
         self.session = session
-        self.out = out
+        self.out = out if isinstance(out, Output) else Output(out)
         self.json = json_lines
         self.color = color
         self.notices = notices
@@ -604,6 +607,7 @@ class DenialStreamer:
         self._offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(
             time.CLOCK_MONOTONIC)
         self._dropped_seen = session.counts().dropped
+        self._told_failure = False
         self.seen = 0
 
     def __enter__(self) -> DenialStreamer:
@@ -613,6 +617,11 @@ class DenialStreamer:
         self.close()
 
     def records(self) -> Iterator[dict]:  # type: ignore[type-arg]
+        """Each denial of the current batch."""
+        return (d for _, d in self.timed_records())
+
+    def timed_records(self) -> Iterator[tuple[int, dict]]:  # type: ignore[type-arg]
+        """(ktime_ns, denial) for each denial of the current batch."""
         assert self._consumer is not None
         data = self._consumer.batch()
         pos = 0
@@ -623,32 +632,49 @@ class DenialStreamer:
                 break
             if int.from_bytes(data[pos:pos + 2], "little") == lib.SWP_EV_DENIAL:
                 ev = libbpf.from_bytes("struct swp_denial", data[pos:pos + size])
-                yield denial_dict(ev, self.policy, self.rule_paths, self._offset)
+                yield int(ev.ktime_ns), denial_dict(ev, self.policy, self.rule_paths,
+                                                    self._offset)
             pos += (rec_size + 7) & ~7
 
-    def _write(self) -> int:
-        n = 0
-        for d in self.records():
-            n += 1
+    def _lines(self) -> list[tuple[int, bytes]]:
+        out = []
+        for ktime, d in self.timed_records():
             line = json.dumps(d) + "\n" if self.json else denial_line(d, self.color)
-            self.out.write(line.encode())
-        self.out.flush()
-        self.seen += n
-        return n
+            out.append((ktime, line.encode()))
+        self.seen += len(out)
+        return out
+
+    def take(self, timeout_ms: int = 0) -> list[tuple[int, bytes]]:
+        """(ktime_ns, line) for what is queued now (waiting up to timeout_ms)."""
+        assert self._consumer is not None
+        lines = self._lines() if self._consumer.poll(timeout_ms) else []
+        self.check_drops()
+        return lines
+
+    def take_all(self) -> list[tuple[int, bytes]]:
+        """Everything still queued, without waiting."""
+        assert self._consumer is not None
+        lines: list[tuple[int, bytes]] = []
+        while self._consumer.drain():
+            lines += self._lines()
+        self.check_drops()
+        return lines
 
     def pump(self, timeout_ms: int = 0) -> int:
-        assert self._consumer is not None
-        n = self._consumer.poll(timeout_ms)
-        if n:
-            self._write()
-        self.check_drops()
-        return n
+        lines = self.take(timeout_ms)
+        for _, line in lines:
+            self._emit(line)
+        return len(lines)
 
     def finish(self) -> None:
-        assert self._consumer is not None
-        while self._consumer.drain():
-            self._write()
-        self.check_drops()
+        for _, line in self.take_all():
+            self._emit(line)
+
+    def _emit(self, line: bytes) -> None:
+        if not self.out.write(line) and not self._told_failure:
+            self._told_failure = True
+            tell(self.notices, f"swatch: {self.out.describe_error()}; stopped writing after "
+                               f"{self.out.lines} lines\n")
 
     def check_drops(self) -> None:
         total = self.session.counts().dropped
@@ -657,12 +683,10 @@ class DenialStreamer:
             return
         self._dropped_seen = total
         if self.json:
-            self.out.write(json.dumps({"type": "denials_lost", "dropped": new,
-                                       "total_dropped": total}).encode() + b"\n")
-        if self.notices is not None:
-            self.notices.write(f"swatch: {new} denial records lost (ring buffer full; still "
-                               f"counted: `swatch policy-summary`)\n")
-            self.notices.flush()
+            self._emit(json.dumps({"type": "denials_lost", "dropped": new,
+                                   "total_dropped": total}).encode() + b"\n")
+        tell(self.notices, f"swatch: {new} denial records lost (ring buffer full; still "
+                           f"counted: `swatch policy-summary`)\n")
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
 from .errors import SwatchError
-from .stream import Streamer
+from .stream import LIVE_MS, Output, Streamer
 from .tracer import DEFAULT_RING_SIZE, LoadedTracer, Target
 
 
@@ -22,6 +22,7 @@ class RunResult:
     delivered: int
     dropped: int
     emitted: int
+    written: int
     tracer_stats: dict  # type: ignore[type-arg]
     pid_stats: dict  # type: ignore[type-arg]
 
@@ -33,8 +34,11 @@ def _held_child(path: str, argv: list[str]) -> tuple[int, int]:
     if pid == 0:  # child: untraced until the parent releases it
         try:
             os.close(w)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            # CMD starts with default dispositions: Python ignores SIGPIPE and SIGXFSZ, and
+            # an ignored signal stays ignored across exec (`CMD | head` must end CMD).
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE,
+                      signal.SIGXFSZ):
+                signal.signal(s, signal.SIG_DFL)
             if os.read(r, 1) != b"":
                 os._exit(126)
             os.execv(path, argv)  # the pipe is O_CLOEXEC: exec is the first traced syscall
@@ -48,7 +52,7 @@ def _held_child(path: str, argv: list[str]) -> tuple[int, int]:
 
 
 def run_traced(argv: list[str], profile: str = "default", json: bool = False,
-               out: BinaryIO | None = None, stats_only: bool = False,
+               out: Output | BinaryIO | None = None, stats_only: bool = False,
                follow_children: bool = True, color: bool = False,
                notices: TextIO | None = None, ring_size: int = DEFAULT_RING_SIZE) -> RunResult:
     if not argv:
@@ -56,7 +60,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
     if not path or not os.access(path, os.X_OK):
         raise SwatchError(f"command not found or not executable: {argv[0]}")
-    out = out if out is not None else sys.stdout.buffer
+    if not isinstance(out, Output):  # the trace goes to stderr unless told otherwise
+        out = Output(out) if out is not None else Output(sys.stderr.fileno(), "stderr")
     pid, release = _held_child(path, argv)
     status: int | None = None
     tracer = None
@@ -81,18 +86,19 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             os.close(release)
             release = -1
             _, status = os.waitpid(pid, 0)
-            delivered = dropped = 0
+            delivered = dropped = written = 0
         else:
             with Streamer(tracer, out, json=json, color=color, notices=notices) as streamer:
                 os.close(release)
                 release = -1
                 while status is None:
-                    streamer.pump(100)
+                    streamer.pump(LIVE_MS)
                     wpid, wstatus = os.waitpid(pid, os.WNOHANG)
                     if wpid:
                         status = wstatus
                 streamer.finish()
                 delivered = streamer.delivered
+                written = streamer.written
                 dropped = streamer.dropped_during
         wall = time.monotonic() - start
         counters = tracer.counters()
@@ -102,6 +108,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             delivered=delivered,
             dropped=dropped if not stats_only else 0,
             emitted=counters.total_emitted,
+            written=written,
             tracer_stats=tracer.syscall_stats(),
             pid_stats=tracer.pid_stats(),
         )

@@ -370,10 +370,13 @@ class RingConsumer:
         self._pos = ffi.new("size_t *")
 
     def poll(self, timeout_ms: int) -> int:
-        """Wait for records, copy a batch out; returns how many records it holds."""
+        """Wait up to timeout_ms for a wakeup, then copy out a batch of what is queued, woken
+        or not (no wait while a full batch left records behind); returns how many it holds."""
+        self._pos[0] = 0
         return _check("poll ring buffer", lib.sw_consumer_poll(self._c, timeout_ms))
 
     def drain(self) -> int:
+        self._pos[0] = 0
         return _check("drain ring buffer", lib.sw_consumer_drain(self._c))
 
     def delivered(self, ev_type: int) -> int:
@@ -382,11 +385,14 @@ class RingConsumer:
     def batch(self) -> bytes:
         return bytes(ffi.buffer(lib.sw_consumer_data(self._c), lib.sw_consumer_len(self._c)))
 
-    def format(self, mode: int, color: bool) -> Iterator[memoryview]:
-        """The current batch as text, in chunks (views valid until the next chunk)."""
+    def format(self, mode: int, color: bool, until_ns: int | None = None) -> Iterator[memoryview]:
+        """The current batch as text, in chunks of whole lines (views valid until the next
+        chunk), from where the last call stopped; with ``until_ns``, only up to the first
+        record that happened after that ktime."""
         data = lib.sw_consumer_data(self._c)
         length = lib.sw_consumer_len(self._c)
-        self._pos[0] = 0
+        if until_ns is not None:
+            length = lib.sw_batch_until(data, length, self._pos[0], until_ns)
         while self._pos[0] < length:
             n = lib.sw_format(data, length, self._pos, mode, color, self._out, self.OUT_BYTES)
             if n == 0:
@@ -397,6 +403,11 @@ class RingConsumer:
         if self._c is not None:
             lib.sw_consumer_free(self._c)
             self._c = None
+
+
+def count_lines(data: bytes | memoryview) -> int:
+    """The newlines in ``data``, counted in C without a copy."""
+    return int(lib.sw_count_lines(ffi.from_buffer(data), len(data))) if len(data) else 0
 
 
 def set_format_tables(

@@ -1,9 +1,20 @@
-"""Attach to a tracer's ring buffer and write its events as human lines or JSON lines."""
+"""Attach to a tracer's ring buffer and write its events as human lines or JSON lines.
+
+Live: a poll waits at most LIVE_MS, then takes whatever is queued (woken or not), and every
+batch is written out at once, so a quiet stream's event is out within about LIVE_MS while a
+busy one is still read in large batches. Lossless: the output is written whole lines at a time
+straight to its file descriptor (nothing sits in a buffer a signal could lose), a failed write
+ends writing once and says so, and SIGINT, SIGTERM and SIGHUP all stop a stream the same way.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import stat
 import time
+from collections.abc import Iterable
 from typing import BinaryIO, TextIO
 
 from . import libbpf, syscalls
@@ -12,6 +23,10 @@ from .libbpf import RingConsumer, lib
 from .tracer import Session
 
 DROP_CHECK_S = 0.5
+# The longest a poll waits before it takes what is queued: records sent without a wakeup
+# (below the tracer's wakeup_bytes) reach the output within about this much.
+LIVE_MS = 50
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _setup_formatter() -> None:
@@ -23,21 +38,137 @@ def _setup_formatter() -> None:
     libbpf.set_format_clock(offset, time.localtime().tm_gmtoff)
 
 
+def tell(stream: TextIO | None, text: str) -> None:
+    """Write a notice; if its stream is gone (EPIPE, ENOSPC) drop it, and point the stream's
+    fd at /dev/null so no later flush (at exit) fails and changes our exit status."""
+    if stream is None:
+        return
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, stream.fileno())
+            os.close(null)
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+class Output:
+    """Where a stream's lines go. Writes whole batches straight to the fd (no buffer for a
+    signal to lose); the first failure (EPIPE, ENOSPC, EIO...) ends writing for good, and a
+    regular file is cut back to its last whole line. ``lines`` counts the lines written."""
+
+    def __init__(self, dest: int | BinaryIO, name: str = "") -> None:
+        self._file: BinaryIO | None = None
+        if isinstance(dest, int):
+            self.fd = dest
+        else:
+            dest.flush()
+            try:
+                self.fd = dest.fileno()
+            except (OSError, ValueError, AttributeError):
+                self.fd = -1  # no fd (an in-memory file): write through the object
+                self._file = dest
+        self.name = name or getattr(dest, "name", "") or f"fd {self.fd}"
+        self.regular = self.fd >= 0 and stat.S_ISREG(os.fstat(self.fd).st_mode)
+        self.lines = 0
+        self.error: OSError | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def write(self, data: bytes | memoryview) -> bool:
+        """Write whole lines; False once writing has failed (the data is not written)."""
+        if self.error is not None:
+            return False
+        view = memoryview(data)
+        if self._file is not None:
+            self._file.write(view)
+            self.lines += libbpf.count_lines(view)
+            return True
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self.fd, view[done:])
+        except OSError as err:
+            self.error = err
+            self._cut_back(view, done)
+            return False
+        self.lines += libbpf.count_lines(view)
+        return True
+
+    def _cut_back(self, view: memoryview, done: int) -> None:
+        """A write failed after ``done`` bytes: keep only the whole lines of them."""
+        written = view[:done].tobytes()
+        keep = written.rfind(b"\n") + 1
+        self.lines += written.count(b"\n")
+        if keep < done and self.regular:
+            try:
+                end = os.lseek(self.fd, 0, os.SEEK_CUR)
+                os.ftruncate(self.fd, end - (done - keep))
+            except OSError:
+                pass
+
+    def describe_error(self) -> str:
+        assert self.error is not None
+        if self.error.errno == errno.EPIPE:
+            why = "the reader went away (broken pipe)"
+        else:
+            why = os.strerror(self.error.errno) if self.error.errno else str(self.error)
+        return f"cannot write events to {self.name}: {why}"
+
+    def close(self) -> None:
+        if self.fd > 2:
+            os.close(self.fd)
+        self.fd = -1
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP each ask a stream to stop, the same way: the handler only
+    records the signal (and interrupts a poll); the loop sees ``requested`` and then writes
+    out everything delivered, detaches and clears the consumer state."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _on(self, signum: int, _frame: object) -> None:
+        self.signum = signum
+
+    def __enter__(self) -> StopSignals:
+        self._old = {s: signal.signal(s, self._on) for s in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)  # type: ignore[arg-type]
+
+
 class Streamer:
     """One consumer of a tracer's events. Use as a context manager."""
 
-    def __init__(self, session: Session, out: BinaryIO, json: bool = False, color: bool = False,
-                 notices: TextIO | None = None) -> None:
+    def __init__(self, session: Session, out: Output | BinaryIO, json: bool = False,
+                 color: bool = False, notices: TextIO | None = None) -> None:
         self.session = session
-        self.out = out
+        self.out = out if isinstance(out, Output) else Output(out)
         self.mode = lib.SW_OUT_JSON if json else lib.SW_OUT_HUMAN
         self.color = color
         self.notices = notices
         self._consumer: RingConsumer | None = None
         self._excluded_self = False
+        self._streaming = False
         self._dropped_seen = 0
         self._next_drop_check = 0.0
         self.dropped_during = 0
+        self.told_failure = False
 
     def __enter__(self) -> Streamer:
         streaming, consumer = self.session.state()
@@ -50,11 +181,12 @@ class Streamer:
             self._excluded_self = True
         self._dropped_seen = self.session.counters().total_dropped
         self.session.set_streaming(True, os.getpid())
+        self._streaming = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self.session.set_streaming(False, 0)
+            self._stop_emitting()
             if self._excluded_self:
                 self.session.remove_pid(os.getpid())
         finally:
@@ -62,38 +194,66 @@ class Streamer:
                 self._consumer.close()
                 self._consumer = None
 
+    def _stop_emitting(self) -> None:
+        if self._streaming:
+            self._streaming = False
+            self.session.set_streaming(False, 0)
+
     @property
     def delivered(self) -> int:
         assert self._consumer is not None
         return sum(self._consumer.delivered(t) for t in range(1, lib.SW_EV_TYPES))
 
-    def pump(self, timeout_ms: int = 100) -> int:
-        """Wait up to timeout_ms for events, write them out; returns how many."""
+    @property
+    def written(self) -> int:
+        """Lines written to the output (events, and `lost` lines in JSON mode)."""
+        return self.out.lines
+
+    def pump(self, timeout_ms: int = LIVE_MS, denials: object = None) -> int:
+        """Wait up to timeout_ms for events, write them out; returns how many. A
+        DenialStreamer's lines are merged in, in time order."""
         assert self._consumer is not None
         n = self._consumer.poll(timeout_ms)
-        if not n:  # a quiet target: records below the wakeup watermark never notify; take them
-            n = self._consumer.drain()
-        if n:
-            self._write()
+        extra = denials.take() if denials is not None else []  # type: ignore[attr-defined]
+        if n or extra:
+            self._write(extra)
         now = time.monotonic()
         if now >= self._next_drop_check:
             self._next_drop_check = now + DROP_CHECK_S
             self.check_drops()
         return n
 
-    def finish(self) -> None:
-        """Write out everything still queued, then report any final drops."""
+    def finish(self, denials: object = None) -> None:
+        """Stop the kernel emitting, then write out everything still queued and report any
+        final drops: every event delivered to us is written (unless the output failed)."""
         assert self._consumer is not None
-        while self._consumer.drain():
-            self._write()
+        self._stop_emitting()
+        while True:
+            n = self._consumer.drain()
+            extra = denials.take_all() if denials is not None else []  # type: ignore[attr-defined]
+            if not n and not extra:
+                break
+            self._write(extra)
         self.check_drops()
-        self.out.flush()
 
-    def _write(self) -> None:
+    def _write(self, extra: Iterable[tuple[int, bytes]] = ()) -> None:
+        """The batch, with ``extra`` (ktime, line) pairs put among its records in time order."""
         assert self._consumer is not None
+        for ktime, line in sorted(extra):
+            for chunk in self._consumer.format(self.mode, self.color, until_ns=ktime):
+                self._emit(chunk)
+            self._emit(line)
         for chunk in self._consumer.format(self.mode, self.color):
-            self.out.write(chunk)
-        self.out.flush()  # a live stream: whoever reads the file or pipe sees each batch now
+            self._emit(chunk)
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        if self.out.write(data) or self.told_failure:
+            return
+        # The output is gone or full: stop the kernel sending what nobody can write.
+        self.told_failure = True
+        self._stop_emitting()
+        tell(self.notices, f"swatch: {self.out.describe_error()}; stopped writing after "
+                           f"{self.out.lines} lines\n")
 
     def check_drops(self) -> None:
         total = self.session.counters().total_dropped
@@ -103,11 +263,6 @@ class Streamer:
         self._dropped_seen = total
         self.dropped_during += new
         if self.mode == lib.SW_OUT_JSON:
-            self.out.write(
-                f'{{"type":"lost","dropped":{new},"total_dropped":{total}}}\n'.encode()
-            )
-        if self.notices is not None:
-            self.notices.write(
-                f"swatch: {new} events dropped (ring buffer full); {total} since load\n"
-            )
-            self.notices.flush()
+            self._emit(f'{{"type":"lost","dropped":{new},"total_dropped":{total}}}\n'.encode())
+        tell(self.notices, f"swatch: {new} events dropped (ring buffer full); {total} since "
+                           "load\n")

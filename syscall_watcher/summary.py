@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
 
@@ -155,4 +156,16 @@ def render_run_summary(argv: list[str], result) -> str:  # type: ignore[no-untyp
     return (render_table(rows, "syscall", title, top=15)
             + f"swatch: {sum(r.count for r in rows):,} syscalls, {errors:,} errors\n"
             + f"swatch: events delivered={result.delivered} dropped={result.dropped} "
-              f"emitted={result.emitted}\n")
+              f"emitted={result.emitted} written={result.written}\n")
+
+
+def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped-def]
+    """The same as one JSON line, for when the trace (JSON lines) shares stderr with it."""
+    rows = syscall_rows(result.tracer_stats)
+    return json.dumps({
+        "type": "summary", "command": argv, "exit_code": result.exit_code,
+        "wall_s": round(result.wall_s, 3), "processes": len(result.pid_stats),
+        "syscalls": sum(r.count for r in rows), "errors": sum(r.errors for r in rows),
+        "events": {"delivered": result.delivered, "dropped": result.dropped,
+                   "emitted": result.emitted, "written": result.written},
+    }) + "\n"

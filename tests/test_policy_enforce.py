@@ -463,6 +463,12 @@ def test_tracer_and_policy_together(ppin: Path, pin_dir: Path) -> None:
     assert rc == -signal.SIGKILL
     assert d[0]["op"] == "exec"
     assert any(e.get("type") == "syscall" and e.get("pid") == t.pid for e in events)
+    # Trace lines and denials merged in time order (the clocks agree to well under 10 us).
+    times = [e["time"] if e["type"] == "denied" else e["time_ns"] / 1e9 for e in events]
+    assert all(b >= a - 1e-5 for a, b in zip(times, times[1:])), events
+    opened = next(i for i, e in enumerate(events) if e.get("path") == "/etc/hostname")
+    denied = next(i for i, e in enumerate(events) if e["type"] == "denied")
+    assert opened < denied
 
 
 # --------------------------------------------------------------------------- reactive, honestly

@@ -83,7 +83,8 @@ def test_human_lines_reference_style(tmp_path: Path, listener, workload) -> None
     port, _ = listener
     d = Path(os.path.realpath(tmp_path))
     (d / "input.txt").write_bytes(b"a" * 2000)
-    proc = swatch("run", "--color", "never", "--", workload("known"), str(d), str(port))
+    proc = swatch("run", "--color", "never", "-o", "-", "--", workload("known"), str(d),
+                  str(port))
     assert proc.returncode == 3, proc.stderr
     lines = [line.split(None, 3)[3] for line in proc.stdout.splitlines()]
     expected = [
