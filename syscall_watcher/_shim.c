@@ -297,31 +297,70 @@ static void put_i64(struct sw_out *o, int64_t v)
 	}
 }
 
-/* Length of a valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static int utf8_len(const unsigned char *s, size_t n)
+/* Where a string lost bytes, so the "..." mark goes where the cut is. */
+#define SW_CUT_NONE 0
+#define SW_CUT_END 1  /* read head-first (a user string): the tail is missing, "/head..." */
+#define SW_CUT_HEAD 2 /* walked leaf-first (a dentry path): the head is missing, ".../tail" */
+
+/* Length of a well-formed UTF-8 sequence at s (n bytes left) and its code point; 0 if the
+ * byte at s does not start one. Strict, as Python's decoder: no overlong forms, no
+ * surrogates, nothing above U+10FFFF — so every byte we call invalid is one Python's
+ * surrogateescape turns into U+DC80..U+DCFF too. */
+static int utf8_len(const unsigned char *s, size_t n, uint32_t *cp)
 {
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	uint32_t v;
 	int len;
 
-	if (s[0] < 0xc2 || s[0] > 0xf4)
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c < 0xc2 || c > 0xf4)
 		return 0;
-	len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : 2;
-	if ((size_t)len > n)
+	if (c < 0xe0) {
+		len = 2;
+		v = c & 0x1f;
+	} else if (c < 0xf0) {
+		len = 3;
+		v = c & 0x0f;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else {
+		len = 4;
+		v = c & 0x07;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	}
+	if ((size_t)len > n || s[1] < lo || s[1] > hi)
 		return 0;
-	for (int i = 1; i < len; i++)
+	v = (v << 6) | (s[1] & 0x3f);
+	for (int i = 2; i < len; i++) {
 		if ((s[i] & 0xc0) != 0x80)
 			return 0;
+		v = (v << 6) | (s[i] & 0x3f);
+	}
+	*cp = v;
 	return len;
 }
 
-/* A JSON string (with quotes); bytes that are not UTF-8 become \u00XX. */
-static void put_json_str(struct sw_out *o, const char *s, size_t n)
+static const char sw_hex[] = "0123456789abcdef";
+
+/* A JSON string (with quotes) of s[0..n) up to its first NUL. Well-formed UTF-8 is copied;
+ * each byte that is not becomes \udcXX (Python's surrogateescape: json.loads(line)[k]
+ * .encode("utf-8", "surrogateescape") gives the original bytes back). cut puts "..." where
+ * bytes were lost. */
+static void put_json_str(struct sw_out *o, const char *s, size_t n, int cut)
 {
-	static const char hex[] = "0123456789abcdef";
 	const unsigned char *u = (const unsigned char *)s;
 
 	put(o, "\"", 1);
-	for (size_t i = 0; i < n && u[i]; i++) {
+	if (cut == SW_CUT_HEAD)
+		put(o, "...", 3);
+	for (size_t i = 0; i < n && u[i];) {
 		unsigned char ch = u[i];
+		uint32_t cp;
+		int len = utf8_len(&u[i], n - i, &cp);
 
 		if (ch == '"' || ch == '\\') {
 			char esc[2] = {'\\', (char)ch};
@@ -331,40 +370,94 @@ static void put_json_str(struct sw_out *o, const char *s, size_t n)
 		} else if (ch == '\t') {
 			put(o, "\\t", 2);
 		} else if (ch < 0x20 || ch == 0x7f) {
-			char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+			char esc[6] = {'\\', 'u', '0', '0', sw_hex[ch >> 4], sw_hex[ch & 15]};
 			put(o, esc, 6);
-		} else if (ch < 0x80) {
-			put(o, (const char *)&u[i], 1);
+		} else if (len) {
+			put(o, (const char *)&u[i], len);
+			i += len;
+			continue;
 		} else {
-			int len = utf8_len(&u[i], n - i);
-
-			if (len) {
-				put(o, (const char *)&u[i], len);
-				i += len - 1;
-			} else {
-				char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-				put(o, esc, 6);
-			}
+			char esc[6] = {'\\', 'u', 'd', 'c', sw_hex[ch >> 4], sw_hex[ch & 15]};
+			put(o, esc, 6);
 		}
+		i++;
 	}
+	if (cut == SW_CUT_END)
+		put(o, "...", 3);
 	put(o, "\"", 1);
 }
 
-/* A string for a human line: quoted, control characters escaped. */
-static void put_human_str(struct sw_out *o, const char *s, size_t n, int trunc)
+/* Code points a terminal acts on rather than shows: C1 controls and the bidirectional
+ * overrides and isolates (which reorder what follows them on the line). */
+static int unsafe_cp(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
+	       (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200e || cp == 0x200f || cp == 0x061c;
+}
+
+/* s[0..n) (up to its first NUL) for a human line, without quotes: C0 controls, DEL,
+ * backslash (and '"' when quoted) as \xNN, bytes that are not UTF-8 as \xNN, C1 and
+ * bidirectional controls as \uNNNN; everything else as is. A workload cannot move the
+ * cursor, recolour or reorder the operator's terminal through any field. */
+static void put_human_text(struct sw_out *o, const char *s, size_t n, int quoted)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	for (size_t i = 0; i < n && u[i];) {
+		uint32_t cp;
+		int len = utf8_len(&u[i], n - i, &cp);
+
+		if (!len || cp < 0x20 || cp == 0x7f || cp == '\\' || (quoted && cp == '"')) {
+			char esc[4] = {'\\', 'x', sw_hex[u[i] >> 4], sw_hex[u[i] & 15]};
+			put(o, esc, 4);
+			i++;
+		} else if (unsafe_cp(cp)) {
+			putf(o, "\\u%04x", (unsigned)cp);
+			i += len;
+		} else {
+			put(o, (const char *)&u[i], len);
+			i += len;
+		}
+	}
+}
+
+/* Does s[0..n) print as itself in a human line (nothing to escape, no quote needed)? */
+static int human_plain(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	if (n == 0 || !u[0])
+		return 0;
+	for (size_t i = 0; i < n && u[i];) {
+		uint32_t cp;
+		int len = utf8_len(&u[i], n - i, &cp);
+
+		if (!len || cp <= 0x20 || cp == 0x7f || unsafe_cp(cp) || strchr("\"'\\$", (int)cp))
+			return 0;
+		i += len;
+	}
+	return 1;
+}
+
+/* A string for a human line: quoted, escaped (put_human_text), "..." where it was cut. */
+static void put_human_str(struct sw_out *o, const char *s, size_t n, int cut)
 {
 	put(o, "\"", 1);
-	for (size_t i = 0; i < n && s[i]; i++) {
-		unsigned char ch = s[i];
-
-		if (ch < 0x20 || ch == 0x7f || ch == '"' || ch == '\\')
-			putf(o, "\\x%02x", ch);
-		else
-			put(o, (const char *)&s[i], 1);
-	}
-	if (trunc)
+	if (cut == SW_CUT_HEAD)
+		put(o, "...", 3);
+	put_human_text(o, s, n, 1);
+	if (cut == SW_CUT_END)
 		put(o, "...", 3);
 	put(o, "\"", 1);
+}
+
+/* An argv word or a program name: as is when plain, else quoted and escaped. */
+static void put_human_word(struct sw_out *o, const char *s, size_t n, int cut)
+{
+	if (cut == SW_CUT_NONE && human_plain(s, n))
+		put(o, s, strnlen(s, n));
+	else
+		put_human_str(o, s, n, cut);
 }
 
 static void put_errno(struct sw_out *o, int64_t ret)
@@ -477,12 +570,21 @@ static void human_prefix(struct sw_out *o, const struct sw_event_hdr *h, int col
 	int s = (int)(secs % 86400);
 	const char *label = sw_cgroup_label(h->cgroup_id);
 
+	char *comm_at;
+
 	if (color)
 		puts_(o, C_DIM);
-	putf(o, "%02d:%02d:%02d.%03d %-7u %-15.16s ", s / 3600, (s / 60) % 60, s % 60, ms,
-	     h->pid, h->comm);
-	if (label)
-		putf(o, "[%s] ", label);
+	putf(o, "%02d:%02d:%02d.%03d %-7u ", s / 3600, (s / 60) % 60, s % 60, ms, h->pid);
+	comm_at = o->p;
+	put_human_text(o, h->comm, sizeof(h->comm), 0);
+	for (long w = o->p - comm_at; w < 15; w++)
+		put(o, " ", 1);
+	put(o, " ", 1);
+	if (label) {
+		put(o, "[", 1);
+		put_human_text(o, label, strlen(label), 0);
+		put(o, "] ", 2);
+	}
 	if (color)
 		puts_(o, C_RESET);
 }
@@ -527,13 +629,32 @@ static void view_syscall(const struct sw_syscall_event *ev, struct sw_sc_view *v
 	}
 }
 
+/* User strings are read head-first (bpf_probe_read_user_str): a cut loses their end. */
+static int path_cut(const struct sw_syscall_event *ev, int flag)
+{
+	return ev->flags & flag ? SW_CUT_END : SW_CUT_NONE;
+}
+
+/* fd names are walked from the file up to the root (bpf/vfs_path.bpf.h): a cut loses
+ * the components nearest the root, so the path shown is the tail of the real one. */
+static int fdname_cut(const struct sw_syscall_event *ev)
+{
+	return ev->flags & SW_F_FDNAME_TRUNC ? SW_CUT_HEAD : SW_CUT_NONE;
+}
+
+/* A socket address for a human line (a unix path is any bytes: escaped). */
+static void put_addr(struct sw_out *o, const struct sw_sc_view *v)
+{
+	put_human_text(o, v->addrbuf, strlen(v->addrbuf), 0);
+}
+
 /* The name of the fd argument as a human line shows it. */
 static void put_fd_name(struct sw_out *o, const struct sw_sc_view *v)
 {
 	const struct sw_syscall_event *ev = v->ev;
 
 	if (v->fdname)
-		put_human_str(o, v->fdname, ev->fdname_len, ev->flags & SW_F_FDNAME_TRUNC);
+		put_human_str(o, v->fdname, ev->fdname_len, fdname_cut(ev));
 	else if (ev->fd_kind < sizeof(sw_fd_label) / sizeof(sw_fd_label[0]) && sw_fd_label[ev->fd_kind][0])
 		putf(o, "\"%s\"", sw_fd_label[ev->fd_kind]);
 	else
@@ -569,7 +690,7 @@ static void human_syscall(struct sw_out *o, const struct sw_syscall_event *ev, i
 
 	switch (verb) {
 	case SW_VERB_OPEN:
-		put_human_str(o, v.path ? v.path : "", ev->path_len, ev->flags & SW_F_PATH_TRUNC);
+		put_human_str(o, v.path ? v.path : "", ev->path_len, path_cut(ev, SW_F_PATH_TRUNC));
 		puts_(o, " -> ");
 		if (err)
 			human_result(o, ret, color);
@@ -587,15 +708,18 @@ static void human_syscall(struct sw_out *o, const struct sw_syscall_event *ev, i
 			puts_(o, "EOF on ");
 			put_fd_name(o, &v);
 		} else if (v.path && !v.fdname && ev->fd_kind == SW_FD_NONE) {
-			put_human_str(o, v.path, ev->path_len, ev->flags & SW_F_PATH_TRUNC);
+			put_human_str(o, v.path, ev->path_len, path_cut(ev, SW_F_PATH_TRUNC));
 			putf(o, " = %lld", (long long)ret);
 		} else {
 			putf(o, "%lld %s ", (long long)ret,
 			     (f->flags & SW_FMT_BYTES) ? (ret == 1 ? "byte" : "bytes") : "entries");
 			puts_(o, verb == SW_VERB_READ ? "from " : "to ");
 			put_fd_name(o, &v);
-			if (v.family)
-				putf(o, " (%s)", v.addrbuf);
+			if (v.family) {
+				puts_(o, " (");
+				put_addr(o, &v);
+				puts_(o, ")");
+			}
 		}
 		break;
 	case SW_VERB_CLOSE:
@@ -614,7 +738,12 @@ static void human_syscall(struct sw_out *o, const struct sw_syscall_event *ev, i
 		break;
 	case SW_VERB_CONNECT:
 	case SW_VERB_BIND:
-		putf(o, "fd %d -> %s ", (int)ev->args[0], v.family ? v.addrbuf : "?");
+		putf(o, "fd %d -> ", (int)ev->args[0]);
+		if (v.family)
+			put_addr(o, &v);
+		else
+			puts_(o, "?");
+		puts_(o, " ");
 		if (err)
 			human_result(o, ret, color);
 		else
@@ -633,8 +762,10 @@ static void human_syscall(struct sw_out *o, const struct sw_syscall_event *ev, i
 			human_result(o, ret, color);
 		} else {
 			putf(o, "fd %lld", (long long)ret);
-			if (v.family)
-				putf(o, " from %s", v.addrbuf);
+			if (v.family) {
+				puts_(o, " from ");
+				put_addr(o, &v);
+			}
 		}
 		break;
 	case SW_VERB_SPAWN: {
@@ -655,7 +786,7 @@ static void human_syscall(struct sw_out *o, const struct sw_syscall_event *ev, i
 	case SW_VERB_CHMOD:
 	case SW_VERB_EXEC:
 		if (v.path)
-			put_human_str(o, v.path, ev->path_len, ev->flags & SW_F_PATH_TRUNC);
+			put_human_str(o, v.path, ev->path_len, path_cut(ev, SW_F_PATH_TRUNC));
 		else
 			put_fd_name(o, &v);
 		if (err) {
@@ -665,9 +796,9 @@ static void human_syscall(struct sw_out *o, const struct sw_syscall_event *ev, i
 		break;
 	case SW_VERB_RENAME:
 	case SW_VERB_LINK:
-		put_human_str(o, v.path ? v.path : "", ev->path_len, ev->flags & SW_F_PATH_TRUNC);
+		put_human_str(o, v.path ? v.path : "", ev->path_len, path_cut(ev, SW_F_PATH_TRUNC));
 		puts_(o, " -> ");
-		put_human_str(o, v.path2 ? v.path2 : "", ev->path2_len, ev->flags & SW_F_PATH2_TRUNC);
+		put_human_str(o, v.path2 ? v.path2 : "", ev->path2_len, path_cut(ev, SW_F_PATH2_TRUNC));
 		if (err) {
 			puts_(o, " -> ");
 			human_result(o, ret, color);
@@ -722,10 +853,10 @@ static void json_hdr(struct sw_out *o, const struct sw_event_hdr *h, const char 
 	puts_(o, ",\"cgroup_id\":");
 	put_u64(o, h->cgroup_id);
 	puts_(o, ",\"comm\":");
-	put_json_str(o, h->comm, sizeof(h->comm));
+	put_json_str(o, h->comm, sizeof(h->comm), SW_CUT_NONE);
 	if (label) {
 		puts_(o, ",\"container\":");
-		put_json_str(o, label, strlen(label));
+		put_json_str(o, label, strlen(label), SW_CUT_NONE);
 	}
 }
 
@@ -738,7 +869,7 @@ static void json_syscall(struct sw_out *o, const struct sw_syscall_event *ev)
 	view_syscall(ev, &v);
 	json_hdr(o, &ev->hdr, "syscall");
 	puts_(o, ",\"syscall\":");
-	put_json_str(o, f->name, sizeof(f->name));
+	put_json_str(o, f->name, sizeof(f->name), SW_CUT_NONE);
 	puts_(o, ",\"nr\":");
 	put_u64(o, ev->nr);
 	puts_(o, ",\"op\":\"");
@@ -772,11 +903,11 @@ static void json_syscall(struct sw_out *o, const struct sw_syscall_event *ev)
 	puts_(o, "]");
 	if (v.path) {
 		puts_(o, ",\"path\":");
-		put_json_str(o, v.path, ev->path_len);
+		put_json_str(o, v.path, ev->path_len, path_cut(ev, SW_F_PATH_TRUNC));
 	}
 	if (v.path2) {
 		puts_(o, ",\"path2\":");
-		put_json_str(o, v.path2, ev->path2_len);
+		put_json_str(o, v.path2, ev->path2_len, path_cut(ev, SW_F_PATH2_TRUNC));
 	}
 	if (ev->fd_kind != SW_FD_NONE) {
 		puts_(o, ",\"fd\":");
@@ -786,7 +917,7 @@ static void json_syscall(struct sw_out *o, const struct sw_syscall_event *ev)
 		puts_(o, "\"");
 		if (v.fdname) {
 			puts_(o, ",\"fd_name\":");
-			put_json_str(o, v.fdname, ev->fdname_len);
+			put_json_str(o, v.fdname, ev->fdname_len, fdname_cut(ev));
 		} else if (ev->fd_kind < 9 && sw_fd_label[ev->fd_kind][0]) {
 			puts_(o, ",\"fd_name\":\"");
 			puts_(o, sw_fd_label[ev->fd_kind]);
@@ -795,13 +926,30 @@ static void json_syscall(struct sw_out *o, const struct sw_syscall_event *ev)
 	}
 	if (v.family) {
 		puts_(o, ",\"addr\":");
-		put_json_str(o, v.addrbuf, strlen(v.addrbuf));
+		put_json_str(o, v.addrbuf, strlen(v.addrbuf), SW_CUT_NONE);
 		puts_(o, ",\"family\":\"");
 		puts_(o, v.family);
 		puts_(o, "\"");
 	}
-	if (ev->flags & (SW_F_PATH_TRUNC | SW_F_PATH2_TRUNC | SW_F_FDNAME_TRUNC))
-		puts_(o, ",\"truncated\":true");
+	if (ev->flags & (SW_F_PATH_TRUNC | SW_F_PATH2_TRUNC | SW_F_FDNAME_TRUNC)) {
+		const char *sep = "";
+
+		puts_(o, ",\"truncated\":true,\"truncated_fields\":[");
+		if (v.path && (ev->flags & SW_F_PATH_TRUNC)) {
+			puts_(o, "\"path\"");
+			sep = ",";
+		}
+		if (v.path2 && (ev->flags & SW_F_PATH2_TRUNC)) {
+			puts_(o, sep);
+			puts_(o, "\"path2\"");
+			sep = ",";
+		}
+		if (v.fdname && (ev->flags & SW_F_FDNAME_TRUNC)) {
+			puts_(o, sep);
+			puts_(o, "\"fd_name\"");
+		}
+		puts_(o, "]");
+	}
 	puts_(o, "}\n");
 }
 
@@ -813,19 +961,16 @@ static void human_exec(struct sw_out *o, const struct sw_exec_event *ev, int col
 	int idx = 0;
 
 	human_verb(o, "EXEC", color, C_GREEN);
-	put(o, (const char *)ev->data, fl ? strnlen((const char *)ev->data, fl) : 0);
+	/* bprm->filename is read head-first: a cut loses its end. */
+	put_human_word(o, (const char *)ev->data, fl,
+		       ev->flags & SW_F_PATH_TRUNC ? SW_CUT_END : SW_CUT_NONE);
 	/* argv[0] is usually the program name again: show argv[1..]. */
 	while (i < al) {
 		size_t n = strnlen(argv + i, al - i);
 
 		if (idx > 0) {
-			int plain = n > 0 && strcspn(argv + i, " \t\"'\\$") >= n;
-
 			put(o, " ", 1);
-			if (plain)
-				put(o, argv + i, n);
-			else
-				put_human_str(o, argv + i, n, 0);
+			put_human_word(o, argv + i, n, SW_CUT_NONE);
 		}
 		i += n + 1;
 		idx++;
@@ -843,7 +988,8 @@ static void json_exec(struct sw_out *o, const struct sw_exec_event *ev)
 
 	json_hdr(o, &ev->hdr, "exec");
 	puts_(o, ",\"filename\":");
-	put_json_str(o, (const char *)ev->data, fl);
+	put_json_str(o, (const char *)ev->data, fl,
+		     ev->flags & SW_F_PATH_TRUNC ? SW_CUT_END : SW_CUT_NONE);
 	puts_(o, ",\"argc\":");
 	put_u64(o, ev->argc);
 	puts_(o, ",\"argv\":[");
@@ -852,13 +998,19 @@ static void json_exec(struct sw_out *o, const struct sw_exec_event *ev)
 
 		if (!first)
 			put(o, ",", 1);
-		put_json_str(o, argv + i, n);
+		put_json_str(o, argv + i, n, SW_CUT_NONE);
 		first = 0;
 		i += n + 1;
 	}
 	puts_(o, "]");
-	if (ev->flags & (SW_F_ARGV_TRUNC | SW_F_PATH_TRUNC))
-		puts_(o, ",\"truncated\":true");
+	if (ev->flags & (SW_F_ARGV_TRUNC | SW_F_PATH_TRUNC)) {
+		puts_(o, ",\"truncated\":true,\"truncated_fields\":[");
+		if (ev->flags & SW_F_PATH_TRUNC)
+			puts_(o, ev->flags & SW_F_ARGV_TRUNC ? "\"filename\"," : "\"filename\"");
+		if (ev->flags & SW_F_ARGV_TRUNC)
+			puts_(o, "\"argv\"");
+		puts_(o, "]");
+	}
 	puts_(o, "}\n");
 }
 

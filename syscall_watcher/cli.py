@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import functools
 import json as jsonlib
+import math
 import os
 import pwd
 import sys
 import time
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import typer
 
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer on the system click
+    from click.exceptions import ClickException  # type: ignore[no-redef]
+
 from . import __version__, syscalls
 from .errors import SwatchError
+from .text import one_line
 from .stream import LIVE_MS, Output, StopSignals, Streamer, tell
 from .tracer import (
     DEFAULT_RING_SIZE,
@@ -58,15 +66,29 @@ def _policy_pin_dir(value: Optional[str | Path]) -> Path:
     return policy_pin_dir_default(value)
 
 
+def error_line(message: str) -> None:
+    """The one line every user mistake prints: ``swatch: error: ...`` (controls escaped, so a
+    path with a newline or an escape sequence in it cannot make it two lines or recolour it)."""
+    typer.secho(f"swatch: error: {one_line(message)}", fg="red", err=True)
+
+
 def user_errors(fn: F) -> F:
-    """A SwatchError becomes one red line on stderr and exit status 1 — never a traceback."""
+    """A SwatchError becomes one red line on stderr and exit status 1 — never a traceback.
+
+    Last resort: an OSError that escaped the core (a path the user gave that is not what it
+    should be) is one line too, naming the file and the system's reason.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except SwatchError as err:
-            typer.secho(f"swatch: error: {err}", fg="red", err=True)
+            error_line(str(err))
+            raise typer.Exit(1) from None
+        except OSError as err:
+            where = f"{os.fsdecode(err.filename)}: " if err.filename is not None else ""
+            error_line(f"{where}{err.strerror or err}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
@@ -74,11 +96,36 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class ColorMode(str, Enum):
+    """--color: colour human lines when stdout is a terminal (auto), always or never."""
+
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+def _positive_seconds(option: str, value: Optional[float]) -> None:
+    """--duration and --interval: a finite number of seconds greater than zero."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise SwatchError(f"{option} {value:g}: give a number of seconds greater than 0")
+
+
+def _one_pid(pids: Optional[list[int]]) -> Optional[int]:
+    """--pid names one process here; several would silently keep only the last."""
+    if not pids:
+        return None
+    if len(pids) > 1:
+        raise SwatchError(f"one --pid at a time (got {len(pids)}: "
+                          f"{' '.join(map(str, pids))}); trace a tree with one --pid and its "
+                          "children are followed")
+    return pids[0]
+
+
 def _pin_dir(value: Optional[str | Path]) -> Path:
     return pin_dir_default(value)
 
 
-def _use_color(mode: str, stream: Any) -> bool:
+def _use_color(mode: ColorMode | str, stream: Any) -> bool:
     if mode == "always":
         return True
     if mode == "never" or os.environ.get("NO_COLOR"):
@@ -104,6 +151,8 @@ def _target(pid: Optional[int], comm: Optional[str], uid: Optional[str], no_chil
     if uid is not None:
         if uid.isdigit():
             n = int(uid)
+            if n >= 0xFFFFFFFF:  # uid_t is 32 bits and (uid_t)-1 means "no user"
+                raise SwatchError(f"--uid {uid}: a user id is 0 to {0xFFFFFFFF - 1}")
         else:
             try:
                 n = pwd.getpwnam(uid).pw_uid
@@ -123,8 +172,9 @@ def _target(pid: Optional[int], comm: Optional[str], uid: Optional[str], no_chil
 @app.command()
 @user_errors
 def load(
-    pid: Optional[int] = typer.Option(None, "--pid", "-p", help="Trace this process and, by "
-                                      "default, every process it forks from now on."),
+    pid: Optional[list[int]] = typer.Option(None, "--pid", "-p", help="Trace this process "
+                                            "and, by default, every process it forks from now "
+                                            "on."),
     comm: Optional[str] = typer.Option(None, "--comm", help="Trace every process with this "
                                        "command name."),
     uid: Optional[str] = typer.Option(None, "--uid", help="Trace every process of this user "
@@ -143,7 +193,10 @@ def load(
     """Load the tracer, pin it under bpffs and return; tracing goes on without us."""
     require_root()
     syscalls.profile(filter)
-    target = _target(pid, comm, uid, no_children, container)
+    if no_children and not pid:
+        raise SwatchError("--no-children applies to --pid only (the other targets have no tree "
+                          "to follow)")
+    target = _target(_one_pid(pid), comm, uid, no_children, container)
     start = time.monotonic()
     path = load_pinned(target, filter, _pin_dir(pin_dir), ring_size, replace=replace)
     typer.echo(f"swatch: tracing {target.label} (filter {filter}), pinned in {path} "
@@ -166,7 +219,7 @@ def watch(
                               "README)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write events to this "
                                           "file instead of stdout."),
-    color: str = typer.Option("auto", "--color", help="auto | always | never"),
+    color: ColorMode = typer.Option(ColorMode.auto, "--color", help="auto | always | never"),
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many "
                                              "seconds."),
     pin_dir: Optional[Path] = PinDir,
@@ -177,6 +230,7 @@ def watch(
     """Stream the loaded tracer's events, and a loaded policy's denials (help: WATCH_HELP)."""
     from .enforcer import POLICY, PinnedPolicy
 
+    _positive_seconds("--duration", duration)
     with StopSignals() as stop:  # first: a SIGTERM during set-up also ends cleanly
         require_root()
         tracer_dir = _pin_dir(pin_dir)
@@ -382,7 +436,7 @@ def run(
                                     "stream no events."),
     no_children: bool = typer.Option(False, "--no-children", help="Trace CMD only, not its "
                                      "children."),
-    color: str = typer.Option("auto", "--color", help="auto | always | never"),
+    color: ColorMode = typer.Option(ColorMode.auto, "--color", help="auto | always | never"),
     ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes."),
 ) -> None:
     """Run CMD traced from its first syscall (help: RUN_HELP)."""
@@ -430,8 +484,9 @@ def summary(
         raise SwatchError(f"--by {by!r}: choose one of {', '.join(BY)}")
     if sort not in SORT_KEYS:
         raise SwatchError(f"--sort {sort!r}: choose one of {', '.join(SORT_KEYS)}")
-    if interval <= 0:
-        raise SwatchError("--interval must be positive")
+    _positive_seconds("--interval", interval)
+    if top is not None and top < 1:
+        raise SwatchError(f"--top {top}: show at least 1 row")
     session = PinnedSession.open(_pin_dir(pin_dir))
     redraw = not once and not json and sys.stdout.isatty()
     try:
@@ -483,8 +538,8 @@ def summary(
 def policy_load(
     policy: str = typer.Option(..., "--policy", "-P", help="Policy file, or a built-in name "
                                "(no-network, no-exec, read-only-fs, protect-system)."),
-    pid: Optional[int] = typer.Option(None, "--pid", "-p", help="Enforce on this process and "
-                                      "every process it forks from now on."),
+    pid: Optional[list[int]] = typer.Option(None, "--pid", "-p", help="Enforce on this process "
+                                            "and every process it forks from now on."),
     container: Optional[str] = typer.Option(None, "--container", "-c", help="Enforce on a "
                                             "container (name, ID or unique ID prefix)."),
     audit_only: bool = typer.Option(False, "--audit-only", help="Report what would be denied; "
@@ -500,9 +555,9 @@ def policy_load(
 
     require_root()
     pol = load_policy(policy)
-    if pid is None and container is None:
+    if not pid and container is None:
         raise SwatchError("policy-load needs a target: --pid PID or --container REF")
-    target = _target(pid, None, None, False, container)
+    target = _target(_one_pid(pid), None, None, False, container)
     start = time.monotonic()
     path, plans = load_policy_pinned(pol, target, _policy_pin_dir(pin_dir), audit_only=audit_only,
                                      require_preventive=require_preventive)
@@ -583,4 +638,19 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    """The `swatch` entry point: a usage mistake is one line too (click's own messages)."""
+    try:
+        code = app(standalone_mode=False)
+    except ClickException as err:
+        if not err.format_message():  # no arguments at all: click has printed the help
+            sys.exit(err.exit_code)
+        hint = ""
+        ctx = getattr(err, "ctx", None)
+        if ctx is not None:
+            hint = f" (see `{ctx.command_path} --help`)"
+        error_line(f"{err.format_message()}{hint}")
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        error_line("aborted")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

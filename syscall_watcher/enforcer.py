@@ -28,6 +28,7 @@ from .errors import BpfError, SwatchError
 from .libbpf import BpfObject, Link, MapSet, RingConsumer, lib
 from .policy import OPERATIONS, Policy
 from .stream import Output, tell
+from .text import from_c, printable
 from .tracer import (
     Target,
     built_object,
@@ -526,6 +527,11 @@ _FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "
 _TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
 
 
+def _denied_str(cdata) -> str:  # type: ignore[no-untyped-def]
+    """A string from a denial record, exact: non-UTF-8 bytes surrogate-escaped (text.py)."""
+    return from_c(libbpf.to_bytes(cdata))
+
+
 def _sockaddr(data: bytes) -> str:
     if len(data) < 2:
         return "?"
@@ -539,8 +545,8 @@ def _sockaddr(data: bytes) -> str:
     if family == socket.AF_UNIX:
         path = data[2:]
         if path[:1] == b"\0":
-            return "@" + path[1:].split(b"\0", 1)[0].decode(errors="replace")
-        return path.split(b"\0", 1)[0].decode(errors="replace") or "unix"
+            return "@" + from_c(path[1:])
+        return from_c(path) or "unix"
     return _FAMILIES.get(family, f"family {family}")
 
 
@@ -548,7 +554,9 @@ def denial_dict(ev, policy: str, rule_paths: list[str], clock_offset: int) -> di
     kind = ev.target_kind
     target: str = ""
     if kind == lib.SWP_TGT_PATH:
-        target = _cstr(ev.target) + ("…" if ev.trunc else "")
+        # The kernel walks a path from the file up (bpf/vfs_path.bpf.h): a cut path lost the
+        # components nearest the root, so the mark goes in front.
+        target = ("..." if ev.trunc else "") + _denied_str(ev.target)
     elif kind == lib.SWP_TGT_ADDR:
         target = _sockaddr(libbpf.to_bytes(ev.target)[: ev.target_len])
     elif kind == lib.SWP_TGT_PID:
@@ -566,18 +574,19 @@ def denial_dict(ev, policy: str, rule_paths: list[str], clock_offset: int) -> di
         "type": "denied",
         "time": (ev.ktime_ns + clock_offset) / 1e9,
         "pid": ev.pid, "tid": ev.tid, "ppid": ev.ppid, "uid": ev.uid,
-        "comm": _cstr(ev.comm), "cgroup_id": ev.cgroup_id,
+        "comm": _denied_str(ev.comm), "cgroup_id": ev.cgroup_id,
         "op": op, "target": target,
         "action": ACTION_NAMES.get(ev.action, "?"),
         "tier": TIER_NAMES.get(ev.tier, "?"),
         "policy": policy, "rule": rule, "syscall": sys_name,
+        "truncated": bool(kind == lib.SWP_TGT_PATH and ev.trunc),
     }
 
 
 def denial_line(d: dict, color: bool = False) -> str:  # type: ignore[type-arg]
     ts = time.strftime("%H:%M:%S", time.localtime(d["time"])) + f".{int(d['time'] * 1000) % 1000:03d}"
-    target = f" {d['target']}" if d["target"] else ""
-    who = f"{d['comm']}[{d['pid']}]"
+    target = f" {printable(d['target'])}" if d["target"] else ""
+    who = f"{printable(d['comm'])}[{d['pid']}]"
     if d["action"] == "audit":
         word, tail = "AUDIT", f" (policy {d['policy']}: would be denied, --audit-only)"
     elif d["action"] == "killed":

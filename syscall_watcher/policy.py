@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import NoReturn
 import yaml
 
 from syscall_watcher.errors import SwatchError
+from syscall_watcher.text import printable
 
 #: Every operation a policy can name, in bit order: ``OPERATIONS[i]`` is bit ``1 << i`` of an
 #: operation mask. The BPF side uses the same bits; never reorder, only append.
@@ -255,7 +257,9 @@ class _Builder:
 
 
 def _policy_name(source: str) -> str:
-    name = Path(source).name
+    """The file's name without its suffix, printable: a file name is any bytes, and the name
+    is stored in the pins and printed (controls and non-UTF-8 bytes become ``\\xNN``)."""
+    name = printable(Path(source).name)
     for suffix in POLICY_SUFFIXES:
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
@@ -493,13 +497,60 @@ def parse_policy(text: str, source: str) -> Policy:
     return parse_yaml(text, source) if is_yaml_source(source) else parse_lines(text, source)
 
 
-def read_policy(path: str | os.PathLike[str]) -> Policy:
-    """Read and parse one policy file."""
-    source = os.fspath(path)
+#: The largest policy file read: a policy is a few lines; anything bigger is a mistake
+#: (``--policy /dev/zero`` must not read without end).
+MAX_POLICY_BYTES = 1 << 20
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def read_policy_bytes(source: str) -> bytes:
+    """The bytes of a policy file: a regular file of at most MAX_POLICY_BYTES, or SwatchError.
+
+    Opened with O_NONBLOCK so a FIFO cannot block us, checked with fstat (not stat, so
+    what we check is what we read), and read with a limit even if the file grows.
+    """
     try:
-        data = Path(source).read_bytes()
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as err:
         raise SwatchError(f"{source}: cannot read the policy: {err.strerror or err}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SwatchError(f"{source}: a policy must be a regular file, not "
+                              f"{_file_kind(st.st_mode)}")
+        if st.st_size > MAX_POLICY_BYTES:
+            raise SwatchError(f"{source}: policy file too large ({st.st_size:,} bytes; at most "
+                              f"{MAX_POLICY_BYTES:,})")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = os.read(fd, MAX_POLICY_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_POLICY_BYTES:
+                raise SwatchError(f"{source}: policy file too large (more than "
+                                  f"{MAX_POLICY_BYTES:,} bytes)")
+        return b"".join(chunks)
+    except OSError as err:
+        raise SwatchError(f"{source}: cannot read the policy: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+
+
+def read_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read and parse one policy file (a regular file of at most MAX_POLICY_BYTES)."""
+    source = os.fspath(path)
+    data = read_policy_bytes(source)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from . import syscalls
+from .text import printable
 
 SORT_KEYS = ("count", "errors", "bytes_in", "bytes_out", "avg", "p99", "name")
 BY = ("syscall", "pid", "container")
@@ -144,7 +145,10 @@ def render_table(rows: list[Row], by: str, title: str, top: int | None) -> str:
 
 
 def _label(r: Row, by: str) -> str:
-    return f"{r.pid:<7} {r.name}" if by == "pid" else r.name
+    """The first column: a process's pid and name (escaped: a process names itself), a
+    syscall, a container, or TOTAL (which has no pid)."""
+    name = printable(r.name)
+    return f"{r.pid:<7} {name}" if by == "pid" and r.pid is not None else name
 
 
 def render_run_summary(argv: list[str], result) -> str:  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from .libbpf import BpfObject, Link, MapSet, lib
 VERSION = 2  # meta.version; 2: meta carries the link mask and is pinned last
 DEFAULT_PIN_DIR = "/sys/fs/bpf/syscall_watcher"
 DEFAULT_RING_SIZE = 16 << 20
+MAX_RING_SIZE = 1 << 30  # a sane bound: the ring is locked kernel memory
 
 # Program name → pin name under <pin dir>/links/
 PROGRAMS = {
@@ -193,7 +194,7 @@ class Session(MapSet):
                 continue
             comm = max((bytes(libbpf.to_bytes(vals[c].comm)) for c in range(libbpf.NUM_CPUS)))
             out[int(key[0])] = {
-                "comm": comm.split(b"\0", 1)[0].decode(errors="replace"),
+                "comm": comm.split(b"\0", 1)[0].decode(errors="surrogateescape"),
                 "count": sum(vals[c].count for c in range(libbpf.NUM_CPUS)),
                 "errors": sum(vals[c].errors for c in range(libbpf.NUM_CPUS)),
                 "bytes_in": sum(vals[c].bytes_in for c in range(libbpf.NUM_CPUS)),
@@ -214,8 +215,9 @@ class LoadedTracer(LoadedComponent, Session):
         require_root()
         require_btf()
         enabled = syscalls.profile(profile)  # validates the name before touching the kernel
-        if ring_size < 4096 or ring_size & (ring_size - 1):
-            raise SwatchError(f"ring buffer size {ring_size} must be a power of two >= 4096")
+        if ring_size < 4096 or ring_size > MAX_RING_SIZE or ring_size & (ring_size - 1):
+            raise SwatchError(f"ring buffer size {ring_size} must be a power of two from 4096 "
+                              f"to {MAX_RING_SIZE} (1 GiB)")
         obj = BpfObject(bpf_object_path())
         try:
             cfg = libbpf.new("struct sw_config *")
