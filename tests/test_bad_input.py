@@ -11,6 +11,7 @@ instead of taking the host down.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import resource
 import subprocess
@@ -202,3 +203,72 @@ def test_table_covers_every_command() -> None:
     assert commands >= {"load", "watch", "unload", "status", "run", "summary", "policy-load",
                         "policy-summary", "policy-unload", "containers", "profiles"}
     assert len(CASES) >= 40
+
+
+# ------------------------------------------------------------------ item 16, beyond the table
+
+
+def test_full_filesystem_one_line_and_whole_lines(tmp_path: Path, workload) -> None:  # type: ignore[no-untyped-def]
+    """ENOSPC on a real (tiny tmpfs) filesystem: one line, and the file ends in a whole line."""
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "swatch-test-full", str(full)],
+                   check=True)
+    try:
+        out = full / "events.jsonl"
+        proc = subprocess.run([SWATCH, "run", "--json", "-o", str(out), "--",
+                               workload("counts"), "5000", "1", "0"],
+                              input=b"g", capture_output=True, timeout=60)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1, err
+        assert err.count("\n") == 1 and err.startswith("swatch: error: "), err
+        assert "No space left on device" in err and "Traceback" not in err
+        data = out.read_bytes()
+        assert len(data) > 4096, "the filesystem did not fill: the test proves nothing"
+        assert data.endswith(b"\n"), data[-200:]
+        for line in data.splitlines():
+            json.loads(line)  # every line whole
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+
+
+def test_summary_by_pid_total_row(pin_dir: Path, workload) -> None:  # type: ignore[no-untyped-def]
+    """`summary --once --by pid` printed a TypeError on the TOTAL row (it has no pid)."""
+    p = subprocess.Popen([workload("counts"), "7", "1", "0"], stdin=subprocess.PIPE)
+    try:
+        swatch("load", "--pid", str(p.pid), "--pin-dir", str(pin_dir), check=True)
+        assert p.stdin is not None
+        p.stdin.write(b"g")
+        p.stdin.close()
+        assert p.wait(timeout=30) == 0
+    finally:
+        p.kill()
+    proc = swatch("summary", "--once", "--by", "pid", "--pin-dir", str(pin_dir))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[2:]
+            if line and not line.startswith("-")}
+    assert rows[str(p.pid)][1] == "counts"
+    assert int(rows["TOTAL"][1].replace(",", "")) == int(rows[str(p.pid)][2].replace(",", ""))
+
+
+def test_policy_file_name_not_utf8_loads(tmp_path: Path) -> None:
+    """A policy path with byte 0xFF: a traceback (UnicodeEncodeError) when the name was pinned.
+    A file name is any bytes; the policy's name shows the byte as \\xff."""
+    pol = os.path.join(os.fsencode(tmp_path), b"pol\xff.policy")
+    Path(os.fsdecode(pol)).write_text("block connect\n")
+    sleeper = subprocess.Popen(["sleep", "300"])
+    ppin = Path(f"/sys/fs/bpf/swatch-test-badp-{uuid.uuid4().hex[:10]}")
+    try:
+        proc = subprocess.run([os.fsencode(SWATCH), b"policy-load", b"--policy", pol, b"--pid",
+                               str(sleeper.pid).encode(), b"--pin-dir", bytes(ppin)],
+                              capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert b"policy pol\\xff on pid" in proc.stdout
+        info = json.loads(swatch("policy-summary", "--json", "--pin-dir", str(ppin),
+                                 check=True).stdout)
+        assert info["policy"] == "pol\\xff"
+    finally:
+        swatch("policy-unload", "--pin-dir", str(ppin))
+        sleeper.kill()
+        sleeper.wait()
+    assert not ppin.exists()
