@@ -111,7 +111,9 @@ CASES: list[tuple[list[str], list[str]]] = [
      ["--color", "purple", "auto", "always", "never"]),  # 17
     (["watch", "--pin-dir", "{pin}"], ["nothing is loaded"]),
     # unload
-    (["unload", "--pin-dir", "{file}"], ["{file}", "Not a directory"]),  # 16
+    (["unload", "--pin-dir", "{file}"], ["{file}", "not a directory"]),  # 16 (and 1)
+    (["unload", "--pin-dir", "{dir}"], ["{dir}", "nothing was removed"]),
+    (["unload", "--pin-dir", ""], ["--pin-dir is empty"]),
     (["unload", "extra-argument"], ["unexpected extra argument"]),
     # status
     (["status", "--no-such-option"], ["No such option"]),
@@ -159,7 +161,8 @@ CASES: list[tuple[list[str], list[str]]] = [
     (["policy-summary", "--pin-dir", "{ppin}"], ["{ppin}"]),
     (["policy-summary", "--no-such-option"], ["No such option"]),
     # policy-unload
-    (["policy-unload", "--pin-dir", "{file}"], ["{file}", "Not a directory"]),  # 16
+    (["policy-unload", "--pin-dir", "{file}"], ["{file}", "not a directory"]),  # 16 (and 1)
+    (["policy-unload", "--pin-dir", "{dir}"], ["{dir}", "nothing was removed"]),
     (["policy-unload", "extra-argument"], ["unexpected extra argument"]),
     # containers, profiles, version
     (["containers", "--no-such-option"], ["No such option"]),
