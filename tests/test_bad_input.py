@@ -121,8 +121,6 @@ CASES: list[tuple[list[str], list[str]]] = [
     # run
     (["run", "-o", "/nonexistent/x", "--", "true"], ["/nonexistent/x", "No such file"]),  # 16
     (["run", "-o", "{dir}", "--", "true"], ["{dir}", "Is a directory"]),  # 16
-    (["run", "-o", "/dev/full", "--", "/bin/echo", "hi"],
-     ["/dev/full", "No space left on device"]),  # 16
     (["run", "--ring-size", HUGE_RING, "--", "true"], ["power of two"]),  # 16
     (["run", "--color", "purple", "--", "true"], ["--color", "purple"]),  # 17
     (["run", "--", "/no/such/program"], ["command not found"]),
@@ -223,9 +221,11 @@ def test_full_filesystem_one_line_and_whole_lines(tmp_path: Path, workload) -> N
                                workload("counts"), "5000", "1", "0"],
                               input=b"g", capture_output=True, timeout=60)
         err = proc.stderr.decode()
-        assert proc.returncode == 1, err
-        assert err.count("\n") == 1 and err.startswith("swatch: error: "), err
-        assert "No space left on device" in err and "Traceback" not in err
+        # `run` keeps CMD running and exits with its code (the streams design on main); the
+        # failure is one line, said once.
+        assert "Traceback" not in err, err
+        said = [line for line in err.splitlines() if "No space left on device" in line]
+        assert len(said) == 1 and said[0].startswith("swatch: "), err
         data = out.read_bytes()
         assert len(data) > 4096, "the filesystem did not fill: the test proves nothing"
         assert data.endswith(b"\n"), data[-200:]

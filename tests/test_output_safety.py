@@ -48,7 +48,8 @@ def _run_workload(tmp_path: Path, *opts: str) -> tuple[bytes, Path]:
     script.write_text(WORKLOAD)
     work = d / "w"
     work.mkdir()
-    proc = subprocess.run([SWATCH, "run", "--color", "never", *opts, "--", sys.executable,
+    proc = subprocess.run([SWATCH, "run", "--color", "never", "-o", "-", *opts, "--",
+                           sys.executable,
                            "-S", str(script), str(work)], capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout, work
