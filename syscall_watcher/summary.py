@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from dataclasses import asdict, dataclass
 
 from . import syscalls
@@ -147,14 +148,30 @@ def _label(r: Row, by: str) -> str:
     return f"{r.pid:<7} {r.name}" if by == "pid" else r.name
 
 
-def render_run_summary(argv: list[str], result) -> str:  # type: ignore[no-untyped-def]
-    """What `swatch run` prints to stderr when CMD has exited."""
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """'1 process', '2 processes', '1,234 syscalls'."""
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def how_it_ended(exit_code: int) -> str:
+    """os.waitstatus_to_exitcode's value in words: 'exited with code 3', 'killed by SIGKILL'."""
+    if exit_code < 0:
+        try:
+            return f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            return f"killed by signal {-exit_code}"
+    return f"exited with code {exit_code}"
+
+
+def render_run_summary(argv: list[str], result, top: int | None = 15) -> str:  # type: ignore[no-untyped-def]
+    """What `swatch run` prints to stderr when CMD has exited (every row with top=None)."""
     rows = sort_rows(syscall_rows(result.tracer_stats), "count")
     errors = sum(r.errors for r in rows)
-    title = (f"swatch — {os.path.basename(argv[0])} exited with code {result.exit_code} after "
-             f"{result.wall_s:.2f}s — {len(result.pid_stats)} process(es)")
-    return (render_table(rows, "syscall", title, top=15)
-            + f"swatch: {sum(r.count for r in rows):,} syscalls, {errors:,} errors\n"
+    title = (f"swatch — {os.path.basename(argv[0])} {how_it_ended(result.exit_code)} after "
+             f"{result.wall_s:.2f}s — {plural(len(result.pid_stats), 'process', 'processes')}")
+    return (render_table(rows, "syscall", title, top=top)
+            + f"swatch: {plural(sum(r.count for r in rows), 'syscall')}, "
+              f"{plural(errors, 'error')}\n"
             + f"swatch: events delivered={result.delivered} dropped={result.dropped} "
               f"emitted={result.emitted} written={result.written}\n")
 
