@@ -6,6 +6,7 @@ import functools
 import json as jsonlib
 import os
 import pwd
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -182,7 +183,8 @@ def _target(pid: Optional[int | list[int]], comm: Optional[str], uid: Optional[s
 @app.command()
 @user_errors
 def load(
-    pid: Optional[list[int]] = typer.Option(None, "--pid", "-p", help="Trace this process "
+    pid: Optional[list[int]] = typer.Option(None, "--pid", "-p", metavar="PID",
+                                            help="Trace this process "
                                             "and, by default, every process it forks from "
                                             "now on. Repeat to trace several."),
     comm: Optional[str] = typer.Option(None, "--comm", help="Trace every process with this "
@@ -542,8 +544,8 @@ def summary(
     pin_dir: Optional[Path] = PinDir,
 ) -> None:
     """Cumulative per-syscall (or per-process, per-container) counts, kept in the kernel."""
-    from .summary import BY, SORT_KEYS, container_rows, pid_rows, render_table, sort_rows
-    from .summary import syscall_rows
+    from .summary import BY, SORT_KEYS, container_rows, pid_rows, render_table, rows_that_fit
+    from .summary import sort_rows, syscall_rows
 
     if by not in BY:
         raise SwatchError(f"--by {by!r}: choose one of {', '.join(BY)}")
@@ -580,7 +582,11 @@ def summary(
                 }))
             else:
                 every = "" if once else f" (every {interval:g}s)"
-                text = render_table(rows, by, f"swatch — cumulative stats{every} — {target}", top)
+                # redrawn in place: the top rows by the sort key that fit the terminal
+                shown = (rows_that_fit(shutil.get_terminal_size().lines, top) if redraw
+                         else top)
+                text = render_table(rows, by, f"swatch — cumulative stats{every} — {target}",
+                                    shown)
                 if counters.total_dropped:
                     text += (f"events: {counters.total_emitted:,} emitted, "
                              f"{counters.total_dropped:,} dropped (ring buffer full)\n")

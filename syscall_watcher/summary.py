@@ -126,16 +126,22 @@ def render_table(rows: list[Row], by: str, title: str, top: int | None) -> str:
                 bytes_out=sum(r.bytes_out for r in rows), total_ns=sum(r.total_ns for r in rows))
     shown = rows[:top] if top else rows
     first = {"syscall": "SYSCALL", "pid": "PID     COMM", "container": "CONTAINER"}[by]
-    width = max([len(first), 14] + [len(_label(r, by)) for r in shown])
+    # A width that does not depend on which rows are shown, so a refresh never shifts columns.
+    if by == "syscall":
+        width = max(len(n) for n in syscalls.names().values())
+    elif by == "pid":
+        width = 7 + 1 + 15  # pid, comm (TASK_COMM_LEN - 1)
+    else:
+        width = max([len(first), 24] + [len(r.name) for r in rows])
     lines = [f"=== {title} ===",
-             f"{first:<{width}} {'COUNT':>10} {'ERRORS':>8} {'BYTES IN':>10} {'BYTES OUT':>10} "
+             f"{first:<{width}} {'COUNT':>9} {'ERRORS':>8} {'BYTES IN':>9} {'BYTES OUT':>9} "
              f"{'AVG':>8} {'P50':>8} {'P99':>8}"]
     for r in [*shown, total]:
         if r is total:
             lines.append("-" * len(lines[1]))
         lines.append(
-            f"{_label(r, by):<{width}} {r.count:>10,} {r.errors:>8,} "
-            f"{human_bytes(r.bytes_in):>10} {human_bytes(r.bytes_out):>10} "
+            f"{_label(r, by):<{width}} {r.count:>9,} {r.errors:>8,} "
+            f"{human_bytes(r.bytes_in):>9} {human_bytes(r.bytes_out):>9} "
             f"{human_ns(r.avg_ns if r.count else None):>8} "
             f"{human_ns(r.p50_ns) if r is not total else '':>8} "
             f"{human_ns(r.p99_ns) if r is not total else '':>8}".rstrip())
@@ -145,7 +151,16 @@ def render_table(rows: list[Row], by: str, title: str, top: int | None) -> str:
 
 
 def _label(r: Row, by: str) -> str:
-    return f"{r.pid:<7} {r.name}" if by == "pid" else r.name
+    return f"{r.pid:<7} {r.name}" if by == "pid" and r.pid is not None else r.name
+
+
+TABLE_CHROME_LINES = 6  # title, header, "... more", rule, TOTAL, a drops line
+
+
+def rows_that_fit(terminal_lines: int, top: int | None) -> int:
+    """How many rows a redrawn table can show in a terminal this tall (at least 1)."""
+    fit = max(1, terminal_lines - TABLE_CHROME_LINES - 1)
+    return min(top, fit) if top else fit
 
 
 def plural(n: int, one: str, many: str | None = None) -> str:

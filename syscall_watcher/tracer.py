@@ -196,7 +196,9 @@ class Session(MapSet):
         for key in list(self.maps["pid_stats"].keys("uint32_t *")):
             if not self.maps["pid_stats"].lookup(key, vals):
                 continue
-            comm = max((bytes(libbpf.to_bytes(vals[c].comm)) for c in range(libbpf.NUM_CPUS)))
+            # the CPU slot named last (first syscall, then each exec) has the current name
+            newest = max(range(libbpf.NUM_CPUS), key=lambda c: vals[c].comm_ns)
+            comm = bytes(libbpf.to_bytes(vals[newest].comm))
             out[int(key[0])] = {
                 "comm": comm.split(b"\0", 1)[0].decode(errors="replace"),
                 "count": sum(vals[c].count for c in range(libbpf.NUM_CPUS)),

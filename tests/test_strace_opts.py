@@ -386,3 +386,26 @@ def test_summary_by_pid_names_exec_image(tmp_path: Path, pin_dir: Path) -> None:
     finally:
         gate.kill()
         gate.wait()
+
+
+def test_man_page_from_the_cli(tmp_path: Path) -> None:
+    """`make man` writes swatch(1) with every command and option --help has; it renders."""
+    import typer
+
+    from syscall_watcher.cli import app
+
+    page = tmp_path / "swatch.1"
+    subprocess.run([sys.executable, "tools/gen_manpage.py", str(page)], check=True,
+                   cwd=Path(__file__).resolve().parent.parent)
+    rendered = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True,
+                              env={**os.environ, "MANWIDTH": "200"}, check=True).stdout
+    group = typer.main.get_command(app)
+    ctx = typer.Context(group)
+    for name in group.list_commands(ctx):
+        assert f"swatch {name}" in rendered
+        for param in group.get_command(ctx, name).params:
+            for opt in getattr(param, "opts", []):
+                assert opt in rendered, (name, opt)
+            if getattr(param, "envvar", None):
+                assert param.show_envvar, (name, param.name)  # --help says it reads it
+                assert param.envvar in rendered
