@@ -11,15 +11,18 @@ from dataclasses import dataclass
 
 from . import libbpf, syscalls
 from .errors import SwatchError
+from .libbpf import lib
 
-RECORD_TYPES = {"syscall": 1, "exec": 2, "fork": 3, "exit": 4}
+RECORD_TYPES = {"syscall": lib.SW_EV_SYSCALL, "exec": lib.SW_EV_EXEC, "fork": lib.SW_EV_FORK,
+                "exit": lib.SW_EV_EXIT}
 EXEC_CALLS = frozenset({"execve", "execveat"})
 FORK_CALLS = frozenset({"fork", "vfork", "clone", "clone3"})
 EXIT_CALLS = frozenset({"exit", "exit_group"})
 # strace's classes (-e trace=%file …) → our groups (data/profiles.yaml)
 CLASSES = {"process": ["process"], "network": ["network"], "net": ["network"],
            "file": ["file_open", "file_io", "file_meta", "file_stat"]}
-TS_STYLES = {0: "ms", 1: "sec", 2: "us", 3: "epoch"}
+# -t counted 0..3 → struct sw_fmt_opts.ts_style
+TS_BY_T_COUNT = (lib.SW_TS_MS, lib.SW_TS_SEC, lib.SW_TS_US, lib.SW_TS_EPOCH)
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class TraceView:
     record_types: frozenset[str] = frozenset(RECORD_TYPES)
     failed_only: bool = False                # --failed / -Z
     show_duration: bool = False              # -T
-    ts_style: int = 0                        # 0 ms, 1 -t, 2 -tt, 3 -ttt, 4 -r
+    ts_style: int = lib.SW_TS_MS             # SW_TS_*: -t, -tt, -ttt, -r
     strsize: int = 0                         # -s N (0: whole strings)
     ancestry: bool = False                   # --ancestry
     exec_view: bool = False                  # ppid and result on EXEC lines
@@ -137,7 +140,7 @@ def ts_style(t_count: int, relative: bool) -> int:
     if relative:
         if t_count:
             raise SwatchError("-r and -t are different timestamp styles: choose one")
-        return 4
-    if t_count > 3:
+        return lib.SW_TS_REL
+    if t_count >= len(TS_BY_T_COUNT):
         raise SwatchError("-t can be given at most 3 times (-ttt: seconds since the epoch)")
-    return t_count
+    return TS_BY_T_COUNT[t_count]
