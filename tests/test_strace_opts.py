@@ -356,6 +356,20 @@ def test_held_exec_line_released_while_process_runs() -> None:
             tracer.close()
 
 
+def test_folded_exec_line_is_live_end_to_end(tmp_path: Path) -> None:
+    """The same through `swatch run -o FILE`: the line is in the file while sleep sleeps."""
+    out = tmp_path / "lines.txt"
+    proc = subprocess.Popen([SWATCH, "run", "--color", "never", "-o", str(out), "--",
+                             "sleep", "30"], stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: out.exists() and "EXEC    /usr/bin/sleep 30 (ld.so: "
+                        in out.read_text(), timeout=20)
+        assert proc.poll() is None  # still running: the line did not wait for the exit
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
 def test_fstat_names_the_fd() -> None:
     proc = swatch("run", "--color", "never", "--filter", "file", "--", "cat", "/etc/hostname")
     assert proc.returncode == 0, proc.stderr
