@@ -178,7 +178,8 @@ def how_it_ended(exit_code: int) -> str:
     return f"exited with code {exit_code}"
 
 
-def render_run_summary(argv: list[str], result, top: int | None = 15) -> str:  # type: ignore[no-untyped-def]
+def render_run_summary(argv: list[str], result,  # type: ignore[no-untyped-def]
+                       top: int | None = 15) -> str:
     """What `swatch run` prints to stderr when CMD has exited (every row with top=None)."""
     rows = sort_rows(syscall_rows(result.tracer_stats), "count")
     errors = sum(r.errors for r in rows)

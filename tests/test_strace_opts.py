@@ -70,8 +70,8 @@ def test_dash_c_counts_only(tmp_path: Path, listener, workload) -> None:  # type
 def test_e_picks_syscalls(tmp_path: Path, listener, workload) -> None:  # type: ignore[no-untyped-def]
     port, _ = listener
     d = _known(tmp_path)
-    proc = swatch("run", "--color", "never", "-e", "openat", "--", workload("known"), str(d),
-                  str(port))
+    proc = swatch("run", "-o", "-", "--color", "never", "-e", "openat", "--", workload("known"),
+                  str(d), str(port))
     assert proc.returncode == 3, proc.stderr
     lines = _lines(proc.stdout)
     assert lines and {verb for _, _, verb, _ in lines} == {"OPEN"}
@@ -122,7 +122,8 @@ def test_failed_only(tmp_path: Path, listener, workload) -> None:  # type: ignor
     events = read_events(out)
     assert events and all(e["type"] == "syscall" and "error" in e for e in events)
     assert any(e.get("path") == f"{d}/missing.txt" and e["error"] == "ENOENT" for e in events)
-    proc = swatch("run", "-Z", "--color", "never", "--", workload("known"), str(d), str(port))
+    proc = swatch("run", "-o", "-", "-Z", "--color", "never", "--", workload("known"), str(d),
+                  str(port))
     rests = [rest for _, _, _, rest in _lines(proc.stdout)]
     assert f'"{d}/missing.txt" -> ENOENT' in rests
     assert rests and all(re.search(r"\bE[A-Z0-9]{2,}\b", r) for r in rests), rests
@@ -131,8 +132,8 @@ def test_failed_only(tmp_path: Path, listener, workload) -> None:  # type: ignor
 def test_T_shows_durations(tmp_path: Path, listener, workload) -> None:  # type: ignore[no-untyped-def]
     port, _ = listener
     d = _known(tmp_path)
-    proc = swatch("run", "--color", "never", "-T", "-e", "read", "--", workload("known"), str(d),
-                  str(port))
+    proc = swatch("run", "-o", "-", "--color", "never", "-T", "-e", "read", "--",
+                  workload("known"), str(d), str(port))
     lines = [line for line in proc.stdout.splitlines() if "READ" in line]
     assert len(lines) >= 3
     assert all(re.search(r" <\d+\.\d{6}>$", line) for line in lines)
@@ -146,7 +147,8 @@ def test_T_shows_durations(tmp_path: Path, listener, workload) -> None:  # type:
     ([], r"^\d\d:\d\d:\d\d\.\d{3} \d+ "),
 ])
 def test_timestamp_styles(flags: list[str], pattern: str) -> None:
-    proc = swatch("run", "--color", "never", *flags, "-e", "openat", "--", "cat", "/etc/hostname")
+    proc = swatch("run", "-o", "-", "--color", "never", *flags, "-e", "openat", "--", "cat",
+                  "/etc/hostname")
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if "OPEN" in line]
     assert lines and all(re.match(pattern, line) for line in lines), lines
@@ -160,7 +162,7 @@ def test_timestamp_styles(flags: list[str], pattern: str) -> None:
 
 def test_s_cuts_strings(tmp_path: Path) -> None:
     long_arg = "abcdefghijklmnopqrstuvwxyz"
-    proc = swatch("run", "--color", "never", "-s", "10", "-e", "openat,execve", "--",
+    proc = swatch("run", "-o", "-", "--color", "never", "-s", "10", "-e", "openat,execve", "--",
                   "cat", "/etc/hostname", "/nonexistent/" + long_arg)
     assert proc.returncode == 1
     rests = [rest for _, _, _, rest in _lines(proc.stdout)]
@@ -241,8 +243,8 @@ def test_ancestry_chain(tmp_path: Path) -> None:
                                     {"pid": sh["pid"], "comm": "sh"}]
     assert 3 <= len(cat["ancestry"]) <= 8
 
-    human = subprocess.Popen([SWATCH, "run", "--color", "never", "--ancestry", "-e", "execve",
-                              "--", "sh", "-c", "cat /etc/hostname; exit 0"],
+    human = subprocess.Popen([SWATCH, "run", "-o", "-", "--color", "never", "--ancestry", "-e",
+                              "execve", "--", "sh", "-c", "cat /etc/hostname; exit 0"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     text, err = human.communicate(timeout=60)
     lines = [rest for _, comm, verb, rest in _lines(text) if verb == "EXEC" and comm == "cat"]
@@ -255,7 +257,7 @@ def test_ancestry_chain(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("how", [["--filter", "exec"], ["-e", "execve"]])
 def test_exec_view_with_failed_exec(how: list[str]) -> None:
-    proc = subprocess.Popen([SWATCH, "run", "--color", "never", *how, "--", "sh", "-c",
+    proc = subprocess.Popen([SWATCH, "run", "-o", "-", "--color", "never", *how, "--", "sh", "-c",
                              "/nonexistent/prog; /bin/true x"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     text, err = proc.communicate(timeout=60)
@@ -287,8 +289,8 @@ def test_startup_folds_into_exec_line(tmp_path: Path) -> None:
     target = tmp_path / "data.txt"
     target.write_text("hello\n")
     env = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    full = swatch("run", "--color", "never", "--filter", "all", "--", "cat", str(target),
-                  env=env)
+    full = swatch("run", "-o", "-", "--color", "never", "--filter", "all", "--", "cat",
+                  str(target), env=env)
     assert full.returncode == 0, full.stderr
     lines = _lines(full.stdout)
     first_own = next(i for i, (_, _, verb, rest) in enumerate(lines)
@@ -298,7 +300,7 @@ def test_startup_folds_into_exec_line(tmp_path: Path) -> None:
     libs, locale = kinds.count("lib"), kinds.count("locale")
     assert libs >= 1 and locale >= 1  # cat loads libc and its locale (C.UTF-8)
 
-    folded = swatch("run", "--color", "never", "--", "cat", str(target), env=env)
+    folded = swatch("run", "-o", "-", "--color", "never", "--", "cat", str(target), env=env)
     assert folded.returncode == 0, folded.stderr
     flines = _lines(folded.stdout)
     assert flines[0][2] == "EXEC"
@@ -371,7 +373,8 @@ def test_folded_exec_line_is_live_end_to_end(tmp_path: Path) -> None:
 
 
 def test_fstat_names_the_fd() -> None:
-    proc = swatch("run", "--color", "never", "--filter", "file", "--", "cat", "/etc/hostname")
+    proc = swatch("run", "-o", "-", "--color", "never", "--filter", "file", "--", "cat",
+                  "/etc/hostname")
     assert proc.returncode == 0, proc.stderr
     rests = [rest for _, _, verb, rest in _lines(proc.stdout) if verb == "STAT"]
     assert '"/etc/hostname"' in rests
@@ -379,7 +382,7 @@ def test_fstat_names_the_fd() -> None:
 
 
 def test_signal_names_and_plurals() -> None:
-    proc = swatch("run", "--color", "never", "--", "sh", "-c", "kill -9 $$")
+    proc = swatch("run", "-o", "-", "--color", "never", "--", "sh", "-c", "kill -9 $$")
     assert proc.returncode == 137
     assert "sh killed by SIGKILL after" in proc.stderr
     assert "code -9" not in proc.stderr
@@ -393,8 +396,8 @@ def test_signal_names_and_plurals() -> None:
 
 def test_exec_arguments_quoted_as_a_shell_would() -> None:
     script = 'true "a b" \'$HOME\'\nexit 0'
-    proc = subprocess.Popen([SWATCH, "run", "--color", "never", "-e", "execve", "--", "sh",
-                             "-c", script, "x`y"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([SWATCH, "run", "-o", "-", "--color", "never", "-e", "execve", "--",
+                             "sh", "-c", script, "x`y"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     text, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
