@@ -35,8 +35,12 @@ FILTER ?= default
 POLICY_FILE ?=
 SW_TARGET = $(if $(PID),--pid $(PID),)$(if $(CONTAINER),--container $(CONTAINER),)
 
+PREFIX ?= /usr/local
+MANDIR ?= $(PREFIX)/share/man/man1
+MANPAGE := build/swatch.1
+
 .PHONY: all bpf deps bench-deps venv demo test load watch unload status summary bench vmlinux clean \
-	policy-load policy-summary policy-unload test-vm
+	policy-load policy-summary policy-unload test-vm man install
 
 all: bpf $(SYSCALL_TABLE) $(patsubst tests/workloads/%.c,build/workloads/%,$(wildcard tests/workloads/*.c))
 
@@ -115,6 +119,16 @@ policy-unload: venv
 bench: bench-deps all venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 	$(VENV)/bin/python bench/decoder.py
+
+# swatch(1), generated from the CLI itself (tools/gen_manpage.py): `man swatch` after install.
+man: $(MANPAGE)
+
+$(MANPAGE): venv syscall_watcher/cli.py tools/gen_manpage.py | build
+	$(VENV)/bin/python tools/gen_manpage.py $@
+
+install: $(MANPAGE)
+	install -D -m 644 $(MANPAGE) $(DESTDIR)$(MANDIR)/swatch.1
+	-mandb -q 2>/dev/null || true
 
 clean:
 	rm -rf build syscall_watcher/_libbpf*.so syscall_watcher/_libbpf.c $(SYSCALL_TABLE)

@@ -456,6 +456,7 @@ static __always_inline void account(u32 nr, u32 tgid, s64 ret, u64 dur, u8 flags
 		struct sw_pid_stat fresh = {};
 
 		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+		fresh.comm_ns = bpf_ktime_get_ns();
 		fresh.cgroup_id = bpf_get_current_cgroup_id();
 		ps = lookup_or_init(&pid_stats, &tgid, &fresh);
 		if (!ps)
@@ -484,6 +485,7 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	u32 nr, off = 0;
 	s64 ret;
 	u32 trunc = 0;
+	u8 fd_arg;
 
 	/* Only traced threads have a syscall in flight: this lookup is the filter. */
 	if (cfg.mode == SW_TARGET_PID && !in_pid_range(id >> 32))
@@ -507,6 +509,8 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if ((info->flags & SW_SC_EXEC) && ret == 0)
 		return 0; /* the EXEC event reports it, with the new image's argv */
+	if ((info->flags & SW_SC_FAILED_ONLY) && !(ret < 0 && ret > -4096))
+		return 0;
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return 0;
@@ -544,7 +548,11 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 				ev->flags |= SW_F_PATH2_TRUNC;
 		}
 	}
-	if (info->fd_arg < 6 && off <= 2 * SW_PATH_MAX) {
+	/* fstat through newfstatat(fd, "", AT_EMPTY_PATH): name the fd, not the empty path. */
+	fd_arg = info->fd_arg;
+	if (fd_arg >= 6 && ev->path_len == 1 && info->empty_path_fd_arg < 6)
+		fd_arg = info->empty_path_fd_arg;
+	if (fd_arg < 6 && off <= 2 * SW_PATH_MAX) {
 		int n = 0;
 
 		if (info->flags & SW_SC_FD_AT_ENTER) {
@@ -564,7 +572,7 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 				bpf_map_delete_elem(&enter_names, &tid);
 			}
 		} else {
-			n = fd_name(p->args[info->fd_arg & 7],
+			n = fd_name(p->args[fd_arg & 7],
 				    (char *)&ev->data[bounded(off, 2 * SW_PATH_MAX)], s->pathbuf,
 				    &ev->fd_kind, &trunc);
 			if (n < 0)
@@ -605,6 +613,48 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* The process took a new name at exec: per-process stats show it (the CPU slot with the
+ * newest comm_ns wins when userspace sums the per-CPU copies). */
+static __always_inline void name_process(u32 tgid)
+{
+	struct sw_pid_stat fresh = {};
+	struct sw_pid_stat *ps;
+
+	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+	fresh.comm_ns = bpf_ktime_get_ns();
+	fresh.cgroup_id = bpf_get_current_cgroup_id();
+	ps = lookup_or_init(&pid_stats, &tgid, &fresh);
+	if (!ps)
+		return;
+	bpf_get_current_comm(ps->comm, sizeof(ps->comm));
+	ps->comm_ns = fresh.comm_ns;
+}
+
+/* The exec'ing task's parents, nearest first, SW_ANCESTRY_MAX at most; stops after pid 1. */
+static __always_inline u16 read_ancestry(struct task_struct *task, struct sw_ancestor *out)
+{
+	struct task_struct *t = task;
+	u16 n = 0;
+
+	for (int i = 0; i < SW_ANCESTRY_MAX; i++) {
+		struct task_struct *parent = BPF_CORE_READ(t, real_parent);
+		u32 pid;
+
+		if (!parent || parent == t)
+			break;
+		pid = BPF_CORE_READ(parent, tgid);
+		if (pid == 0)
+			break;
+		out[i].pid = pid;
+		BPF_CORE_READ_STR_INTO(&out[i].comm, parent, group_leader, comm);
+		n = i + 1;
+		if (pid == 1)
+			break;
+		t = parent;
+	}
+	return n;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sw_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -614,13 +664,17 @@ int BPF_PROG(sw_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	u64 start, end, len;
 	int n;
 
-	if (!traced(id) || !streaming())
+	if (!traced(id))
+		return 0;
+	name_process(id >> 32);
+	if (!streaming())
 		return 0;
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return 0;
 	ev = &s->exec;
 	ev->flags = 0;
+	ev->ancestry_len = read_ancestry(task, ev->ancestry);
 	ev->argc = BPF_CORE_READ(bprm, argc);
 	n = bpf_probe_read_kernel_str(ev->data, SW_PATH_MAX, BPF_CORE_READ(bprm, filename));
 	if (n < 0)

@@ -12,6 +12,7 @@
 #define SW_ARGV_MAX 384
 #define SW_ADDR_MAX 112
 #define SW_HIST_BUCKETS 32
+#define SW_ANCESTRY_MAX 8  /* parents walked at exec time */
 #define SW_NONE 255
 
 /* Event types: the first field of every ring-buffer record. */
@@ -36,6 +37,7 @@
 #define SW_SC_ADDRLEN_PTR 16 /* addrlen arg is a pointer to an int (accept) */
 #define SW_SC_EXEC 32       /* execve/execveat: success reported by the EXEC event */
 #define SW_SC_CLONE3 64     /* clone3: read the flags from user memory */
+#define SW_SC_FAILED_ONLY 128 /* emit the event only when the call failed (--failed) */
 
 /* struct sw_syscall_event.flags / sw_exec_event.flags */
 #define SW_F_PATH_TRUNC 1
@@ -75,7 +77,8 @@ struct sw_syscall_info {
 	uint8_t path2_arg;
 	uint8_t addr_arg;     /* arg index of a struct sockaddr pointer, or SW_NONE */
 	uint8_t addrlen_arg;
-	uint8_t pad[2];
+	uint8_t empty_path_fd_arg; /* fd arg to name when the path is "" (AT_EMPTY_PATH), or SW_NONE */
+	uint8_t pad;
 };
 
 /* SW_TARGET_PID: every traced tgid lies in [lo, hi] (array map "pid_range"), so most
@@ -124,14 +127,23 @@ struct sw_syscall_event {
 	uint8_t data[3 * SW_PATH_MAX + SW_ADDR_MAX];
 };
 
-/* A successful exec: filename, then argv as NUL-separated strings. */
+/* One process above the one that exec'd (read from task->real_parent at exec time). */
+struct sw_ancestor {
+	uint32_t pid;
+	char comm[SW_TASK_COMM_LEN];
+};
+
+/* A successful exec: the parent chain (the parent first), then in data[] the filename,
+ * then argv as NUL-separated strings. */
 struct sw_exec_event {
 	struct sw_event_hdr hdr;
 	uint32_t argc;
 	uint16_t flags;
 	uint16_t filename_len;
 	uint16_t argv_len;
-	uint16_t pad[3];
+	uint16_t ancestry_len;  /* entries used in ancestry[] */
+	uint16_t pad[2];
+	struct sw_ancestor ancestry[SW_ANCESTRY_MAX];
 	uint8_t data[SW_PATH_MAX + SW_ARGV_MAX];
 };
 
@@ -165,6 +177,8 @@ struct sw_pid_stat {
 	uint64_t bytes_out;
 	uint64_t total_ns;
 	uint64_t cgroup_id;     /* the process's cgroup when first seen */
+	uint64_t comm_ns;       /* when comm was set (first syscall, then each exec): the CPU
+				 * slot with the newest wins, so a child shows its exec'd name */
 	char comm[SW_TASK_COMM_LEN];
 };
 

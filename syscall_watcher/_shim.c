@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,6 +179,20 @@ static struct sw_sc_fmt sw_sc[SW_MAX_SYSCALLS];
 static char sw_errname[4096][16];
 static int64_t sw_clock_offset;
 static int sw_utc_offset;
+static struct sw_fmt_opts sw_opts = {.show_types = 0x1e};
+static uint64_t sw_last_ktime; /* -r: the previous human line's time */
+
+/* Start-up folding: a new image's EXEC line is held while its dynamic loader and locale
+ * start-up run, counted, and written when the process does something else (or ages). */
+#define SW_HELD 64
+struct sw_held {
+	uint32_t pid;           /* 0: free */
+	uint32_t libs;          /* shared libraries opened */
+	uint32_t locale;        /* locale and gconv files opened */
+	uint32_t folded;        /* every start-up record folded into the line */
+	struct sw_exec_event ev;
+};
+static struct sw_held sw_held[SW_HELD];
 
 #define SW_LABELS 64
 static struct {
@@ -203,6 +218,15 @@ void sw_fmt_reset(void)
 {
 	memset(sw_sc, 0, sizeof(sw_sc));
 	memset(sw_errname, 0, sizeof(sw_errname));
+	memset(sw_held, 0, sizeof(sw_held));
+	sw_last_ktime = 0;
+}
+
+void sw_fmt_set_options(const struct sw_fmt_opts *opts)
+{
+	sw_opts = *opts;
+	memset(sw_held, 0, sizeof(sw_held));
+	sw_last_ktime = 0;
 }
 
 void sw_fmt_set_syscall(uint32_t nr, const char *name, uint8_t verb, uint8_t flags)
@@ -421,27 +445,14 @@ static void put_human_text(struct sw_out *o, const char *s, size_t n, int quoted
 	}
 }
 
-/* Does s[0..n) print as itself in a human line (nothing to escape, no quote needed)? */
-static int human_plain(const char *s, size_t n)
-{
-	const unsigned char *u = (const unsigned char *)s;
-
-	if (n == 0 || !u[0])
-		return 0;
-	for (size_t i = 0; i < n && u[i];) {
-		uint32_t cp;
-		int len = utf8_len(&u[i], n - i, &cp);
-
-		if (!len || cp <= 0x20 || cp == 0x7f || unsafe_cp(cp) || strchr("\"'\\$", (int)cp))
-			return 0;
-		i += len;
-	}
-	return 1;
-}
-
 /* A string for a human line: quoted, escaped (put_human_text), "..." where it was cut. */
 static void put_human_str(struct sw_out *o, const char *s, size_t n, int cut)
 {
+	if (sw_opts.strsize && strnlen(s, n) > sw_opts.strsize) { /* -s N */
+		n = sw_opts.strsize;
+		if (cut == SW_CUT_NONE)
+			cut = SW_CUT_END;
+	}
 	put(o, "\"", 1);
 	if (cut == SW_CUT_HEAD)
 		put(o, "...", 3);
@@ -451,14 +462,6 @@ static void put_human_str(struct sw_out *o, const char *s, size_t n, int cut)
 	put(o, "\"", 1);
 }
 
-/* An argv word or a program name: as is when plain, else quoted and escaped. */
-static void put_human_word(struct sw_out *o, const char *s, size_t n, int cut)
-{
-	if (cut == SW_CUT_NONE && human_plain(s, n))
-		put(o, s, strnlen(s, n));
-	else
-		put_human_str(o, s, n, cut);
-}
 
 static void put_errno(struct sw_out *o, int64_t ret)
 {
@@ -562,6 +565,36 @@ static const char *verb_color(int verb)
 	}
 }
 
+/* The time at the start of a human line, in the style -t/-tt/-ttt/-r asked for. */
+static void put_time(struct sw_out *o, uint64_t ktime, int64_t local_ns, int s, int ms)
+{
+	int64_t real = (int64_t)ktime + sw_clock_offset;
+	int us = (int)((local_ns / 1000) % 1000000);
+
+	switch (sw_opts.ts_style) {
+	case SW_TS_SEC:
+		putf(o, "%02d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60);
+		break;
+	case SW_TS_US:
+		putf(o, "%02d:%02d:%02d.%06d", s / 3600, (s / 60) % 60, s % 60, us);
+		break;
+	case SW_TS_EPOCH:
+		putf(o, "%lld.%06d", (long long)(real / 1000000000LL), (int)((real / 1000) % 1000000));
+		break;
+	case SW_TS_REL: {
+		uint64_t d = sw_last_ktime && ktime > sw_last_ktime ? ktime - sw_last_ktime : 0;
+
+		putf(o, "%6llu.%06u", (unsigned long long)(d / 1000000000ULL),
+		     (unsigned)((d / 1000) % 1000000));
+		if (ktime > sw_last_ktime)
+			sw_last_ktime = ktime;
+		break;
+	}
+	default:
+		putf(o, "%02d:%02d:%02d.%03d", s / 3600, (s / 60) % 60, s % 60, ms);
+	}
+}
+
 static void human_prefix(struct sw_out *o, const struct sw_event_hdr *h, int color)
 {
 	int64_t ns = (int64_t)h->ktime_ns + sw_clock_offset + (int64_t)sw_utc_offset * 1000000000LL;
@@ -574,7 +607,8 @@ static void human_prefix(struct sw_out *o, const struct sw_event_hdr *h, int col
 
 	if (color)
 		puts_(o, C_DIM);
-	putf(o, "%02d:%02d:%02d.%03d %-7u ", s / 3600, (s / 60) % 60, s % 60, ms, h->pid);
+	put_time(o, h->ktime_ns, ns, s, ms);
+	putf(o, " %-7u ", h->pid);
 	comm_at = o->p;
 	put_human_text(o, h->comm, sizeof(h->comm), 0);
 	for (long w = o->p - comm_at; w < 15; w++)
@@ -785,7 +819,8 @@ static void human_syscall(struct sw_out *o, const struct sw_syscall_event *ev, i
 	case SW_VERB_STAT:
 	case SW_VERB_CHMOD:
 	case SW_VERB_EXEC:
-		if (v.path)
+		/* fstat via newfstatat(fd, "", AT_EMPTY_PATH): the fd's name, not "" */
+		if (v.path && !(ev->path_len <= 1 && (v.fdname || ev->fd_kind != SW_FD_NONE)))
 			put_human_str(o, v.path, ev->path_len, path_cut(ev, SW_F_PATH_TRUNC));
 		else
 			put_fd_name(o, &v);
@@ -793,6 +828,8 @@ static void human_syscall(struct sw_out *o, const struct sw_syscall_event *ev, i
 			puts_(o, " -> ");
 			human_result(o, ret, color);
 		}
+		if (verb == SW_VERB_EXEC && sw_opts.exec_view)
+			putf(o, " (ppid %u)", ev->hdr.ppid);
 		break;
 	case SW_VERB_RENAME:
 	case SW_VERB_LINK:
@@ -953,7 +990,74 @@ static void json_syscall(struct sw_out *o, const struct sw_syscall_event *ev)
 	puts_(o, "}\n");
 }
 
-static void human_exec(struct sw_out *o, const struct sw_exec_event *ev, int color)
+/* One exec argument as a shell would take it back: bare when it has nothing special,
+ * else in double quotes with \" \\ \$ \` \n \t and \xHH for other control bytes. */
+static void put_shell_word(struct sw_out *o, const char *s, size_t n, int cut)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	int bare;
+
+	if (sw_opts.strsize && n > sw_opts.strsize) { /* -s N */
+		n = sw_opts.strsize;
+		if (cut == SW_CUT_NONE)
+			cut = SW_CUT_END;
+	}
+	/* Bare when a shell would not quote it: letters, digits, _@%+=:,./- and printable
+	 * UTF-8 beyond ASCII (never a control, a C1 or a bidirectional mark). */
+	bare = n > 0 && cut != SW_CUT_HEAD;
+	for (size_t i = 0; i < n && bare;) {
+		uint32_t cp;
+		int len = utf8_len(&u[i], n - i, &cp);
+
+		if (len == 1)
+			bare = (u[i] >= 'a' && u[i] <= 'z') || (u[i] >= 'A' && u[i] <= 'Z') ||
+			       (u[i] >= '0' && u[i] <= '9') ||
+			       (u[i] && strchr("_@%+=:,./-", u[i]) != NULL);
+		else
+			bare = len > 1 && cp >= 0xa0 && !unsafe_cp(cp);
+		i += len ? len : 1;
+	}
+	if (bare) {
+		put(o, s, n);
+		if (cut == SW_CUT_END)
+			put(o, "...", 3);
+		return;
+	}
+	/* As a shell would quote it ("\"", "\\", "\$", "\`", "\n", "\t"), and as every human
+	 * field is escaped: other controls and non-UTF-8 bytes \xNN, C1/bidi controls \uNNNN. */
+	put(o, "\"", 1);
+	if (cut == SW_CUT_HEAD)
+		put(o, "...", 3);
+	for (size_t i = 0; i < n && u[i];) {
+		uint32_t cp;
+		int len = utf8_len(&u[i], n - i, &cp);
+
+		if (len == 1 && strchr("\"\\$`", u[i])) {
+			char esc[2] = {'\\', (char)u[i]};
+			put(o, esc, 2);
+		} else if (len == 1 && u[i] == '\n') {
+			put(o, "\\n", 2);
+		} else if (len == 1 && u[i] == '\t') {
+			put(o, "\\t", 2);
+		} else if (!len || cp < 0x20 || cp == 0x7f) {
+			char esc[4] = {'\\', 'x', sw_hex[u[i] >> 4], sw_hex[u[i] & 15]};
+			put(o, esc, 4);
+			i++;
+			continue;
+		} else if (unsafe_cp(cp)) {
+			putf(o, "\\u%04x", (unsigned)cp);
+		} else {
+			put(o, (const char *)&u[i], len);
+		}
+		i += len ? len : 1;
+	}
+	if (cut == SW_CUT_END)
+		put(o, "...", 3);
+	put(o, "\"", 1);
+}
+
+static void human_exec(struct sw_out *o, const struct sw_exec_event *ev, int color,
+		       const struct sw_held *fold)
 {
 	size_t fl = ev->filename_len, al = ev->argv_len;
 	const char *argv = (const char *)ev->data + fl;
@@ -962,7 +1066,7 @@ static void human_exec(struct sw_out *o, const struct sw_exec_event *ev, int col
 
 	human_verb(o, "EXEC", color, C_GREEN);
 	/* bprm->filename is read head-first: a cut loses its end. */
-	put_human_word(o, (const char *)ev->data, fl,
+	put_shell_word(o, (const char *)ev->data, fl ? strnlen((const char *)ev->data, fl) : 0,
 		       ev->flags & SW_F_PATH_TRUNC ? SW_CUT_END : SW_CUT_NONE);
 	/* argv[0] is usually the program name again: show argv[1..]. */
 	while (i < al) {
@@ -970,13 +1074,37 @@ static void human_exec(struct sw_out *o, const struct sw_exec_event *ev, int col
 
 		if (idx > 0) {
 			put(o, " ", 1);
-			put_human_word(o, argv + i, n, SW_CUT_NONE);
+			put_shell_word(o, argv + i, n, SW_CUT_NONE);
 		}
 		i += n + 1;
 		idx++;
 	}
 	if (ev->flags & SW_F_ARGV_TRUNC)
 		puts_(o, " ...");
+	if (sw_opts.exec_view)
+		putf(o, " -> 0 (ppid %u)", ev->hdr.ppid);
+	if (fold && fold->folded) {
+		puts_(o, " (ld.so: ");
+		if (fold->libs)
+			putf(o, "%u %s", fold->libs, fold->libs == 1 ? "lib" : "libs");
+		if (fold->libs && fold->locale)
+			puts_(o, ", ");
+		if (fold->locale)
+			putf(o, "%u locale %s", fold->locale, fold->locale == 1 ? "file" : "files");
+		putf(o, "%s%u start-up %s folded)", fold->libs || fold->locale ? "; " : "",
+		     fold->folded, fold->folded == 1 ? "event" : "events");
+	}
+	if (sw_opts.ancestry) {
+		int n = ev->ancestry_len < SW_ANCESTRY_MAX ? ev->ancestry_len : SW_ANCESTRY_MAX;
+
+		puts_(o, "  [");
+		for (int k = n - 1; k >= 0; k--) {
+			put_human_text(o, ev->ancestry[k].comm, sizeof(ev->ancestry[k].comm), 0);
+			putf(o, "(%u) \xe2\x86\x92 ", ev->ancestry[k].pid);
+		}
+		put_human_text(o, ev->hdr.comm, sizeof(ev->hdr.comm), 0);
+		putf(o, "(%u)]", ev->hdr.pid);
+	}
 }
 
 static void json_exec(struct sw_out *o, const struct sw_exec_event *ev)
@@ -992,7 +1120,16 @@ static void json_exec(struct sw_out *o, const struct sw_exec_event *ev)
 		     ev->flags & SW_F_PATH_TRUNC ? SW_CUT_END : SW_CUT_NONE);
 	puts_(o, ",\"argc\":");
 	put_u64(o, ev->argc);
-	puts_(o, ",\"argv\":[");
+	puts_(o, ",\"ancestry\":[");
+	for (int k = (ev->ancestry_len < SW_ANCESTRY_MAX ? ev->ancestry_len : SW_ANCESTRY_MAX) - 1;
+	     k >= 0; k--) {
+		puts_(o, "{\"pid\":");
+		put_u64(o, ev->ancestry[k].pid);
+		puts_(o, ",\"comm\":");
+		put_json_str(o, ev->ancestry[k].comm, sizeof(ev->ancestry[k].comm), SW_CUT_NONE);
+		puts_(o, k ? "}," : "}");
+	}
+	puts_(o, "],\"argv\":[");
 	while (i < al) {
 		size_t n = strnlen(argv + i, al - i);
 
@@ -1014,18 +1151,133 @@ static void json_exec(struct sw_out *o, const struct sw_exec_event *ev)
 	puts_(o, "}\n");
 }
 
+/* Is this record shown at all (-e / the profile's record types, --failed)? */
+static int record_shown(const struct sw_event_hdr *h)
+{
+	if (h->type >= SW_EV_TYPES || !(sw_opts.show_types & (1u << h->type)))
+		return 0;
+	if (h->type == SW_EV_SYSCALL) {
+		const struct sw_syscall_event *ev = (const void *)h;
+
+		if (ev->nr >= SW_MAX_SYSCALLS || (sw_sc[ev->nr].flags & SW_FMT_HIDDEN))
+			return 0;
+		return !sw_opts.failed_only || is_err(ev->ret);
+	}
+	return !sw_opts.failed_only;
+}
+
+enum { SU_NO, SU_LIB, SU_LOCALE, SU_OTHER };
+
+/* What a path is to a new image's start-up: a shared library, a locale/gconv file, another
+ * file of the dynamic loader (/etc/ld.so.cache, /etc/ld.so.preload), or none of these. */
+static int startup_kind(const char *path, size_t n)
+{
+	char p[SW_PATH_MAX + 1];
+	size_t len = strnlen(path, n < SW_PATH_MAX ? n : SW_PATH_MAX);
+	const char *base, *so;
+
+	memcpy(p, path, len);
+	p[len] = 0;
+	if (len == 0 || p[0] != '/')
+		return SU_NO;
+	if (strncmp(p, "/etc/ld.so.", 11) == 0)
+		return SU_OTHER;
+	if (strncmp(p, "/usr/lib/locale/", 16) == 0 || strcmp(p, "/usr/lib/locale") == 0 ||
+	    strncmp(p, "/usr/share/locale/", 18) == 0 || strcmp(p, "/etc/locale.alias") == 0 ||
+	    strstr(p, "/gconv/"))
+		return SU_LOCALE;
+	base = strrchr(p, '/') + 1;
+	for (so = strstr(base, ".so"); so; so = strstr(so + 1, ".so"))
+		if (so[3] == 0 || so[3] == '.')
+			return SU_LIB;
+	return SU_NO;
+}
+
+static struct sw_held *held_of(uint32_t pid)
+{
+	for (int i = 0; i < SW_HELD; i++)
+		if (sw_held[i].pid == pid)
+			return &sw_held[i];
+	return NULL;
+}
+
+static void release(struct sw_out *o, struct sw_held *held, int color)
+{
+	human_prefix(o, &held->ev.hdr, color);
+	human_exec(o, &held->ev, color, held);
+	put(o, "\n", 1);
+	held->pid = 0;
+}
+
+/* Hold an EXEC record for start-up folding (the oldest held line goes out if all are taken). */
+static void hold(struct sw_out *o, const struct sw_exec_event *ev, int color)
+{
+	struct sw_held *slot = held_of(ev->hdr.pid);
+	size_t size = ev->hdr.size < sizeof(slot->ev) ? ev->hdr.size : sizeof(slot->ev);
+
+	if (slot) {
+		release(o, slot, color); /* exec'd again before doing anything else */
+	} else {
+		slot = held_of(0);
+		if (!slot) {
+			slot = &sw_held[0];
+			for (int i = 1; i < SW_HELD; i++)
+				if (sw_held[i].ev.hdr.ktime_ns < slot->ev.hdr.ktime_ns)
+					slot = &sw_held[i];
+			release(o, slot, color);
+		}
+	}
+	memset(slot, 0, offsetof(struct sw_held, ev));
+	memcpy(&slot->ev, ev, size);
+	slot->pid = ev->hdr.pid;
+}
+
+/* A record of a process whose EXEC line is held: fold it if it is start-up work
+ * (returns 1), else write the held line out first (returns 0). */
+static int fold(struct sw_out *o, struct sw_held *held, const struct sw_event_hdr *h, int color)
+{
+	if (h->type == SW_EV_SYSCALL) {
+		const struct sw_syscall_event *ev = (const void *)h;
+		int verb = sw_sc[ev->nr < SW_MAX_SYSCALLS ? ev->nr : 0].verb;
+		struct sw_sc_view v;
+		int kind = SU_NO;
+
+		view_syscall(ev, &v);
+		if (verb == SW_VERB_OPEN && v.path)
+			kind = startup_kind(v.path, ev->path_len);
+		else if (v.fdname)
+			kind = startup_kind(v.fdname, ev->fdname_len);
+		else if (v.path)
+			kind = startup_kind(v.path, ev->path_len);
+		if (kind != SU_NO) {
+			if (verb == SW_VERB_OPEN && !is_err(ev->ret)) {
+				held->libs += kind == SU_LIB;
+				held->locale += kind == SU_LOCALE;
+			}
+			held->folded++;
+			return 1;
+		}
+	}
+	release(o, held, color);
+	return 0;
+}
+
 size_t sw_format(const char *recs, size_t len, size_t *pos, int mode, int color, char *out,
 		 size_t cap)
 {
 	struct sw_out o = {out, out + cap};
 
-	while (*pos + sizeof(struct sw_event_hdr) <= len && (size_t)(o.end - o.p) >= SW_MAX_LINE) {
+	/* room for two lines: a held EXEC line may go out before the record's own */
+	while (*pos + sizeof(struct sw_event_hdr) <= len &&
+	       (size_t)(o.end - o.p) >= 2 * SW_MAX_LINE) {
 		const struct sw_event_hdr *h = (const void *)(recs + *pos);
 		size_t size = h->size;
 
 		if (size < sizeof(*h) || *pos + size > len)
 			break;
 		*pos += (size + 7) & ~(size_t)7;
+		if (!record_shown(h))
+			continue;
 		if (mode == SW_OUT_JSON) {
 			switch (h->type) {
 			case SW_EV_SYSCALL:
@@ -1057,13 +1309,30 @@ size_t sw_format(const char *recs, size_t len, size_t *pos, int mode, int color,
 			}
 			continue;
 		}
+		if (sw_opts.fold_startup) {
+			struct sw_held *held = held_of(h->pid);
+
+			if (held && fold(&o, held, h, color))
+				continue;
+			if (h->type == SW_EV_EXEC) {
+				hold(&o, (const void *)h, color);
+				continue;
+			}
+		}
 		human_prefix(&o, h, color);
 		switch (h->type) {
-		case SW_EV_SYSCALL:
-			human_syscall(&o, (const void *)h, color);
+		case SW_EV_SYSCALL: {
+			const struct sw_syscall_event *ev = (const void *)h;
+
+			human_syscall(&o, ev, color);
+			if (sw_opts.show_duration) /* -T, as strace: <seconds> */
+				putf(&o, " <%llu.%06llu>",
+				     (unsigned long long)(ev->duration_ns / 1000000000ULL),
+				     (unsigned long long)((ev->duration_ns / 1000) % 1000000));
 			break;
+		}
 		case SW_EV_EXEC:
-			human_exec(&o, (const void *)h, color);
+			human_exec(&o, (const void *)h, color, NULL);
 			break;
 		case SW_EV_FORK:
 			human_verb(&o, "FORK", color, C_BLUE);
@@ -1081,6 +1350,21 @@ size_t sw_format(const char *recs, size_t len, size_t *pos, int mode, int color,
 		}
 		}
 		put(&o, "\n", 1);
+	}
+	return o.p - out;
+}
+
+size_t sw_fmt_release_held(uint64_t now_ns, uint64_t max_age_ns, int color, char *out,
+			   size_t cap)
+{
+	struct sw_out o = {out, out + cap};
+
+	for (int i = 0; i < SW_HELD && (size_t)(o.end - o.p) >= SW_MAX_LINE; i++) {
+		struct sw_held *held = &sw_held[i];
+
+		if (held->pid && (!max_age_ns || now_ns - held->ev.hdr.ktime_ns >= max_age_ns ||
+				  now_ns < held->ev.hdr.ktime_ns))
+			release(&o, held, color);
 	}
 	return o.p - out;
 }

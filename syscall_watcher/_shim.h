@@ -32,6 +32,28 @@
 /* sw_fmt_set_syscall() flags */
 #define SW_FMT_RET_FD 1
 #define SW_FMT_BYTES 2
+#define SW_FMT_HIDDEN 4   /* not picked (-e / the profile): the formatter skips its records */
+
+/* struct sw_fmt_opts.ts_style: strace's timestamp styles */
+#define SW_TS_MS 0        /* HH:MM:SS.mmm (swatch's default) */
+#define SW_TS_SEC 1       /* -t   HH:MM:SS */
+#define SW_TS_US 2        /* -tt  HH:MM:SS.uuuuuu */
+#define SW_TS_EPOCH 3     /* -ttt seconds since the epoch .uuuuuu */
+#define SW_TS_REL 4       /* -r   seconds since the previous line */
+
+/* How human and JSON lines are written (strace-style options). */
+struct sw_fmt_opts {
+	uint8_t ts_style;      /* SW_TS_* (human lines) */
+	uint8_t show_duration; /* -T: append <seconds> to syscall lines */
+	uint8_t failed_only;   /* --failed: only syscalls that returned an error */
+	uint8_t ancestry;      /* --ancestry: the parent chain on EXEC lines */
+	uint8_t exec_view;     /* execsnoop view: ppid and result on EXEC lines */
+	uint8_t fold_startup;  /* fold a new image's ld.so/locale start-up into its EXEC line */
+	uint8_t show_types;    /* bit 1 << SW_EV_*: record types shown */
+	uint8_t pad;
+	uint32_t strsize;      /* -s: show at most this many bytes of a string (0 = all) */
+	uint32_t fold_ms;      /* a held EXEC line is written after this long at the latest */
+};
 
 #define SW_OUT_HUMAN 0
 #define SW_OUT_JSON 1
@@ -64,6 +86,11 @@ void sw_fmt_set_syscall(uint32_t nr, const char *name, uint8_t verb, uint8_t fla
 void sw_fmt_set_errno(int err, const char *name);
 void sw_fmt_set_clock(int64_t realtime_minus_monotonic_ns, int utc_offset_s);
 void sw_fmt_set_cgroup_label(uint64_t cgroup_id, const char *label);
+void sw_fmt_set_options(const struct sw_fmt_opts *opts);
+/* Write the EXEC lines held for start-up folding that are older than max_age_ns at
+ * now_ns (CLOCK_MONOTONIC), all of them if max_age_ns is 0; returns the bytes written. */
+size_t sw_fmt_release_held(uint64_t now_ns, uint64_t max_age_ns, int color, char *out,
+			   size_t cap);
 /* Format records [*pos, len) of a batch; appends to out (cap bytes), advances
  * *pos past the records formatted, returns the bytes written. */
 size_t sw_format(const char *recs, size_t len, size_t *pos, int mode, int color, char *out,

@@ -7,6 +7,7 @@ import json as jsonlib
 import math
 import os
 import pwd
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -45,19 +46,74 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="swatch — watch (and limit) what a process tree or container does, with eBPF.",
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"swatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version,
+                                 is_eager=True, help="Print swatch's version and exit."),
+) -> None:
+    """swatch — watch (and limit) what a process tree or container does, with eBPF."""
+
+
+# strace-style options shared by load / watch / run
+def _syscalls_opt() -> Any:
+    return typer.Option(None, "--syscalls", "-e", metavar="NAMES",
+                        help="Syscalls to show, strace style: openat,connect (only those), "
+                        "!read (all but), %file / %network / %process (classes); repeatable. "
+                        "Added to --filter when both are given. Names are checked against "
+                        "the kernel's table.")
+
+
+def _failed_opt() -> Any:
+    return typer.Option(False, "--failed", "-Z", help="Show only syscalls that failed "
+                        "(strace -Z).")
+
+
+def _ts_opts() -> tuple[Any, Any, Any, Any]:
+    return (
+        typer.Option(False, "-T", help="Show each syscall's duration, <seconds> at the end "
+                     "of the line."),
+        typer.Option(0, "-t", count=True, help="Timestamps: -t HH:MM:SS, -tt with "
+                     "microseconds, -ttt seconds since the epoch (default HH:MM:SS.mmm)."),
+        typer.Option(False, "-r", help="Timestamps relative to the previous line, in seconds."),
+        typer.Option(0, "--string-limit", "-s", min=0, metavar="N",
+                     help="Show at most N bytes of each string in human lines (paths, "
+                     "arguments), then \"...\"; 0: whole strings. JSON keeps them whole."),
+    )
+
+
+def _ancestry_opt() -> Any:
+    return typer.Option(False, "--ancestry", help="Show the parent chain of each exec'd "
+                        "process on its EXEC line (JSON always has it).")
+
+
+def _view(sel: Any, json: bool, failed: bool, durations: bool, t_count: int, relative: bool,
+          strsize: int, ancestry: bool) -> Any:
+    from .view import TraceView, ts_style
+
+    return TraceView.for_selection(sel, json=json, failed_only=failed, show_duration=durations,
+                                   ts_style=ts_style(t_count, relative), strsize=strsize,
+                                   ancestry=ancestry)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 # parser=str keeps the raw text: a Path would turn "" into "." (the current directory).
-PinDir = typer.Option(None, "--pin-dir", parser=str,
-                      help="bpffs directory for pins [env SWATCH_PIN_DIR; "
-                      "default /sys/fs/bpf/syscall_watcher]")
+PinDir = typer.Option(None, "--pin-dir", parser=str, envvar="SWATCH_PIN_DIR", show_envvar=True,
+                      help="bpffs directory for pins [default /sys/fs/bpf/syscall_watcher]")
 
 
-PolicyPinDir = typer.Option(None, "--pin-dir", parser=str,
-                            help="bpffs directory for the policy's pins [env "
-                            "SWATCH_POLICY_PIN_DIR; default /sys/fs/bpf/syscall_watcher_policy]")
+PolicyPinDir = typer.Option(None, "--pin-dir", parser=str, envvar="SWATCH_POLICY_PIN_DIR",
+                            show_envvar=True, help="bpffs directory for the policy's pins "
+                            "[default /sys/fs/bpf/syscall_watcher_policy]")
 
 
 def _policy_pin_dir(value: Optional[str | Path]) -> Path:
@@ -133,16 +189,20 @@ def _use_color(mode: ColorMode | str, stream: Any) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
-def _target(pid: Optional[int], comm: Optional[str], uid: Optional[str], no_children: bool,
-            container: Optional[str] = None) -> Target:
-    chosen = [n for n, v in (("--pid", pid), ("--comm", comm), ("--uid", uid),
+def _target(pid: Optional[int | list[int]], comm: Optional[str], uid: Optional[str],
+            no_children: bool, container: Optional[str] = None) -> Target:
+    pids = ([pid] if isinstance(pid, int) else list(dict.fromkeys(pid))) if pid else []
+    chosen = [n for n, v in (("--pid", pids or None), ("--comm", comm), ("--uid", uid),
                              ("--container", container)) if v is not None]
     if len(chosen) > 1:
         raise SwatchError(f"choose one target, not {' and '.join(chosen)}")
-    if pid is not None:
-        if not pid_exists(pid):
-            raise SwatchError(f"no such process: {pid}")
-        return Target(mode="pid", pid=pid, follow_children=not no_children, label=f"pid {pid}")
+    if pids:
+        for p in pids:
+            if not pid_exists(p):
+                raise SwatchError(f"no such process: {p}")
+        label = ("pid " if len(pids) == 1 else "pids ") + ",".join(map(str, pids))
+        return Target(mode="pid", pid=pids[0], more_pids=tuple(pids[1:]),
+                      follow_children=not no_children, label=label[:63])
     if comm is not None:
         if not comm or len(comm.encode()) > 15:
             raise SwatchError(f"--comm {comm!r}: a command name is 1 to 15 bytes (the kernel's "
@@ -172,17 +232,23 @@ def _target(pid: Optional[int], comm: Optional[str], uid: Optional[str], no_chil
 @app.command()
 @user_errors
 def load(
-    pid: Optional[list[int]] = typer.Option(None, "--pid", "-p", help="Trace this process "
-                                            "and, by default, every process it forks from now "
-                                            "on."),
+    pid: Optional[list[int]] = typer.Option(None, "--pid", "-p", metavar="PID",
+                                            help="Trace this process "
+                                            "and, by default, every process it forks from "
+                                            "now on. Repeat to trace several."),
     comm: Optional[str] = typer.Option(None, "--comm", help="Trace every process with this "
                                        "command name."),
     uid: Optional[str] = typer.Option(None, "--uid", help="Trace every process of this user "
                                       "(name or number)."),
-    container: Optional[str] = typer.Option(None, "--container", "-c", help="Trace a container "
+    container: Optional[str] = typer.Option(None, "--container", help="Trace a container "
                                             "(name, ID or unique ID prefix)."),
-    filter: str = typer.Option("default", "--filter", "-f", help="Filter profile: which "
-                               "syscalls become events (see `swatch profiles`)."),
+    filter: Optional[str] = typer.Option(None, "--filter", help="Filter profile: which "
+                                         "syscalls become events (see `swatch profiles`) "
+                                         "[default: default]"),
+    syscalls_expr: Optional[list[str]] = _syscalls_opt(),
+    failed: bool = _failed_opt(),
+    follow_forks: bool = typer.Option(True, "--follow-forks", "-f", help="With --pid: follow "
+                                      "children (the default; as strace -f)."),
     no_children: bool = typer.Option(False, "--no-children", help="With --pid: do not follow "
                                      "children."),
     ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes "
@@ -191,15 +257,18 @@ def load(
     pin_dir: Optional[Path] = PinDir,
 ) -> None:
     """Load the tracer, pin it under bpffs and return; tracing goes on without us."""
+    from .view import select_syscalls
+
     require_root()
-    syscalls.profile(filter)
+    sel = select_syscalls(filter, syscalls_expr)
     if no_children and not pid:
         raise SwatchError("--no-children applies to --pid only (the other targets have no tree "
                           "to follow)")
-    target = _target(_one_pid(pid), comm, uid, no_children, container)
+    target = _target(pid, comm, uid, no_children, container)
     start = time.monotonic()
-    path = load_pinned(target, filter, _pin_dir(pin_dir), ring_size, replace=replace)
-    typer.echo(f"swatch: tracing {target.label} (filter {filter}), pinned in {path} "
+    path = load_pinned(target, sel.label, _pin_dir(pin_dir), ring_size, replace=replace,
+                       enabled=sel.syscalls, failed_only=failed)
+    typer.echo(f"swatch: tracing {target.label} (filter {sel.label}), pinned in {path} "
                f"[{(time.monotonic() - start) * 1000:.0f} ms]. `swatch watch` to see events, "
                "`swatch unload` to stop.")
 
@@ -222,10 +291,19 @@ def watch(
     color: ColorMode = typer.Option(ColorMode.auto, "--color", help="auto | always | never"),
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many "
                                              "seconds."),
+    syscalls_expr: Optional[list[str]] = typer.Option(
+        None, "--syscalls", "-e", metavar="NAMES", help="Show only these syscalls (strace "
+        "style: openat,connect / !read / %file), of those the loaded filter emits."),
+    failed: bool = _failed_opt(),
+    durations: bool = _ts_opts()[0],
+    t_count: int = _ts_opts()[1],
+    relative: bool = _ts_opts()[2],
+    strsize: int = _ts_opts()[3],
+    ancestry: bool = _ancestry_opt(),
     pin_dir: Optional[Path] = PinDir,
     policy_pin_dir: Optional[Path] = typer.Option(
-        None, "--policy-pin-dir", parser=str, help="Where a loaded policy's pins are [env "
-        "SWATCH_POLICY_PIN_DIR; default /sys/fs/bpf/syscall_watcher_policy]"),
+        None, "--policy-pin-dir", parser=str, envvar="SWATCH_POLICY_PIN_DIR", show_envvar=True,
+        help="Where a loaded policy's pins are [default /sys/fs/bpf/syscall_watcher_policy]"),
 ) -> None:
     """Stream the loaded tracer's events, and a loaded policy's denials (help: WATCH_HELP)."""
     from .enforcer import POLICY, PinnedPolicy
@@ -247,9 +325,13 @@ def watch(
         try:
             if policy is None or pin_status(tracer_dir) != "absent":
                 session = PinnedSession.open(tracer_dir)
+            view = (_watch_view(ffi_str(session.meta().profile), syscalls_expr, json, failed,
+                                durations, t_count, relative, strsize, ancestry)
+                    if session is not None else None)
             out = _open_output(output, 1, "stdout")
             use_color = not json and out.fd == 1 and _use_color(color, sys.stdout)
-            _watch(session, policy, out, json, use_color, duration, tracer_dir, policy_dir, stop)
+            _watch(session, policy, out, json, use_color, duration, tracer_dir, policy_dir, stop,
+                   view)
         finally:
             if out is not None:
                 out.close()
@@ -263,7 +345,7 @@ def watch(
 
 def _watch(session: Optional[PinnedSession], policy: Any, out: Output, json: bool,
            use_color: bool, duration: Optional[float], tracer_dir: Path, policy_dir: Path,
-           stop: StopSignals) -> None:
+           stop: StopSignals, view: Any = None) -> None:
     from .enforcer import DenialStreamer, policy_status
 
     denials = (DenialStreamer(policy, out, json_lines=json, color=use_color, notices=sys.stderr)
@@ -287,7 +369,8 @@ def _watch(session: Optional[PinnedSession], policy: Any, out: Output, json: boo
         cgroup_path = ffi_str(meta.cgroup_path)
         if meta.mode == MODE_IDS["cgroup"]:
             label_container_cgroups(cgroup_path, ffi_str(meta.target_label))
-        with Streamer(session, out, json=json, color=use_color, notices=sys.stderr) as s:
+        with Streamer(session, out, json=json, color=use_color, notices=sys.stderr,
+                      view=view) as s:
             container_gone = False
             while going():
                 s.pump(LIVE_MS, denials)
@@ -317,6 +400,26 @@ def _open_output(output: Optional[Path], default_fd: int, default_name: str) -> 
     except OSError as err:
         raise SwatchError(f"cannot open {output}: {err.strerror}") from None
     return Output(fd, str(output))
+
+
+def _watch_view(loaded: str, exprs: Optional[list[str]], json: bool, failed: bool,
+                durations: bool, t_count: int, relative: bool, strsize: int,
+                ancestry: bool) -> Any:
+    """`watch` filters in the formatter: -e NAME shows only those of the loaded tracer's
+    events; -e !NAME hides some; start-up folding as for the profile loaded."""
+    from .view import TraceView, select_syscalls
+
+    profile = loaded if loaded in syscalls.profile_names() else None
+    positives = any(not x.startswith("!") for e in exprs or [] for x in
+                    e.removeprefix("trace=").split(",") if x.strip())
+    if exprs or profile:
+        sel = select_syscalls(None if positives else profile, exprs)
+        return _view(sel, json, failed, durations, t_count, relative, strsize, ancestry)
+    # loaded with -e: show what it emits, unfolded (its events were picked by name)
+    from .view import ts_style
+
+    return TraceView(failed_only=failed, show_duration=durations,
+                     ts_style=ts_style(t_count, relative), strsize=strsize, ancestry=ancestry)
 
 
 def label_container_cgroups(cgroup_path: str, label: str) -> None:
@@ -371,6 +474,8 @@ def status(
         else:
             typer.echo(f"swatch: nothing loaded at {path}")
         return
+    from .summary import plural
+
     session = PinnedSession.open(path)  # unless loaded: why not, in one line
     try:
         meta = session.meta()
@@ -399,7 +504,7 @@ def status(
     typer.echo(f"swatch: loaded at {info['pin_dir']} since {info['loaded_at']}")
     typer.echo(f"  target     {info['target']} (filter {info['filter']})")
     if info["pids"]:
-        typer.echo(f"  traced     {len(info['pids'])} process(es): "
+        typer.echo(f"  traced     {plural(len(info['pids']), 'process', 'processes')}: "
                    + " ".join(map(str, info["pids"][:20])))
     typer.echo(f"  watching   {'pid ' + str(consumer) if streaming else 'no consumer attached'}")
     typer.echo(f"  syscalls   {info['syscalls_counted']:,} counted")
@@ -428,12 +533,23 @@ RUN_HELP = (
 @user_errors
 def run(
     ctx: typer.Context,
-    filter: str = typer.Option("default", "--filter", "-f", help="Filter profile."),
+    filter: Optional[str] = typer.Option(None, "--filter", help="Filter profile (see `swatch "
+                                         "profiles`) [default: default]"),
+    syscalls_expr: Optional[list[str]] = _syscalls_opt(),
+    failed: bool = _failed_opt(),
+    durations: bool = _ts_opts()[0],
+    t_count: int = _ts_opts()[1],
+    relative: bool = _ts_opts()[2],
+    strsize: int = _ts_opts()[3],
+    ancestry: bool = _ancestry_opt(),
     json: bool = typer.Option(False, "--json", help="Events as JSON lines."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the trace to "
                                           "this file (`-o -`: stdout) instead of stderr."),
-    stats_only: bool = typer.Option(False, "--stats-only", help="Count in the kernel only; "
-                                    "stream no events."),
+    stats_only: bool = typer.Option(False, "--stats-only", "--count", "-c", help="Count in the "
+                                    "kernel only and print the summary table; stream no events "
+                                    "(strace -c)."),
+    follow_forks: bool = typer.Option(True, "--follow-forks", "-f", help="Trace CMD's children "
+                                      "too (the default; as strace -f)."),
     no_children: bool = typer.Option(False, "--no-children", help="Trace CMD only, not its "
                                      "children."),
     color: ColorMode = typer.Option(ColorMode.auto, "--color", help="auto | always | never"),
@@ -443,9 +559,12 @@ def run(
     from .launch import exit_code_for_shell, run_traced
     from .summary import render_run_summary, run_summary_json
 
+    from .view import select_syscalls
+
     argv = list(ctx.args)
     require_root()
-    syscalls.profile(filter)
+    sel = select_syscalls(filter, syscalls_expr)
+    view = _view(sel, json, failed, durations, t_count, relative, strsize, ancestry)
     out = _open_output(output, 2, "stderr")
     try:
         tty = {1: sys.stdout, 2: sys.stderr}.get(out.fd)
@@ -453,14 +572,15 @@ def run(
         # JSON lines on stderr: drops are already `lost` lines there, and the summary is one
         # more JSON line, so `2>&1 >/dev/null | jq` reads nothing but JSON.
         json_on_stderr = json and out.fd == 2
-        result = run_traced(argv, profile=filter, json=json, out=out, stats_only=stats_only,
+        result = run_traced(argv, profile=sel.label, json=json, out=out, stats_only=stats_only,
                             follow_children=not no_children, color=use_color,
                             notices=None if json_on_stderr else sys.stderr,
-                            ring_size=ring_size)
+                            ring_size=ring_size, enabled=sel.syscalls, failed_only=failed,
+                            view=view)
     finally:
         out.close()
     tell(sys.stderr, run_summary_json(argv, result) if json_on_stderr
-         else render_run_summary(argv, result))
+         else render_run_summary(argv, result, top=None if stats_only else 15))
     raise typer.Exit(exit_code_for_shell(result.exit_code))
 
 
@@ -477,8 +597,8 @@ def summary(
     pin_dir: Optional[Path] = PinDir,
 ) -> None:
     """Cumulative per-syscall (or per-process, per-container) counts, kept in the kernel."""
-    from .summary import BY, SORT_KEYS, container_rows, pid_rows, render_table, sort_rows
-    from .summary import syscall_rows
+    from .summary import BY, SORT_KEYS, container_rows, pid_rows, render_table, rows_that_fit
+    from .summary import sort_rows, syscall_rows
 
     if by not in BY:
         raise SwatchError(f"--by {by!r}: choose one of {', '.join(BY)}")
@@ -516,7 +636,11 @@ def summary(
                 }))
             else:
                 every = "" if once else f" (every {interval:g}s)"
-                text = render_table(rows, by, f"swatch — cumulative stats{every} — {target}", top)
+                # redrawn in place: the top rows by the sort key that fit the terminal
+                shown = (rows_that_fit(shutil.get_terminal_size().lines, top) if redraw
+                         else top)
+                text = render_table(rows, by, f"swatch — cumulative stats{every} — {target}",
+                                    shown)
                 if counters.total_dropped:
                     text += (f"events: {counters.total_emitted:,} emitted, "
                              f"{counters.total_dropped:,} dropped (ring buffer full)\n")

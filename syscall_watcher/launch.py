@@ -13,6 +13,7 @@ from typing import BinaryIO, TextIO
 from .errors import SwatchError
 from .stream import LIVE_MS, Output, Streamer
 from .tracer import DEFAULT_RING_SIZE, LoadedTracer, Target
+from .view import TraceView
 
 
 @dataclass
@@ -54,7 +55,9 @@ def _held_child(path: str, argv: list[str]) -> tuple[int, int]:
 def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                out: Output | BinaryIO | None = None, stats_only: bool = False,
                follow_children: bool = True, color: bool = False,
-               notices: TextIO | None = None, ring_size: int = DEFAULT_RING_SIZE) -> RunResult:
+               notices: TextIO | None = None, ring_size: int = DEFAULT_RING_SIZE,
+               enabled: frozenset[str] | None = None, failed_only: bool = False,
+               view: TraceView | None = None) -> RunResult:
     if not argv:
         raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
@@ -79,7 +82,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
         tracer = LoadedTracer.load(
             Target(mode="pid", pid=pid, follow_children=follow_children,
                    label=os.path.basename(argv[0])),
-            profile, ring_size=ring_size,
+            profile, ring_size=ring_size, enabled=enabled, failed_only=failed_only,
         )
         start = time.monotonic()
         if stats_only:
@@ -88,7 +91,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             _, status = os.waitpid(pid, 0)
             delivered = dropped = written = 0
         else:
-            with Streamer(tracer, out, json=json, color=color, notices=notices) as streamer:
+            with Streamer(tracer, out, json=json, color=color, notices=notices,
+                          view=view) as streamer:
                 os.close(release)
                 release = -1
                 while status is None:

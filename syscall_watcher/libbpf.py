@@ -7,6 +7,7 @@ returns a negative errno; either becomes a :class:`BpfError` that quotes libbpf'
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,6 +400,12 @@ class RingConsumer:
                 break
             yield memoryview(ffi.buffer(self._out, n))
 
+    def release_held(self, max_age_ns: int, color: bool) -> memoryview:
+        """EXEC lines held for start-up folding that are older than max_age_ns (0: all)."""
+        n = lib.sw_fmt_release_held(time.monotonic_ns(), max_age_ns, color, self._out,
+                                    self.OUT_BYTES)
+        return memoryview(ffi.buffer(self._out, n))
+
     def close(self) -> None:
         if self._c is not None:
             lib.sw_consumer_free(self._c)
@@ -419,6 +426,25 @@ def set_format_tables(
         lib.sw_fmt_set_syscall(nr, name.encode(), verb, flags)
     for err, name in errnames.items():
         lib.sw_fmt_set_errno(err, name.encode())
+
+
+def set_format_options(ts_style: int = 0, show_duration: bool = False, failed_only: bool = False,
+                       ancestry: bool = False, exec_view: bool = False, fold_startup: bool = False,
+                       show_types: frozenset[int] | None = None, strsize: int = 0,
+                       fold_ms: int = 100) -> None:
+    """strace-style output options for the formatter (see struct sw_fmt_opts in _shim.h)."""
+    opts = ffi.new("struct sw_fmt_opts *")
+    opts.ts_style = ts_style
+    opts.show_duration = show_duration
+    opts.failed_only = failed_only
+    opts.ancestry = ancestry
+    opts.exec_view = exec_view
+    opts.fold_startup = fold_startup
+    types = show_types if show_types is not None else range(1, lib.SW_EV_TYPES)
+    opts.show_types = sum(1 << t for t in types)
+    opts.strsize = strsize
+    opts.fold_ms = fold_ms
+    lib.sw_fmt_set_options(opts)
 
 
 def set_format_clock(realtime_minus_monotonic_ns: int, utc_offset_s: int) -> None:

@@ -21,12 +21,14 @@ from . import libbpf, syscalls
 from .errors import SwatchError
 from .libbpf import RingConsumer, lib
 from .tracer import Session
+from .view import TraceView
 
 DROP_CHECK_S = 0.5
 # The longest a poll waits before it takes what is queued: records sent without a wakeup
 # (below the tracer's wakeup_bytes) reach the output within about this much.
 LIVE_MS = 50
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+FOLD_MAX_AGE_NS = 100_000_000  # a held EXEC line goes out 100 ms after the exec at the latest
 
 
 def _setup_formatter() -> None:
@@ -156,8 +158,10 @@ class Streamer:
     """One consumer of a tracer's events. Use as a context manager."""
 
     def __init__(self, session: Session, out: Output | BinaryIO, json: bool = False,
-                 color: bool = False, notices: TextIO | None = None) -> None:
+                 color: bool = False, notices: TextIO | None = None,
+                 view: TraceView | None = None) -> None:
         self.session = session
+        self.view = view if view is not None else TraceView()
         self.out = out if isinstance(out, Output) else Output(out)
         self.mode = lib.SW_OUT_JSON if json else lib.SW_OUT_HUMAN
         self.color = color
@@ -175,6 +179,7 @@ class Streamer:
         if streaming and consumer and consumer != os.getpid() and os.path.isdir(f"/proc/{consumer}"):
             raise SwatchError(f"another `swatch watch` (pid {consumer}) is already attached")
         _setup_formatter()
+        self.view.apply()
         self._consumer = RingConsumer(self.session.maps["events"])
         if self.session.meta().mode != lib.SW_TARGET_PID:
             self.session.add_pid(os.getpid())  # never trace our own writes
@@ -217,6 +222,8 @@ class Streamer:
         extra = denials.take() if denials is not None else []  # type: ignore[attr-defined]
         if n or extra:
             self._write(extra)
+        if self.view.fold_startup:
+            self._release_held(FOLD_MAX_AGE_NS)
         now = time.monotonic()
         if now >= self._next_drop_check:
             self._next_drop_check = now + DROP_CHECK_S
@@ -234,6 +241,8 @@ class Streamer:
             if not n and not extra:
                 break
             self._write(extra)
+        if self.view.fold_startup:
+            self._release_held(0)
         self.check_drops()
 
     def _write(self, extra: Iterable[tuple[int, bytes]] = ()) -> None:
@@ -254,6 +263,13 @@ class Streamer:
         self._stop_emitting()
         tell(self.notices, f"swatch: {self.out.describe_error()}; stopped writing after "
                            f"{self.out.lines} lines\n")
+
+    def _release_held(self, max_age_ns: int) -> None:
+        """Write the EXEC lines held for start-up folding that are old enough (0: all)."""
+        assert self._consumer is not None
+        chunk = self._consumer.release_held(max_age_ns, self.color)
+        if chunk.nbytes:
+            self._emit(chunk)
 
     def check_drops(self) -> None:
         total = self.session.counters().total_dropped

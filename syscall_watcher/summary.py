@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from dataclasses import asdict, dataclass
 
 from . import syscalls
@@ -126,16 +127,22 @@ def render_table(rows: list[Row], by: str, title: str, top: int | None) -> str:
                 bytes_out=sum(r.bytes_out for r in rows), total_ns=sum(r.total_ns for r in rows))
     shown = rows[:top] if top else rows
     first = {"syscall": "SYSCALL", "pid": "PID     COMM", "container": "CONTAINER"}[by]
-    width = max([len(first), 14] + [len(_label(r, by)) for r in shown])
+    # A width that does not depend on which rows are shown, so a refresh never shifts columns.
+    if by == "syscall":
+        width = max(len(n) for n in syscalls.names().values())
+    elif by == "pid":
+        width = 7 + 1 + 15  # pid, comm (TASK_COMM_LEN - 1)
+    else:
+        width = max([len(first), 24] + [len(r.name) for r in rows])
     lines = [f"=== {title} ===",
-             f"{first:<{width}} {'COUNT':>10} {'ERRORS':>8} {'BYTES IN':>10} {'BYTES OUT':>10} "
+             f"{first:<{width}} {'COUNT':>9} {'ERRORS':>8} {'BYTES IN':>9} {'BYTES OUT':>9} "
              f"{'AVG':>8} {'P50':>8} {'P99':>8}"]
     for r in [*shown, total]:
         if r is total:
             lines.append("-" * len(lines[1]))
         lines.append(
-            f"{_label(r, by):<{width}} {r.count:>10,} {r.errors:>8,} "
-            f"{human_bytes(r.bytes_in):>10} {human_bytes(r.bytes_out):>10} "
+            f"{_label(r, by):<{width}} {r.count:>9,} {r.errors:>8,} "
+            f"{human_bytes(r.bytes_in):>9} {human_bytes(r.bytes_out):>9} "
             f"{human_ns(r.avg_ns if r.count else None):>8} "
             f"{human_ns(r.p50_ns) if r is not total else '':>8} "
             f"{human_ns(r.p99_ns) if r is not total else '':>8}".rstrip())
@@ -151,14 +158,40 @@ def _label(r: Row, by: str) -> str:
     return f"{r.pid:<7} {name}" if by == "pid" and r.pid is not None else name
 
 
-def render_run_summary(argv: list[str], result) -> str:  # type: ignore[no-untyped-def]
-    """What `swatch run` prints to stderr when CMD has exited."""
+TABLE_CHROME_LINES = 6  # title, header, "... more", rule, TOTAL, a drops line
+
+
+def rows_that_fit(terminal_lines: int, top: int | None) -> int:
+    """How many rows a redrawn table can show in a terminal this tall (at least 1)."""
+    fit = max(1, terminal_lines - TABLE_CHROME_LINES - 1)
+    return min(top, fit) if top else fit
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """'1 process', '2 processes', '1,234 syscalls'."""
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def how_it_ended(exit_code: int) -> str:
+    """os.waitstatus_to_exitcode's value in words: 'exited with code 3', 'killed by SIGKILL'."""
+    if exit_code < 0:
+        try:
+            return f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            return f"killed by signal {-exit_code}"
+    return f"exited with code {exit_code}"
+
+
+def render_run_summary(argv: list[str], result,  # type: ignore[no-untyped-def]
+                       top: int | None = 15) -> str:
+    """What `swatch run` prints to stderr when CMD has exited (every row with top=None)."""
     rows = sort_rows(syscall_rows(result.tracer_stats), "count")
     errors = sum(r.errors for r in rows)
-    title = (f"swatch — {os.path.basename(argv[0])} exited with code {result.exit_code} after "
-             f"{result.wall_s:.2f}s — {len(result.pid_stats)} process(es)")
-    return (render_table(rows, "syscall", title, top=15)
-            + f"swatch: {sum(r.count for r in rows):,} syscalls, {errors:,} errors\n"
+    title = (f"swatch — {os.path.basename(argv[0])} {how_it_ended(result.exit_code)} after "
+             f"{result.wall_s:.2f}s — {plural(len(result.pid_stats), 'process', 'processes')}")
+    return (render_table(rows, "syscall", title, top=top)
+            + f"swatch: {plural(sum(r.count for r in rows), 'syscall')}, "
+              f"{plural(errors, 'error')}\n"
             + f"swatch: events delivered={result.delivered} dropped={result.dropped} "
               f"emitted={result.emitted} written={result.written}\n")
 

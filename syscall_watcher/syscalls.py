@@ -22,8 +22,8 @@ VERBS = [
 
 _NONE = 255
 _SC_ENABLED, _SC_BYTES_IN, _SC_BYTES_OUT, _SC_FD_AT_ENTER = 1, 2, 4, 8
-_SC_ADDRLEN_PTR, _SC_EXEC, _SC_CLONE3 = 16, 32, 64
-FMT_RET_FD, FMT_BYTES = 1, 2
+_SC_ADDRLEN_PTR, _SC_EXEC, _SC_CLONE3, _SC_FAILED_ONLY = 16, 32, 64, 128
+FMT_RET_FD, FMT_BYTES, FMT_HIDDEN = 1, 2, 4
 # data/syscalls.yaml's boolean keys → struct sw_syscall_info.flags bits
 _BOOL_FLAGS = {"fd_at_enter": _SC_FD_AT_ENTER, "addrlen_ptr": _SC_ADDRLEN_PTR, "exec": _SC_EXEC,
                "clone3": _SC_CLONE3}
@@ -41,13 +41,16 @@ class SyscallRule:
     fd: int = _NONE
     addr: int = _NONE
     addrlen: int = _NONE
+    empty_path_fd: int = _NONE
     flags: int = 0
     fmt_flags: int = 0
 
-    def info(self, enabled: bool) -> tuple[int, int, int, int, int, int]:
+    def info(self, enabled: bool, failed_only: bool = False) -> tuple[int, ...]:
         """The ``struct sw_syscall_info`` fields, in order."""
         flags = self.flags | (_SC_ENABLED if enabled else 0)
-        return (flags, self.fd, self.path, self.path2, self.addr, self.addrlen)
+        flags |= _SC_FAILED_ONLY if failed_only else 0
+        return (flags, self.fd, self.path, self.path2, self.addr, self.addrlen,
+                self.empty_path_fd)
 
 
 @cache
@@ -83,6 +86,7 @@ def rules() -> dict[int, SyscallRule]:
             fd=row.get("fd", _NONE),
             addr=row.get("addr", _NONE),
             addrlen=row.get("addrlen", _NONE),
+            empty_path_fd=row.get("empty_path_fd", _NONE),
             flags=flags,
             fmt_flags=fmt,
         )
@@ -105,6 +109,17 @@ def profile_names() -> list[str]:
 
 def profile_description(name: str) -> str:
     return _profiles_doc()["profiles"][name].get("description", "")
+
+
+def profile_events(name: str) -> frozenset[str] | None:
+    """The process records (exec, fork, exit) a profile shows; None: all of them."""
+    events = _profiles_doc()["profiles"][name].get("events")
+    return None if events is None else frozenset(events)
+
+
+def groups() -> dict[str, list[str]]:
+    """The syscall groups of profiles.yaml (usable as -e %GROUP)."""
+    return dict(_profiles_doc()["groups"])
 
 
 def profile(name: str) -> frozenset[str]:

@@ -91,6 +91,11 @@ class Target:
     follow_children: bool = True
     label: str = "system-wide"
     exclude_pids: tuple[int, ...] = ()
+    more_pids: tuple[int, ...] = ()  # mode "pid": further processes traced with ``pid``
+
+    @property
+    def all_pids(self) -> tuple[int, ...]:
+        return (self.pid, *(p for p in self.more_pids if p != self.pid))
 
 
 @dataclass
@@ -192,7 +197,9 @@ class Session(MapSet):
         for key in list(self.maps["pid_stats"].keys("uint32_t *")):
             if not self.maps["pid_stats"].lookup(key, vals):
                 continue
-            comm = max((bytes(libbpf.to_bytes(vals[c].comm)) for c in range(libbpf.NUM_CPUS)))
+            # the CPU slot named last (first syscall, then each exec) has the current name
+            newest = max(range(libbpf.NUM_CPUS), key=lambda c: vals[c].comm_ns)
+            comm = bytes(libbpf.to_bytes(vals[newest].comm))
             out[int(key[0])] = {
                 "comm": comm.split(b"\0", 1)[0].decode(errors="surrogateescape"),
                 "count": sum(vals[c].count for c in range(libbpf.NUM_CPUS)),
@@ -211,10 +218,15 @@ class LoadedTracer(LoadedComponent, Session):
 
     @classmethod
     def load(cls, target: Target, profile: str = "default", ring_size: int = DEFAULT_RING_SIZE,
-             wakeup_bytes: int | None = None) -> LoadedTracer:
+             wakeup_bytes: int | None = None, enabled: frozenset[str] | None = None,
+             failed_only: bool = False) -> LoadedTracer:
+        """Load and attach. ``enabled`` (the syscalls that become events) defaults to the
+        profile's; ``profile`` is then only the label `status` shows. ``failed_only``: emit
+        syscall events only for calls that failed (strace -Z)."""
         require_root()
         require_btf()
-        enabled = syscalls.profile(profile)  # validates the name before touching the kernel
+        if enabled is None:
+            enabled = syscalls.profile(profile)  # validates the name before touching the kernel
         if ring_size < 4096 or ring_size > MAX_RING_SIZE or ring_size & (ring_size - 1):
             raise SwatchError(f"ring buffer size {ring_size} must be a power of two from 4096 "
                               f"to {MAX_RING_SIZE} (1 GiB)")
@@ -233,19 +245,21 @@ class LoadedTracer(LoadedComponent, Session):
             obj.set_max_entries("events", ring_size)
             obj.load()
             tracer = cls(obj, {})
-            tracer._fill(target, profile, enabled, ring_size)
+            tracer._fill(target, profile, enabled, ring_size, failed_only)
             for prog_name in PROGRAMS:
                 tracer.links[prog_name] = obj.programs[prog_name].attach()
             if target.mode == "pid" and target.follow_children:
                 # Children forked before the fork hook was attached.
-                for pid in descendants(target.pid):
-                    tracer.add_pid(pid)
+                for root in target.all_pids:
+                    for pid in descendants(root):
+                        tracer.add_pid(pid)
             return tracer
         except BaseException:
             obj.close()
             raise
 
-    def _fill(self, target: Target, profile: str, enabled: frozenset[str], ring_size: int) -> None:
+    def _fill(self, target: Target, profile: str, enabled: frozenset[str], ring_size: int,
+              failed_only: bool = False) -> None:
         info_map = self.maps["syscall_info"]
         key = libbpf.new("uint32_t *")
         info = libbpf.new("struct sw_syscall_info *")
@@ -254,12 +268,14 @@ class LoadedTracer(LoadedComponent, Session):
                 continue
             key[0] = nr
             (info.flags, info.fd_arg, info.path_arg, info.path2_arg, info.addr_arg,
-             info.addrlen_arg) = rule.info(rule.name in enabled)
+             info.addrlen_arg, info.empty_path_fd_arg) = rule.info(rule.name in enabled,
+                                                                   failed_only)
             info_map.update(key, info)
         empty = libbpf.new("struct sw_pid_range *", {"lo": 0xFFFFFFFF, "hi": 0})
         self.maps["pid_range"].update(libbpf.new("uint32_t *", 0), empty)
         if target.mode == "pid":
-            self.add_pid(target.pid)
+            for pid in target.all_pids:
+                self.add_pid(pid)
         else:
             for pid in (os.getpid(), *target.exclude_pids):
                 self.add_pid(pid)
@@ -310,14 +326,16 @@ def unload(pin_dir: Path) -> list[str] | None:
 
 
 def load_pinned(target: Target, profile: str, pin_dir: Path, ring_size: int,
-                replace: bool = False) -> Path:
+                replace: bool = False, enabled: frozenset[str] | None = None,
+                failed_only: bool = False) -> Path:
     """`swatch load`: load, attach, pin, return; the kernel keeps tracing after we exit."""
     require_root()
     state = TRACER.require_free(
         pin_dir, replace=replace,
         already=f"swatch is already loaded (pins in {pin_dir}); `swatch unload` first, "
         "or pass --replace")
-    tracer = LoadedTracer.load(target, profile, ring_size)
+    tracer = LoadedTracer.load(target, profile, ring_size, enabled=enabled,
+                               failed_only=failed_only)
     try:
         if state.state != "absent":
             left = TRACER.unload(pin_dir)

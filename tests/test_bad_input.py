@@ -92,8 +92,9 @@ CASES: list[tuple[list[str], list[str]]] = [
     (["load", "--pid", "{pid}", "--ring-size", "1000", "--pin-dir", "{pin}"], ["power of two"]),
     (["load", "--uid", BAD_UID, "--pin-dir", "{pin}"], ["--uid", "4294967294"]),  # 16
     (["load", "--uid", "no-such-user-xyz", "--pin-dir", "{pin}"], ["no such user"]),
-    (["load", "--pid", "{pid}", "--pid", "{pid}", "--pin-dir", "{pin}"],
-     ["one --pid at a time"]),  # 17
+    # several --pid are all targets (strace -p): each must exist, none silently dropped
+    (["load", "--pid", "{pid}", "--pid", "999999999", "--pin-dir", "{pin}"],
+     ["no such process: 999999999"]),  # 17
     (["load", "--no-children", "--pin-dir", "{pin}"], ["--no-children", "--pid only"]),  # 17
     (["load", "--comm", "sleep", "--no-children", "--pin-dir", "{pin}"],
      ["--no-children", "--pid only"]),  # 17

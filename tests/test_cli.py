@@ -52,7 +52,7 @@ def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:  
 @pytest.mark.parametrize("args,needles", [
     (["load", "--pid", "999999999"], ["no such process: 999999999"]),
     (["load", "--pid", "1", "--filter", "bogus"],
-     ["unknown filter profile 'bogus'", "minimal, network, file, default, all"]),
+     ["unknown filter profile 'bogus'", "minimal, network, file, default, exec, all"]),
     (["load", "--pid", "1", "--comm", "x"], ["choose one target"]),
     (["load", "--uid", "no-such-user-xyz"], ["no such user"]),
     (["load", "--comm", "much-too-long-command-name"], ["1 to 15 bytes"]),

@@ -74,9 +74,11 @@ def test_syscall_flags_and_formats_are_sw_sc_and_sw_fmt() -> None:
     assert syscalls._SC_CLONE3 == lib.SW_SC_CLONE3
     assert syscalls.FMT_RET_FD == lib.SW_FMT_RET_FD
     assert syscalls.FMT_BYTES == lib.SW_FMT_BYTES
+    assert syscalls.FMT_HIDDEN == lib.SW_FMT_HIDDEN
+    assert syscalls._SC_FAILED_ONLY == lib.SW_SC_FAILED_ONLY
     # Python sets every SW_SC_* flag the header has, through one of these names
     python_flags = {syscalls._SC_ENABLED, syscalls._SC_BYTES_IN, syscalls._SC_BYTES_OUT,
-                    *syscalls._BOOL_FLAGS.values()}
+                    syscalls._SC_FAILED_ONLY, *syscalls._BOOL_FLAGS.values()}
     assert python_flags == set(header_defines("SW_SC_").values())
 
 

@@ -130,6 +130,8 @@ def _format_exec(filename: bytes, argv: list[bytes], comm: bytes, mode: int) -> 
     out = ffi.new("char[]", 1 << 16)
     pos = ffi.new("size_t *")
     n = lib.sw_format(recs, len(recs), pos, mode, 0, out, 1 << 16)
+    # A human EXEC line is held for start-up folding: release it as the stream would.
+    n += lib.sw_fmt_release_held(2**63, 0, 0, out + n, (1 << 16) - n)
     return ffi.buffer(out, n)[:]
 
 
