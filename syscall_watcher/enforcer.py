@@ -272,6 +272,9 @@ class OpPlan:
             notes.append(_PATH_NOTE)
         elif has_paths:
             notes.append("a racing thread can change the fd after the check")
+        if self.op == "connect":
+            notes.append("a racing thread can change the address (sendmsg's msg_name) after "
+                         "the check")
         gap = REACTIVE_GAPS.get(self.op)
         if gap and (has_paths or self.op in ("file_open", "write", "read")):
             notes.append(f"not covered: {gap}")
