@@ -80,6 +80,14 @@ CASES: tuple[Case, ...] = (
          "rx_{id} = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
          "rx_{id}.bind('{D}/sock_{id}')\n"
          "tx_{id} = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)"),
+    Case("unix_dgram_sendmmsg", "connect", "sendmmsg_second_addressed(tx_{id}, rx_{id}, "
+         "'{D}/sock_{id}')",
+         "rx_{id} = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+         "rx_{id}.bind('{D}/sock_{id}')\n"
+         "peer_{id} = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+         "peer_{id}.bind('{D}/peer_{id}')\n"
+         "tx_{id} = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+         "tx_{id}.connect('{D}/peer_{id}')"),
     Case("unix_stream_connect", "connect", "tx_{id}.connect('{D}/sock_{id}')",
          "rx_{id} = socket.socket(socket.AF_UNIX)\nrx_{id}.bind('{D}/sock_{id}')\n"
          "rx_{id}.listen()\ntx_{id} = socket.socket(socket.AF_UNIX)"),
@@ -118,9 +126,6 @@ CASES: tuple[Case, ...] = (
          "rc = subprocess.run([UR, '{P}/f_{id}']).returncode\n"
          "if rc == 99: raise RuntimeError('io_uring unusable')\n"
          "if rc: raise OSError(rc, 'uring')"),
-    # ---- renames of a directory above a protected path: last (they move the tree)
-    Case("rename_ancestor", "files", "os.rename('{D}/top', '{D}/top2')"),
-    Case("rename_ancestor_write_only", "files", "os.rename('{D}/wtop', '{D}/wtop2')"),
     # ---- item 12: a racing thread rewrites the argument during the call
     Case("race_path", "files",
          "race_unlink(b'{O}/race_{id}', b'{P}/f_{id}')"),
@@ -129,6 +134,9 @@ CASES: tuple[Case, ...] = (
          "rx_{id}.listen(4096)\nlsn_{id} = socket.socket()\n"
          "lsn_{id}.bind(('127.0.0.1', 0))\nlsn_{id}.listen(4096)\n"
          "port_{id} = lsn_{id}.getsockname()[1]"),
+    # ---- renames of a directory above a protected path: last (they move the tree)
+    Case("rename_ancestor", "files", "os.rename('{D}/top', '{D}/top2')"),
+    Case("rename_ancestor_write_only", "files", "os.rename('{D}/wtop', '{D}/wtop2')"),
 )
 BY_ID = {c.id: c for c in CASES}
 
@@ -181,6 +189,33 @@ def in_thread(fn, *a):
     t.join()
     if err:
         raise err[0]
+def sendmmsg_second_addressed(tx, rx, path):
+    """sendmmsg() of two datagrams: the first to the connected peer, the second to `path`.
+    Refused (EPERM) if the second never reached rx, whatever sendmmsg returned."""
+    class IOV(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+    class MH(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_int),
+                    ("iov", ctypes.c_void_p), ("iovlen", ctypes.c_size_t),
+                    ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                    ("flags", ctypes.c_int)]
+    class MM(ctypes.Structure):
+        _fields_ = [("hdr", MH), ("len", ctypes.c_uint)]
+    data = ctypes.create_string_buffer(b"x")
+    iov = IOV(ctypes.cast(data, ctypes.c_void_p), 1)
+    addr = ctypes.create_string_buffer((1).to_bytes(2, "little") + path.encode() + b"\0")
+    msgs = (MM * 2)()
+    for m in msgs:
+        m.hdr.iov = ctypes.cast(ctypes.pointer(iov), ctypes.c_void_p)
+        m.hdr.iovlen = 1
+    msgs[1].hdr.name = ctypes.cast(addr, ctypes.c_void_p)
+    msgs[1].hdr.namelen = len(addr.raw)
+    n = libc.sendmmsg(tx.fileno(), msgs, 2, 0)
+    rx.setblocking(False)
+    try:
+        rx.recv(16)
+    except BlockingIOError:
+        raise OSError(errno.EPERM, f"sendmmsg sent {n}; the addressed datagram never arrived")
 RACE_N = int(os.environ.get("RACE_N", "300"))
 def race_unlink(allowed, protected):
     """unlink() a buffer another thread flips between an allowed and a protected path."""
