@@ -300,13 +300,14 @@ def fmt(text: str, d: Path, case_id: str) -> str:
 
 
 def target_program(cases: list[Case], d: Path, uring: str) -> str:
-    """A program: PRELUDE, every case's `before`, wait for a line on stdin, every attempt, then
-    R as JSON on fd $REPORT_FD (or stdout)."""
+    """A program: PRELUDE, every case's `before`, "ready" on stdout, wait for a line on stdin,
+    every attempt, then R as JSON on fd $REPORT_FD (or stdout)."""
     parts = [PRELUDE, f"UR = {uring!r}"]
     for case in cases:
         if case.before:
             parts.append(fmt(case.before, d, case.id))
-    parts.append("sys.stdin.readline()")
+    parts.append("print('ready', flush=True)  # set up: the policy may be loaded now\n"
+                 "sys.stdin.readline()")
     for case in cases:
         body = fmt(case.act, d, case.id)
         parts.append(f"def act_{case.id}():\n" + "".join(f"    {ln}\n" for ln in

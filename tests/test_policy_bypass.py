@@ -49,8 +49,6 @@ def run_case(case: bc.Case, d: Path, ppin: Path) -> tuple[str, dict]:  # type: i
     pol = d / "case.policy"
     pol.write_text(bc.policy_text(case.policy, d))
     program = bc.target_program([case], d, str(WORKLOADS / "uring_open"))
-    program = program.replace("sys.stdin.readline()", "print('ready', flush=True)\n"
-                              "sys.stdin.readline()", 1)
     proc = subprocess.Popen([PY, "-B", "-c", program], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=bc.environ_without_report())

@@ -393,6 +393,9 @@ def bypass_results():  # type: ignore[no-untyped-def]
             os.close(r)
             theirs.close()
             try:
+                assert proc.stdout is not None
+                ready = proc.stdout.readline()  # its setup (fds, sockets, maps) is done
+                assert ready == "ready\n", ready
                 _, plans = enforcer.load_pinned(
                     load_policy(str(pol)), Target(mode="pid", pid=proc.pid,
                                                   label=f"pid {proc.pid}"), pin,
@@ -438,3 +441,34 @@ def test_bypass_case(bypass_results, case_id: str) -> None:  # type: ignore[no-u
         # nothing happened to the protected files
         assert (d / "top" / "prot" / f"f_{case_id}").read_text() == "original\n"
         assert (d / "wtop" / "w" / f"f_{case_id}").read_text() == "original\n"
+
+
+def test_reactive_tier_loads_on_this_kernel(ppin: Path) -> None:
+    """The reactive program (path normalising, bpf_find_vma for mprotect, global functions)
+    must pass this older verifier too, for kernels that refuse lsm/fmod_ret: forced here, and
+    a relative unlink of a protected file is killed."""
+    import bypass_cases as bc
+
+    d = Path(f"/tmp/swatch-vm-reactive-{uuid.uuid4().hex[:8]}")
+    case = bc.BY_ID["relative_cwd"]
+    bc.make_tree(d, [case])
+    target = subprocess.Popen([sys.executable, "-B", "-c",
+                               "import os, sys\nsys.stdin.readline()\n"
+                               f"os.chdir('{d}/top/prot')\nos.unlink('f_relative_cwd')"],
+                              stdin=subprocess.PIPE, text=True)
+    try:
+        pol = d / "files.policy"
+        pol.write_text(bc.policy_text("files", d) + "block connect\n")
+        _, plans = enforcer.load_pinned(load_policy(str(pol)),
+                                        Target(mode="pid", pid=target.pid,
+                                               label=f"pid {target.pid}"), ppin,
+                                        forced_tier="reactive")
+        assert {p.tier for p in plans} == {"reactive"}, plans
+        target.communicate("go\n", timeout=300)
+        assert target.returncode == -9
+        assert summary(ppin)["denials"]["unlink"] == 1
+    finally:
+        if target.poll() is None:
+            target.kill()
+            target.wait()
+        subprocess.run(["rm", "-rf", str(d)])
