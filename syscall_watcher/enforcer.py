@@ -223,6 +223,9 @@ LINK_NAMES: tuple[str, ...] = (
         "path_rename", "path_rmdir", "path_symlink", "path_truncate", "path_unlink",
         "socket_bind", "socket_connect", "socket_create", "socket_listen", "socket_sendmsg",
         "task_alloc", "task_kill")),
+    # added later: at the end, so the bits above keep their meaning
+    *(f"{prefix}_{hook}" for prefix in ("swp_lsm", "swp_fmr")
+      for hook in ("mmap_file", "file_mprotect")),
 )
 
 POLICY = Component(
