@@ -18,6 +18,7 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define EPERM 1
+#define ENOENT 2
 #define SIGKILL 9
 #define AF_INET 2
 #define AF_INET6 10
@@ -31,6 +32,15 @@ char LICENSE[] SEC("license") = "GPL";
 #define O_RDWR 02
 #define O_CREAT 0100
 #define O_TRUNC 01000
+#define AT_FDCWD -100
+#define PROT_WRITE 0x2
+#define MAP_SHARED 0x1          /* MAP_SHARED_VALIDATE (0x3) has it too; MAP_PRIVATE (0x2) not */
+#define VM_MAYWRITE 0x20
+#define VM_MAYSHARE 0x80
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define SWP_NORM_DEPTH 64       /* components a reactive path may keep after normalising */
+#define SWP_SENDMMSG_MAX 1024   /* UIO_MAXIOV: sendmmsg() sends at most this many */
 #define SWP_BUF (2 * SWP_PATH_MAX)
 #define SWP_BUF_MASK (SWP_BUF - 1)
 #define SWP_PATH_MASK (SWP_PATH_MAX - 1)
@@ -41,7 +51,15 @@ const volatile struct swp_config cfg SEC(".rodata.cfg") = {};
 struct scratch {
 	struct swp_denial ev;
 	char buf[SWP_BUF];     /* a path: right-aligned from the dentry walk, or from offset 0 */
-	char buf2[SWP_BUF];    /* rename's second path */
+	char buf2[SWP_BUF];    /* a second path (rename, link) */
+	char raw[SWP_PATH_MAX];/* a user path as passed (reactive tier) */
+	char base[SWP_BUF];    /* the directory it is relative to: root, cwd or dirfd (walked) */
+	u16 comp[SWP_NORM_DEPTH]; /* normalising: where each kept component starts */
+	struct {
+		u32 w, cstart, depth;
+		int state;
+		u32 second;
+	} norm;
 };
 
 struct {
@@ -117,11 +135,13 @@ struct match_ctx {
 	char *buf;
 	u32 start;
 	u32 opbit;
+	u32 anc_len;   /* > 1: also match when the path (this long) is a directory above the rule's */
 	int hit;
 };
 
 /* Does path rule i cover the path at buf[start]? Whole components only: /etc covers
- * /etc and /etc/x, not /etcetera. */
+ * /etc and /etc/x, not /etcetera. With anc_len, /a (anc_len 2) also matches the rule /a/etc:
+ * renaming /a would move /a/etc. */
 static long match_rule(u64 i, void *ctx)
 {
 	struct match_ctx *m = ctx;
@@ -140,8 +160,15 @@ static long match_rule(u64 i, void *ctx)
 	for (j = 0; j < SWP_PATH_MAX; j++) {
 		if (j >= len)
 			break;
-		if (m->buf[(m->start + j) & SWP_BUF_MASK] != pr->path[j])
+		c = m->buf[(m->start + j) & SWP_BUF_MASK];
+		if (c != pr->path[j]) {
+			/* the path ended (j == its length) where the rule goes on with '/' */
+			if (c == 0 && j == m->anc_len && j > 1 && pr->path[j] == '/') {
+				m->hit = i;
+				return 1;
+			}
 			return 0;
+		}
 	}
 	c = m->buf[(m->start + len) & SWP_BUF_MASK];
 	if (len == 1 || c == 0 || c == '/') {
@@ -152,10 +179,12 @@ static long match_rule(u64 i, void *ctx)
 }
 
 /* The rule that denies op on the path at buf[start] (NULL buf: no path), or -1.
- * Returns SWP_RULE_BLOCK for a 'block' rule. */
-static __always_inline int denied_by(struct swp_rules *r, u32 op, char *buf, u32 start)
+ * Returns SWP_RULE_BLOCK for a 'block' rule. anc_len: see match_rule (0: off). */
+static __always_inline int denied_by_anc(struct swp_rules *r, u32 op, char *buf, u32 start,
+					 u32 anc_len)
 {
-	struct match_ctx m = { .r = r, .buf = buf, .start = start, .opbit = 1u << op, .hit = -1 };
+	struct match_ctx m = { .r = r, .buf = buf, .start = start, .opbit = 1u << op,
+			       .anc_len = anc_len, .hit = -1 };
 
 	if (r->block & m.opbit)
 		return SWP_RULE_BLOCK;
@@ -163,6 +192,11 @@ static __always_inline int denied_by(struct swp_rules *r, u32 op, char *buf, u32
 		return -1;
 	bpf_loop(SWP_MAX_PATHS, match_rule, &m, 0);
 	return m.hit;
+}
+
+static __always_inline int denied_by(struct swp_rules *r, u32 op, char *buf, u32 start)
+{
+	return denied_by_anc(r, op, buf, start, 0);
 }
 
 /* ------------------------------------------------------------------ reporting */
@@ -372,6 +406,7 @@ static __always_inline u64 syscall_arg(struct pt_regs *regs, u32 i)
 	case 2: return PT_REGS_PARM3_CORE_SYSCALL(regs);
 	case 3: return PT_REGS_PARM4_CORE_SYSCALL(regs);
 	case 4: return PT_REGS_PARM5_CORE_SYSCALL(regs);
+	case 5: return BPF_CORE_READ(regs, r9); /* x86-64: libbpf 1.1 has no PARM6_SYSCALL */
 	default: return 0;
 	}
 }
@@ -390,16 +425,133 @@ static __always_inline struct file *fd_file(u64 fd)
 	return f;
 }
 
-/* A user path as passed, into buf[0..]; returns true if it is absolute (comparable). */
-static __always_inline bool user_path(char *buf, u64 uptr)
-{
-	long n = bpf_probe_read_user_str(buf, SWP_PATH_MAX, (void *)uptr);
+/* How a user path came out of resolve_user_path(). */
+#define UP_NONE 1       /* no path to compare (NULL or empty: the call fails, or uses an fd) */
+#define UP_UNCHECKED 2  /* unreadable, or too long to compare: denied where a path rule could
+			 * apply (fail closed) */
 
-	if (n <= 0) {
-		buf[0] = 0;
-		return false;
+/* Normalising: the state (scratch.norm: w, where the next output byte goes, w <= i, so it
+ * is done in place; cstart, where the current component starts; depth, components kept;
+ * state 0 going, 1 done, 2 too deep) lives in the scratch map, not on the stack, so the
+ * verifier sees unknown values in the bpf_loop callback and checks it once, not per byte. */
+struct norm_ctx {
+	struct scratch *s;
+};
+
+/* One byte of the path: collapse '//', drop '.', let '..' drop the component before it
+ * (lexically: a symlink is not followed, see docs/policy.md). */
+static long norm_step(u64 i, void *ctx)
+{
+	struct scratch *sc = ((struct norm_ctx *)ctx)->s;
+	typeof(sc->norm) *n = &sc->norm;
+	char *out = n->second ? sc->buf2 : sc->buf;
+	char c = out[(i + 1) & SWP_BUF_MASK];
+	u32 w = n->w, cs = n->cstart, clen, d;
+
+	if (w > i + 1 || w >= SWP_BUF || cs > w)
+		return n->state = 2, 1;
+	if (c != '/' && c != 0) {
+		out[w & SWP_BUF_MASK] = c;
+		n->w = w + 1;
+		return 0;
 	}
-	return buf[0] == '/';
+	clen = w - cs;
+	if (clen == 1 && out[cs & SWP_BUF_MASK] == '.') {
+		w = cs;
+	} else if (clen == 2 && out[cs & SWP_BUF_MASK] == '.' &&
+		   out[(cs + 1) & SWP_BUF_MASK] == '.') {
+		d = n->depth;
+		if (d > 0) {
+			d--;
+			n->depth = d;
+			w = sc->comp[d & (SWP_NORM_DEPTH - 1)];
+		} else {
+			w = cs; /* '..' of the root is the root */
+		}
+	} else if (clen > 0) {
+		d = n->depth;
+		if (d >= SWP_NORM_DEPTH)
+			return n->state = 2, 1;
+		sc->comp[d & (SWP_NORM_DEPTH - 1)] = cs;
+		n->depth = d + 1;
+		if (c == '/')
+			out[w++ & SWP_BUF_MASK] = '/';
+	}
+	n->w = w;
+	n->cstart = w;
+	if (c == 0)
+		return n->state = 1, 1;
+	return 0;
+}
+
+/* A user path, as the kernel will name it: joined to the task's root (absolute path), its
+ * cwd, or the directory of dirfd (relative path; AT_FDCWD or SWP_NONE: the cwd), then
+ * normalised lexically into s->buf (s->buf2 if second) from offset 0, NUL-terminated.
+ * Returns its length, or -UP_NONE / -UP_UNCHECKED. A global function: verified once. */
+__noinline int resolve_user_path(struct scratch *s, u32 second, u64 uptr, s64 dirfd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct norm_ctx nc = { .s = s };
+	char *out;
+	u32 w;
+	struct dentry *d;
+	struct vfsmount *mnt;
+	struct file *f;
+	u32 start, blen, trunc = 0;
+	long rlen;
+
+	if (!s)
+		return -UP_UNCHECKED;
+	out = second ? s->buf2 : s->buf;
+	s->raw[0] = 0;
+	rlen = bpf_probe_read_user_str(s->raw, SWP_PATH_MAX, (void *)uptr);
+	if (rlen < 0)
+		return uptr ? -UP_UNCHECKED : -UP_NONE; /* e.g. a page not faulted in yet */
+	if (rlen <= 1)
+		return -UP_NONE;
+	if (rlen >= SWP_PATH_MAX)
+		return -UP_UNCHECKED;
+	if (s->raw[0] == '/') {
+		d = BPF_CORE_READ(task, fs, root.dentry);
+		mnt = BPF_CORE_READ(task, fs, root.mnt);
+	} else if (dirfd == AT_FDCWD || dirfd == SWP_NONE) {
+		d = BPF_CORE_READ(task, fs, pwd.dentry);
+		mnt = BPF_CORE_READ(task, fs, pwd.mnt);
+	} else {
+		f = fd_file(dirfd);
+		if (!f)
+			return -UP_UNCHECKED;
+		d = BPF_CORE_READ(f, f_path.dentry);
+		mnt = BPF_CORE_READ(f, f_path.mnt);
+	}
+	start = dentry_path(d, mnt, s->base, &trunc);
+	if (trunc)
+		return -UP_UNCHECKED;
+	start &= SWP_PATH_MASK;
+	blen = SWP_PATH_MAX - 1 - start;
+	if (blen <= 1)
+		blen = 0; /* the base is "/" */
+	blen &= SWP_PATH_MASK;
+	if (blen)
+		bpf_probe_read_kernel(out, blen, &s->base[start]);
+	out[blen & SWP_PATH_MASK] = '/';
+	bpf_probe_read_kernel(&out[(blen + 1) & SWP_PATH_MASK], rlen & SWP_PATH_MASK, s->raw);
+	out[0] = '/';
+	s->norm.w = 1;
+	s->norm.cstart = 1;
+	s->norm.depth = 0;
+	s->norm.state = 0;
+	s->norm.second = second;
+	bpf_loop(SWP_BUF - 1, norm_step, &nc, 0);
+	if (s->norm.state != 1)
+		return -UP_UNCHECKED;
+	w = s->norm.w;
+	if (w > 1 && out[(w - 1) & SWP_BUF_MASK] == '/')
+		w--;
+	if (w >= SWP_PATH_MAX)
+		return -UP_UNCHECKED;
+	out[w & SWP_BUF_MASK] = 0;
+	return w;
 }
 
 /* Does this open (SWP_R_OPEN_WRITE) write, create or truncate? */
@@ -414,9 +566,235 @@ static __always_inline bool opens_for_write(struct pt_regs *regs, struct swp_sys
 		u64 uhow = flags;
 
 		flags = 0;
-		bpf_probe_read_user(&flags, sizeof(flags), (void *)uhow);
+		if (bpf_probe_read_user(&flags, sizeof(flags), (void *)uhow))
+			return true; /* unreadable: take it as a write (fail closed) */
 	}
 	return flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC);
+}
+
+struct vma_ctx {
+	struct file *file;
+	u64 end;
+	bool shared_write;
+};
+
+static long vma_cb(struct task_struct *task, struct vm_area_struct *vma, void *ctx)
+{
+	struct vma_ctx *v = ctx;
+	u64 fl = BPF_CORE_READ(vma, vm_flags);
+
+	v->end = BPF_CORE_READ(vma, vm_end);
+	v->file = BPF_CORE_READ(vma, vm_file);
+	v->shared_write = (fl & VM_MAYSHARE) && (fl & VM_MAYWRITE);
+	return 0;
+}
+
+struct mprot_ctx {
+	u64 addr;
+	u64 end;
+	struct file *file;
+	int state; /* 0 going, 1 found a shared writable file mapping, 2 cannot tell */
+};
+
+/* One mapping of the range mprotect() changes. */
+static long mprot_step(u64 i, void *ctx)
+{
+	struct mprot_ctx *m = ctx;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct vma_ctx v = {};
+	long err;
+
+	if (m->addr >= m->end)
+		return 1;
+	err = bpf_find_vma(task, m->addr, vma_cb, &v, 0);
+	if (err == -ENOENT)
+		return 1; /* a hole: mprotect() fails with ENOMEM */
+	if (err || v.end <= m->addr)
+		return m->state = 2, 1;
+	if (v.file && v.shared_write) {
+		m->file = v.file;
+		return m->state = 1, 1;
+	}
+	m->addr = v.end;
+	return 0;
+}
+
+/* mprotect(addr, len, PROT_WRITE...): the file of a shared, writable-capable mapping in the
+ * range (NULL: none). *unknown: the mappings could not be read (fail closed). */
+static __always_inline struct file *mprotect_file(struct pt_regs *regs, bool *unknown)
+{
+	struct mprot_ctx m = { .addr = syscall_arg(regs, 0) };
+
+	*unknown = false;
+	if (!(syscall_arg(regs, 2) & PROT_WRITE))
+		return NULL;
+	m.end = m.addr + syscall_arg(regs, 1);
+	if (m.end < m.addr)
+		return NULL;
+	bpf_loop(64, mprot_step, &m, 0);
+	if (m.state == 0 && m.addr < m.end)
+		m.state = 2; /* more than 64 mappings */
+	*unknown = m.state == 2;
+	return m.state == 1 ? m.file : NULL;
+}
+
+/* Is fd a datagram socket? (The LSM tier checks datagrams sent to an explicit address.) */
+static __always_inline bool dgram_socket(u64 fd)
+{
+	struct file *f = fd_file(fd);
+	struct socket *sock;
+
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return false;
+	sock = BPF_CORE_READ(f, private_data);
+	return sock && BPF_CORE_READ(sock, type) == SOCK_DGRAM;
+}
+
+struct mmsg_ctx {
+	u64 vec;
+	u32 vlen;
+	u32 skip_inet;
+	u64 addr;
+	u32 alen;
+	int unreadable;
+};
+
+/* One message of sendmmsg(): the first with an address the policy covers ends the walk. */
+static long mmsg_step(u64 i, void *ctx)
+{
+	struct mmsg_ctx *m = ctx;
+	struct user_msghdr h = {};
+	u16 family = 0;
+
+	if (i >= m->vlen)
+		return 1;
+	if (bpf_probe_read_user(&h, sizeof(h), (void *)(m->vec + i * sizeof(struct mmsghdr))))
+		return m->unreadable = 1, 1;
+	if (!h.msg_name || h.msg_namelen <= 0)
+		return 0;
+	if (bpf_probe_read_user(&family, sizeof(family), h.msg_name))
+		return m->unreadable = 1, 1;
+	if (m->skip_inet && (family == AF_INET || family == AF_INET6))
+		return 0;
+	m->addr = (u64)h.msg_name;
+	m->alen = h.msg_namelen;
+	return 1;
+}
+
+/* The rule denying op (or, with wr, a write) on a path, or -1; *op becomes what matched. */
+static __always_inline int path_rule(struct swp_rules *r, u32 *op, bool wr, char *buf, u32 start,
+				     u32 anc_len)
+{
+	int rule = denied_by_anc(r, *op, buf, start, anc_len);
+
+	if (rule < 0 && wr) {
+		rule = denied_by_anc(r, SWP_OP_WRITE, buf, start, anc_len);
+		if (rule >= 0)
+			*op = SWP_OP_WRITE;
+	}
+	return rule;
+}
+
+/* Would a path rule for op (or a write) apply to some path? (For an unchecked path.) */
+static __always_inline bool path_rules_for(struct swp_rules *r, u32 op, bool wr)
+{
+	return (r->path_ops & (1u << op)) || (wr && (r->path_ops & (1u << SWP_OP_WRITE)));
+}
+
+#define SWP_PACK(op, rule) ((int)(((op) & 0xff) << 8 | ((rule) & 0xff)))
+
+/* The paths of a file call: the fd's (or mapping's) kernel-resolved path, or the user's path
+ * joined to the root/cwd/dirfd and normalised; then the second path (rename, link).
+ * Returns -1, or SWP_PACK(the op that matched, its rule); fills s->ev's target. A global
+ * function: verified once, not once per path through the caller. */
+__noinline int check_file_call(u64 regs_addr, struct swp_syscall *sc, struct swp_rules *r,
+			       struct scratch *s, u32 op)
+{
+	struct pt_regs *regs = (struct pt_regs *)regs_addr;
+	bool wr = false, unchecked = false, have = false;
+	u32 start = 0, trunc = 0, anc = 0, op0 = op;
+	char *buf = NULL;
+	struct file *f = NULL;
+	int rule, res;
+	u16 fl;
+
+	if (!sc || !r || !s)
+		return -1;
+	fl = sc->flags;
+
+	if (fl & SWP_R_OPEN_WRITE) {
+		wr = opens_for_write(regs, sc);
+		if (op == SWP_OP_WRITE && !wr)
+			return -1; /* an open for reading, and only writes are denied */
+	} else if (fl & SWP_R_ALSO_WRITE) {
+		wr = true;
+	}
+	if (op == SWP_OP_WRITE || !(r->reactive & (1u << SWP_OP_WRITE)))
+		wr = false;
+	if ((fl & SWP_R_MMAP) && (!(syscall_arg(regs, 2) & PROT_WRITE) ||
+				  !(syscall_arg(regs, 3) & MAP_SHARED)))
+		return -1; /* a private or read-only mapping writes nothing back */
+
+	if (fl & SWP_R_MPROTECT) {
+		f = mprotect_file(regs, &unchecked);
+		if (!f && !unchecked)
+			return -1;
+	} else if (sc->fd_arg < 6 && !(fl & SWP_R_OPEN_WRITE) &&
+		   (!(fl & SWP_R_EMPTY_PATH_FD) || (syscall_arg(regs, 4) & AT_EMPTY_PATH))) {
+		f = fd_file(syscall_arg(regs, sc->fd_arg));
+		have = true;
+	} else if (sc->path_arg < 6) {
+		s64 dirfd = (fl & SWP_R_AT) && sc->path_arg > 0 ?
+			    (int)syscall_arg(regs, sc->path_arg - 1) : AT_FDCWD;
+
+		have = true;
+		res = resolve_user_path(s, 0, syscall_arg(regs, sc->path_arg), dirfd);
+		if (res > 0) {
+			buf = s->buf;
+			anc = (fl & SWP_R_ANCESTOR) ? res : 0;
+		} else if (res == -UP_UNCHECKED) {
+			unchecked = true;
+		}
+	}
+	if (f) {
+		start = file_path(f, s->buf, &trunc);
+		buf = s->buf;
+		have = true;
+	}
+	rule = path_rule(r, &op, wr, buf, start, anc);
+	if (rule < 0 && unchecked && path_rules_for(r, op, wr)) {
+		rule = SWP_RULE_UNCHECKED;
+		set_target_none(s);
+		s->ev.target_kind = SWP_TGT_PATH;
+		bpf_probe_read_kernel_str(s->ev.target, SWP_PATH_MAX, s->raw);
+		s->ev.trunc = 1;
+		return SWP_PACK(op, rule);
+	}
+	if (rule < 0 && sc->path2_arg < 6) {
+		u32 op2 = op0;
+		s64 dirfd = (fl & SWP_R_AT) && sc->path2_arg > 0 ?
+			    (int)syscall_arg(regs, sc->path2_arg - 1) : AT_FDCWD;
+
+		res = resolve_user_path(s, 1, syscall_arg(regs, sc->path2_arg), dirfd);
+		if (res > 0) {
+			rule = path_rule(r, &op2, wr, s->buf2, 0, 0);
+			if (rule >= 0) {
+				set_target_path(s, s->buf2, 0, 0);
+				return SWP_PACK(op2, rule);
+			}
+		} else if (res == -UP_UNCHECKED && path_rules_for(r, op2, wr)) {
+			set_target_none(s);
+			s->ev.target_kind = SWP_TGT_PATH;
+			bpf_probe_read_kernel_str(s->ev.target, SWP_PATH_MAX, s->raw);
+			s->ev.trunc = 1;
+			return SWP_PACK(op2, SWP_RULE_UNCHECKED);
+		}
+	}
+	if (rule < 0)
+		return -1;
+	if (have && buf)
+		set_target_path(s, buf, start, trunc);
+	return SWP_PACK(op, rule);
 }
 
 SEC("raw_tp/sys_enter")
@@ -471,57 +849,56 @@ int swp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		s->ev.aux2 = sig;
 		rule = denied_by(r, op, NULL, 0);
 	} else if (op == SWP_OP_CONNECT || op == SWP_OP_BIND) {
-		u64 uaddr = syscall_arg(regs, 1);
+		u64 uaddr = syscall_arg(regs, 1), alen = syscall_arg(regs, 2);
+		bool skip_inet = sc->flags & SWP_R_SKIP_INET_ADDR;
 		u16 family = 0;
 
+		if (sc->flags & (SWP_R_SENDTO | SWP_R_SENDMSG | SWP_R_SENDMMSG)) {
+			/* A datagram to an explicit address: a connect in all but name. Without
+			 * an address it goes to the peer, checked at connect(). */
+			if (!dgram_socket(syscall_arg(regs, 0)))
+				return 0;
+			if (sc->flags & SWP_R_SENDTO) {
+				uaddr = syscall_arg(regs, 4);
+				alen = syscall_arg(regs, 5);
+			} else if (sc->flags & SWP_R_SENDMSG) {
+				struct user_msghdr h = {};
+
+				if (bpf_probe_read_user(&h, sizeof(h), (void *)uaddr)) {
+					h.msg_name = (void *)1; /* unreadable: fail closed */
+					h.msg_namelen = 0;
+				}
+				uaddr = (u64)h.msg_name;
+				alen = h.msg_namelen;
+			} else {
+				struct mmsg_ctx m = { .vec = uaddr, .vlen = syscall_arg(regs, 2),
+						      .skip_inet = skip_inet };
+
+				if (m.vlen > SWP_SENDMMSG_MAX)
+					m.vlen = SWP_SENDMMSG_MAX;
+				bpf_loop(SWP_SENDMMSG_MAX, mmsg_step, &m, 0);
+				uaddr = m.unreadable ? 1 : m.addr;
+				alen = m.alen;
+			}
+			if (!uaddr)
+				return 0;
+		}
+		/* An unreadable address reads as family 0: not skipped, so denied. */
 		bpf_probe_read_user(&family, sizeof(family), (void *)uaddr);
-		if ((sc->flags & SWP_R_SKIP_INET_ADDR) && (family == AF_INET || family == AF_INET6))
+		if (skip_inet && (family == AF_INET || family == AF_INET6))
 			return 0;
-		set_target_addr(s, (void *)uaddr, syscall_arg(regs, 2), true);
+		set_target_addr(s, (void *)uaddr, alen, true);
 		rule = denied_by(r, op, NULL, 0);
 	} else {
-		/* A file: the fd's kernel-resolved path, or the path string as passed. */
-		char *buf = NULL;
-		u32 start = 0, trunc = 0;
-		bool have = false;
-		bool wr = (sc->flags & SWP_R_OPEN_WRITE) && opens_for_write(regs, sc);
+		int packed = check_file_call((u64)regs, sc, r, s, op);
 
-		if (op == SWP_OP_WRITE && (sc->flags & SWP_R_OPEN_WRITE) && !wr)
-			return 0; /* an open for reading, and only writes are denied */
-		if (sc->fd_arg < 6 && !(sc->flags & SWP_R_OPEN_WRITE) &&
-		    (!(sc->flags & SWP_R_EXEC_FD) ||
-				       (syscall_arg(regs, 4) & AT_EMPTY_PATH))) {
-			struct file *f = fd_file(syscall_arg(regs, sc->fd_arg));
-
-			if (f) {
-				start = file_path(f, s->buf, &trunc);
-				buf = s->buf;
-				have = true;
-			}
-		} else if (sc->path_arg < 6) {
-			have = true;
-			if (user_path(s->buf, syscall_arg(regs, sc->path_arg)))
-				buf = s->buf;
-		}
-		rule = denied_by(r, op, buf, start);
-		if (rule < 0 && wr && op != SWP_OP_WRITE && (r->reactive & (1u << SWP_OP_WRITE))) {
-			rule = denied_by(r, SWP_OP_WRITE, buf, start);
-			if (rule >= 0)
-				op = SWP_OP_WRITE;
-		}
-		if (rule < 0 && sc->path2_arg < 6 && user_path(s->buf2, syscall_arg(regs, sc->path2_arg))) {
-			rule = denied_by(r, op, s->buf2, 0);
-			if (rule >= 0) {
-				set_target_path(s, s->buf2, 0, 0);
-				goto found;
-			}
-		}
-		if (have)
-			set_target_path(s, s->buf, start, trunc);
+		if (packed < 0)
+			return 0;
+		op = (packed >> 8) & 0xff;
+		rule = packed & 0xff;
 	}
 	if (rule < 0)
 		return 0;
-found:
 	report(s, op, SWP_TIER_REACTIVE, rule, nr);
 	verdict(SWP_TIER_REACTIVE);
 	return 0;
@@ -550,8 +927,10 @@ static __always_inline int check_file(struct file *f, u32 op, u8 tier)
 	return verdict(tier);
 }
 
-/* op on the entry `d` on the mount `mnt` (path_* hooks). */
-static __always_inline int check_entry(struct vfsmount *mnt, struct dentry *d, u32 op, u8 tier)
+/* op on the entry `d` on the mount `mnt` (path_* hooks). With ancestor, also when the entry
+ * is a directory above a rule's path (renaming it would move that path). */
+static __always_inline int check_entry_anc(struct vfsmount *mnt, struct dentry *d, u32 op, u8 tier,
+					   bool ancestor)
 {
 	struct swp_rules *r;
 	struct scratch *s;
@@ -563,12 +942,18 @@ static __always_inline int check_entry(struct vfsmount *mnt, struct dentry *d, u
 	if (!(r->block & (1u << op)) && !(r->path_ops & (1u << op)))
 		return 0;
 	start = dentry_path(d, mnt, s->buf, &trunc);
-	rule = denied_by(r, op, s->buf, start);
+	rule = denied_by_anc(r, op, s->buf, start,
+			     ancestor && !trunc ? SWP_PATH_MAX - 1 - (start & SWP_PATH_MASK) : 0);
 	if (rule < 0)
 		return 0;
 	set_target_path(s, s->buf, start, trunc);
 	report(s, op, tier, rule, 0xffffffff);
 	return verdict(tier);
+}
+
+static __always_inline int check_entry(struct vfsmount *mnt, struct dentry *d, u32 op, u8 tier)
+{
+	return check_entry_anc(mnt, d, op, tier, false);
 }
 
 static __always_inline int check_plain(u32 op, u8 tier)
@@ -675,14 +1060,43 @@ static __always_inline int do_task_kill(struct task_struct *p, int sig, u8 tier)
 	return verdict(tier);
 }
 
+/* A rename is a rename of both names, and a write to both: it replaces or adds an entry
+ * at the new name (rename-over: the protected file's content is replaced) and removes one at
+ * the old. Renaming a directory above a protected path moves the path out from under its rule. */
 static __always_inline int do_rename(const struct path *old_dir, struct dentry *old_dentry,
 				     const struct path *new_dir, struct dentry *new_dentry, u8 tier)
 {
-	int ret = check_entry(BPF_CORE_READ(old_dir, mnt), old_dentry, SWP_OP_RENAME, tier);
+	struct vfsmount *om = BPF_CORE_READ(old_dir, mnt), *nm = BPF_CORE_READ(new_dir, mnt);
+	int ret = check_entry_anc(om, old_dentry, SWP_OP_RENAME, tier, true);
 
 	if (!ret)
-		ret = check_entry(BPF_CORE_READ(new_dir, mnt), new_dentry, SWP_OP_RENAME, tier);
+		ret = check_entry(nm, new_dentry, SWP_OP_RENAME, tier);
+	if (!ret)
+		ret = check_entry_anc(om, old_dentry, SWP_OP_WRITE, tier, true);
+	if (!ret)
+		ret = check_entry(nm, new_dentry, SWP_OP_WRITE, tier);
 	return ret;
+}
+
+/* A shared writable mapping writes the file with no further check (no file_permission). */
+static __always_inline int do_mmap_file(struct file *f, unsigned long prot, unsigned long flags,
+					u8 tier)
+{
+	if (!f || !(prot & PROT_WRITE) || !(flags & MAP_SHARED))
+		return 0;
+	return check_file(f, SWP_OP_WRITE, tier);
+}
+
+/* mprotect(PROT_WRITE) on a shared mapping of a file made read-only. */
+static __always_inline int do_file_mprotect(struct vm_area_struct *vma, unsigned long prot,
+					    u8 tier)
+{
+	struct file *f = BPF_CORE_READ(vma, vm_file);
+	u64 fl = BPF_CORE_READ(vma, vm_flags);
+
+	if (!f || !(prot & PROT_WRITE) || !(fl & VM_MAYSHARE))
+		return 0;
+	return check_file(f, SWP_OP_WRITE, tier);
 }
 
 /* A hard link to a protected file would be a second, unprotected name for it. */
@@ -757,3 +1171,20 @@ SWP_HOOK(path_link, do_link(old_dentry, new_dir, new_dentry, T), struct dentry *
 	 const struct path *new_dir, struct dentry *new_dentry)
 SWP_HOOK(path_truncate, check_entry(BPF_CORE_READ(path, mnt), BPF_CORE_READ(path, dentry), SWP_OP_WRITE, T),
 	 const struct path *path)
+
+/* security_mmap_file(file, prot, flags); the LSM hook also gets reqprot first. */
+SEC("lsm/mmap_file")
+int BPF_PROG(swp_lsm_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags)
+{
+	return do_mmap_file(file, prot, flags, SWP_TIER_LSM);
+}
+
+SEC("fmod_ret/security_mmap_file")
+int BPF_PROG(swp_fmr_mmap_file, struct file *file, unsigned long prot, unsigned long flags)
+{
+	return do_mmap_file(file, prot, flags, SWP_TIER_FMOD_RET);
+}
+
+SWP_HOOK(file_mprotect, do_file_mprotect(vma, prot, T), struct vm_area_struct *vma,
+	 unsigned long reqprot, unsigned long prot)

@@ -57,13 +57,29 @@
 /* struct swp_syscall.flags (reactive tier) */
 #define SWP_R_USED 1
 #define SWP_R_SKIP_INET_ARG0 2     /* socket(): leave AF_INET/AF_INET6 to the cgroup tier */
-#define SWP_R_SKIP_INET_ADDR 4     /* connect()/bind(): the same, by the sockaddr's family */
+#define SWP_R_SKIP_INET_ADDR 4     /* connect()/bind()/sendto()/sendmsg(): the same, by the
+				    * sockaddr's family */
 #define SWP_R_UNLINKAT 8           /* unlinkat(): AT_REMOVEDIR makes it rmdir */
 #define SWP_R_KILL 16              /* path_arg = target pid arg, fd_arg = signal arg */
-#define SWP_R_EXEC_FD 32           /* execveat(): AT_EMPTY_PATH runs the fd (fexecve) */
+#define SWP_R_EMPTY_PATH_FD 32     /* execveat()/linkat(): AT_EMPTY_PATH in arg 4 makes fd_arg
+				    * (not path_arg) the object */
 #define SWP_R_OPEN_WRITE 64        /* an open: with write/create/truncate flags it is a write;
 				    * fd_arg = the flags arg (SWP_NONE: always, as creat()) */
 #define SWP_R_OPENAT2 128          /* openat2(): fd_arg points to struct open_how (flags first) */
+#define SWP_R_ALSO_WRITE 256       /* the paths are also writes (rename, when write is held too) */
+#define SWP_R_ANCESTOR 512         /* rename: path_arg also matches a directory above a rule's
+				    * path (renaming it would move the protected path) */
+#define SWP_R_MMAP 1024            /* mmap(): a write only with PROT_WRITE and MAP_SHARED */
+#define SWP_R_MPROTECT 2048        /* mprotect(): PROT_WRITE on a shared mapping of a file */
+#define SWP_R_AT 4096              /* path_arg/path2_arg are relative to the dirfd in the
+				    * argument just before each (the *at() calls); else the cwd */
+#define SWP_R_SENDTO 8192          /* sendto(): the address is arg 4, its length arg 5 */
+#define SWP_R_SENDMSG 16384        /* sendmsg(): the address is in the struct msghdr (arg 1) */
+#define SWP_R_SENDMMSG 32768       /* sendmmsg(): in each of the vlen (arg 2) struct mmsghdr */
+
+/* swp_denial.rule for a reactive denial that compared no rule: the argument could not be
+ * checked (unreadable, or longer than SWP_PATH_MAX once joined to the cwd), so it is denied */
+#define SWP_RULE_UNCHECKED 254
 
 #define SWP_EV_DENIAL 16           /* swp_denial.type (outside the tracer's SW_EV_*) */
 #define SWP_NONE 255
@@ -98,11 +114,11 @@ struct swp_rules {
 /* Reactive tier: per syscall number (array map "reactive"). */
 struct swp_syscall {
 	uint8_t op;
-	uint8_t flags;
 	uint8_t path_arg;      /* arg index of a user path, SWP_NONE if none */
 	uint8_t path2_arg;
 	uint8_t fd_arg;        /* arg index of an fd whose file is the object, SWP_NONE if none */
-	uint8_t pad[3];
+	uint16_t flags;        /* SWP_R_* */
+	uint8_t pad[2];
 };
 
 /* One denial (own ring buffer "denials"). Starts like struct sw_event_hdr (type, size). */

@@ -361,3 +361,114 @@ attempt("read_other", os.read, ok, 10)
     finally:
         victim.kill()
         victim.wait()
+
+
+# --------------------------------------------------------------------------- the bypass table
+
+
+@pytest.fixture(scope="module")
+def bypass_results():  # type: ignore[no-untyped-def]
+    """Every case of docs/policy.md's bypass table, run once per policy by one target each,
+    against this VM's tier: case id → what the attempt returned (0, or its errno)."""
+    import bypass_cases as bc
+
+    d = Path(f"/tmp/swatch-vm-bypass-{uuid.uuid4().hex[:8]}")
+    d.mkdir()
+    results: dict[str, int] = {}
+    try:
+        for kind in ("files", "connect"):
+            cases = [c for c in bc.CASES if c.policy == kind]
+            bc.make_tree(d, cases)
+            pol = d / f"{kind}.policy"
+            pol.write_text(bc.policy_text(kind, d))
+            pin = Path(f"/sys/fs/bpf/swatch-test-bypass-{uuid.uuid4().hex[:10]}")
+            ours, theirs = socket.socketpair()
+            r, w = os.pipe()
+            proc = subprocess.Popen(
+                [sys.executable, "-B", "-c",
+                 bc.target_program(cases, d, str(WORKLOADS / "uring_open"))],
+                stdin=r, pass_fds=(theirs.fileno(),),
+                env={**os.environ, "REPORT_FD": str(theirs.fileno())},
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            os.close(r)
+            theirs.close()
+            try:
+                assert proc.stdout is not None
+                ready = proc.stdout.readline()  # its setup (fds, sockets, maps) is done
+                assert ready == "ready\n", ready
+                _, plans = enforcer.load_pinned(
+                    load_policy(str(pol)), Target(mode="pid", pid=proc.pid,
+                                                  label=f"pid {proc.pid}"), pin,
+                    require_preventive=True)
+                assert {p.tier for p in plans} == {TIER}, plans
+                os.write(w, b"go\n")
+                os.close(w)
+                data = b""
+                ours.settimeout(600)
+                while chunk := ours.recv(65536):
+                    data += chunk
+                _, err = proc.communicate(timeout=600)
+                assert proc.returncode == 0, f"target died ({proc.returncode}): {err}"
+                results.update(json.loads(data))
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                enforcer.unload(pin)
+        yield results, d
+    finally:
+        subprocess.run(["rm", "-rf", str(d)])
+
+
+def _bypass_ids() -> list[str]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bypass_cases as bc
+
+    return [c.id for c in bc.CASES]
+
+
+@pytest.mark.parametrize("case_id", _bypass_ids())
+def test_bypass_case(bypass_results, case_id: str) -> None:  # type: ignore[no-untyped-def]
+    """The outcome docs/policy.md's bypass table gives for this VM's tier is what happened."""
+    import bypass_cases as bc
+
+    results, d = bypass_results
+    want = bc.expected(case_id, TIER)
+    got = bc.outcome(results[case_id], killed=False)
+    assert got == want, f"{case_id}: the table says {want!r} for {TIER}, the kernel did {got!r}"
+    if got == "blocked before" and bc.BY_ID[case_id].policy == "files" and \
+            case_id not in ("rename_ancestor", "rename_ancestor_write_only"):
+        # nothing happened to the protected files
+        assert (d / "top" / "prot" / f"f_{case_id}").read_text() == "original\n"
+        assert (d / "wtop" / "w" / f"f_{case_id}").read_text() == "original\n"
+
+
+def test_reactive_tier_loads_on_this_kernel(ppin: Path) -> None:
+    """The reactive program (path normalising, bpf_find_vma for mprotect, global functions)
+    must pass this older verifier too, for kernels that refuse lsm/fmod_ret: forced here, and
+    a relative unlink of a protected file is killed."""
+    import bypass_cases as bc
+
+    d = Path(f"/tmp/swatch-vm-reactive-{uuid.uuid4().hex[:8]}")
+    case = bc.BY_ID["relative_cwd"]
+    bc.make_tree(d, [case])
+    target = subprocess.Popen([sys.executable, "-B", "-c",
+                               "import os, sys\nsys.stdin.readline()\n"
+                               f"os.chdir('{d}/top/prot')\nos.unlink('f_relative_cwd')"],
+                              stdin=subprocess.PIPE, text=True)
+    try:
+        pol = d / "files.policy"
+        pol.write_text(bc.policy_text("files", d) + "block connect\n")
+        _, plans = enforcer.load_pinned(load_policy(str(pol)),
+                                        Target(mode="pid", pid=target.pid,
+                                               label=f"pid {target.pid}"), ppin,
+                                        forced_tier="reactive")
+        assert {p.tier for p in plans} == {"reactive"}, plans
+        target.communicate("go\n", timeout=300)
+        assert target.returncode == -9
+        assert summary(ppin)["denials"]["unlink"] == 1
+    finally:
+        if target.poll() is None:
+            target.kill()
+            target.wait()
+        subprocess.run(["rm", "-rf", str(d)])
