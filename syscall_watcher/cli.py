@@ -24,7 +24,7 @@ from .tracer import (
     PinnedSession,
     Target,
     load_pinned,
-    pid_exists,
+    membership_warnings,
     pin_dir_default,
     pin_state,
     pin_status,
@@ -86,15 +86,33 @@ def _use_color(mode: str, stream: Any) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
+MaxPids = typer.Option(None, "--max-pids", help="Room for this many live processes in the "
+                       "pid-keyed maps [default: the kernel's pid_max]; what does not fit is "
+                       "counted and shown.")
+
+
 def _target(pid: Optional[int], comm: Optional[str], uid: Optional[str], no_children: bool,
-            container: Optional[str] = None) -> Target:
+            container: Optional[str] = None, max_pids: Optional[int] = None) -> Target:
     chosen = [n for n, v in (("--pid", pid), ("--comm", comm), ("--uid", uid),
                              ("--container", container)) if v is not None]
     if len(chosen) > 1:
         raise SwatchError(f"choose one target, not {' and '.join(chosen)}")
+    if max_pids is not None and not 1 <= max_pids <= 1 << 22:
+        raise SwatchError(f"--max-pids {max_pids}: choose 1 to {1 << 22}")
+    target = _target_of(pid, comm, uid, no_children, container)
+    target.max_pids = max_pids or 0
+    return target
+
+
+def _target_of(pid: Optional[int], comm: Optional[str], uid: Optional[str], no_children: bool,
+               container: Optional[str]) -> Target:
+    from .process import resolve_pid
+
     if pid is not None:
-        if not pid_exists(pid):
-            raise SwatchError(f"no such process: {pid}")
+        resolved = resolve_pid(pid)
+        if resolved.notice:
+            typer.echo(resolved.notice, err=True)
+        pid = resolved.pid
         return Target(mode="pid", pid=pid, follow_children=not no_children, label=f"pid {pid}")
     if comm is not None:
         if not comm or len(comm.encode()) > 15:
@@ -138,12 +156,13 @@ def load(
     ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes "
                                   "(a power of two)."),
     replace: bool = typer.Option(False, "--replace", help="Replace a tracer already loaded."),
+    max_pids: Optional[int] = MaxPids,
     pin_dir: Optional[Path] = PinDir,
 ) -> None:
     """Load the tracer, pin it under bpffs and return; tracing goes on without us."""
     require_root()
     syscalls.profile(filter)
-    target = _target(pid, comm, uid, no_children, container)
+    target = _target(pid, comm, uid, no_children, container, max_pids)
     start = time.monotonic()
     path = load_pinned(target, filter, _pin_dir(pin_dir), ring_size, replace=replace)
     typer.echo(f"swatch: tracing {target.label} (filter {filter}), pinned in {path} "
@@ -308,6 +327,10 @@ def status(
             "events_emitted": counters.emitted,
             "events_dropped": counters.dropped,
             "syscalls_counted": sum(int(s["count"]) for s in session.syscall_stats().values()),
+            "max_pids": int(meta.max_pids),
+            "pid_filter_full": counters.pid_filter_full,
+            "pid_stats_full": counters.pid_stats_full,
+            "untracked": counters.untracked,
         }
     finally:
         session.close()
@@ -323,6 +346,10 @@ def status(
     typer.echo(f"  syscalls   {info['syscalls_counted']:,} counted")
     typer.echo(f"  events     {counters.total_emitted:,} emitted, {counters.total_dropped:,} "
                "dropped (ring buffer full)")
+    for line in membership_warnings(counters, int(meta.max_pids)):
+        typer.secho(f"  WARNING    {line}", fg="red", err=False)
+
+
 
 
 def ffi_str(cdata: Any) -> str:
@@ -344,6 +371,7 @@ def run(
                                      "children."),
     color: str = typer.Option("auto", "--color", help="auto | always | never"),
     ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes."),
+    max_pids: Optional[int] = MaxPids,
 ) -> None:
     """Run CMD traced from its first syscall: swatch run [OPTIONS] -- CMD [ARGS...]"""
     from .launch import exit_code_for_shell, run_traced
@@ -357,7 +385,8 @@ def run(
         use_color = not json and output is None and _use_color(color, sys.stdout)
         result = run_traced(argv, profile=filter, json=json, out=out, stats_only=stats_only,
                             follow_children=not no_children, color=use_color,
-                            notices=sys.stderr, ring_size=ring_size)
+                            notices=sys.stderr, ring_size=ring_size,
+                            max_pids=max_pids or 0)
     finally:
         if output:
             out.close()
@@ -414,6 +443,9 @@ def summary(
                               for k in ("count", "errors", "bytes_in", "bytes_out", "total_ns")},
                     "events_emitted": counters.total_emitted,
                     "events_dropped": counters.total_dropped,
+                    "pid_stats_full": counters.pid_stats_full,
+                    "pid_filter_full": counters.pid_filter_full,
+                    "untracked": counters.untracked,
                 }))
             else:
                 every = "" if once else f" (every {interval:g}s)"
@@ -421,6 +453,11 @@ def summary(
                 if counters.total_dropped:
                     text += (f"events: {counters.total_emitted:,} emitted, "
                              f"{counters.total_dropped:,} dropped (ring buffer full)\n")
+                for line in membership_warnings(counters, int(meta.max_pids)):
+                    text += f"WARNING: {line}\n"
+                if by == "pid" and counters.pid_stats_full:
+                    text += ("(the per-process rows leave those processes out; the per-syscall "
+                             "totals count them)\n")
                 if redraw:
                     sys.stdout.write("\033[H\033[2J")
                 sys.stdout.write(text)
@@ -448,6 +485,7 @@ def policy_load(
     require_preventive: bool = typer.Option(False, "--require-preventive", help="Refuse to load "
                                             "if any operation could only be held reactively "
                                             "(SIGKILL after the call)."),
+    max_pids: Optional[int] = MaxPids,
     pin_dir: Optional[Path] = PolicyPinDir,
 ) -> None:
     """Enforce a policy on a process tree or container; pinned, returns at once."""
@@ -458,7 +496,7 @@ def policy_load(
     pol = load_policy(policy)
     if pid is None and container is None:
         raise SwatchError("policy-load needs a target: --pid PID or --container REF")
-    target = _target(pid, None, None, False, container)
+    target = _target(pid, None, None, False, container, max_pids)
     start = time.monotonic()
     path, plans = load_policy_pinned(pol, target, _policy_pin_dir(pin_dir), audit_only=audit_only,
                                      require_preventive=require_preventive)

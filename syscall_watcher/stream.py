@@ -9,7 +9,7 @@ from typing import BinaryIO, TextIO
 from . import libbpf, syscalls
 from .errors import SwatchError
 from .libbpf import RingConsumer, lib
-from .tracer import Session
+from .tracer import Counters, Session
 
 DROP_CHECK_S = 0.5
 
@@ -34,8 +34,8 @@ class Streamer:
         self.color = color
         self.notices = notices
         self._consumer: RingConsumer | None = None
-        self._excluded_self = False
         self._dropped_seen = 0
+        self._lost_seen = (0, 0, 0)
         self._next_drop_check = 0.0
         self.dropped_during = 0
 
@@ -45,18 +45,19 @@ class Streamer:
             raise SwatchError(f"another `swatch watch` (pid {consumer}) is already attached")
         _setup_formatter()
         self._consumer = RingConsumer(self.session.maps["events"])
-        if self.session.meta().mode != lib.SW_TARGET_PID:
-            self.session.add_pid(os.getpid())  # never trace our own writes
-            self._excluded_self = True
-        self._dropped_seen = self.session.counters().total_dropped
+        # Never trace our own writes, whatever the target (even a tree we are part of): the
+        # mark is in our task-local storage and goes when we exit.
+        self.session.exclude(os.getpid())
+        counters = self.session.counters()
+        self._dropped_seen = counters.total_dropped
+        self._lost_seen = (counters.pid_filter_full, counters.pid_stats_full,
+                           counters.untracked)
         self.session.set_streaming(True, os.getpid())
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
             self.session.set_streaming(False, 0)
-            if self._excluded_self:
-                self.session.remove_pid(os.getpid())
         finally:
             if self._consumer is not None:
                 self._consumer.close()
@@ -96,7 +97,9 @@ class Streamer:
         self.out.flush()  # a live stream: whoever reads the file or pipe sees each batch now
 
     def check_drops(self) -> None:
-        total = self.session.counters().total_dropped
+        counters = self.session.counters()
+        self._check_membership(counters)
+        total = counters.total_dropped
         new = total - self._dropped_seen
         if new <= 0:
             return
@@ -111,3 +114,22 @@ class Streamer:
                 f"swatch: {new} events dropped (ring buffer full); {total} since load\n"
             )
             self.notices.flush()
+
+    def _check_membership(self, counters: Counters) -> None:
+        """A notice line when the kernel could not record a process (maps full, no memory)."""
+        now = (counters.pid_filter_full, counters.pid_stats_full, counters.untracked)
+        if now == self._lost_seen or self.notices is None:
+            self._lost_seen = now
+            return
+        new = [b - a for a, b in zip(self._lost_seen, now)]
+        self._lost_seen = now
+        if new[2]:
+            self.notices.write(f"swatch: {new[2]} new processes could not be marked at fork "
+                               f"and are NOT traced; {now[2]} since load\n")
+        if new[1]:
+            self.notices.write(f"swatch: {new[1]} processes not counted per process "
+                               f"(pid_stats full, --max-pids); {now[1]} since load\n")
+        if new[0]:
+            self.notices.write(f"swatch: {new[0]} children not listed in pid_filter (full, "
+                               f"--max-pids; still traced); {now[0]} since load\n")
+        self.notices.flush()

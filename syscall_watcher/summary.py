@@ -151,8 +151,11 @@ def render_run_summary(argv: list[str], result) -> str:  # type: ignore[no-untyp
     rows = sort_rows(syscall_rows(result.tracer_stats), "count")
     errors = sum(r.errors for r in rows)
     title = (f"swatch — {os.path.basename(argv[0])} exited with code {result.exit_code} after "
-             f"{result.wall_s:.2f}s — {len(result.pid_stats)} process(es)")
+             f"{result.wall_s:.2f}s — {len(result.pid_stats)} process(es)"
+             + (f" (+{result.pid_stats_full} not counted per process)"
+                if getattr(result, "pid_stats_full", 0) else ""))
     return (render_table(rows, "syscall", title, top=15)
             + f"swatch: {sum(r.count for r in rows):,} syscalls, {errors:,} errors\n"
             + f"swatch: events delivered={result.delivered} dropped={result.dropped} "
-              f"emitted={result.emitted}\n")
+              f"emitted={result.emitted}\n"
+            + "".join(f"swatch: WARNING: {w}\n" for w in getattr(result, "warnings", [])))
