@@ -86,9 +86,9 @@ def _use_color(mode: str, stream: Any) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
-MaxPids = typer.Option(None, "--max-pids", help="Room for this many live processes in the "
-                       "pid-keyed maps [default: the kernel's pid_max]; what does not fit is "
-                       "counted and shown.")
+MaxPids = typer.Option(None, "--max-pids", help="Room for this many processes in the "
+                       "pid-keyed maps [default: the kernel's pid_max, at most 65536]; what "
+                       "does not fit is counted and shown (and a policy fails closed).")
 
 
 def _target(pid: Optional[int], comm: Optional[str], uid: Optional[str], no_children: bool,
