@@ -348,13 +348,27 @@ def test_tree_larger_than_max_pids_is_traced_exactly(pin_dir: Path) -> None:
     maps could not take is counted exactly and shown."""
     n, k, max_pids = 100, 7, 64
     g = Gated(TREE, str(n), str(k))
+    watch = None
     try:
         swatch("load", "--pid", str(g.pid), "--max-pids", str(max_pids), "--pin-dir",
                str(pin_dir), check=True)
+        watch = subprocess.Popen([SWATCH, "watch", "--json", "-o", "/dev/null", "--duration",
+                                  "60", "--pin-dir", str(pin_dir)], stderr=subprocess.PIPE,
+                                 text=True)
+        assert wait_for(lambda: status(pin_dir)["watching"] == watch.pid, timeout=20)
         code, out, err = g.go()
         assert code == 0 and out.strip() == "0", err
+        # watch says so in a notice line (it checks the counters twice a second)
+        assert wait_for(lambda: status(pin_dir)["pid_stats_full"] == n - max_pids + 1)
+        watch.send_signal(signal.SIGINT)
+        _, werr = watch.communicate(timeout=30)
+        assert "processes not counted per process (pid_stats full, --max-pids)" in werr, werr
+        assert "children not listed in pid_filter" in werr
     finally:
         g.kill()
+        if watch is not None and watch.poll() is None:
+            watch.kill()
+            watch.wait()
     rows = {r["name"]: r for r in summary_json(pin_dir)["rows"]}
     assert rows["sched_yield"]["count"] == n * k  # old code: children past the map were lost
     st = status(pin_dir)
