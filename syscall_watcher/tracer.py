@@ -274,6 +274,7 @@ class LoadedTracer(LoadedComponent, Session):
         if ring_size < 4096 or ring_size & (ring_size - 1):
             raise SwatchError(f"ring buffer size {ring_size} must be a power of two >= 4096")
         obj = BpfObject(bpf_object_path())
+        held: PidFd | None = None
         try:
             cfg = libbpf.new("struct sw_config *")
             cfg.mode = MODE_IDS[target.mode]
@@ -291,27 +292,27 @@ class LoadedTracer(LoadedComponent, Session):
             obj.set_max_entries("pid_stats", max_pids)
             obj.load()
             tracer = cls(obj, {})
-            held = PidFd(target.pid) if target.mode == "pid" else None
+            if target.mode == "pid":
+                held = PidFd(target.pid)
             tracer._fill(target, profile, enabled, ring_size, max_pids)
             for prog_name in PROGRAMS:
                 tracer.links[prog_name] = obj.programs[prog_name].attach()
             if target.mode == "pid" and target.follow_children:
                 # Children forked before the fork hook was attached (never our own process).
                 tracer._add_existing(descendants(target.pid, skip=os.getpid()))
-            if held is not None:
-                try:
-                    if held.exited():
-                        # It died while we loaded: its exit may have passed before its pid
-                        # was written, so nothing would ever remove it. Fail, leave nothing.
-                        tracer.remove_pid(target.pid)
-                        raise SwatchError(f"process {target.pid} exited while the tracer "
-                                          "was loading; nothing was loaded")
-                finally:
-                    held.close()
+            if held is not None and held.exited():
+                # It died while we loaded: its exit may have passed before its pid was
+                # written, so nothing would ever remove it. Fail, leave nothing.
+                tracer.remove_pid(target.pid)
+                raise SwatchError(f"process {target.pid} exited while the tracer was "
+                                  "loading; nothing was loaded")
             return tracer
         except BaseException:
             obj.close()
             raise
+        finally:
+            if held is not None:
+                held.close()
 
     def _add_existing(self, pids: list[int]) -> None:
         """Add processes that already exist; any that exit meanwhile are taken out again."""

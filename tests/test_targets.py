@@ -161,7 +161,9 @@ def test_loader_exclusion_dies_with_the_loader(pin_dir: Path, tmp_path: Path) ->
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, err = loader.communicate(timeout=60)
     assert loader.returncode == 0, err
-    assert _fork_with_pid(loader.pid, comm.encode(), marker), "could not reuse the pid"
+    assert _fork_with_pid(loader.pid, comm.encode(), marker), (
+        f"could not reuse pid {loader.pid}: "
+        f"{open(f'/proc/{loader.pid}/stat').read() if os.path.exists(f'/proc/{loader.pid}') else 'free'}")
     rows = {r["pid"]: r for r in summary_json(pin_dir, by="pid")["rows"]}
     assert loader.pid in rows, "the loader's pid stayed excluded after it exited"
     assert rows[loader.pid]["name"] == comm
