@@ -161,9 +161,10 @@ def test_loader_exclusion_dies_with_the_loader(pin_dir: Path, tmp_path: Path) ->
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, err = loader.communicate(timeout=60)
     assert loader.returncode == 0, err
+    holder = Path(f"/proc/{loader.pid}/stat")
     assert _fork_with_pid(loader.pid, comm.encode(), marker), (
         f"could not reuse pid {loader.pid}: "
-        f"{open(f'/proc/{loader.pid}/stat').read() if os.path.exists(f'/proc/{loader.pid}') else 'free'}")
+        f"{holder.read_text() if holder.exists() else 'free'}")
     rows = {r["pid"]: r for r in summary_json(pin_dir, by="pid")["rows"]}
     assert loader.pid in rows, "the loader's pid stayed excluded after it exited"
     assert rows[loader.pid]["name"] == comm
@@ -420,7 +421,8 @@ print(res, flush=True)
 """
 
 
-def test_policy_tree_larger_than_max_pids_fails_closed(ppin: Path, listener) -> None:  # type: ignore[no-untyped-def]
+def test_policy_tree_larger_than_max_pids_fails_closed(  # type: ignore[no-untyped-def]
+        ppin: Path, listener) -> None:
     port, received = listener
     n, max_pids = 100, 64
     g = Gated(NET_TREE, str(n), str(port))
