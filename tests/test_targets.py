@@ -121,9 +121,11 @@ def test_load_pid_1_excludes_the_loader_and_the_watcher(pin_dir: Path, tmp_path:
         if w.poll() is None:
             w.kill()
             w.wait()
+    assert w.returncode == 0  # --duration held
+    # (No bound on the file's size: with pid 1 the whole machine is traced.)
     ev = read_events(out)
+    assert ev, "nothing traced"
     assert not [e for e in ev if e.get("pid") == w.pid]
-    assert out.stat().st_size < 16 << 20
 
 
 # --------------------------------------------------------------------------- item 7
