@@ -67,13 +67,29 @@ struct {
 	__uint(max_entries, 1 << 20);
 } denials SEC(".maps");
 
-/* SWP_TARGET_PID: the target's processes (tgids), children added at fork. */
+/* SWP_TARGET_PID: the target's processes (tgids), children added at fork, each removed when
+ * its last thread exits. Sized by the loader (--max-pids); memory only for live entries. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
 	__type(key, u32);
 	__type(value, u8);
 } targets SEC(".maps");
+
+/* The target's processes "targets" had no room for, marked per thread at fork (the mark dies
+ * with the thread). The LSM, fmod_ret and reactive tiers police them like any other; the
+ * cgroup tier sees only "targets", so when it is in use they are killed at their first
+ * syscall (cfg.kill_untracked): the enforcer fails closed, never open. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, u32);
+} untracked SEC(".maps");
+
+/* Set once "targets" has refused a child: until then nobody pays for the mark lookup. */
+u32 overflowed = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -112,8 +128,8 @@ struct {
 
 static const u32 zero = 0;
 
-/* Called first by every program: is the current task part of the target? */
-static __always_inline bool targeted(void)
+/* The cgroup programs' test: the cgroup, or the tgid in "targets" (nothing else). */
+static __always_inline bool in_targets(void)
 {
 	u32 tgid;
 
@@ -121,6 +137,35 @@ static __always_inline bool targeted(void)
 		return bpf_get_current_ancestor_cgroup_id(cfg.target_cgroup_level) == cfg.target_cgroup;
 	tgid = bpf_get_current_pid_tgid() >> 32;
 	return bpf_map_lookup_elem(&targets, &tgid) != NULL;
+}
+
+static __always_inline u32 *untracked_mark(void)
+{
+	if (!overflowed)
+		return NULL;
+	return bpf_task_storage_get(&untracked, bpf_get_current_task_btf(), 0, 0);
+}
+
+/* Called first by every other program: is the current task part of the target? */
+static __always_inline bool targeted(void)
+{
+	if (in_targets())
+		return true;
+	return cfg.mode == SWP_TARGET_PID && untracked_mark() != NULL;
+}
+
+static __always_inline void count_tracking(u32 which)
+{
+	struct swp_counts *c = bpf_map_lookup_elem(&counts, &zero);
+
+	if (!c)
+		return;
+	if (which == 0)
+		__sync_fetch_and_add(&c->untracked, 1);
+	else if (which == 1)
+		__sync_fetch_and_add(&c->killed_untracked, 1);
+	else
+		__sync_fetch_and_add(&c->unmarked, 1);
 }
 
 static __always_inline struct swp_rules *get_rules(void)
@@ -300,9 +345,30 @@ int BPF_PROG(swp_fork, struct task_struct *parent, struct task_struct *child)
 	u32 child_tgid = child->tgid;
 	u8 one = 1;
 
-	if (cfg.mode != SWP_TARGET_PID || child_tgid == parent->tgid || !targeted())
+	if (cfg.mode != SWP_TARGET_PID || !targeted())
 		return 0;
-	bpf_map_update_elem(&targets, &child_tgid, &one, BPF_ANY);
+	if (child_tgid == parent->tgid) {
+		/* A new thread: covered by its tgid in "targets", or marked like its process. */
+		if (untracked_mark() &&
+		    !bpf_task_storage_get(&untracked, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)) {
+			count_tracking(2);
+			if (!cfg.audit_only)
+				bpf_send_signal(SIGKILL);
+		}
+		return 0;
+	}
+	if (!bpf_map_update_elem(&targets, &child_tgid, &one, BPF_ANY))
+		return 0;
+	/* "targets" is full (--max-pids). The child has not run yet: mark it, so that it is
+	 * policed (or, with the cgroup tier, killed at its first syscall). */
+	overflowed = 1;
+	count_tracking(0);
+	if (!bpf_task_storage_get(&untracked, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)) {
+		/* Not even a mark (no memory): the parent dies rather than leave it unpoliced. */
+		count_tracking(2);
+		if (!cfg.audit_only)
+			bpf_send_signal(SIGKILL);
+	}
 	return 0;
 }
 
@@ -327,7 +393,7 @@ static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, u32 op, bo
 	struct scratch *s;
 	int rule;
 
-	if (!targeted() || !(r = get_rules()))
+	if (!in_targets() || !(r = get_rules()))
 		return 1;
 	rule = denied_by(r, op, NULL, 0);
 	if (rule < 0 || !(s = get_scratch()))
@@ -383,7 +449,7 @@ int swp_sock_create(struct bpf_sock *ctx)
 	struct scratch *s;
 	int rule;
 
-	if (!targeted() || !(r = get_rules()))
+	if (!in_targets() || !(r = get_rules()))
 		return 1;
 	rule = denied_by(r, SWP_OP_SOCKET, NULL, 0);
 	if (rule < 0 || !(s = get_scratch()))
@@ -807,6 +873,22 @@ int swp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	u32 nr, op;
 	int rule = -1;
 
+	/* A process "targets" had no room for, while the cgroup tier (which sees only
+	 * "targets") holds part of the policy: killed before its first syscall does anything.
+	 * Bystanders pay one load of a global until "targets" has been full once. */
+	if (cfg.kill_untracked && cfg.mode == SWP_TARGET_PID && overflowed) {
+		u32 *m = untracked_mark();
+
+		if (m) {
+			if (!*m) {
+				*m = 1;
+				count_tracking(1);
+			}
+			if (!cfg.audit_only)
+				bpf_send_signal(SIGKILL);
+			return 0;
+		}
+	}
 	/* Every task on the machine comes through here: first the syscall number (an inlined
 	 * array lookup), and only for a syscall the policy covers, the target check. */
 	nr = ctx->args[1];

@@ -89,7 +89,8 @@ struct swp_config {
 	uint32_t mode;
 	uint32_t audit_only;
 	uint32_t target_cgroup_level;
-	uint32_t pad;
+	uint32_t kill_untracked;  /* a tier that sees only "targets" (cgroup) is in use: kill a
+				   * process "targets" could not take at its first syscall */
 	uint64_t target_cgroup;
 };
 
@@ -153,6 +154,10 @@ struct swp_counts {
 	uint64_t rules[SWP_MAX_PATHS];  /* denials per path rule */
 	uint64_t emitted;
 	uint64_t dropped;               /* denial records lost (ring full): counted anyway */
+	uint64_t untracked;             /* children "targets" could not take (--max-pids) */
+	uint64_t killed_untracked;      /* of those, killed at their first syscall (fail closed) */
+	uint64_t unmarked;              /* children that could not even be marked (no memory):
+					 * their parent was killed instead */
 };
 
 /* What was loaded (array map "meta", one entry). */
@@ -169,6 +174,8 @@ struct swp_meta {
 				     last, as the completion marker */
 	char policy[64];
 	char target_label[64];
+	uint32_t max_pids;              /* max_entries of "targets" */
+	uint32_t pad2;
 };
 /* SW_CDEF_END */
 

@@ -33,13 +33,6 @@ _Static_assert(SW_PATH_MAX == VFS_PATH_MAX, "event paths and walked paths differ
 /* Set by the loader before load; the verifier prunes the modes not chosen. */
 const volatile struct sw_config cfg SEC(".rodata.cfg") = {};
 
-struct pending {
-	u64 ts;                 /* 0 = no syscall in flight */
-	u64 args[8];            /* 6 used; 8 so that an index masked with 7 stays inside */
-	u32 nr;
-	u32 args_ok;            /* args[] were read at sys_enter (a consumer was streaming) */
-};
-
 struct enter_name {
 	u16 len;
 	u8 kind;
@@ -60,8 +53,13 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
+/* SW_TARGET_PID: the traced processes (tgids), for the processes that existed at load and
+ * for `status`. Children are also marked in their task-local storage at fork, so a full
+ * pid_filter never loses one. Sized by the loader (--max-pids); memory only for live
+ * entries; each process is removed when its last thread exits. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
 	__type(key, u32);
 	__type(value, u8);
@@ -81,13 +79,15 @@ struct {
 	__type(value, struct sw_syscall_info);
 } syscall_info SEC(".maps");
 
-/* Per-thread syscall in flight: task-local storage is a pointer away from the task,
- * much cheaper than a hash lookup on both sides of every syscall. */
+/* Per-thread state: the syscall in flight and membership (struct sw_task). Task-local
+ * storage is a pointer away from the task, much cheaper than a hash lookup on both sides of
+ * every syscall, and it dies with the task: nothing here can be inherited by a reused pid.
+ * SW_TARGET_PID: an entry means the thread is traced, unless it says excluded. */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct pending);
+	__type(value, struct sw_task);
 } pending SEC(".maps");
 
 struct {
@@ -106,7 +106,8 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
 	__type(key, u32);
 	__type(value, struct sw_pid_stat);
 } pid_stats SEC(".maps");
@@ -181,16 +182,10 @@ static __always_inline void widen_pid_range(u32 tgid)
 	}
 }
 
-/* Called first by every program: is the current task one we trace?
- * pid_filter holds the traced processes in SW_TARGET_PID mode; in the other
- * modes it holds processes to leave out (swatch's own consumers). */
-static __always_inline bool traced(u64 pid_tgid)
+/* The non-PID modes' test of the current task (uid, cgroup, comm; true for system-wide). */
+static __always_inline bool mode_matches(void)
 {
-	u32 tgid = pid_tgid >> 32;
-
 	switch (cfg.mode) {
-	case SW_TARGET_PID:
-		return in_pid_range(tgid) && bpf_map_lookup_elem(&pid_filter, &tgid) != NULL;
 	case SW_TARGET_UID:
 		if ((u32)bpf_get_current_uid_gid() != cfg.target_uid)
 			return false;
@@ -215,7 +210,43 @@ static __always_inline bool traced(u64 pid_tgid)
 	default:
 		break;
 	}
-	return bpf_map_lookup_elem(&pid_filter, &tgid) == NULL;
+	return true;
+}
+
+/* Called first by the sched programs: is the current task one we trace? In SW_TARGET_PID
+ * mode a thread's mark says so (set at fork or at its first syscall), else its tgid in
+ * pid_filter; in every mode, swatch's own processes are marked excluded. */
+static __always_inline bool traced(u64 pid_tgid)
+{
+	u32 tgid = pid_tgid >> 32;
+	struct sw_task *p;
+
+	if (cfg.mode == SW_TARGET_PID) {
+		if (!in_pid_range(tgid))
+			return false;
+		p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+		if (p)
+			return !p->excluded;
+		return bpf_map_lookup_elem(&pid_filter, &tgid) != NULL;
+	}
+	if (!mode_matches())
+		return false;
+	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+	return !p || !p->excluded;
+}
+
+static __always_inline void count_failure(u32 which)
+{
+	struct sw_counters *c = bpf_map_lookup_elem(&counters, &zero);
+
+	if (!c)
+		return;
+	if (which == 0)
+		__sync_fetch_and_add(&c->pid_filter_full, 1);
+	else if (which == 1)
+		__sync_fetch_and_add(&c->pid_stats_full, 1);
+	else
+		__sync_fetch_and_add(&c->untracked, 1);
 }
 
 static __always_inline bool streaming(void)
@@ -373,25 +404,27 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *task = bpf_get_current_task_btf();
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tid = (u32)id;
+	u32 tgid = id >> 32;
 	struct pt_regs *regs;
-	struct pending *p = NULL;
+	struct sw_task *p = NULL;
 	u32 nr;
 
 	if (cfg.mode == SW_TARGET_PID) {
-		/* A thread's storage exists only once it was found traced, and a traced
-		 * process stays traced until it exits: after the first syscall, no hash lookup. */
-		if (!in_pid_range(id >> 32))
+		/* Bystanders: two compares. A thread's storage exists once it is known traced
+		 * (marked at fork, or found in pid_filter at its first syscall) or excluded:
+		 * after that, no hash lookup. */
+		if (!in_pid_range(tgid))
 			return 0;
 		p = bpf_task_storage_get(&pending, task, 0, 0);
-		if (!p && !traced(id))
+		if (!p && !bpf_map_lookup_elem(&pid_filter, &tgid))
 			return 0;
-	} else if (!traced(id)) {
+	} else if (!mode_matches()) {
 		return 0;
 	}
 	nr = ctx->args[1];
 	if (!p)
 		p = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!p)
+	if (!p || p->excluded)
 		return 0;
 	p->nr = nr;
 	p->args_ok = 0;
@@ -430,8 +463,10 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-static __always_inline void account(u32 nr, u32 tgid, s64 ret, u64 dur, u8 flags)
+static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, u64 dur,
+				    u8 flags)
 {
+	u32 tgid = id >> 32;
 	struct sw_stat *s = bpf_map_lookup_elem(&stats, &nr);
 	struct sw_pid_stat *ps = bpf_map_lookup_elem(&pid_stats, &tgid);
 	bool err = ret < 0 && ret > -4096;
@@ -455,12 +490,18 @@ static __always_inline void account(u32 nr, u32 tgid, s64 ret, u64 dur, u8 flags
 	if (!ps) { /* first syscall of this process: name it once */
 		struct sw_pid_stat fresh = {};
 
+		if (p->stat_missed)
+			return; /* no room for this process: tried once, counted once */
 		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
 		fresh.comm_ns = bpf_ktime_get_ns();
 		fresh.cgroup_id = bpf_get_current_cgroup_id();
 		ps = lookup_or_init(&pid_stats, &tgid, &fresh);
-		if (!ps)
+		if (!ps) {
+			p->stat_missed = 1;
+			if ((u32)id == tgid) /* once per process: its main thread */
+				count_failure(1);
 			return;
+		}
 	}
 	ps->count += 1;
 	ps->total_ns += dur;
@@ -480,7 +521,7 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct sw_syscall_info *info;
 	struct sw_syscall_event *ev;
 	struct scratch *s;
-	struct pending *p;
+	struct sw_task *p;
 	u64 ts, dur;
 	u32 nr, off = 0;
 	s64 ret;
@@ -503,7 +544,7 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	info = bpf_map_lookup_elem(&syscall_info, &nr);
 	if (!info)
 		return 0;
-	account(nr, id >> 32, ret, dur, info->flags);
+	account(p, id, nr, ret, dur, info->flags);
 
 	if (!(info->flags & SW_SC_ENABLED) || !p->args_ok || !streaming())
 		return 0;
@@ -705,16 +746,34 @@ int BPF_PROG(sw_fork, struct task_struct *parent, struct task_struct *child)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	u32 child_tgid = child->tgid;
+	bool thread = child_tgid == parent->tgid;
 	struct sw_fork_event ev = {};
+	struct sw_task *p, *c;
 
-	if (child_tgid == parent->tgid || !traced(id))
-		return 0; /* a new thread of a process, or not ours */
-	if (cfg.mode == SW_TARGET_PID && cfg.follow_children) {
+	/* The child has not run yet: whatever is marked here holds from its first instruction. */
+	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+	if (p && p->excluded) {
+		/* swatch's own process: its threads and children are swatch's too */
+		c = bpf_task_storage_get(&pending, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (c)
+			c->excluded = 1;
+		return 0;
+	}
+	if (!traced(id))
+		return 0;
+	if (cfg.mode == SW_TARGET_PID && (thread || cfg.follow_children)) {
 		u8 one = 1;
 
-		widen_pid_range(child_tgid); /* before the child can make a syscall */
-		bpf_map_update_elem(&pid_filter, &child_tgid, &one, BPF_ANY);
+		if (!thread)
+			widen_pid_range(child_tgid);
+		/* The mark is the membership: it holds whatever pid_filter can take. */
+		if (!bpf_task_storage_get(&pending, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+			count_failure(2);
+		if (!thread && bpf_map_update_elem(&pid_filter, &child_tgid, &one, BPF_ANY))
+			count_failure(0);
 	}
+	if (thread)
+		return 0; /* a new thread of a process: no event */
 	if (!streaming())
 		return 0;
 	fill_hdr(&ev.hdr, SW_EV_FORK, id);
@@ -731,22 +790,25 @@ int BPF_PROG(sw_exit, struct task_struct *task)
 	u32 tgid = id >> 32;
 	struct sw_exit_event ev = {};
 	struct sw_state *st;
+	bool ours;
 	int code;
 
-	/* The consumer's process is gone, however it ended (kill -9 included): nobody reads the
-	 * ring any more. Stop emitting and drop its exclusion now, before its pid can be reused. */
-	st = bpf_map_lookup_elem(&state, &zero);
-	if (st && st->consumer_pid == tgid && BPF_CORE_READ(task, signal, live.counter) == 0) {
-		st->streaming = 0;
-		st->consumer_pid = 0;
-		if (cfg.mode != SW_TARGET_PID)
-			bpf_map_delete_elem(&pid_filter, &tgid);
-	}
-	/* (the thread's pending entry goes with its task_struct) */
-	if (!traced(id))
-		return 0;
+	/* (the thread's storage goes with its task_struct) */
 	if (BPF_CORE_READ(task, signal, live.counter) > 0)
 		return 0; /* other threads of the process live on */
+	/* The consumer's process is gone, however it ended (kill -9 included): nobody reads the
+	 * ring any more. Stop emitting now, before its pid can be reused. */
+	st = bpf_map_lookup_elem(&state, &zero);
+	if (st && st->consumer_pid == tgid) {
+		st->streaming = 0;
+		st->consumer_pid = 0;
+	}
+	ours = traced(id);
+	/* The process is gone: drop its tgid whoever it was, so a reused pid inherits nothing. */
+	if (cfg.mode == SW_TARGET_PID && in_pid_range(tgid))
+		bpf_map_delete_elem(&pid_filter, &tgid);
+	if (!ours)
+		return 0;
 	if (streaming()) {
 		code = BPF_CORE_READ(task, exit_code);
 		fill_hdr(&ev.hdr, SW_EV_EXIT, id);
@@ -755,7 +817,5 @@ int BPF_PROG(sw_exit, struct task_struct *task)
 		ev.exit_code = ev.signal ? -1 : (code >> 8) & 0xff;
 		output(&ev, sizeof(ev), SW_EV_EXIT);
 	}
-	if (cfg.mode == SW_TARGET_PID)
-		bpf_map_delete_elem(&pid_filter, &tgid);
 	return 0;
 }

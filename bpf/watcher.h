@@ -182,10 +182,25 @@ struct sw_pid_stat {
 	char comm[SW_TASK_COMM_LEN];
 };
 
-/* Per-CPU event accounting: emitted == delivered + dropped. */
+/* Per-CPU event accounting: emitted == delivered + dropped. The rest count membership
+ * inserts that failed: nothing the kernel could not record is lost silently. */
 struct sw_counters {
 	uint64_t emitted[SW_EV_TYPES];
 	uint64_t dropped[SW_EV_TYPES];
+	uint64_t pid_filter_full;  /* children not listed in pid_filter (traced all the same) */
+	uint64_t pid_stats_full;   /* processes not counted per process (pid_stats full) */
+	uint64_t untracked;        /* children that could not be marked at fork: not traced */
+};
+
+/* Per-thread state (task-local storage "pending"): the syscall in flight and the thread's
+ * membership. Userspace writes it (key: a pidfd) to exclude swatch's own processes. */
+struct sw_task {
+	uint64_t ts;            /* 0 = no syscall in flight */
+	uint64_t args[8];       /* 6 used; 8 so that an index masked with 7 stays inside */
+	uint32_t nr;
+	uint32_t args_ok;       /* args[] were read at sys_enter (a consumer was streaming) */
+	uint32_t excluded;      /* swatch's own: never traced, nor its children and threads */
+	uint32_t stat_missed;   /* pid_stats had no room for this process (counted once) */
 };
 
 /* What was loaded, for `status` (array map "meta", one entry). */
@@ -205,6 +220,8 @@ struct sw_meta {
 	char profile[32];
 	char target_label[64];
 	char cgroup_path[256];   /* SW_TARGET_CGROUP: the v2 cgroup directory */
+	uint32_t max_pids;       /* max_entries of pid_filter and pid_stats */
+	uint32_t pad2;
 };
 /* SW_CDEF_END */
 

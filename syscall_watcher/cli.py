@@ -33,7 +33,7 @@ from .tracer import (
     PinnedSession,
     Target,
     load_pinned,
-    pid_exists,
+    membership_warnings,
     pin_dir_default,
     pin_state,
     pin_status,
@@ -189,19 +189,40 @@ def _use_color(mode: ColorMode | str, stream: Any) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
+MaxPids = typer.Option(None, "--max-pids", help="Room for this many processes in the "
+                       "pid-keyed maps [default: the kernel's pid_max, at most 65536]; what "
+                       "does not fit is counted and shown (and a policy fails closed).")
+
+
 def _target(pid: Optional[int | list[int]], comm: Optional[str], uid: Optional[str],
-            no_children: bool, container: Optional[str] = None) -> Target:
+            no_children: bool, container: Optional[str] = None,
+            max_pids: Optional[int] = None) -> Target:
     pids = ([pid] if isinstance(pid, int) else list(dict.fromkeys(pid))) if pid else []
     chosen = [n for n, v in (("--pid", pids or None), ("--comm", comm), ("--uid", uid),
                              ("--container", container)) if v is not None]
     if len(chosen) > 1:
         raise SwatchError(f"choose one target, not {' and '.join(chosen)}")
+    if max_pids is not None and not 1 <= max_pids <= 1 << 22:
+        raise SwatchError(f"--max-pids {max_pids}: choose 1 to {1 << 22}")
+    target = _target_of(pids, comm, uid, no_children, container)
+    target.max_pids = max_pids or 0
+    return target
+
+
+def _target_of(pids: list[int], comm: Optional[str], uid: Optional[str], no_children: bool,
+               container: Optional[str]) -> Target:
+    from .process import resolve_pid
+
     if pids:
-        for p in pids:
-            if not pid_exists(p):
-                raise SwatchError(f"no such process: {p}")
-        label = ("pid " if len(pids) == 1 else "pids ") + ",".join(map(str, pids))
-        return Target(mode="pid", pid=pids[0], more_pids=tuple(pids[1:]),
+        resolved = []
+        for p in pids:  # a thread id becomes its process; zombies, kernel threads refused
+            r = resolve_pid(p)
+            if r.notice:
+                typer.echo(r.notice, err=True)
+            resolved.append(r.pid)
+        resolved = list(dict.fromkeys(resolved))
+        label = ("pid " if len(resolved) == 1 else "pids ") + ",".join(map(str, resolved))
+        return Target(mode="pid", pid=resolved[0], more_pids=tuple(resolved[1:]),
                       follow_children=not no_children, label=label[:63])
     if comm is not None:
         if not comm or len(comm.encode()) > 15:
@@ -254,6 +275,7 @@ def load(
     ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes "
                                   "(a power of two)."),
     replace: bool = typer.Option(False, "--replace", help="Replace a tracer already loaded."),
+    max_pids: Optional[int] = MaxPids,
     pin_dir: Optional[Path] = PinDir,
 ) -> None:
     """Load the tracer, pin it under bpffs and return; tracing goes on without us."""
@@ -264,7 +286,7 @@ def load(
     if no_children and not pid:
         raise SwatchError("--no-children applies to --pid only (the other targets have no tree "
                           "to follow)")
-    target = _target(pid, comm, uid, no_children, container)
+    target = _target(pid, comm, uid, no_children, container, max_pids)
     start = time.monotonic()
     path = load_pinned(target, sel.label, _pin_dir(pin_dir), ring_size, replace=replace,
                        enabled=sel.syscalls, failed_only=failed)
@@ -495,6 +517,10 @@ def status(
             "events_emitted": counters.emitted,
             "events_dropped": counters.dropped,
             "syscalls_counted": sum(int(s["count"]) for s in session.syscall_stats().values()),
+            "max_pids": int(meta.max_pids),
+            "pid_filter_full": counters.pid_filter_full,
+            "pid_stats_full": counters.pid_stats_full,
+            "untracked": counters.untracked,
         }
     finally:
         session.close()
@@ -510,6 +536,10 @@ def status(
     typer.echo(f"  syscalls   {info['syscalls_counted']:,} counted")
     typer.echo(f"  events     {counters.total_emitted:,} emitted, {counters.total_dropped:,} "
                "dropped (ring buffer full)")
+    for line in membership_warnings(counters, int(meta.max_pids)):
+        typer.secho(f"  WARNING    {line}", fg="red", err=False)
+
+
 
 
 def ffi_str(cdata: Any) -> str:
@@ -554,6 +584,7 @@ def run(
                                      "children."),
     color: ColorMode = typer.Option(ColorMode.auto, "--color", help="auto | always | never"),
     ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes."),
+    max_pids: Optional[int] = MaxPids,
 ) -> None:
     """Run CMD traced from its first syscall (help: RUN_HELP)."""
     from .launch import exit_code_for_shell, run_traced
@@ -576,7 +607,7 @@ def run(
                             follow_children=not no_children, color=use_color,
                             notices=None if json_on_stderr else sys.stderr,
                             ring_size=ring_size, enabled=sel.syscalls, failed_only=failed,
-                            view=view)
+                            view=view, max_pids=max_pids or 0)
     finally:
         out.close()
     tell(sys.stderr, run_summary_json(argv, result) if json_on_stderr
@@ -633,6 +664,9 @@ def summary(
                               for k in ("count", "errors", "bytes_in", "bytes_out", "total_ns")},
                     "events_emitted": counters.total_emitted,
                     "events_dropped": counters.total_dropped,
+                    "pid_stats_full": counters.pid_stats_full,
+                    "pid_filter_full": counters.pid_filter_full,
+                    "untracked": counters.untracked,
                 }))
             else:
                 every = "" if once else f" (every {interval:g}s)"
@@ -644,6 +678,11 @@ def summary(
                 if counters.total_dropped:
                     text += (f"events: {counters.total_emitted:,} emitted, "
                              f"{counters.total_dropped:,} dropped (ring buffer full)\n")
+                for line in membership_warnings(counters, int(meta.max_pids)):
+                    text += f"WARNING: {line}\n"
+                if by == "pid" and counters.pid_stats_full:
+                    text += ("(the per-process rows leave those processes out; the per-syscall "
+                             "totals count them)\n")
                 if redraw:
                     sys.stdout.write("\033[H\033[2J")
                 sys.stdout.write(text)
@@ -671,6 +710,7 @@ def policy_load(
     require_preventive: bool = typer.Option(False, "--require-preventive", help="Refuse to load "
                                             "if any operation could only be held reactively "
                                             "(SIGKILL after the call)."),
+    max_pids: Optional[int] = MaxPids,
     pin_dir: Optional[Path] = PolicyPinDir,
 ) -> None:
     """Enforce a policy on a process tree or container; pinned, returns at once."""
@@ -681,7 +721,7 @@ def policy_load(
     pol = load_policy(policy)
     if not pid and container is None:
         raise SwatchError("policy-load needs a target: --pid PID or --container REF")
-    target = _target(_one_pid(pid), None, None, False, container)
+    target = _target(_one_pid(pid), None, None, False, container, max_pids)
     start = time.monotonic()
     path, plans = load_policy_pinned(pol, target, _policy_pin_dir(pin_dir), audit_only=audit_only,
                                      require_preventive=require_preventive)

@@ -27,12 +27,13 @@ from .component import Component, LoadedComponent, PinnedComponent, PinState, pi
 from .errors import BpfError, SwatchError
 from .libbpf import BpfObject, Link, MapSet, RingConsumer, lib
 from .policy import OPERATIONS, Policy
+from .process import PidFd, descendants, open_pidfds
 from .stream import Output, tell
 from .text import from_c, printable
 from .tracer import (
     Target,
     built_object,
-    descendants,
+    max_pids_for,
     require_btf,
     require_root,
 )
@@ -368,6 +369,9 @@ class DenialCounts:
     by_rule: dict[int, int] = field(default_factory=dict)
     emitted: int = 0
     dropped: int = 0
+    untracked: int = 0         # children "targets" had no room for (--max-pids)
+    killed_untracked: int = 0  # of those, killed at their first syscall (cgroup tier in use)
+    unmarked: int = 0          # children not even marked (no memory): their parent was killed
 
 
 class PolicySession(MapSet):
@@ -401,6 +405,9 @@ class PolicySession(MapSet):
             out.by_rule[i] = sum(vals[c].rules[i] for c in cpus)
         out.emitted = sum(vals[c].emitted for c in cpus)
         out.dropped = sum(vals[c].dropped for c in cpus)
+        out.untracked = sum(vals[c].untracked for c in cpus)
+        out.killed_untracked = sum(vals[c].killed_untracked for c in cpus)
+        out.unmarked = sum(vals[c].unmarked for c in cpus)
         return out
 
     def pids(self) -> list[int]:
@@ -408,6 +415,9 @@ class PolicySession(MapSet):
 
     def add_pid(self, pid: int) -> None:
         self.maps["targets"].update(libbpf.new("uint32_t *", pid), libbpf.new("uint8_t *", 1))
+
+    def remove_pid(self, pid: int) -> None:
+        self.maps["targets"].delete(libbpf.new("uint32_t *", pid))
 
 
 class LoadedPolicy(LoadedComponent, PolicySession):
@@ -443,6 +453,7 @@ class LoadedPolicy(LoadedComponent, PolicySession):
             cgroup_fd = os.open(cgroup_v2_root(), os.O_RDONLY | os.O_DIRECTORY)
         obj = BpfObject(bpf_object_path())
         links: dict[str, Link] = {}
+        held: PidFd | None = None
         try:
             for name, prog in obj.programs.items():
                 prog.set_autoload(name in wanted)
@@ -451,10 +462,15 @@ class LoadedPolicy(LoadedComponent, PolicySession):
             cfg.audit_only = 1 if audit_only else 0
             cfg.target_cgroup = target.cgroup_id
             cfg.target_cgroup_level = target.cgroup_level
+            # The cgroup tier sees only "targets": a child it has no room for is killed.
+            cfg.kill_untracked = 1 if target.mode == "pid" and cgroup_progs else 0
             obj.set_rodata(cfg)
+            max_pids = max_pids_for(target)
+            obj.set_max_entries("targets", max_pids)
             obj.load()
             loaded = cls(obj, links, plans)
-            loaded._fill(policy, target, plans, audit_only)
+            held = PidFd(target.pid) if target.mode == "pid" else None
+            loaded._fill(policy, target, plans, audit_only, max_pids)
             # Track the process tree first, so no child escapes between attach and fill.
             for name in sorted(wanted, key=lambda n: n not in TRACKING_PROGS):
                 prog = obj.programs[name]
@@ -463,8 +479,12 @@ class LoadedPolicy(LoadedComponent, PolicySession):
                 else:
                     loaded.links[name] = prog.attach()
             if target.mode == "pid":
-                for pid in descendants(target.pid):
-                    loaded.add_pid(pid)
+                loaded._add_existing(descendants(target.pid, skip=os.getpid()), max_pids)
+            if held is not None and held.exited():
+                # It died while we loaded: its exit may have passed before its pid was
+                # written, and a reused pid would inherit the policy. Fail, leave nothing.
+                raise SwatchError(f"process {target.pid} exited while the policy was "
+                                  "loading; nothing was loaded")
             return loaded
         except BaseException:
             for link in links.values():
@@ -472,10 +492,31 @@ class LoadedPolicy(LoadedComponent, PolicySession):
             obj.close()
             raise
         finally:
+            if held is not None:
+                held.close()
             if cgroup_fd >= 0:
                 os.close(cgroup_fd)
 
-    def _fill(self, policy: Policy, target: Target, plans: list[OpPlan], audit_only: bool) -> None:
+    def _add_existing(self, pids: list[int], max_pids: int) -> None:
+        """Add processes that already exist; any that exit meanwhile are taken out again."""
+        held = open_pidfds(pids)
+        try:
+            for h in held:
+                try:
+                    self.add_pid(h.pid)
+                except SwatchError as err:
+                    raise SwatchError(
+                        f"the target tree already has more than {max_pids} processes "
+                        f"(--max-pids); nothing was loaded: {err}") from None
+            for h in held:
+                if h.exited():
+                    self.remove_pid(h.pid)
+        finally:
+            for h in held:
+                h.close()
+
+    def _fill(self, policy: Policy, target: Target, plans: list[OpPlan], audit_only: bool,
+              max_pids: int) -> None:
         r = libbpf.new("struct swp_rules *")
         for op in policy.blocks:
             r.block |= 1 << OPERATIONS.index(op)
@@ -517,6 +558,7 @@ class LoadedPolicy(LoadedComponent, PolicySession):
         meta.target_cgroup = target.cgroup_id
         meta.policy = policy.name.encode()[:63]
         meta.target_label = target.label.encode()[:63]
+        meta.max_pids = max_pids
         self.maps["meta"].update(libbpf.new("uint32_t *", 0), meta)
         if target.mode == "pid":
             self.add_pid(target.pid)
@@ -682,7 +724,9 @@ class DenialStreamer:
         self._consumer: RingConsumer | None = RingConsumer(session.maps["denials"])
         self._offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(
             time.CLOCK_MONOTONIC)
-        self._dropped_seen = session.counts().dropped
+        counts = session.counts()
+        self._dropped_seen = counts.dropped
+        self._untracked_seen = counts.untracked + counts.unmarked
         self._told_failure = False
         self.seen = 0
 
@@ -753,7 +797,14 @@ class DenialStreamer:
                                f"{self.out.lines} lines\n")
 
     def check_drops(self) -> None:
-        total = self.session.counts().dropped
+        counts = self.session.counts()
+        untracked = counts.untracked + counts.unmarked
+        if untracked != self._untracked_seen:
+            tell(self.notices, f"swatch: {untracked - self._untracked_seen} processes of the "
+                               "target found no room in the policy's map (--max-pids); see "
+                               "`swatch policy-summary`\n")
+        self._untracked_seen = untracked
+        total = counts.dropped
         new = total - self._dropped_seen
         if new <= 0:
             return
@@ -786,6 +837,10 @@ def summary(session: PolicySession) -> dict:  # type: ignore[type-arg]
                    "denials": counts.by_rule.get(k, 0)} for k, p in enumerate(paths)],
         "total": counts.emitted,
         "records_lost": counts.dropped,
+        "max_pids": int(meta.max_pids),
+        "untracked": counts.untracked,
+        "killed_untracked": counts.killed_untracked,
+        "unmarked": counts.unmarked,
         "pids": session.pids() if meta.mode == lib.SWP_TARGET_PID else [],
     }
 
@@ -802,6 +857,14 @@ def render_summary(s: dict) -> str:  # type: ignore[type-arg]
         lines.append(f"  {'PATH RULE':{width}} {'DENIALS':>9}")
         for label, r in zip(labels, s["rules"]):
             lines.append(f"  {label:{width}} {r['denials']:>9,}")
+    if s.get("untracked"):
+        lines.append(f"  WARNING: {s['untracked']:,} processes of the target found no room in its "
+                     f"map (--max-pids {s['max_pids']:,}); policed by task-local storage, and "
+                     f"{s['killed_untracked']:,} killed at their first syscall (the cgroup tier "
+                     "cannot see them)")
+    if s.get("unmarked"):
+        lines.append(f"  WARNING: {s['unmarked']:,} children could not be tracked at all (out of "
+                     "memory): their parent was killed")
     if s["records_lost"]:
         lines.append(f"  {s['records_lost']:,} denial records lost (ring buffer full); "
                      "counted above")

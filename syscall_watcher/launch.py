@@ -7,12 +7,12 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 from .errors import SwatchError
 from .stream import LIVE_MS, Output, Streamer
-from .tracer import DEFAULT_RING_SIZE, LoadedTracer, Target
+from .tracer import DEFAULT_RING_SIZE, LoadedTracer, Target, membership_warnings
 from .view import TraceView
 
 
@@ -26,6 +26,8 @@ class RunResult:
     written: int
     tracer_stats: dict  # type: ignore[type-arg]
     pid_stats: dict  # type: ignore[type-arg]
+    pid_stats_full: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def _held_child(path: str, argv: list[str]) -> tuple[int, int]:
@@ -57,7 +59,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                follow_children: bool = True, color: bool = False,
                notices: TextIO | None = None, ring_size: int = DEFAULT_RING_SIZE,
                enabled: frozenset[str] | None = None, failed_only: bool = False,
-               view: TraceView | None = None) -> RunResult:
+               view: TraceView | None = None, max_pids: int = 0) -> RunResult:
     if not argv:
         raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
@@ -81,7 +83,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
     try:
         tracer = LoadedTracer.load(
             Target(mode="pid", pid=pid, follow_children=follow_children,
-                   label=os.path.basename(argv[0])),
+                   label=os.path.basename(argv[0]), max_pids=max_pids),
             profile, ring_size=ring_size, enabled=enabled, failed_only=failed_only,
         )
         start = time.monotonic()
@@ -115,6 +117,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             written=written,
             tracer_stats=tracer.syscall_stats(),
             pid_stats=tracer.pid_stats(),
+            pid_stats_full=counters.pid_stats_full,
+            warnings=membership_warnings(counters, tracer.max_pids),
         )
     finally:
         if release >= 0:

@@ -20,7 +20,7 @@ from typing import BinaryIO, TextIO
 from . import libbpf, syscalls
 from .errors import SwatchError
 from .libbpf import RingConsumer, lib
-from .tracer import Session
+from .tracer import Counters, Session
 from .view import TraceView
 
 DROP_CHECK_S = 0.5
@@ -167,9 +167,9 @@ class Streamer:
         self.color = color
         self.notices = notices
         self._consumer: RingConsumer | None = None
-        self._excluded_self = False
         self._streaming = False
         self._dropped_seen = 0
+        self._lost_seen = (0, 0, 0)
         self._next_drop_check = 0.0
         self.dropped_during = 0
         self.told_failure = False
@@ -181,10 +181,13 @@ class Streamer:
         _setup_formatter()
         self.view.apply()
         self._consumer = RingConsumer(self.session.maps["events"])
-        if self.session.meta().mode != lib.SW_TARGET_PID:
-            self.session.add_pid(os.getpid())  # never trace our own writes
-            self._excluded_self = True
-        self._dropped_seen = self.session.counters().total_dropped
+        # Never trace our own writes, whatever the target (even a tree we are part of): the
+        # mark is in our task-local storage and goes when we exit.
+        self.session.exclude(os.getpid())
+        counters = self.session.counters()
+        self._dropped_seen = counters.total_dropped
+        self._lost_seen = (counters.pid_filter_full, counters.pid_stats_full,
+                           counters.untracked)
         self.session.set_streaming(True, os.getpid())
         self._streaming = True
         return self
@@ -192,8 +195,6 @@ class Streamer:
     def __exit__(self, *exc: object) -> None:
         try:
             self._stop_emitting()
-            if self._excluded_self:
-                self.session.remove_pid(os.getpid())
         finally:
             if self._consumer is not None:
                 self._consumer.close()
@@ -272,7 +273,9 @@ class Streamer:
             self._emit(chunk)
 
     def check_drops(self) -> None:
-        total = self.session.counters().total_dropped
+        counters = self.session.counters()
+        self._check_membership(counters)
+        total = counters.total_dropped
         new = total - self._dropped_seen
         if new <= 0:
             return
@@ -282,3 +285,18 @@ class Streamer:
             self._emit(f'{{"type":"lost","dropped":{new},"total_dropped":{total}}}\n'.encode())
         tell(self.notices, f"swatch: {new} events dropped (ring buffer full); {total} since "
                            "load\n")
+
+    def _check_membership(self, counters: Counters) -> None:
+        """A notice line when the kernel could not record a process (maps full, no memory)."""
+        now = (counters.pid_filter_full, counters.pid_stats_full, counters.untracked)
+        new = [b - a for a, b in zip(self._lost_seen, now)]
+        self._lost_seen = now
+        if new[2] > 0:
+            tell(self.notices, f"swatch: {new[2]} new processes could not be marked at fork "
+                               f"and are NOT traced; {now[2]} since load\n")
+        if new[1] > 0:
+            tell(self.notices, f"swatch: {new[1]} processes not counted per process "
+                               f"(pid_stats full, --max-pids); {now[1]} since load\n")
+        if new[0] > 0:
+            tell(self.notices, f"swatch: {new[0]} children not listed in pid_filter (full, "
+                               f"--max-pids; still traced); {now[0]} since load\n")

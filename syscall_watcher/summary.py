@@ -188,12 +188,15 @@ def render_run_summary(argv: list[str], result,  # type: ignore[no-untyped-def]
     rows = sort_rows(syscall_rows(result.tracer_stats), "count")
     errors = sum(r.errors for r in rows)
     title = (f"swatch — {os.path.basename(argv[0])} {how_it_ended(result.exit_code)} after "
-             f"{result.wall_s:.2f}s — {plural(len(result.pid_stats), 'process', 'processes')}")
+             f"{result.wall_s:.2f}s — {plural(len(result.pid_stats), 'process', 'processes')}"
+             + (f" (+{result.pid_stats_full} not counted per process)"
+                if getattr(result, "pid_stats_full", 0) else ""))
     return (render_table(rows, "syscall", title, top=top)
             + f"swatch: {plural(sum(r.count for r in rows), 'syscall')}, "
               f"{plural(errors, 'error')}\n"
             + f"swatch: events delivered={result.delivered} dropped={result.dropped} "
-              f"emitted={result.emitted} written={result.written}\n")
+              f"emitted={result.emitted} written={result.written}\n"
+            + "".join(f"swatch: WARNING: {w}\n" for w in getattr(result, "warnings", [])))
 
 
 def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped-def]
@@ -205,4 +208,5 @@ def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped
         "syscalls": sum(r.count for r in rows), "errors": sum(r.errors for r in rows),
         "events": {"delivered": result.delivered, "dropped": result.dropped,
                    "emitted": result.emitted, "written": result.written},
+        "warnings": list(getattr(result, "warnings", [])),
     }) + "\n"

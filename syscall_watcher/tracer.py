@@ -11,6 +11,9 @@ from . import libbpf, syscalls
 from .component import Component, LoadedComponent, PinnedComponent, PinState, pin_dir_from
 from .errors import SwatchError
 from .libbpf import BpfObject, Link, MapSet, lib
+from .process import PidFd, descendants, open_pidfds, pid_exists, pid_max, thread_pidfds
+
+__all__ = ["descendants", "pid_exists"]  # re-exported: older callers import them from here
 
 VERSION = 2  # meta.version; 2: meta carries the link mask and is pinned last
 DEFAULT_PIN_DIR = "/sys/fs/bpf/syscall_watcher"
@@ -36,6 +39,7 @@ MAPS = {
     "counters": ("uint32_t", "struct sw_counters"),
     "state": ("uint32_t", "struct sw_state"),
     "meta": ("uint32_t", "struct sw_meta"),
+    "pending": ("int", "struct sw_task"),
 }
 # Numbers from bpf/watcher.h through cffi, never copied (tests/test_constants.py ties the names).
 EV_NAMES = {lib.SW_EV_SYSCALL: "syscall", lib.SW_EV_EXEC: "exec", lib.SW_EV_FORK: "fork",
@@ -92,16 +96,34 @@ class Target:
     label: str = "system-wide"
     exclude_pids: tuple[int, ...] = ()
     more_pids: tuple[int, ...] = ()  # mode "pid": further processes traced with ``pid``
+    max_pids: int = 0  # max_entries of the pid-keyed maps; 0 = the kernel's pid_max
 
     @property
     def all_pids(self) -> tuple[int, ...]:
         return (self.pid, *(p for p in self.more_pids if p != self.pid))
 
 
+# The pid-keyed hashes allocate their bucket array up front even with BPF_F_NO_PREALLOC:
+# 16 bytes per slot (measured: 0.5 MB at 32,768, 64 MB at 4,194,304 per map). Membership does
+# not depend on them (children are marked in task-local storage), so the default is the
+# kernel's pid_max up to 65,536 (1 MB a map); --max-pids asks for more or less.
+DEFAULT_MAX_PIDS_CAP = 65536
+
+
+def max_pids_for(target: Target) -> int:
+    n = target.max_pids or min(pid_max(), DEFAULT_MAX_PIDS_CAP)
+    if n < 1 or n > 1 << 22:
+        raise SwatchError(f"--max-pids {n}: choose 1 to {1 << 22} (the kernel's pid limit)")
+    return n
+
+
 @dataclass
 class Counters:
     emitted: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    pid_filter_full: int = 0  # children not listed in pid_filter (traced all the same)
+    pid_stats_full: int = 0   # processes not counted per process
+    untracked: int = 0        # children that could not be marked at fork: not traced
 
     @property
     def total_emitted(self) -> int:
@@ -110,6 +132,21 @@ class Counters:
     @property
     def total_dropped(self) -> int:
         return sum(self.dropped.values())
+
+
+def membership_warnings(counters: Counters, max_pids: int) -> list[str]:
+    """What the kernel could not record about the target's processes, in words."""
+    out = []
+    if counters.untracked:
+        out.append(f"{counters.untracked:,} new processes/threads could not be marked at fork "
+                   "(out of memory) and are NOT traced")
+    if counters.pid_stats_full:
+        out.append(f"{counters.pid_stats_full:,} processes not counted per process "
+                   f"(pid_stats full at {max_pids:,}; --max-pids)")
+    if counters.pid_filter_full:
+        out.append(f"{counters.pid_filter_full:,} children not listed in pid_filter (full at "
+                   f"{max_pids:,}; --max-pids); they are traced all the same")
+    return out
 
 
 def require_root() -> None:
@@ -149,6 +186,10 @@ class Session(MapSet):
         for t, name in EV_NAMES.items():
             out.emitted[name] = sum(vals[c].emitted[t] for c in range(libbpf.NUM_CPUS))
             out.dropped[name] = sum(vals[c].dropped[t] for c in range(libbpf.NUM_CPUS))
+        cpus = range(libbpf.NUM_CPUS)
+        out.pid_filter_full = sum(vals[c].pid_filter_full for c in cpus)
+        out.pid_stats_full = sum(vals[c].pid_stats_full for c in cpus)
+        out.untracked = sum(vals[c].untracked for c in cpus)
         return out
 
     def pids(self) -> list[int]:
@@ -165,6 +206,22 @@ class Session(MapSet):
 
     def remove_pid(self, pid: int) -> None:
         self.maps["pid_filter"].delete(libbpf.new("uint32_t *", pid))
+
+    def exclude(self, pid: int) -> None:
+        """Never trace process pid, its threads, or what it forks from now on, whatever the
+        target: its threads are marked excluded in task-local storage, which dies with them."""
+        value = libbpf.new("struct sw_task *", {"excluded": 1})
+        key = libbpf.new("int *")
+        fds = thread_pidfds(pid)
+        try:
+            for fd in fds:
+                key[0] = fd
+                self.maps["pending"].update(key, value)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if self.meta().mode == lib.SW_TARGET_PID:
+            self.remove_pid(pid)
 
     def syscall_stats(self) -> dict[int, dict[str, int | list[int]]]:
         """Per syscall number: count, errors, bytes_in, bytes_out, total_ns, hist (summed over CPUs)."""
@@ -231,6 +288,7 @@ class LoadedTracer(LoadedComponent, Session):
             raise SwatchError(f"ring buffer size {ring_size} must be a power of two from 4096 "
                               f"to {MAX_RING_SIZE} (1 GiB)")
         obj = BpfObject(bpf_object_path())
+        held: list[PidFd] = []
         try:
             cfg = libbpf.new("struct sw_config *")
             cfg.mode = MODE_IDS[target.mode]
@@ -243,23 +301,57 @@ class LoadedTracer(LoadedComponent, Session):
             cfg.target_comm = target.comm.encode()[: lib.SW_TASK_COMM_LEN - 1]
             obj.set_rodata(cfg)
             obj.set_max_entries("events", ring_size)
+            max_pids = max_pids_for(target)
+            obj.set_max_entries("pid_filter", max_pids)
+            obj.set_max_entries("pid_stats", max_pids)
             obj.load()
             tracer = cls(obj, {})
-            tracer._fill(target, profile, enabled, ring_size, failed_only)
+            if target.mode == "pid":
+                held = [PidFd(p) for p in target.all_pids]
+            tracer._fill(target, profile, enabled, ring_size, max_pids, failed_only)
             for prog_name in PROGRAMS:
                 tracer.links[prog_name] = obj.programs[prog_name].attach()
             if target.mode == "pid" and target.follow_children:
-                # Children forked before the fork hook was attached.
+                # Children forked before the fork hook was attached (never our own process).
                 for root in target.all_pids:
-                    for pid in descendants(root):
-                        tracer.add_pid(pid)
+                    tracer._add_existing(descendants(root, skip=os.getpid()))
+            gone = [h.pid for h in held if h.exited()]
+            if gone:
+                # It died while we loaded: its exit may have passed before its pid was
+                # written, so nothing would ever remove it. Fail, leave nothing.
+                for pid in gone:
+                    tracer.remove_pid(pid)
+                raise SwatchError(f"process {gone[0]} exited while the tracer was "
+                                  "loading; nothing was loaded")
             return tracer
         except BaseException:
             obj.close()
             raise
+        finally:
+            for h in held:
+                h.close()
+
+    def _add_existing(self, pids: list[int]) -> None:
+        """Add processes that already exist; any that exit meanwhile are taken out again."""
+        held = open_pidfds(pids)
+        try:
+            for h in held:
+                try:
+                    self.add_pid(h.pid)
+                except SwatchError as err:
+                    raise SwatchError(
+                        f"the target tree already has more than {self.max_pids} processes "
+                        f"(--max-pids): {err}") from None
+            for h in held:
+                if h.exited():
+                    self.remove_pid(h.pid)
+        finally:
+            for h in held:
+                h.close()
 
     def _fill(self, target: Target, profile: str, enabled: frozenset[str], ring_size: int,
-              failed_only: bool = False) -> None:
+              max_pids: int, failed_only: bool = False) -> None:
+        self.max_pids = max_pids
         info_map = self.maps["syscall_info"]
         key = libbpf.new("uint32_t *")
         info = libbpf.new("struct sw_syscall_info *")
@@ -273,12 +365,6 @@ class LoadedTracer(LoadedComponent, Session):
             info_map.update(key, info)
         empty = libbpf.new("struct sw_pid_range *", {"lo": 0xFFFFFFFF, "hi": 0})
         self.maps["pid_range"].update(libbpf.new("uint32_t *", 0), empty)
-        if target.mode == "pid":
-            for pid in target.all_pids:
-                self.add_pid(pid)
-        else:
-            for pid in (os.getpid(), *target.exclude_pids):
-                self.add_pid(pid)
         meta = libbpf.new("struct sw_meta *")
         meta.version = VERSION
         meta.mode = MODE_IDS[target.mode]
@@ -293,7 +379,14 @@ class LoadedTracer(LoadedComponent, Session):
         meta.profile = profile.encode()[:31]
         meta.target_label = target.label.encode()[:63]
         meta.cgroup_path = target.cgroup_path.encode()[:255]
+        meta.max_pids = max_pids
         self.maps["meta"].update(libbpf.new("uint32_t *", 0), meta)
+        # swatch's own processes are never traced, whatever the target (even `--pid 1`).
+        for pid in (os.getpid(), *target.exclude_pids):
+            self.exclude(pid)
+        if target.mode == "pid":
+            for pid in target.all_pids:
+                self.add_pid(pid)
 
     def links_by_pin_name(self) -> dict[str, Link]:
         return {PROGRAMS[prog]: link for prog, link in self.links.items()}
@@ -346,28 +439,3 @@ def load_pinned(target: Target, profile: str, pin_dir: Path, ring_size: int,
         tracer.close()
     return pin_dir
 
-
-def descendants(pid: int) -> list[int]:
-    """Every live descendant process of pid, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def pid_exists(pid: int) -> bool:
-    return pid > 0 and os.path.isdir(f"/proc/{pid}")
