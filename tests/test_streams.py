@@ -296,7 +296,6 @@ def test_run_trace_never_mixes_with_cmd_output() -> None:
     assert "events delivered=" in p.stderr
 
 
-@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
 def test_run_json_pipes_into_jq() -> None:
     for pipeline in (f"{SWATCH} run --json -o - -- sh -c 'echo hi >/dev/null' | jq -c .type",
                      f"{SWATCH} run --json -- sh -c 'echo hi' 2>&1 >/dev/null | jq -c .type"):
