@@ -27,7 +27,7 @@ from .component import Component, LoadedComponent, PinnedComponent, PinState, pi
 from .errors import BpfError, SwatchError
 from .libbpf import BpfObject, Link, MapSet, RingConsumer, lib
 from .policy import OPERATIONS, Policy
-from .process import PidFd, descendants, open_pidfds
+from .process import PidFd, add_existing, descendants
 from .stream import Output, tell
 from .text import from_c, printable
 from .tracer import (
@@ -479,7 +479,7 @@ class LoadedPolicy(LoadedComponent, PolicySession):
                 else:
                     loaded.links[name] = prog.attach()
             if target.mode == "pid":
-                loaded._add_existing(descendants(target.pid, skip=os.getpid()), max_pids)
+                add_existing(loaded, descendants(target.pid, skip=os.getpid()), max_pids)
             if held is not None and held.exited():
                 # It died while we loaded: its exit may have passed before its pid was
                 # written, and a reused pid would inherit the policy. Fail, leave nothing.
@@ -496,24 +496,6 @@ class LoadedPolicy(LoadedComponent, PolicySession):
                 held.close()
             if cgroup_fd >= 0:
                 os.close(cgroup_fd)
-
-    def _add_existing(self, pids: list[int], max_pids: int) -> None:
-        """Add processes that already exist; any that exit meanwhile are taken out again."""
-        held = open_pidfds(pids)
-        try:
-            for h in held:
-                try:
-                    self.add_pid(h.pid)
-                except SwatchError as err:
-                    raise SwatchError(
-                        f"the target tree already has more than {max_pids} processes "
-                        f"(--max-pids); nothing was loaded: {err}") from None
-            for h in held:
-                if h.exited():
-                    self.remove_pid(h.pid)
-        finally:
-            for h in held:
-                h.close()
 
     def _fill(self, policy: Policy, target: Target, plans: list[OpPlan], audit_only: bool,
               max_pids: int) -> None:

@@ -162,3 +162,23 @@ def thread_pidfds(pid: int) -> list[int]:
         for fd in fds:
             os.close(fd)
     return [os.pidfd_open(pid)]
+
+
+def add_existing(session, pids: list[int], max_pids: int) -> None:  # type: ignore[no-untyped-def]
+    """Add processes that already exist to a tracer's or an enforcer's pid map (its add_pid /
+    remove_pid); any that exit meanwhile are taken out again, so a reused pid inherits
+    nothing."""
+    held = open_pidfds(pids)
+    try:
+        for h in held:
+            try:
+                session.add_pid(h.pid)
+            except SwatchError as err:
+                raise SwatchError(f"the target tree already has more than {max_pids} processes "
+                                  f"(--max-pids); nothing was loaded: {err}") from None
+        for h in held:
+            if h.exited():
+                session.remove_pid(h.pid)
+    finally:
+        for h in held:
+            h.close()

@@ -11,7 +11,7 @@ from . import libbpf, syscalls
 from .component import Component, LoadedComponent, PinnedComponent, PinState, pin_dir_from
 from .errors import SwatchError
 from .libbpf import BpfObject, Link, MapSet, lib
-from .process import PidFd, descendants, open_pidfds, pid_exists, pid_max, thread_pidfds
+from .process import PidFd, add_existing, descendants, pid_exists, pid_max, thread_pidfds
 
 __all__ = ["descendants", "pid_exists"]  # re-exported: older callers import them from here
 
@@ -314,7 +314,7 @@ class LoadedTracer(LoadedComponent, Session):
             if target.mode == "pid" and target.follow_children:
                 # Children forked before the fork hook was attached (never our own process).
                 for root in target.all_pids:
-                    tracer._add_existing(descendants(root, skip=os.getpid()))
+                    add_existing(tracer, descendants(root, skip=os.getpid()), max_pids)
             gone = [h.pid for h in held if h.exited()]
             if gone:
                 # It died while we loaded: its exit may have passed before its pid was
@@ -327,24 +327,6 @@ class LoadedTracer(LoadedComponent, Session):
         except BaseException:
             obj.close()
             raise
-        finally:
-            for h in held:
-                h.close()
-
-    def _add_existing(self, pids: list[int]) -> None:
-        """Add processes that already exist; any that exit meanwhile are taken out again."""
-        held = open_pidfds(pids)
-        try:
-            for h in held:
-                try:
-                    self.add_pid(h.pid)
-                except SwatchError as err:
-                    raise SwatchError(
-                        f"the target tree already has more than {self.max_pids} processes "
-                        f"(--max-pids): {err}") from None
-            for h in held:
-                if h.exited():
-                    self.remove_pid(h.pid)
         finally:
             for h in held:
                 h.close()
