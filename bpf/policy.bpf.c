@@ -769,6 +769,39 @@ static __always_inline bool path_rules_for(struct swp_rules *r, u32 op, bool wr)
 
 #define SWP_PACK(op, rule) ((int)(((op) & 0xff) << 8 | ((rule) & 0xff)))
 
+/* FMODE_BACKING marks a file that is the layer file inside a struct backing_file (overlayfs,
+ * FUSE passthrough). Its bit moved: 1 << 25 from 6.8, 1 << 24 once the fanotify pre-content
+ * bits came (6.14, and stable kernels that took them: Debian's 6.12.117 has 1 << 24, measured).
+ * Not in BTF, so either bit is taken as a hint and the backing_file is checked (below). */
+#define FMODE_BACKING_BITS ((1u << 24) | (1u << 25))
+
+/* The path the user opened a file by (the kernel's file_user_path()). A mapping's vm_file on
+ * overlayfs is the layer's backing file, and since 6.8 its f_path is the layer's real path
+ * (e.g. /upper/dir/f): the overlay path is backing_file.user_path. (6.5 to 6.7 kept the overlay
+ * path in f_path and named the other real_path; before 6.5 there is no backing file, and
+ * overlayfs gave its layer file the overlay path.) Where the hint bit means something else,
+ * what follows struct file is not a path on a filesystem other than the file's own: f_path. */
+static __always_inline u32 file_user_path(struct file *f, char *buf, u32 *trunc)
+{
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	struct vfsmount *mnt = BPF_CORE_READ(f, f_path.mnt);
+
+	if (bpf_core_field_exists(struct backing_file, user_path) &&
+	    (BPF_CORE_READ(f, f_mode) & FMODE_BACKING_BITS)) {
+		struct backing_file *bf = (void *)f;
+		struct dentry *ud = BPF_CORE_READ(bf, user_path.dentry);
+		struct vfsmount *um = BPF_CORE_READ(bf, user_path.mnt);
+		struct super_block *sb = BPF_CORE_READ(um, mnt_sb);
+
+		if (ud && sb && BPF_CORE_READ(ud, d_sb) == sb &&
+		    sb != BPF_CORE_READ(f, f_inode, i_sb)) {
+			d = ud;
+			mnt = um;
+		}
+	}
+	return dentry_path(d, mnt, buf, trunc);
+}
+
 /* The paths of a file call: the fd's (or mapping's) kernel-resolved path, or the user's path
  * joined to the root/cwd/dirfd and normalised; then the second path (rename, link).
  * Returns -1, or SWP_PACK(the op that matched, its rule); fills s->ev's target. A global
@@ -823,7 +856,7 @@ __noinline int check_file_call(u64 regs_addr, struct swp_syscall *sc, struct swp
 		}
 	}
 	if (f) {
-		start = file_path(f, s->buf, &trunc);
+		start = file_user_path(f, s->buf, &trunc);
 		buf = s->buf;
 		have = true;
 	}
@@ -1000,7 +1033,7 @@ static __always_inline int check_file(struct file *f, u32 op, u8 tier)
 		return 0;
 	if (!(r->block & (1u << op)) && !(r->path_ops & (1u << op)))
 		return 0;
-	start = file_path(f, s->buf, &trunc);
+	start = file_user_path(f, s->buf, &trunc);
 	rule = denied_by(r, op, s->buf, start);
 	if (rule < 0)
 		return 0;
