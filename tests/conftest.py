@@ -218,3 +218,40 @@ def which(name: str) -> str:
     p = shutil.which(name)
     assert p, f"{name} not installed"
     return p
+
+
+def run_with_stalled_consumer(swatch_args: list[str], cmd: list[str],
+                              timeout: float = 120) -> tuple[int, str]:
+    """`swatch run SWATCH_ARGS -- CMD` with its consumer stopped (SIGSTOP) while CMD's storm
+    runs, so a small ring buffer overflows for certain however fast the consumer is. CMD must
+    wait for a byte on stdin first (build/workloads/storm ... gate); swatch is resumed once CMD
+    has exited (a zombie nobody reaps while swatch is stopped). Returns (returncode, stderr)."""
+    import signal
+
+    p = subprocess.Popen([SWATCH, "run", *swatch_args, "--", *cmd], stdin=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert p.stdin is not None
+    try:
+        child = child_running(p.pid, Path(cmd[0]).name[:15])
+        blocked_reading(child)  # CMD is traced and waits for us: the consumer is streaming
+        os.kill(p.pid, signal.SIGSTOP)
+        try:
+            p.stdin.write("g")
+            p.stdin.flush()
+
+            def exited() -> bool:
+                try:
+                    stat = Path(f"/proc/{child}/stat").read_text()
+                except OSError:
+                    return True
+                return stat[stat.rindex(")") + 2] == "Z"
+
+            assert wait_for(exited, timeout=timeout), f"{cmd} did not finish"
+        finally:
+            os.kill(p.pid, signal.SIGCONT)
+        _, err = p.communicate(timeout=timeout)  # closes CMD's stdin
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+    return p.returncode, err

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import swatch
+from conftest import run_with_stalled_consumer, swatch
 
 
 def _held_counts(workload, n: int, m: int, k: int) -> subprocess.Popen:  # type: ignore[no-untyped-def,type-arg]
@@ -66,12 +66,13 @@ def test_top_and_sort(pin_dir: Path, workload) -> None:  # type: ignore[no-untyp
 
 def test_counts_exact_while_ring_overflows(pin_dir: Path, workload, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     calls = 200_000
-    proc = swatch("run", "--filter", "all", "--json", "-o", str(tmp_path / "e.jsonl"),
-                  "--ring-size", "8192", "--", workload("storm"), "getppid", str(calls))
-    assert proc.returncode == 0
-    m = re.search(r"dropped=(\d+)", proc.stderr)
-    assert m and int(m.group(1)) > 0
-    assert re.search(rf"^getppid\s+{calls:,}\s+0\s", proc.stderr, re.M), proc.stderr
+    rc, stderr = run_with_stalled_consumer(
+        ["--filter", "all", "--json", "-o", str(tmp_path / "e.jsonl"), "--ring-size", "8192"],
+        [workload("storm"), "getppid", str(calls), "gate"])
+    assert rc == 0, stderr
+    m = re.search(r"dropped=(\d+)", stderr)
+    assert m and int(m.group(1)) > 0, stderr
+    assert re.search(rf"^getppid\s+{calls:,}\s+0\s", stderr, re.M), stderr
 
 
 @pytest.mark.parametrize("args,needle", [

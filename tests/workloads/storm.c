@@ -1,4 +1,5 @@
-/* usage: storm getppid|read N — N back-to-back syscalls, for the drop tests. */
+/* usage: storm getppid|read N [gate] — N back-to-back syscalls, for the drop tests; with
+ * "gate", first wait for a byte on stdin (so a test can stop the consumer before the storm). */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@ int main(int argc, char **argv)
 
 	if (argc < 2)
 		return 2;
+	if (argc > 3 && strcmp(argv[3], "gate") == 0 && read(0, &c, 1) != 1)
+		return 3;
 	for (long i = 0; i < n; i++) {
 		if (strcmp(argv[1], "read") == 0)
 			read(fd, &c, 1);
