@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SWATCH, read_events, swatch, wait_for
+from conftest import SWATCH, read_events, swatch, wait_for, watching
 
 PY = sys.executable
 
@@ -113,9 +113,15 @@ def test_load_pid_1_excludes_the_loader_and_the_watcher(pin_dir: Path, tmp_path:
     r = swatch("load", "--pid", "1", "--filter", "minimal", "--pin-dir", str(pin_dir),
                check=True)
     assert "tracing pid 1" in r.stdout
-    w = subprocess.Popen([SWATCH, "watch", "--json", "-o", str(out), "--duration", "3",
+    marker = tmp_path / "pid1-marker"
+    marker.write_text("m")
+    w = subprocess.Popen([SWATCH, "watch", "--json", "-o", str(out), "--duration", "6",
                           "--pin-dir", str(pin_dir)])
     try:
+        watching(pin_dir, w)
+        # Everything descends from pid 1: a process of ours is traced, the watcher is not.
+        cat = subprocess.run(["cat", str(marker)], capture_output=True, check=True)
+        assert cat.stdout == b"m"
         w.wait(timeout=60)
     finally:
         if w.poll() is None:
@@ -124,7 +130,8 @@ def test_load_pid_1_excludes_the_loader_and_the_watcher(pin_dir: Path, tmp_path:
     assert w.returncode == 0  # --duration held
     # (No bound on the file's size: with pid 1 the whole machine is traced.)
     ev = read_events(out)
-    assert ev, "nothing traced"
+    assert [e for e in ev if e.get("path") == str(marker) and e.get("comm") == "cat"], \
+        "the cat we ran was not traced"
     assert not [e for e in ev if e.get("pid") == w.pid]
 
 
