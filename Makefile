@@ -73,7 +73,7 @@ deps:
 bench-deps: deps
 	@tools/install-deps --venv $(VENV) --python $(PYTHON) --apt "$(APT_BENCH)" --pip "$(PIP_BENCH)"
 
-$(STAMP): pyproject.toml setup.py syscall_watcher/_build.py syscall_watcher/_shim.c syscall_watcher/_shim.h bpf/watcher.h bpf/policy.h
+$(STAMP): pyproject.toml setup.py syscall_watcher/kernel/_build.py syscall_watcher/kernel/_shim.c syscall_watcher/kernel/_shim.h bpf/watcher.h bpf/policy.h
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel cffi
 	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test,docker]'
@@ -123,7 +123,7 @@ bench: bench-deps all venv
 # swatch(1), generated from the CLI itself (tools/gen_manpage.py): `man swatch` after install.
 man: $(MANPAGE)
 
-$(MANPAGE): venv syscall_watcher/cli.py tools/gen_manpage.py | build
+$(MANPAGE): venv $(wildcard syscall_watcher/cli/*.py) tools/gen_manpage.py | build
 	$(VENV)/bin/python tools/gen_manpage.py $@
 
 install: $(MANPAGE)
@@ -131,4 +131,4 @@ install: $(MANPAGE)
 	-mandb -q 2>/dev/null || true
 
 clean:
-	rm -rf build syscall_watcher/_libbpf*.so syscall_watcher/_libbpf.c $(SYSCALL_TABLE)
+	rm -rf build syscall_watcher/kernel/_libbpf*.so syscall_watcher/kernel/_libbpf.c $(SYSCALL_TABLE)

@@ -3,7 +3,7 @@
 #
 # The build hook: a wheel (or `pip install .`) carries what `make` would put in build/ — the
 # compiled BPF objects, the generated syscall table — and the built-in policies, as package data
-# under syscall_watcher/{bpf,data,policies}/. Building needs clang; running the wheel does not.
+# under syscall_watcher/data/{bpf,policies}/. Building needs clang; running the wheel does not.
 # Editable installs (`make venv`) skip it: the package then finds make's build/ and policies/.
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ class BuildPyWithBpf(build_py):
         if getattr(self, "editable_mode", False):
             return  # the checkout's `make` builds into build/; the package looks there
         pkg = Path(self.build_lib) / "syscall_watcher"
-        self._compile_bpf(pkg / "bpf")
+        self._compile_bpf(pkg / "data" / "bpf")
         self._syscall_table(pkg / "data" / "syscall_table.json")
-        self._policies(pkg / "policies")
+        self._policies(pkg / "data" / "policies")
 
     def _compile_bpf(self, out_dir: Path) -> None:
         clang = shlex.split(os.environ.get("CLANG", "clang"))
@@ -76,6 +76,6 @@ class BuildPyWithBpf(build_py):
 
 
 setup(
-    cffi_modules=["syscall_watcher/_build.py:ffibuilder"],
+    cffi_modules=["syscall_watcher/kernel/_build.py:ffibuilder"],
     cmdclass={"build_py": BuildPyWithBpf},
 )

@@ -116,7 +116,7 @@ def child_running(parent: int, name: str, timeout: float = 10) -> int:
 
 def blocked_reading(pid: int, fd: int = 0, timeout: float = 10) -> None:
     """Wait until ``pid`` sleeps in read(2) on ``fd`` (/proc/PID/syscall: number, then args)."""
-    from syscall_watcher.syscalls import table
+    from syscall_watcher.kernel.syscalls import table
 
     want = f"{table()['read']} {fd:#x} "
 

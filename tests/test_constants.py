@@ -1,6 +1,6 @@
 """Every number Python shares with the C side is the number the C headers define.
 
-The headers (bpf/watcher.h, bpf/policy.h, syscall_watcher/_shim.h) are compiled into the cffi
+The headers (bpf/watcher.h, bpf/policy.h, syscall_watcher/kernel/_shim.h) are compiled into the cffi
 extension, so ``lib`` holds their real values; a reordered or renumbered ``#define`` that Python
 still copies by hand makes the enforcer block the wrong operation or the decoder print the wrong
 verb. Each test below fails on such a drift, and names the constant.
@@ -12,12 +12,16 @@ import re
 import socket
 from pathlib import Path
 
-from syscall_watcher import enforcer, policy, syscalls, tracer
-from syscall_watcher._libbpf import ffi, lib
+from syscall_watcher.policy import enforcer, language as policy
+
+from syscall_watcher.kernel import syscalls
+
+from syscall_watcher.trace import tracer
+from syscall_watcher.kernel._libbpf import ffi, lib
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADERS = (ROOT / "bpf" / "watcher.h", ROOT / "bpf" / "policy.h",
-           ROOT / "syscall_watcher" / "_shim.h")
+           ROOT / "syscall_watcher" / "kernel" / "_shim.h")
 
 
 def header_defines(prefix: str) -> dict[str, int]:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import events_until, stop, wait_for, watching
-from syscall_watcher import containers
-from syscall_watcher.containers import (
+from syscall_watcher.targets import containers
+from syscall_watcher.targets.containers import (
     Container,
     cgroup_id_of,
     cgroup_v2_root,

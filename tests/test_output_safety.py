@@ -112,8 +112,8 @@ def test_human_lines_escape_every_field(tmp_path: Path) -> None:
 
 
 def _format_exec(filename: bytes, argv: list[bytes], comm: bytes, mode: int) -> bytes:
-    from syscall_watcher import stream
-    from syscall_watcher._libbpf import ffi, lib
+    from syscall_watcher.trace import stream
+    from syscall_watcher.kernel._libbpf import ffi, lib
 
     stream._setup_formatter()
     ev = ffi.new("struct sw_exec_event *")
@@ -142,7 +142,7 @@ no_nul = st.binary(max_size=60).map(lambda b: b.replace(b"\0", b"\1"))
 @given(filename=no_nul, args=st.lists(no_nul, max_size=4), comm=st.binary(max_size=15))
 def test_json_is_surrogateescape_of_the_bytes(filename: bytes, args: list[bytes],
                                               comm: bytes) -> None:
-    from syscall_watcher._libbpf import lib
+    from syscall_watcher.kernel._libbpf import lib
 
     comm = comm.replace(b"\0", b"\1")
     line = _format_exec(filename, args, comm, lib.SW_OUT_JSON)
@@ -156,7 +156,7 @@ def test_json_is_surrogateescape_of_the_bytes(filename: bytes, args: list[bytes]
 @given(filename=no_nul, args=st.lists(no_nul, max_size=4), comm=st.binary(max_size=15))
 def test_human_line_has_no_control_bytes(filename: bytes, args: list[bytes],
                                          comm: bytes) -> None:
-    from syscall_watcher._libbpf import lib
+    from syscall_watcher.kernel._libbpf import lib
 
     comm = comm.replace(b"\0", b"\1")
     line = _format_exec(filename, args, comm, lib.SW_OUT_HUMAN)
@@ -177,7 +177,7 @@ def test_denial_escaped_and_cut_marked(tmp_path: Path) -> None:
     name comes back exactly in JSON and escaped in the human line."""
     import uuid
 
-    from syscall_watcher.enforcer import denial_line
+    from syscall_watcher.policy.enforcer import denial_line
 
     from test_policy_enforce import Watch, load
 

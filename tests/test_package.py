@@ -107,21 +107,23 @@ def run_installed(bin_dir: Path, *args: str, timeout: float = 60) -> subprocess.
 
 
 def test_wheel_is_the_package_not_the_checkout(installed: Path) -> None:
-    code = ("import syscall_watcher, syscall_watcher.tracer as t, syscall_watcher.enforcer as e, "
-            "syscall_watcher.policy as p, syscall_watcher.syscalls as s; "
+    code = ("import syscall_watcher, syscall_watcher.trace.tracer as t, "
+            "syscall_watcher.policy.enforcer as e, syscall_watcher.policy.language as p, "
+            "syscall_watcher.kernel.syscalls as s; "
             "print(syscall_watcher.__file__, t.bpf_object_path(), e.bpf_object_path(), "
             "p.builtin_policies()['no-network'], len(s.table()))")
     out = subprocess.run([str(installed / "python"), "-c", code], capture_output=True, text=True,
                          cwd="/", check=True).stdout.split()
     pkg = Path(out[0]).parent
     assert pkg.is_relative_to(installed.parent), out
-    assert Path(out[1]) == pkg / "bpf" / "watcher.bpf.o"
-    assert Path(out[2]) == pkg / "bpf" / "policy.bpf.o"
-    assert Path(out[3]) == pkg / "policies" / "no-network.policy"
-    assert (pkg / "policies" / "no-network.policy").read_text() == (
+    data = pkg / "data"
+    assert Path(out[1]) == data / "bpf" / "watcher.bpf.o"
+    assert Path(out[2]) == data / "bpf" / "policy.bpf.o"
+    assert Path(out[3]) == data / "policies" / "no-network.policy"
+    assert (data / "policies" / "no-network.policy").read_text() == (
         ROOT / "policies" / "no-network.policy").read_text()
     assert int(out[4]) > 300  # the x86-64 table has ~360 syscalls
-    shipped = {p.name for p in (pkg / "policies").iterdir()}
+    shipped = {p.name for p in (data / "policies").iterdir()}
     assert shipped == {p.name for p in (ROOT / "policies").glob("*.policy")}
 
 

@@ -249,8 +249,9 @@ def test_policy_missing_an_enforcing_link_is_stale(ppin: Path, sleeper) -> None:
 
 
 def test_link_names_cover_every_program() -> None:
-    from syscall_watcher import enforcer, tracer
-    from syscall_watcher.libbpf import BpfObject
+    from syscall_watcher.policy import enforcer
+    from syscall_watcher.trace import tracer
+    from syscall_watcher.kernel.libbpf import BpfObject
 
     obj = BpfObject(enforcer.bpf_object_path())
     try:
@@ -294,8 +295,7 @@ def test_policy_map_of_another_shape_is_one_line(ppin: Path, sleeper) -> None:  
            str(ppin), check=True)
     swap_map(ppin / "maps" / "counts", "percpu_array", 4, 4096, 1)
     msg = one_line_error(swatch("policy-summary", "--pin-dir", str(ppin)))
-    from syscall_watcher import libbpf
-
+    from syscall_watcher.kernel import libbpf
     want = libbpf.sizeof("struct swp_counts")
     assert "maps/counts" in msg and f"value size 4096, expected {want}" in msg, msg
     r = swatch("watch", "--duration", "1", "--policy-pin-dir", str(ppin),

@@ -43,7 +43,7 @@ def ppin():  # type: ignore[no-untyped-def]
 
 
 def cgroup_attachments() -> list[dict]:  # type: ignore[type-arg]
-    from syscall_watcher.containers import cgroup_v2_root
+    from syscall_watcher.targets.containers import cgroup_v2_root
 
     out = subprocess.run(["bpftool", "cgroup", "tree", cgroup_v2_root(), "-j"],
                          capture_output=True, text=True).stdout
@@ -526,10 +526,10 @@ def test_reactive_io_uring_not_covered(ppin: Path, tmp_path: Path, workload) -> 
 def test_cgroup_target(ppin: Path) -> None:
     """Container targeting is a cgroup: only processes in it (or below it) are denied.
     (A cgroup made here stands in for a container's; resolve_container has its own tests.)"""
-    from syscall_watcher import enforcer
-    from syscall_watcher.containers import cgroup_v2_root
-    from syscall_watcher.policy import load_policy
-    from syscall_watcher.tracer import Target
+    from syscall_watcher.policy import enforcer
+    from syscall_watcher.targets.containers import cgroup_v2_root
+    from syscall_watcher.policy.language import load_policy
+    from syscall_watcher.trace.tracer import Target
 
     cg = Path(cgroup_v2_root()) / f"swatch-test-{uuid.uuid4().hex[:8]}"
     cg.mkdir()

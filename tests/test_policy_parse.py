@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syscall_watcher.errors import SwatchError
-from syscall_watcher.policy import (
+from syscall_watcher.policy.language import (
     BUILTIN_POLICY_DIR,
     OPERATIONS,
     PATH_OPERATIONS,

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from conftest import WORKLOADS
-from syscall_watcher import enforcer
-from syscall_watcher.policy import load_policy
-from syscall_watcher.tracer import Target
+from syscall_watcher.policy import enforcer
+from syscall_watcher.policy.language import load_policy
+from syscall_watcher.trace.tracer import Target
 
 pytestmark = [
     pytest.mark.vm_inner,

@@ -327,10 +327,10 @@ def test_held_exec_line_released_while_process_runs() -> None:
     issue 10 section 1's."""
     import io
 
-    from syscall_watcher.launch import _held_child
-    from syscall_watcher.stream import Streamer
-    from syscall_watcher.tracer import LoadedTracer, Target
-    from syscall_watcher.view import TraceView
+    from syscall_watcher.trace.run import _held_child
+    from syscall_watcher.trace.stream import Streamer
+    from syscall_watcher.trace.tracer import LoadedTracer, Target
+    from syscall_watcher.trace.view import TraceView
 
     pid, release = _held_child("/usr/bin/sleep", ["sleep", "30"])
     tracer = None

@@ -7,8 +7,8 @@ import os
 import signal
 from dataclasses import asdict, dataclass
 
-from . import syscalls
-from .text import printable
+from syscall_watcher.kernel import syscalls
+from syscall_watcher.text import printable
 
 SORT_KEYS = ("count", "errors", "bytes_in", "bytes_out", "avg", "p99", "name")
 BY = ("syscall", "pid", "container")
@@ -71,7 +71,7 @@ def pid_rows(pid_stats: dict) -> list[Row]:  # type: ignore[type-arg]
 
 def container_rows(pid_stats: dict) -> list[Row]:  # type: ignore[type-arg]
     """Processes grouped by the container whose cgroup they were in ("host" for the rest)."""
-    from .containers import container_of_cgroup_id
+    from syscall_watcher.targets.containers import container_of_cgroup_id
 
     labels = container_of_cgroup_id({int(s["cgroup_id"]) for s in pid_stats.values()})
     groups: dict[str, Row] = {}

@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from . import libbpf, syscalls
-from .component import Component, LoadedComponent, PinnedComponent, PinState, pin_dir_from
-from .errors import BpfError, SwatchError
-from .libbpf import BpfObject, Link, MapSet, RingConsumer, lib
-from .policy import OPERATIONS, Policy
-from .process import PidFd, add_existing, descendants
-from .stream import Output, tell
-from .text import from_c, printable
-from .tracer import (
+from syscall_watcher.data import built_object
+from syscall_watcher.kernel import libbpf, syscalls
+from syscall_watcher.kernel.component import Component, LoadedComponent, PinnedComponent, PinState, pin_dir_from
+from syscall_watcher.errors import BpfError, SwatchError
+from syscall_watcher.kernel.libbpf import BpfObject, Link, MapSet, RingConsumer, lib
+from syscall_watcher.policy.language import OPERATIONS, Policy
+from syscall_watcher.targets.process import PidFd, add_existing, descendants
+from syscall_watcher.trace.stream import Output, tell
+from syscall_watcher.text import from_c, printable
+from syscall_watcher.trace.tracer import (
     Target,
-    built_object,
     max_pids_for,
     require_btf,
     require_root,
@@ -448,7 +448,7 @@ class LoadedPolicy(LoadedComponent, PolicySession):
         wanted.update(cgroup_progs)
         cgroup_fd = -1
         if cgroup_progs:
-            from .containers import cgroup_v2_root
+            from syscall_watcher.targets.containers import cgroup_v2_root
 
             cgroup_fd = os.open(cgroup_v2_root(), os.O_RDONLY | os.O_DIRECTORY)
         obj = BpfObject(bpf_object_path())

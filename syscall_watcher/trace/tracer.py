@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import libbpf, syscalls
-from .component import Component, LoadedComponent, PinnedComponent, PinState, pin_dir_from
-from .errors import SwatchError
-from .libbpf import BpfObject, Link, MapSet, lib
-from .process import PidFd, add_existing, descendants, pid_exists, pid_max, thread_pidfds
+from syscall_watcher.data import built_object
+from syscall_watcher.kernel import libbpf, syscalls
+from syscall_watcher.kernel.component import Component, LoadedComponent, PinnedComponent, PinState, pin_dir_from
+from syscall_watcher.errors import SwatchError
+from syscall_watcher.kernel.libbpf import BpfObject, Link, MapSet, lib
+from syscall_watcher.targets.process import PidFd, add_existing, descendants, pid_exists, pid_max, thread_pidfds
 
 __all__ = ["descendants", "pid_exists"]  # re-exported: older callers import them from here
 
@@ -47,22 +48,6 @@ EV_NAMES = {lib.SW_EV_SYSCALL: "syscall", lib.SW_EV_EXEC: "exec", lib.SW_EV_FORK
 MODE_NAMES = {lib.SW_TARGET_ALL: "all", lib.SW_TARGET_PID: "pid", lib.SW_TARGET_COMM: "comm",
               lib.SW_TARGET_UID: "uid", lib.SW_TARGET_CGROUP: "cgroup"}
 MODE_IDS = {v: k for k, v in MODE_NAMES.items()}
-
-
-#: Where an installed package (wheel, ``pip install .``) carries its compiled BPF objects.
-PACKAGED_BPF_DIR = Path(__file__).resolve().parent / "bpf"
-#: Where ``make`` builds them in a checkout (editable installs, ``make`` targets).
-CHECKOUT_BPF_DIR = Path(__file__).resolve().parent.parent / "build"
-
-
-def built_object(name: str, env: str) -> Path:
-    """The BPF object ``name``: the file the environment variable ``env`` names if set, else the
-    one the package carries, else the one ``make`` built in the checkout's build/."""
-    override = os.environ.get(env)
-    if override:
-        return Path(override)
-    packaged = PACKAGED_BPF_DIR / name
-    return packaged if packaged.is_file() else CHECKOUT_BPF_DIR / name
 
 
 def pin_dir_default(value: str | Path | None = None) -> Path:

@@ -22,11 +22,13 @@ try:  # typer >= 0.20 carries its own copy of click
 except ImportError:  # pragma: no cover - older typer on the system click
     from click.exceptions import ClickException  # type: ignore[no-redef]
 
-from . import __version__, syscalls
-from .errors import SwatchError
-from .text import one_line
-from .stream import LIVE_MS, Output, StopSignals, Streamer, tell
-from .tracer import (
+from syscall_watcher import __version__
+
+from syscall_watcher.kernel import syscalls
+from syscall_watcher.errors import SwatchError
+from syscall_watcher.text import one_line
+from syscall_watcher.trace.stream import LIVE_MS, Output, StopSignals, Streamer, tell
+from syscall_watcher.trace.tracer import (
     DEFAULT_RING_SIZE,
     MODE_NAMES,
     MODE_IDS,
@@ -98,7 +100,7 @@ def _ancestry_opt() -> Any:
 
 def _view(sel: Any, json: bool, failed: bool, durations: bool, t_count: int, relative: bool,
           strsize: int, ancestry: bool) -> Any:
-    from .view import TraceView, ts_style
+    from syscall_watcher.trace.view import TraceView, ts_style
 
     return TraceView.for_selection(sel, json=json, failed_only=failed, show_duration=durations,
                                    ts_style=ts_style(t_count, relative), strsize=strsize,
@@ -117,7 +119,7 @@ PolicyPinDir = typer.Option(None, "--pin-dir", parser=str, envvar="SWATCH_POLICY
 
 
 def _policy_pin_dir(value: Optional[str | Path]) -> Path:
-    from .enforcer import pin_dir_default as policy_pin_dir_default
+    from syscall_watcher.policy.enforcer import pin_dir_default as policy_pin_dir_default
 
     return policy_pin_dir_default(value)
 
@@ -211,7 +213,7 @@ def _target(pid: Optional[int | list[int]], comm: Optional[str], uid: Optional[s
 
 def _target_of(pids: list[int], comm: Optional[str], uid: Optional[str], no_children: bool,
                container: Optional[str]) -> Target:
-    from .process import resolve_pid
+    from syscall_watcher.targets.process import resolve_pid
 
     if pids:
         resolved = []
@@ -241,7 +243,7 @@ def _target_of(pids: list[int], comm: Optional[str], uid: Optional[str], no_chil
                 raise SwatchError(f"no such user: {uid}") from None
         return Target(mode="uid", uid=n, label=f"uid {n}")
     if container is not None:
-        from .containers import cgroup_v2_root, resolve_container
+        from syscall_watcher.targets.containers import cgroup_v2_root, resolve_container
 
         c = resolve_container(container)
         level = len(Path(c.cgroup_path).relative_to(cgroup_v2_root()).parts)
@@ -279,7 +281,7 @@ def load(
     pin_dir: Optional[Path] = PinDir,
 ) -> None:
     """Load the tracer, pin it under bpffs and return; tracing goes on without us."""
-    from .view import select_syscalls
+    from syscall_watcher.trace.view import select_syscalls
 
     require_root()
     sel = select_syscalls(filter, syscalls_expr)
@@ -328,7 +330,7 @@ def watch(
         help="Where a loaded policy's pins are [default /sys/fs/bpf/syscall_watcher_policy]"),
 ) -> None:
     """Stream the loaded tracer's events, and a loaded policy's denials (help: WATCH_HELP)."""
-    from .enforcer import POLICY, PinnedPolicy
+    from syscall_watcher.policy.enforcer import POLICY, PinnedPolicy
 
     _positive_seconds("--duration", duration)
     with StopSignals() as stop:  # first: a SIGTERM during set-up also ends cleanly
@@ -368,7 +370,7 @@ def watch(
 def _watch(session: Optional[PinnedSession], policy: Any, out: Output, json: bool,
            use_color: bool, duration: Optional[float], tracer_dir: Path, policy_dir: Path,
            stop: StopSignals, view: Any = None) -> None:
-    from .enforcer import DenialStreamer, policy_status
+    from syscall_watcher.policy.enforcer import DenialStreamer, policy_status
 
     denials = (DenialStreamer(policy, out, json_lines=json, color=use_color, notices=sys.stderr)
                if policy is not None else None)
@@ -429,7 +431,7 @@ def _watch_view(loaded: str, exprs: Optional[list[str]], json: bool, failed: boo
                 ancestry: bool) -> Any:
     """`watch` filters in the formatter: -e NAME shows only those of the loaded tracer's
     events; -e !NAME hides some; start-up folding as for the profile loaded."""
-    from .view import TraceView, select_syscalls
+    from syscall_watcher.trace.view import TraceView, select_syscalls
 
     profile = loaded if loaded in syscalls.profile_names() else None
     positives = any(not x.startswith("!") for e in exprs or [] for x in
@@ -438,7 +440,7 @@ def _watch_view(loaded: str, exprs: Optional[list[str]], json: bool, failed: boo
         sel = select_syscalls(None if positives else profile, exprs)
         return _view(sel, json, failed, durations, t_count, relative, strsize, ancestry)
     # loaded with -e: show what it emits, unfolded (its events were picked by name)
-    from .view import ts_style
+    from syscall_watcher.trace.view import ts_style
 
     return TraceView(failed_only=failed, show_duration=durations,
                      ts_style=ts_style(t_count, relative), strsize=strsize, ancestry=ancestry)
@@ -446,7 +448,7 @@ def _watch_view(loaded: str, exprs: Optional[list[str]], json: bool, failed: boo
 
 def label_container_cgroups(cgroup_path: str, label: str) -> None:
     """Events from the container's cgroup (and those below it) carry its short ID and name."""
-    from .libbpf import set_cgroup_label
+    from syscall_watcher.kernel.libbpf import set_cgroup_label
 
     short = label.removeprefix("container ")
     for d, _, _ in os.walk(cgroup_path):
@@ -464,7 +466,7 @@ def pin_dir_alive(path: Path) -> bool:
 @user_errors
 def unload(pin_dir: Optional[Path] = PinDir) -> None:
     """Detach and remove everything `swatch load` pinned. Safe to run twice."""
-    from .tracer import unload as unload_tracer
+    from syscall_watcher.trace.tracer import unload as unload_tracer
 
     require_root()
     path = _pin_dir(pin_dir)
@@ -496,7 +498,7 @@ def status(
         else:
             typer.echo(f"swatch: nothing loaded at {path}")
         return
-    from .summary import plural
+    from syscall_watcher.trace.summary import plural
 
     session = PinnedSession.open(path)  # unless loaded: why not, in one line
     try:
@@ -543,7 +545,7 @@ def status(
 
 
 def ffi_str(cdata: Any) -> str:
-    from .libbpf import to_bytes
+    from syscall_watcher.kernel.libbpf import to_bytes
 
     return to_bytes(cdata).split(b"\0", 1)[0].decode(errors="replace")
 
@@ -587,10 +589,10 @@ def run(
     max_pids: Optional[int] = MaxPids,
 ) -> None:
     """Run CMD traced from its first syscall (help: RUN_HELP)."""
-    from .launch import exit_code_for_shell, run_traced
-    from .summary import render_run_summary, run_summary_json
+    from syscall_watcher.trace.run import exit_code_for_shell, run_traced
+    from syscall_watcher.trace.summary import render_run_summary, run_summary_json
 
-    from .view import select_syscalls
+    from syscall_watcher.trace.view import select_syscalls
 
     argv = list(ctx.args)
     require_root()
@@ -628,8 +630,8 @@ def summary(
     pin_dir: Optional[Path] = PinDir,
 ) -> None:
     """Cumulative per-syscall (or per-process, per-container) counts, kept in the kernel."""
-    from .summary import BY, SORT_KEYS, container_rows, pid_rows, render_table, rows_that_fit
-    from .summary import sort_rows, syscall_rows
+    from syscall_watcher.trace.summary import BY, SORT_KEYS, container_rows, pid_rows, render_table, rows_that_fit
+    from syscall_watcher.trace.summary import sort_rows, syscall_rows
 
     if by not in BY:
         raise SwatchError(f"--by {by!r}: choose one of {', '.join(BY)}")
@@ -714,8 +716,8 @@ def policy_load(
     pin_dir: Optional[Path] = PolicyPinDir,
 ) -> None:
     """Enforce a policy on a process tree or container; pinned, returns at once."""
-    from .enforcer import load_pinned as load_policy_pinned
-    from .policy import load_policy
+    from syscall_watcher.policy.enforcer import load_pinned as load_policy_pinned
+    from syscall_watcher.policy.language import load_policy
 
     require_root()
     pol = load_policy(policy)
@@ -738,7 +740,7 @@ def policy_load(
 @user_errors
 def policy_unload(pin_dir: Optional[Path] = PolicyPinDir) -> None:
     """Detach and remove the loaded policy. Safe to run twice."""
-    from .enforcer import unload as unload_policy
+    from syscall_watcher.policy.enforcer import unload as unload_policy
 
     path = _policy_pin_dir(pin_dir)
     _report_unload(unload_policy(path), path, "policy unloaded", "no policy loaded")
@@ -751,7 +753,7 @@ def policy_summary(
     pin_dir: Optional[Path] = PolicyPinDir,
 ) -> None:
     """Denials so far, per operation and per path rule (counted in the kernel)."""
-    from .enforcer import PinnedPolicy, render_summary, summary as policy_counts
+    from syscall_watcher.policy.enforcer import PinnedPolicy, render_summary, summary as policy_counts
 
     session = PinnedPolicy.open(_policy_pin_dir(pin_dir))
     try:
@@ -768,7 +770,7 @@ def policy_summary(
 @user_errors
 def containers(json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """The running containers swatch can see: runtime, ID, name, cgroup."""
-    from .containers import DOCKER_SDK_MISSING, docker_sdk_missing, list_containers
+    from syscall_watcher.targets.containers import DOCKER_SDK_MISSING, docker_sdk_missing, list_containers
 
     found = list_containers()
     if docker_sdk_missing():

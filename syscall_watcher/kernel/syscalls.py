@@ -10,9 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from .errors import SwatchError
+from syscall_watcher.data import DATA_DIR
+from syscall_watcher.errors import SwatchError
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = DATA_DIR
 
 VERBS = [
     "GENERIC", "OPEN", "READ", "WRITE", "CLOSE", "SOCKET", "CONNECT", "BIND", "LISTEN",

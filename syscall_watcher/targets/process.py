@@ -11,7 +11,7 @@ import os
 import select
 from dataclasses import dataclass
 
-from .errors import SwatchError
+from syscall_watcher.errors import SwatchError
 
 PF_KTHREAD = 0x00200000
 PIDFD_THREAD = getattr(os, "PIDFD_THREAD", os.O_EXCL)  # Linux 6.9: a pidfd for one thread

@@ -9,9 +9,9 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from . import libbpf, syscalls
-from .errors import SwatchError
-from .libbpf import lib
+from syscall_watcher.kernel import libbpf, syscalls
+from syscall_watcher.errors import SwatchError
+from syscall_watcher.kernel.libbpf import lib
 
 RECORD_TYPES = {"syscall": lib.SW_EV_SYSCALL, "exec": lib.SW_EV_EXEC, "fork": lib.SW_EV_FORK,
                 "exit": lib.SW_EV_EXIT}

@@ -1,4 +1,4 @@
-"""cffi (API mode) build of ``syscall_watcher._libbpf``: the system libbpf plus our C shim.
+"""cffi (API mode) build of ``syscall_watcher.kernel._libbpf``: the system libbpf plus our C shim.
 
 The event structs come from ``bpf/watcher.h``, the same header the BPF program includes; cffi
 checks every field offset against the compiler's, so a layout mismatch fails the build.
@@ -13,7 +13,7 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = HERE.parent.parent
 BPF_DIR = ROOT / "bpf"
 
 LIBBPF_CDEF = """
@@ -107,7 +107,7 @@ ffibuilder.cdef(
     + _cdef_section(HERE / "_shim.h")
 )
 ffibuilder.set_source(
-    "syscall_watcher._libbpf",
+    "syscall_watcher.kernel._libbpf",
     "#include <sys/vfs.h>\n#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n"
     '#include "watcher.h"\n#include "policy.h"\n#include "_shim.h"\n',
     libraries=["bpf"],

@@ -34,6 +34,7 @@ from typing import NoReturn
 
 import yaml
 
+from syscall_watcher.data import builtin_policy_dir
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.text import printable
 
@@ -72,14 +73,8 @@ SW_POLICY_MAX_PATHS = 16
 SW_POLICY_PATH_MAX = 256
 
 
-def _builtin_policy_dir() -> Path:
-    """The copy of policies/ an installed package carries, else the checkout's policies/."""
-    packaged = Path(__file__).resolve().parent / "policies"
-    return packaged if packaged.is_dir() else packaged.parent.parent / "policies"
-
-
 #: Where the built-in policies live (``load_policy("no-network")``).
-BUILTIN_POLICY_DIR = _builtin_policy_dir()
+BUILTIN_POLICY_DIR = builtin_policy_dir()
 
 POLICY_SUFFIXES = (".policy", ".yaml", ".yml")
 _YAML_SUFFIXES = (".yaml", ".yml")

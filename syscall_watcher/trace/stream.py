@@ -17,11 +17,11 @@ import time
 from collections.abc import Iterable
 from typing import BinaryIO, TextIO
 
-from . import libbpf, syscalls
-from .errors import SwatchError
-from .libbpf import RingConsumer, lib
-from .tracer import Counters, Session
-from .view import TraceView
+from syscall_watcher.kernel import libbpf, syscalls
+from syscall_watcher.errors import SwatchError
+from syscall_watcher.kernel.libbpf import RingConsumer, lib
+from syscall_watcher.trace.tracer import Counters, Session
+from syscall_watcher.trace.view import TraceView
 
 DROP_CHECK_S = 0.5
 # The longest a poll waits before it takes what is queued: records sent without a wakeup

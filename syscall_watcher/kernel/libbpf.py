@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._libbpf import ffi, lib
-from .errors import BpfError, SwatchError
+from syscall_watcher.kernel._libbpf import ffi, lib
+from syscall_watcher.errors import BpfError, SwatchError
 
 lib.sw_log_install(1 if os.environ.get("SWATCH_DEBUG_LIBBPF") else 0)
 

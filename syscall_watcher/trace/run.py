@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
-from .errors import SwatchError
-from .stream import LIVE_MS, Output, Streamer
-from .tracer import DEFAULT_RING_SIZE, LoadedTracer, Target, membership_warnings
-from .view import TraceView
+from syscall_watcher.errors import SwatchError
+from syscall_watcher.trace.stream import LIVE_MS, Output, Streamer
+from syscall_watcher.trace.tracer import DEFAULT_RING_SIZE, LoadedTracer, Target, membership_warnings
+from syscall_watcher.trace.view import TraceView
 
 
 @dataclass

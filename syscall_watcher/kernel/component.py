@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Self
 
-from . import libbpf
-from .errors import SwatchError
-from .libbpf import BPF_FS_MAGIC, BpfObject, Link, MapSet, MapSpec
+from syscall_watcher.kernel import libbpf
+from syscall_watcher.errors import SwatchError
+from syscall_watcher.kernel.libbpf import BPF_FS_MAGIC, BpfObject, Link, MapSet, MapSpec
 
 LAYOUT = 2
 BPFFS_ROOT = Path("/sys/fs/bpf")

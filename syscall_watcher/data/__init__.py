@@ -1,0 +1,36 @@
+"""Package data, and where to find it: the syscall table and profiles (here), the compiled BPF
+objects (``bpf/``) and the built-in policies (``policies/``) that a wheel carries here too.
+
+In a checkout (editable install, ``make`` targets) the BPF objects are make's ``build/`` and the
+policies the checkout's ``policies/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: This directory: syscalls.yaml, profiles.yaml, syscall_table.json (+ bpf/, policies/ in a wheel).
+DATA_DIR = Path(__file__).resolve().parent
+#: The source checkout's root (meaningful only when running from one).
+CHECKOUT_ROOT = DATA_DIR.parent.parent
+#: Where an installed package (wheel, ``pip install .``) carries its compiled BPF objects.
+PACKAGED_BPF_DIR = DATA_DIR / "bpf"
+#: Where ``make`` builds them in a checkout.
+CHECKOUT_BPF_DIR = CHECKOUT_ROOT / "build"
+
+
+def built_object(name: str, env: str) -> Path:
+    """The BPF object ``name``: the file the environment variable ``env`` names if set, else the
+    one the package carries, else the one ``make`` built in the checkout's build/."""
+    override = os.environ.get(env)
+    if override:
+        return Path(override)
+    packaged = PACKAGED_BPF_DIR / name
+    return packaged if packaged.is_file() else CHECKOUT_BPF_DIR / name
+
+
+def builtin_policy_dir() -> Path:
+    """The copy of policies/ an installed package carries, else the checkout's policies/."""
+    packaged = DATA_DIR / "policies"
+    return packaged if packaged.is_dir() else CHECKOUT_ROOT / "policies"

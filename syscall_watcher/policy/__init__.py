@@ -1,0 +1,1 @@
+"""Policies: the language, tier planning and the enforcer, denials."""

@@ -1,0 +1,1 @@
+"""What to watch: pids and process trees, containers."""
