@@ -87,7 +87,7 @@ def run_target(ppin: Path, policy: str, before: str, after: str) -> tuple[dict, 
     """Start a target that runs `before`, waits, then (policy loaded) runs `after` and reports."""
     ours, theirs = socket.socketpair()
     r, w = os.pipe()
-    code = HEADER + before + "\nsys.stdin.readline()\n" + after + \
+    code = HEADER + before + "\nrep.sendall(b'R')\nsys.stdin.readline()\n" + after + \
         "\nrep.sendall(json.dumps(R).encode())\nrep.close()\n"
     proc = subprocess.Popen([sys.executable, "-B", "-c", code], stdin=r,
                             pass_fds=(theirs.fileno(),),
@@ -95,7 +95,10 @@ def run_target(ppin: Path, policy: str, before: str, after: str) -> tuple[dict, 
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     os.close(r)
     theirs.close()
-    time.sleep(0.3)
+    # The target says when it is running (exec'd, `before` done): a policy loaded earlier
+    # would police the interpreter's own start.
+    ours.settimeout(300)
+    assert ours.recv(1) == b"R", proc.communicate()
     pol = load_policy(policy)
     # Every operation of the built-ins is preventive here: --require-preventive must load.
     _, plans = enforcer.load_pinned(pol, Target(mode="pid", pid=proc.pid,
@@ -105,7 +108,6 @@ def run_target(ppin: Path, policy: str, before: str, after: str) -> tuple[dict, 
     os.write(w, b"go\n")
     os.close(w)
     data = b""
-    ours.settimeout(300)
     while chunk := ours.recv(65536):
         data += chunk
     _, err = proc.communicate(timeout=300)
@@ -179,13 +181,12 @@ in_thread("thread_connect", tcp.connect, ("127.0.0.1", {port}))
 """)
     assert_tier(out, ["connect", "socket", "bind", "listen"])
     assert res == {k: EPERM for k in res} and len(res) == 8, res
-    time.sleep(0.3)
-    assert received == []  # nothing reached the listener
+    assert received == []  # nothing reached the listener (the bystander below is the barrier:
     # outside the target: unaffected
     s = socket.create_connection(("127.0.0.1", port))
     s.sendall(b"bystander")
     s.close()
-    assert wait_for_list(received) == [b"bystander"]
+    assert wait_for_list(received) == [b"bystander"]  # …queued after the target's attempts)
     sm = summary(ppin)
     assert sm["denials"]["socket"] == 3 and sm["denials"]["connect"] == 3, sm
     assert sm["tiers"]["connect"] == TIER
