@@ -1,0 +1,1 @@
+"""swatch's benchmark harness: swatch vs strace, perf trace, bpftrace and libbpf-tools."""
