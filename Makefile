@@ -116,9 +116,11 @@ policy-summary: venv
 policy-unload: venv
 	$(SWATCH) policy-unload
 
+# make bench BENCH_QUICK=1: the smoke run (small sizes, 2 interleaved runs, about a minute);
+# BENCH_ARGS passes more options to bench/run.py (e.g. BENCH_ARGS="--only read,bystander").
 bench: bench-deps all venv
-	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
-	$(VENV)/bin/python bench/decoder.py
+	$(VENV)/bin/python bench/run.py $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)
+	$(VENV)/bin/python bench/decoder.py $(if $(filter-out 0,$(BENCH_QUICK)),--events 200000 --runs 2)
 
 # swatch(1), generated from the CLI itself (tools/gen_manpage.py): `man swatch` after install.
 man: $(MANPAGE)
