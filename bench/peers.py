@@ -68,8 +68,9 @@ def find_tools(swatch: str) -> tuple[Tools, dict[str, str], dict[str, str]]:
             r = subprocess.run([path, *args], capture_output=True, text=True)
             text = (r.stdout or r.stderr).strip()
             versions[b] = text.splitlines()[0] if text else "?"
-    if bins.get("syscount"):
-        r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libbpf-tools"],
+    dpkg_query = which("dpkg-query")
+    if bins.get("syscount") and dpkg_query:
+        r = subprocess.run([dpkg_query, "-W", "-f=${Version}", "libbpf-tools"],
                            capture_output=True, text=True)
         versions["libbpf-tools"] = r.stdout.strip() or "?"
     return Tools(bins, missing), notes, versions
