@@ -85,7 +85,36 @@ def print_tables(res: dict[str, Any]) -> None:
                        f"{fmt(s['median_ns_per_call']):>10s} "
                        f"{fmt(s.get('median_tracer_cpu_s'), '{:.3f}'):>9s} "
                        f"{_mb(s.get('max_tracer_maxrss_kb')):>7s}")
+    out += _programs_lines(res.get("programs"), markdown=False)
     print("\n".join(out), flush=True)
+
+
+def _programs_lines(p: dict[str, Any] | None, markdown: bool) -> list[str]:
+    """Per-program BPF cost: one line per storm and tracer."""
+    if not p:
+        return []
+    if "skipped" in p:
+        return [f"\n== programs: SKIPPED: {p['skipped']}"]
+    if markdown:
+        lines = [f"| {p['desc']} | BPF ns per call | program: ns per run (runs per call) |",
+                 "|---|---|---|"]
+    else:
+        lines = [f"\n== programs: {p['desc']}",
+                 f"{'storm':8s} {'tracer':22s} {'BPF ns/call':>11s}  program: ns/run (runs/call)"]
+    for wname, by_setup in p.get("summary", {}).items():
+        for name, s in by_setup.items():
+            if s.get("status") != "ok":
+                text = f"{s.get('status', '?').upper()}: {str(s.get('reason', ''))[:100]}"
+                lines.append(f"| {wname}: {name} | {text} | |" if markdown
+                             else f"{wname:8s} {name:22s} {text}")
+                continue
+            progs = ", ".join(f"{n} {v['median_ns_per_run']:,.0f} "
+                              f"({v['median_runs_per_call']:.2f})"
+                              for n, v in s["programs"].items())
+            ns = fmt(s["median_bpf_ns_per_call"])
+            lines.append(f"| {wname}: {name} | {ns} | {progs} |" if markdown
+                         else f"{wname:8s} {name:22s} {ns:>11s}  {progs}")
+    return lines
 
 
 # ------------------------------------------------------------------ README tables (Markdown)
@@ -158,7 +187,8 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {name} | {fmt(s.get('median_events_per_s'), '{:,.0f}')} | "
                          f"{fmt(s.get('median_dropped'), '{:,.0f}')} |")
         lines.append("")
-    return "\n".join(lines)
+    lines += _programs_lines(res.get("programs"), markdown=True)
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------ chart

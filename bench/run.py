@@ -40,7 +40,7 @@ from bench.trial import TrialRunner  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PARTS = ("read", "getppid", "forkexec", "fileio", "bystander", "streaming")
+PARTS = ("read", "getppid", "forkexec", "fileio", "bystander", "streaming", "programs")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -127,7 +127,9 @@ def run_parts(args: argparse.Namespace, reps: int, tools: Tools,
               ("bystander", not only or "bystander" in only,
                lambda: runner.run_bystander(trials, tools, reps)),
               ("streaming", not only or "streaming" in only,
-               lambda: runner.run_streaming(trials, tools, reps))]
+               lambda: runner.run_streaming(trials, tools, reps)),
+              ("programs", not only or "programs" in only,
+               lambda: runner.run_programs(trials, tools, reps))]
     for name, wanted, run in phases:
         if not wanted:
             continue

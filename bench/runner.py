@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from bench import peers
+from bench import peers, progstats
 from bench.procs import kill_group, log, med, oneline, parse_result, read_text, reap, spawn, tail
 from bench.setups import (
     BNone, BSwatch, BystanderTracer, Setup, SwatchPinned, SwatchStats, SwatchStream, Tools,
@@ -258,3 +258,54 @@ def run_streaming(runner: TrialRunner, tools: Tools, reps: int) -> dict[str, Any
                     "(start-up and drain included); "
                     "events_per_s_loop divides by the workload's own loop time instead",
             "calls": n, "runs": runs, "summary": summary}
+
+
+def run_programs(runner: TrialRunner, tools: Tools, reps: int) -> dict[str, Any]:
+    """Per-program BPF cost (kernel run-time stats, on only for this part) of the tracers that
+    stay loaded on a held storm: what each program costs per run and per call of the loop."""
+    setups = [peers.Syscount(tools), peers.BpftraceCount(tools),
+              SwatchPinned(tools, runner.pin_dir)]
+    wls = [BY_NAME["read"], BY_NAME["getppid"]]
+    out: dict[str, Any] = {"desc": "BPF run time per program (kernel.bpf_stats via "
+                                   "bpf_enable_stats, on during this part only)"}
+    with progstats.BpfStats() as stats:
+        if stats.error:
+            log(f"programs: skipped: {stats.error}")
+            return {**out, "skipped": stats.error}
+        runner.bpf_stats = True
+        try:
+            runs = {w.name: {s.name: [] for s in setups} for w in wls}
+            for rep in range(reps):
+                for wl in wls:
+                    for s in _rotated(setups, rep):
+                        why = s.unavailable()
+                        if why:
+                            runs[wl.name][s.name].append({"skipped": why})
+                            continue
+                        rec = runner.run(s, wl)
+                        rec["rep"] = rep
+                        runs[wl.name][s.name].append(rec)
+                        _say(rep, reps, wl.name, f"{s.name} (bpf stats)", rec,
+                             f"{rec.get('bpf_ns_per_call', 0):.1f} BPF ns/call")
+        finally:
+            runner.bpf_stats = False
+    out["runs"] = runs
+    out["summary"] = {w: {s: _programs_summary(rs) for s, rs in by_setup.items()}
+                      for w, by_setup in runs.items()}
+    return out
+
+
+def _programs_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if "programs" in r and "error" not in r]
+    if not ok:
+        bad = [r.get("skipped") or r.get("error") for r in runs]
+        return {"status": "skipped" if runs and "skipped" in runs[0] else "failed",
+                "reason": bad[0] if bad else "not run"}
+    names = sorted({n for r in ok for n in r["programs"]})
+    return {"status": "ok", "runs_ok": len(ok),
+            "median_bpf_ns_per_call": med([r["bpf_ns_per_call"] for r in ok]),
+            "programs": {n: {"median_ns_per_run": med([r["programs"][n]["ns_per_run"]
+                                                       for r in ok if n in r["programs"]]),
+                             "median_runs_per_call": med([r["runs_per_call"][n]
+                                                          for r in ok if n in r["programs"]])}
+                         for n in names}}

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import progstats
 from bench.procs import (
     CLEANUP_HOOKS, kill_group, parse_result, poll_exit, rc_text, read_text, reap, ru_cpu,
     sample_hwm, spawn, tail, workload_reaped_by_tracer,
@@ -32,6 +33,7 @@ class TrialRunner:
         self.base = Path(tempfile.mkdtemp(prefix="swatch-bench-", dir=tmp))
         CLEANUP_HOOKS.append(lambda: shutil.rmtree(self.base, ignore_errors=True))
         self.seq = 0
+        self.bpf_stats = False  # snapshot the new programs' run-time stats (programs part)
 
     def new_trial(self, wl: Workload | None) -> Trial:
         self.seq += 1
@@ -136,6 +138,8 @@ class TrialRunner:
             wp = spawn(cmd, stdout=wo, stderr=we, env=env, pass_fds=(r,),
                        desc=f"workload {t.wl.name}")
         os.close(r)
+        progs_before = set(progstats.programs()) if self.bpf_stats else set()
+        progs: dict[str, Any] | None = None
         try:
             t0 = time.monotonic()
             if setup.kind == "pinned":
@@ -158,6 +162,8 @@ class TrialRunner:
             if st is None:
                 rec["error"] = f"workload timeout after {self.timeout:.0f}s"
                 return rec
+            if self.bpf_stats:  # while the tracer is still loaded
+                progs = progstats.new_programs(progs_before)
             if tracer is not None:
                 ru = kill_group(tracer, signal.SIGINT, grace=30.0)
                 rec["tracer_cpu_s"] = ru_cpu(ru)
@@ -171,6 +177,9 @@ class TrialRunner:
                 rec["error"] = err
                 return rec
             rec["result"] = res
+            if progs is not None:
+                rec["programs"] = progs
+                rec.update(progstats.per_call(progs, res["calls"]))
             if wp.returncode != 0:
                 rec["error"] = f"workload exit code {wp.returncode}: {tail(read_text(wl_err))}"
             rec.update(setup.post(t, res, wp.pid))
