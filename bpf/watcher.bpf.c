@@ -6,29 +6,18 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "watcher.h"
+#include "defs.bpf.h"
+#include "maps.bpf.h"
+#include "event.bpf.h"
+#include "task.bpf.h"
+#include "syscall_args.bpf.h"
+#include "targets.bpf.h"
 #include "vfs_path.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
-#define S_IFIFO 0010000
-#define AF_UNIX 1
-#define AF_INET 2
-#define AF_INET6 10
-#define SOCK_STREAM 1
-#define SOCK_DGRAM 2
 #define SW_PATH_MASK (SW_PATH_MAX - 1)
 _Static_assert(SW_PATH_MAX == VFS_PATH_MAX, "event paths and walked paths differ in size");
-
-/* libbpf 1.1 stops at the fifth syscall argument. */
-#if defined(__TARGET_ARCH_x86)
-#define SW_SYSCALL_ARG6(r) BPF_CORE_READ(r, r9)
-#elif defined(__TARGET_ARCH_arm64)
-#define SW_SYSCALL_ARG6(r) BPF_CORE_READ((struct user_pt_regs *)(r), regs[5])
-#else
-#error "swatch: add the sixth syscall argument register for this architecture"
-#endif
 
 /* Set by the loader before load; the verifier prunes the modes not chosen. */
 const volatile struct sw_config cfg SEC(".rodata.cfg") = {};
@@ -140,19 +129,6 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
-static const u32 zero = 0;
-
-/* The entry at key, created from init if absent (NULL only if the map is full). */
-static __always_inline void *lookup_or_init(void *map, const void *key, const void *init)
-{
-	void *v = bpf_map_lookup_elem(map, key);
-
-	if (v)
-		return v;
-	bpf_map_update_elem(map, key, init, BPF_NOEXIST);
-	return bpf_map_lookup_elem(map, key);
-}
-
 /* A compare against the range of traced tgids (array lookups are inlined: no call). */
 static __always_inline bool in_pid_range(u32 tgid)
 {
@@ -192,7 +168,7 @@ static __always_inline bool mode_matches(void)
 		break;
 	case SW_TARGET_CGROUP:
 		/* The container's cgroup or any cgroup below it. */
-		if (bpf_get_current_ancestor_cgroup_id(cfg.target_cgroup_level) != cfg.target_cgroup)
+		if (!in_cgroup_tree(cfg.target_cgroup, cfg.target_cgroup_level))
 			return false;
 		break;
 	case SW_TARGET_COMM: {
@@ -224,50 +200,21 @@ static __always_inline bool traced(u64 pid_tgid)
 	if (cfg.mode == SW_TARGET_PID) {
 		if (!in_pid_range(tgid))
 			return false;
-		p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+		p = task_mark(&pending, bpf_get_current_task_btf());
 		if (p)
 			return !p->excluded;
-		return bpf_map_lookup_elem(&pid_filter, &tgid) != NULL;
+		return tgid_listed(&pid_filter, tgid);
 	}
 	if (!mode_matches())
 		return false;
-	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+	p = task_mark(&pending, bpf_get_current_task_btf());
 	return !p || !p->excluded;
-}
-
-static __always_inline void count_failure(u32 which)
-{
-	struct sw_counters *c = bpf_map_lookup_elem(&counters, &zero);
-
-	if (!c)
-		return;
-	if (which == 0)
-		__sync_fetch_and_add(&c->pid_filter_full, 1);
-	else if (which == 1)
-		__sync_fetch_and_add(&c->pid_stats_full, 1);
-	else
-		__sync_fetch_and_add(&c->untracked, 1);
 }
 
 static __always_inline bool streaming(void)
 {
 	struct sw_state *st = bpf_map_lookup_elem(&state, &zero);
 	return st && st->streaming;
-}
-
-static __always_inline void fill_hdr(struct sw_event_hdr *h, u16 type, u64 pid_tgid)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	h->type = type;
-	h->cpu = bpf_get_smp_processor_id();
-	h->ktime_ns = bpf_ktime_get_ns();
-	h->pid = pid_tgid >> 32;
-	h->tid = (u32)pid_tgid;
-	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	h->uid = (u32)bpf_get_current_uid_gid();
-	h->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
 /* Every record goes through here, so every failure is counted. */
@@ -311,19 +258,6 @@ static __always_inline u32 log2_u64(u64 v)
 	return r;
 }
 
-static __always_inline struct file *fd_file(struct task_struct *task, u64 fd)
-{
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *f = NULL;
-
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	return f;
-}
-
 static __always_inline bool name_is(const char *n, const char *want, int len)
 {
 	for (int i = 0; i < len; i++)
@@ -338,8 +272,7 @@ static __always_inline bool name_is(const char *n, const char *want, int len)
  * runtime noise ([eventfd], [timerfd], [eventpoll], [signalfd]). */
 static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, u32 *trunc)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file *f = fd_file(task, fd);
+	struct file *f = current_fd_file(fd);
 	u16 mode;
 
 	if (!f) {
@@ -415,8 +348,8 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		 * after that, no hash lookup. */
 		if (!in_pid_range(tgid))
 			return 0;
-		p = bpf_task_storage_get(&pending, task, 0, 0);
-		if (!p && !bpf_map_lookup_elem(&pid_filter, &tgid))
+		p = task_mark(&pending, task);
+		if (!p && !tgid_listed(&pid_filter, tgid))
 			return 0;
 	} else if (!mode_matches()) {
 		return 0;
@@ -434,12 +367,7 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		/* Arguments matter only for events: skip reading them when nobody streams. */
 		if (info && (info->flags & SW_SC_ENABLED) && streaming()) {
 			regs = (struct pt_regs *)ctx->args[0];
-			p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
-			p->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
-			p->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
-			p->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
-			p->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
-			p->args[5] = SW_SYSCALL_ARG6(regs);
+			syscall_args(regs, p->args);
 			p->args_ok = 1;
 			/* close: the name is gone by sys_exit, so take it now. */
 			if ((info->flags & SW_SC_FD_AT_ENTER) && info->fd_arg < 6) {
@@ -499,7 +427,7 @@ static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, 
 		if (!ps) {
 			p->stat_missed = 1;
 			if ((u32)id == tgid) /* once per process: its main thread */
-				count_failure(1);
+				count_one(&counters, struct sw_counters, pid_stats_full);
 			return;
 		}
 	}
@@ -751,7 +679,7 @@ int BPF_PROG(sw_fork, struct task_struct *parent, struct task_struct *child)
 	struct sw_task *p, *c;
 
 	/* The child has not run yet: whatever is marked here holds from its first instruction. */
-	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+	p = task_mark(&pending, bpf_get_current_task_btf());
 	if (p && p->excluded) {
 		/* swatch's own process: its threads and children are swatch's too */
 		c = bpf_task_storage_get(&pending, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -762,15 +690,16 @@ int BPF_PROG(sw_fork, struct task_struct *parent, struct task_struct *child)
 	if (!traced(id))
 		return 0;
 	if (cfg.mode == SW_TARGET_PID && (thread || cfg.follow_children)) {
-		u8 one = 1;
+		u32 failed;
 
 		if (!thread)
 			widen_pid_range(child_tgid);
 		/* The mark is the membership: it holds whatever pid_filter can take. */
-		if (!bpf_task_storage_get(&pending, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
-			count_failure(2);
-		if (!thread && bpf_map_update_elem(&pid_filter, &child_tgid, &one, BPF_ANY))
-			count_failure(0);
+		failed = join_child(&pid_filter, &pending, child, thread, true);
+		if (failed & SW_JOIN_UNMARKED)
+			count_one(&counters, struct sw_counters, untracked);
+		if (failed & SW_JOIN_NO_ROOM)
+			count_one(&counters, struct sw_counters, pid_filter_full);
 	}
 	if (thread)
 		return 0; /* a new thread of a process: no event */
@@ -794,8 +723,8 @@ int BPF_PROG(sw_exit, struct task_struct *task)
 	int code;
 
 	/* (the thread's storage goes with its task_struct) */
-	if (BPF_CORE_READ(task, signal, live.counter) > 0)
-		return 0; /* other threads of the process live on */
+	if (other_threads_live(task))
+		return 0;
 	/* The consumer's process is gone, however it ended (kill -9 included): nobody reads the
 	 * ring any more. Stop emitting now, before its pid can be reused. */
 	st = bpf_map_lookup_elem(&state, &zero);
@@ -806,7 +735,7 @@ int BPF_PROG(sw_exit, struct task_struct *task)
 	ours = traced(id);
 	/* The process is gone: drop its tgid whoever it was, so a reused pid inherits nothing. */
 	if (cfg.mode == SW_TARGET_PID && in_pid_range(tgid))
-		bpf_map_delete_elem(&pid_filter, &tgid);
+		leave_process(&pid_filter, tgid);
 	if (!ours)
 		return 0;
 	if (streaming()) {
