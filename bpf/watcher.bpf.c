@@ -391,6 +391,19 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* One call into a statistics slot: struct sw_stat or struct sw_pid_stat (the same fields). */
+#define add_call(slot, dur, err, in, out)                                 \
+	do {                                                              \
+		(slot)->count += 1;                                       \
+		(slot)->total_ns += (dur);                                \
+		if (err)                                                  \
+			(slot)->errors += 1;                              \
+		if (in)                                                   \
+			(slot)->bytes_in += (in);                         \
+		if (out)                                                  \
+			(slot)->bytes_out += (out);                       \
+	} while (0)
+
 static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, u64 dur,
 				    u8 flags)
 {
@@ -405,15 +418,8 @@ static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, 
 	 * kernel never runs one raw_tp program twice at once on a CPU (prog->active guard;
 	 * migration is disabled), so no read-modify-write here can interleave with another. */
 	if (s) {
-		s->count += 1;
-		s->total_ns += dur;
+		add_call(s, dur, err, in, out);
 		s->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)] += 1;
-		if (err)
-			s->errors += 1;
-		if (in)
-			s->bytes_in += in;
-		if (out)
-			s->bytes_out += out;
 	}
 	if (!ps) { /* first syscall of this process: name it once */
 		struct sw_pid_stat fresh = {};
@@ -431,59 +437,41 @@ static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, 
 			return;
 		}
 	}
-	ps->count += 1;
-	ps->total_ns += dur;
-	if (err)
-		ps->errors += 1;
-	if (in)
-		ps->bytes_in += in;
-	if (out)
-		ps->bytes_out += out;
+	add_call(ps, dur, err, in, out);
 }
 
-SEC("raw_tp/sys_exit")
-int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+/* sys_exit, step 1: the thread's syscall in flight ends. Only traced threads have one: this
+ * lookup is the filter. Returns the thread's state (NULL: nothing to do) and *ts the entry. */
+static __always_inline struct sw_task *end_syscall(u64 id, u64 *ts)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tid = (u32)id;
-	struct sw_syscall_info *info;
-	struct sw_syscall_event *ev;
-	struct scratch *s;
 	struct sw_task *p;
-	u64 ts, dur;
-	u32 nr, off = 0;
-	s64 ret;
-	u32 trunc = 0;
-	u8 fd_arg;
 
-	/* Only traced threads have a syscall in flight: this lookup is the filter. */
 	if (cfg.mode == SW_TARGET_PID && !in_pid_range(id >> 32))
-		return 0;
-	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+		return NULL;
+	p = task_mark(&pending, bpf_get_current_task_btf());
 	if (!p || !p->ts)
-		return 0;
-	ts = p->ts;
+		return NULL;
+	*ts = p->ts;
 	p->ts = 0;
-	nr = p->nr;
-	if (nr >= SW_MAX_SYSCALLS)
-		return 0;
-	ret = ctx->args[1];
-	dur = bpf_ktime_get_ns() - ts;
-	info = bpf_map_lookup_elem(&syscall_info, &nr);
-	if (!info)
-		return 0;
-	account(p, id, nr, ret, dur, info->flags);
+	return p;
+}
 
+/* Step 2 is account(). Step 3: does the call get an event? */
+static __always_inline bool wants_event(struct sw_task *p, struct sw_syscall_info *info, s64 ret)
+{
 	if (!(info->flags & SW_SC_ENABLED) || !p->args_ok || !streaming())
-		return 0;
+		return false;
 	if ((info->flags & SW_SC_EXEC) && ret == 0)
-		return 0; /* the EXEC event reports it, with the new image's argv */
+		return false; /* the EXEC event reports it, with the new image's argv */
 	if ((info->flags & SW_SC_FAILED_ONLY) && !(ret < 0 && ret > -4096))
-		return 0;
-	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s)
-		return 0;
-	ev = &s->sc;
+		return false;
+	return true;
+}
+
+/* Step 4: the fixed part of the record; data[] empty. */
+static __always_inline void start_syscall_event(struct sw_syscall_event *ev, struct sw_task *p,
+						u32 nr, s64 ret, u64 dur)
+{
 	ev->ret = ret;
 	ev->duration_ns = dur;
 	ev->nr = nr;
@@ -496,6 +484,13 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	ev->addr_len = 0;
 	for (int i = 0; i < 6; i++)
 		ev->args[i] = p->args[i];
+}
+
+/* Step 5: the path arguments as the user passed them, from data[0]. Returns the bytes used. */
+static __always_inline u32 add_paths(struct sw_syscall_event *ev, struct sw_task *p,
+				     struct sw_syscall_info *info)
+{
+	u32 off = 0;
 
 	if (info->path_arg < 6) {
 		int n = bpf_probe_read_user_str(&ev->data[0], SW_PATH_MAX,
@@ -517,68 +512,129 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 				ev->flags |= SW_F_PATH2_TRUNC;
 		}
 	}
+	return off;
+}
+
+/* Step 6: the name of the fd argument, at data[*off] (*off grows by its length): taken at
+ * sys_enter (close), or now. false: the fd is runtime noise, the call gets no event. */
+static __always_inline bool add_fd_name(struct scratch *s, struct sw_task *p,
+					struct sw_syscall_info *info, u32 tid, u32 *off)
+{
+	struct sw_syscall_event *ev = &s->sc;
+	u32 trunc = 0;
+	u8 fd_arg;
+	int n = 0;
+
 	/* fstat through newfstatat(fd, "", AT_EMPTY_PATH): name the fd, not the empty path. */
 	fd_arg = info->fd_arg;
 	if (fd_arg >= 6 && ev->path_len == 1 && info->empty_path_fd_arg < 6)
 		fd_arg = info->empty_path_fd_arg;
-	if (fd_arg < 6 && off <= 2 * SW_PATH_MAX) {
-		int n = 0;
+	if (fd_arg >= 6 || *off > 2 * SW_PATH_MAX)
+		return true;
+	if (info->flags & SW_SC_FD_AT_ENTER) {
+		struct enter_name *en = bpf_map_lookup_elem(&enter_names, &tid);
 
-		if (info->flags & SW_SC_FD_AT_ENTER) {
-			struct enter_name *en = bpf_map_lookup_elem(&enter_names, &tid);
-
-			if (en) {
-				if (en->len == 0xffff)
-					return 0;
-				n = en->len;
-				ev->fd_kind = en->kind;
-				trunc = en->trunc;
-				if (n > 0 && n <= SW_PATH_MAX)
-					bpf_probe_read_kernel(&ev->data[bounded(off, 2 * SW_PATH_MAX)],
-							      bounded(n, SW_PATH_MAX), en->name);
-				else
-					n = 0;
-				bpf_map_delete_elem(&enter_names, &tid);
-			}
-		} else {
-			n = fd_name(p->args[fd_arg & 7],
-				    (char *)&ev->data[bounded(off, 2 * SW_PATH_MAX)], s->pathbuf,
-				    &ev->fd_kind, &trunc);
-			if (n < 0)
-				return 0; /* runtime noise */
+		if (en) {
+			if (en->len == 0xffff)
+				return false;
+			n = en->len;
+			ev->fd_kind = en->kind;
+			trunc = en->trunc;
+			if (n > 0 && n <= SW_PATH_MAX)
+				bpf_probe_read_kernel(&ev->data[bounded(*off, 2 * SW_PATH_MAX)],
+						      bounded(n, SW_PATH_MAX), en->name);
+			else
+				n = 0;
+			bpf_map_delete_elem(&enter_names, &tid);
 		}
-		if (n > SW_PATH_MAX)
-			n = SW_PATH_MAX;
-		off += n;
-		ev->fdname_len = n;
-		if (trunc)
-			ev->flags |= SW_F_FDNAME_TRUNC;
+	} else {
+		n = fd_name(p->args[fd_arg & 7], (char *)&ev->data[bounded(*off, 2 * SW_PATH_MAX)],
+			    s->pathbuf, &ev->fd_kind, &trunc);
+		if (n < 0)
+			return false; /* runtime noise */
 	}
-	if (info->addr_arg < 6 && off <= 3 * SW_PATH_MAX && (ret >= 0 || !(info->flags & SW_SC_ADDRLEN_PTR))) {
-		u64 uaddr = p->args[info->addr_arg & 7];
-		u64 alen = info->addrlen_arg < 6 ? p->args[info->addrlen_arg & 7] : 0;
+	if (n > SW_PATH_MAX)
+		n = SW_PATH_MAX;
+	*off += n;
+	ev->fdname_len = n;
+	if (trunc)
+		ev->flags |= SW_F_FDNAME_TRUNC;
+	return true;
+}
 
-		if (info->flags & SW_SC_ADDRLEN_PTR) {
-			int l = 0;
+/* Step 7: the sockaddr argument, at data[*off] (*off grows by its length). With an addrlen
+ * pointer (accept), only once the call succeeded: the kernel wrote the address then. */
+static __always_inline void add_sockaddr(struct sw_syscall_event *ev, struct sw_task *p,
+					 struct sw_syscall_info *info, s64 ret, u32 *off)
+{
+	u64 uaddr, alen;
 
-			if (alen)
-				bpf_probe_read_user(&l, sizeof(l), (void *)alen);
-			alen = l;
-		}
-		alen = bounded(alen, SW_ADDR_MAX);
-		if (uaddr && alen > 0 &&
-		    !bpf_probe_read_user(&ev->data[bounded(off, 3 * SW_PATH_MAX)], alen, (void *)uaddr)) {
-			off += alen;
-			ev->addr_len = alen;
-		}
+	if (info->addr_arg >= 6 || *off > 3 * SW_PATH_MAX ||
+	    (ret < 0 && (info->flags & SW_SC_ADDRLEN_PTR)))
+		return;
+	uaddr = p->args[info->addr_arg & 7];
+	alen = info->addrlen_arg < 6 ? p->args[info->addrlen_arg & 7] : 0;
+	if (info->flags & SW_SC_ADDRLEN_PTR) {
+		int l = 0;
+
+		if (alen)
+			bpf_probe_read_user(&l, sizeof(l), (void *)alen);
+		alen = l;
 	}
-	if (info->flags & SW_SC_CLONE3)
-		bpf_probe_read_user(&ev->aux, sizeof(ev->aux), (void *)p->args[0]);
+	alen = bounded(alen, SW_ADDR_MAX);
+	if (uaddr && alen > 0 &&
+	    !bpf_probe_read_user(&ev->data[bounded(*off, 3 * SW_PATH_MAX)], alen, (void *)uaddr)) {
+		*off += alen;
+		ev->addr_len = alen;
+	}
+}
 
+/* Step 8: the header, and out, data[] cut to the off bytes used. */
+static __always_inline void emit_syscall_event(struct sw_syscall_event *ev, u64 id, u32 off)
+{
 	fill_hdr(&ev->hdr, SW_EV_SYSCALL, id);
 	off = bounded(off, sizeof(ev->data));
 	ev->hdr.size = offsetof(struct sw_syscall_event, data) + off;
 	output(ev, offsetof(struct sw_syscall_event, data) + off, SW_EV_SYSCALL);
+}
+
+SEC("raw_tp/sys_exit")
+int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct sw_syscall_info *info;
+	struct scratch *s;
+	struct sw_task *p;
+	u64 ts, dur;
+	u32 nr, off;
+	s64 ret;
+
+	p = end_syscall(id, &ts);
+	if (!p)
+		return 0;
+	nr = p->nr;
+	if (nr >= SW_MAX_SYSCALLS)
+		return 0;
+	ret = ctx->args[1];
+	dur = bpf_ktime_get_ns() - ts;
+	info = bpf_map_lookup_elem(&syscall_info, &nr);
+	if (!info)
+		return 0;
+	account(p, id, nr, ret, dur, info->flags);
+
+	if (!wants_event(p, info, ret))
+		return 0;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	start_syscall_event(&s->sc, p, nr, ret, dur);
+	off = add_paths(&s->sc, p, info);
+	if (!add_fd_name(s, p, info, (u32)id, &off))
+		return 0;
+	add_sockaddr(&s->sc, p, info, ret, &off);
+	if (info->flags & SW_SC_CLONE3)
+		bpf_probe_read_user(&s->sc.aux, sizeof(s->sc.aux), (void *)p->args[0]);
+	emit_syscall_event(&s->sc, id, off);
 	return 0;
 }
 
