@@ -406,24 +406,21 @@ static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, u32 op, bo
 	return cfg.audit_only ? 1 : 0;
 }
 
-SEC("cgroup/connect4")
-int swp_connect4(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_CONNECT, false); }
+/* One sock_addr program: swp_<hook>, attached at cgroup/<hook>. */
+#define SWP_SOCK_ADDR_HOOK(hook, op, v6)                                     \
+	SEC("cgroup/" #hook)                                                 \
+	int swp_##hook(struct bpf_sock_addr *ctx)                            \
+	{                                                                    \
+		return sock_addr_check(ctx, op, v6);                         \
+	}
 
-SEC("cgroup/connect6")
-int swp_connect6(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_CONNECT, true); }
-
+SWP_SOCK_ADDR_HOOK(connect4, SWP_OP_CONNECT, false)
+SWP_SOCK_ADDR_HOOK(connect6, SWP_OP_CONNECT, true)
 /* UDP sendmsg()/sendto() with an address: a connect in all but name. */
-SEC("cgroup/sendmsg4")
-int swp_sendmsg4(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_CONNECT, false); }
-
-SEC("cgroup/sendmsg6")
-int swp_sendmsg6(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_CONNECT, true); }
-
-SEC("cgroup/bind4")
-int swp_bind4(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_BIND, false); }
-
-SEC("cgroup/bind6")
-int swp_bind6(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_BIND, true); }
+SWP_SOCK_ADDR_HOOK(sendmsg4, SWP_OP_CONNECT, false)
+SWP_SOCK_ADDR_HOOK(sendmsg6, SWP_OP_CONNECT, true)
+SWP_SOCK_ADDR_HOOK(bind4, SWP_OP_BIND, false)
+SWP_SOCK_ADDR_HOOK(bind6, SWP_OP_BIND, true)
 
 /* socket(AF_INET/AF_INET6, ...): the kernel calls this hook for those families only. */
 SEC("cgroup/sock_create")
@@ -974,8 +971,11 @@ int swp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
 /* ------------------------------------------------------------------ LSM / fmod_ret tiers */
 
-/* op on the file's resolved path: 0, or -EPERM (after reporting). */
-static __always_inline int check_file(struct file *f, u32 op, u8 tier)
+/* op on a path: with of_file, the path the user opened the file f by; else the path of the
+ * entry d on the mount mnt (path_* hooks). With ancestor, also when the entry is a directory
+ * above a rule's path (renaming it would move that path). 0, or -EPERM (after reporting). */
+static __always_inline int check_path(bool of_file, struct file *f, struct vfsmount *mnt,
+				      struct dentry *d, u32 op, u8 tier, bool ancestor)
 {
 	struct swp_rules *r;
 	struct scratch *s;
@@ -984,27 +984,7 @@ static __always_inline int check_file(struct file *f, u32 op, u8 tier)
 
 	if (!path_rules_apply(op, &r, &s))
 		return 0;
-	start = file_user_path(f, s->buf, &trunc);
-	rule = denied_by(r, op, s->buf, start);
-	if (rule < 0)
-		return 0;
-	set_target_path(s, s->buf, start, trunc);
-	return deny(s, op, tier, rule);
-}
-
-/* op on the entry `d` on the mount `mnt` (path_* hooks). With ancestor, also when the entry
- * is a directory above a rule's path (renaming it would move that path). */
-static __always_inline int check_entry_anc(struct vfsmount *mnt, struct dentry *d, u32 op, u8 tier,
-					   bool ancestor)
-{
-	struct swp_rules *r;
-	struct scratch *s;
-	u32 start, trunc = 0;
-	int rule;
-
-	if (!path_rules_apply(op, &r, &s))
-		return 0;
-	start = dentry_path(d, mnt, s->buf, &trunc);
+	start = of_file ? file_user_path(f, s->buf, &trunc) : dentry_path(d, mnt, s->buf, &trunc);
 	rule = denied_by_anc(r, op, s->buf, start,
 			     ancestor && !trunc ? SWP_PATH_MAX - 1 - (start & SWP_PATH_MASK) : 0);
 	if (rule < 0)
@@ -1013,9 +993,20 @@ static __always_inline int check_entry_anc(struct vfsmount *mnt, struct dentry *
 	return deny(s, op, tier, rule);
 }
 
+static __always_inline int check_file(struct file *f, u32 op, u8 tier)
+{
+	return check_path(true, f, NULL, NULL, op, tier, false);
+}
+
+static __always_inline int check_entry_anc(struct vfsmount *mnt, struct dentry *d, u32 op, u8 tier,
+					   bool ancestor)
+{
+	return check_path(false, NULL, mnt, d, op, tier, ancestor);
+}
+
 static __always_inline int check_entry(struct vfsmount *mnt, struct dentry *d, u32 op, u8 tier)
 {
-	return check_entry_anc(mnt, d, op, tier, false);
+	return check_path(false, NULL, mnt, d, op, tier, false);
 }
 
 static __always_inline int check_plain(u32 op, u8 tier)

@@ -641,7 +641,7 @@ def denial_dict(ev, policy: str, rule_paths: list[str], clock_offset: int) -> di
     kind = ev.target_kind
     target: str = ""
     if kind == lib.SWP_TGT_PATH:
-        # The kernel walks a path from the file up (bpf/vfs_path.bpf.h): a cut path lost the
+        # The kernel walks a path from the file up (bpf/include/vfs_path.bpf.h): a cut path lost the
         # components nearest the root, so the mark goes in front.
         target = ("..." if ev.trunc else "") + _denied_str(ev.target)
     elif kind == lib.SWP_TGT_ADDR:
