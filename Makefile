@@ -6,7 +6,7 @@ BPFTOOL ?= bpftool
 PYTHON ?= /usr/bin/python3
 VENV := .venv
 SWATCH := $(VENV)/bin/swatch
-BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ivmlinux/$(ARCH) -Ibpf
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ivmlinux/$(ARCH) -Ibpf -Ibpf/include
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,build/%.bpf.o,$(BPF_SRCS))
 SYSCALL_HEADER := /usr/include/$(TRIPLET)/asm/unistd_64.h
@@ -46,7 +46,7 @@ all: bpf $(SYSCALL_TABLE) $(patsubst tests/workloads/%.c,build/workloads/%,$(wil
 
 bpf: $(BPF_OBJS)
 
-build/%.bpf.o: bpf/%.bpf.c bpf/*.h vmlinux/$(ARCH)/vmlinux.h | build
+build/%.bpf.o: bpf/%.bpf.c bpf/*.h bpf/include/*.h vmlinux/$(ARCH)/vmlinux.h | build
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 build:
@@ -73,7 +73,8 @@ deps:
 bench-deps: deps
 	@tools/install-deps --venv $(VENV) --python $(PYTHON) --apt "$(APT_BENCH)" --pip "$(PIP_BENCH)"
 
-$(STAMP): pyproject.toml setup.py syscall_watcher/kernel/_build.py syscall_watcher/kernel/_shim.c syscall_watcher/kernel/_shim.h bpf/watcher.h bpf/policy.h
+$(STAMP): pyproject.toml setup.py syscall_watcher/kernel/_build.py syscall_watcher/kernel/_shim.c syscall_watcher/kernel/_shim.h bpf/watcher.h bpf/policy.h \
+	bpf/include/common.h
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel cffi
 	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test,docker]'

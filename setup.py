@@ -26,7 +26,8 @@ def _bpf_cflags() -> list[str]:
     """The Makefile's BPF_CFLAGS (keep the two in step)."""
     arch = ARCHES.get(platform.machine(), platform.machine())
     return ["-g", "-O2", "-target", "bpf", "-mcpu=v3", f"-D__TARGET_ARCH_{arch}", "-Wall",
-            "-Werror", f"-I{ROOT / 'vmlinux' / arch}", f"-I{ROOT / 'bpf'}"]
+            "-Werror", f"-I{ROOT / 'vmlinux' / arch}", f"-I{ROOT / 'bpf'}",
+            f"-I{ROOT / 'bpf' / 'include'}"]
 
 
 def _syscall_header() -> Path:

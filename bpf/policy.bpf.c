@@ -13,37 +13,22 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "policy.h"
+#include "defs.bpf.h"
+#include "maps.bpf.h"
+#include "event.bpf.h"
+#include "task.bpf.h"
+#include "syscall_args.bpf.h"
+#include "targets.bpf.h"
 #include "vfs_path.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define EPERM 1
-#define ENOENT 2
-#define SIGKILL 9
-#define AF_INET 2
-#define AF_INET6 10
-#define SOCK_DGRAM 2
-#define MAY_WRITE 2
-#define MAY_READ 4
-#define FMODE_WRITE 2
-#define AT_REMOVEDIR 0x200
-#define AT_EMPTY_PATH 0x1000
-#define O_WRONLY 01
-#define O_RDWR 02
-#define O_CREAT 0100
-#define O_TRUNC 01000
-#define AT_FDCWD -100
-#define PROT_WRITE 0x2
-#define MAP_SHARED 0x1          /* MAP_SHARED_VALIDATE (0x3) has it too; MAP_PRIVATE (0x2) not */
-#define VM_MAYWRITE 0x20
-#define VM_MAYSHARE 0x80
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
 #define SWP_NORM_DEPTH 64       /* components a reactive path may keep after normalising */
 #define SWP_SENDMMSG_MAX 1024   /* UIO_MAXIOV: sendmmsg() sends at most this many */
 #define SWP_BUF (2 * SWP_PATH_MAX)
 #define SWP_BUF_MASK (SWP_BUF - 1)
 #define SWP_PATH_MASK (SWP_PATH_MAX - 1)
+#define NO_SYSCALL 0xffffffff   /* swp_denial.nr of a denial by a hook, not at sys_enter */
 _Static_assert(SWP_PATH_MAX == VFS_PATH_MAX, "policy paths and walked paths differ in size");
 
 const volatile struct swp_config cfg SEC(".rodata.cfg") = {};
@@ -67,7 +52,7 @@ struct {
 	__uint(max_entries, 1 << 20);
 } denials SEC(".maps");
 
-/* SWP_TARGET_PID: the target's processes (tgids), children added at fork, each removed when
+/* SW_TARGET_PID: the target's processes (tgids), children added at fork, each removed when
  * its last thread exits. Sized by the loader (--max-pids); memory only for live entries. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -100,7 +85,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SWP_MAX_SYSCALLS);
+	__uint(max_entries, SW_MAX_SYSCALLS);
 	__type(key, u32);
 	__type(value, struct swp_syscall);
 } reactive SEC(".maps");
@@ -126,24 +111,22 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
-static const u32 zero = 0;
-
 /* The cgroup programs' test: the cgroup, or the tgid in "targets" (nothing else). */
 static __always_inline bool in_targets(void)
 {
 	u32 tgid;
 
-	if (cfg.mode == SWP_TARGET_CGROUP)
-		return bpf_get_current_ancestor_cgroup_id(cfg.target_cgroup_level) == cfg.target_cgroup;
+	if (cfg.mode == SW_TARGET_CGROUP)
+		return in_cgroup_tree(cfg.target_cgroup, cfg.target_cgroup_level);
 	tgid = bpf_get_current_pid_tgid() >> 32;
-	return bpf_map_lookup_elem(&targets, &tgid) != NULL;
+	return tgid_listed(&targets, tgid);
 }
 
 static __always_inline u32 *untracked_mark(void)
 {
 	if (!overflowed)
 		return NULL;
-	return bpf_task_storage_get(&untracked, bpf_get_current_task_btf(), 0, 0);
+	return task_mark(&untracked, bpf_get_current_task_btf());
 }
 
 /* Called first by every other program: is the current task part of the target? */
@@ -151,21 +134,7 @@ static __always_inline bool targeted(void)
 {
 	if (in_targets())
 		return true;
-	return cfg.mode == SWP_TARGET_PID && untracked_mark() != NULL;
-}
-
-static __always_inline void count_tracking(u32 which)
-{
-	struct swp_counts *c = bpf_map_lookup_elem(&counts, &zero);
-
-	if (!c)
-		return;
-	if (which == 0)
-		__sync_fetch_and_add(&c->untracked, 1);
-	else if (which == 1)
-		__sync_fetch_and_add(&c->killed_untracked, 1);
-	else
-		__sync_fetch_and_add(&c->unmarked, 1);
+	return cfg.mode == SW_TARGET_PID && untracked_mark() != NULL;
 }
 
 static __always_inline struct swp_rules *get_rules(void)
@@ -256,20 +225,10 @@ static __always_inline void report(struct scratch *s, u32 op, u8 tier, int rule,
 {
 	struct swp_counts *c = bpf_map_lookup_elem(&counts, &zero);
 	struct swp_denial *ev = &s->ev;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	u64 id = bpf_get_current_pid_tgid();
 	long err;
 
-	ev->type = SWP_EV_DENIAL;
-	ev->size = sizeof(*ev);
-	ev->cpu = bpf_get_smp_processor_id();
-	ev->ktime_ns = bpf_ktime_get_ns();
-	ev->pid = id >> 32;
-	ev->tid = (u32)id;
-	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	ev->uid = (u32)bpf_get_current_uid_gid();
-	ev->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	fill_hdr(&ev->hdr, SWP_EV_DENIAL, bpf_get_current_pid_tgid());
+	ev->hdr.size = sizeof(*ev);
 	ev->op = op;
 	ev->tier = tier;
 	ev->action = cfg.audit_only ? SWP_ACT_AUDIT
@@ -337,35 +296,64 @@ static __always_inline int verdict(u8 tier)
 	return -EPERM;
 }
 
+/* The denial by a hook (not at sys_enter), once s->ev's target is filled: reported, and the
+ * hook's return value. */
+static __always_inline int deny(struct scratch *s, u32 op, u8 tier, int rule)
+{
+	report(s, op, tier, rule, NO_SYSCALL);
+	return verdict(tier);
+}
+
+/* Where every check of an operation without a path begins: is the current task a target
+ * (cgroup_hook: by "targets" or the cgroup alone, all that a cgroup program may test), and
+ * does a rule deny op? Returns the rule, with *sp the scratch to report from; -1: allowed. */
+static __always_inline int denying_rule(u32 op, bool cgroup_hook, struct scratch **sp)
+{
+	struct swp_rules *r;
+	int rule;
+
+	if (!(cgroup_hook ? in_targets() : targeted()) || !(r = get_rules()))
+		return -1;
+	rule = denied_by(r, op, NULL, 0);
+	if (rule < 0 || !(*sp = get_scratch()))
+		return -1;
+	return rule;
+}
+
+/* Where every check of a path begins: is the current task a target, and does a rule deny op
+ * on some path? *rp and *sp: the rules and the scratch to build the path in. */
+static __always_inline bool path_rules_apply(u32 op, struct swp_rules **rp, struct scratch **sp)
+{
+	struct swp_rules *r;
+
+	if (!targeted() || !(r = get_rules()) || !(*sp = get_scratch()))
+		return false;
+	*rp = r;
+	return (r->block & (1u << op)) || (r->path_ops & (1u << op));
+}
+
 /* ------------------------------------------------------------------ the process tree */
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(swp_fork, struct task_struct *parent, struct task_struct *child)
 {
-	u32 child_tgid = child->tgid;
-	u8 one = 1;
+	bool thread = child->tgid == parent->tgid;
+	u32 failed;
 
-	if (cfg.mode != SWP_TARGET_PID || !targeted())
+	if (cfg.mode != SW_TARGET_PID || !targeted())
 		return 0;
-	if (child_tgid == parent->tgid) {
-		/* A new thread: covered by its tgid in "targets", or marked like its process. */
-		if (untracked_mark() &&
-		    !bpf_task_storage_get(&untracked, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)) {
-			count_tracking(2);
-			if (!cfg.audit_only)
-				bpf_send_signal(SIGKILL);
-		}
-		return 0;
+	/* A new process joins "targets". Where "targets" is full (--max-pids), the child (it has
+	 * not run yet) is marked instead, so that it is policed (or, with the cgroup tier, killed
+	 * at its first syscall). A new thread is covered by its tgid in "targets", or marked
+	 * like its process. */
+	failed = join_child(&targets, &untracked, child, thread, thread && untracked_mark());
+	if (failed & SW_JOIN_NO_ROOM) {
+		overflowed = 1;
+		count_one(&counts, struct swp_counts, untracked);
 	}
-	if (!bpf_map_update_elem(&targets, &child_tgid, &one, BPF_ANY))
-		return 0;
-	/* "targets" is full (--max-pids). The child has not run yet: mark it, so that it is
-	 * policed (or, with the cgroup tier, killed at its first syscall). */
-	overflowed = 1;
-	count_tracking(0);
-	if (!bpf_task_storage_get(&untracked, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)) {
+	if (failed & SW_JOIN_UNMARKED) {
 		/* Not even a mark (no memory): the parent dies rather than leave it unpoliced. */
-		count_tracking(2);
+		count_one(&counts, struct swp_counts, unmarked);
 		if (!cfg.audit_only)
 			bpf_send_signal(SIGKILL);
 	}
@@ -377,9 +365,9 @@ int BPF_PROG(swp_exit, struct task_struct *task)
 {
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
-	if (cfg.mode != SWP_TARGET_PID || BPF_CORE_READ(task, signal, live.counter) > 0)
+	if (cfg.mode != SW_TARGET_PID || other_threads_live(task))
 		return 0;
-	bpf_map_delete_elem(&targets, &tgid);
+	leave_process(&targets, tgid);
 	return 0;
 }
 
@@ -389,14 +377,10 @@ int BPF_PROG(swp_exit, struct task_struct *task)
 /* v6 is a constant: a connect4 program may not even read user_ip6. */
 static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, u32 op, bool v6)
 {
-	struct swp_rules *r;
 	struct scratch *s;
-	int rule;
+	int rule = denying_rule(op, true, &s);
 
-	if (!in_targets() || !(r = get_rules()))
-		return 1;
-	rule = denied_by(r, op, NULL, 0);
-	if (rule < 0 || !(s = get_scratch()))
+	if (rule < 0)
 		return 1;
 	set_target_none(s);
 	if (!v6) {
@@ -418,78 +402,44 @@ static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, u32 op, bo
 		s->ev.target_len = sizeof(*sin6);
 	}
 	s->ev.target_kind = SWP_TGT_ADDR;
-	report(s, op, SWP_TIER_CGROUP, rule, 0xffffffff);
+	report(s, op, SWP_TIER_CGROUP, rule, NO_SYSCALL);
 	return cfg.audit_only ? 1 : 0;
 }
 
-SEC("cgroup/connect4")
-int swp_connect4(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_CONNECT, false); }
+/* One sock_addr program: swp_<hook>, attached at cgroup/<hook>. */
+#define SWP_SOCK_ADDR_HOOK(hook, op, v6)                                     \
+	SEC("cgroup/" #hook)                                                 \
+	int swp_##hook(struct bpf_sock_addr *ctx)                            \
+	{                                                                    \
+		return sock_addr_check(ctx, op, v6);                         \
+	}
 
-SEC("cgroup/connect6")
-int swp_connect6(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_CONNECT, true); }
-
+SWP_SOCK_ADDR_HOOK(connect4, SWP_OP_CONNECT, false)
+SWP_SOCK_ADDR_HOOK(connect6, SWP_OP_CONNECT, true)
 /* UDP sendmsg()/sendto() with an address: a connect in all but name. */
-SEC("cgroup/sendmsg4")
-int swp_sendmsg4(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_CONNECT, false); }
-
-SEC("cgroup/sendmsg6")
-int swp_sendmsg6(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_CONNECT, true); }
-
-SEC("cgroup/bind4")
-int swp_bind4(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_BIND, false); }
-
-SEC("cgroup/bind6")
-int swp_bind6(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, SWP_OP_BIND, true); }
+SWP_SOCK_ADDR_HOOK(sendmsg4, SWP_OP_CONNECT, false)
+SWP_SOCK_ADDR_HOOK(sendmsg6, SWP_OP_CONNECT, true)
+SWP_SOCK_ADDR_HOOK(bind4, SWP_OP_BIND, false)
+SWP_SOCK_ADDR_HOOK(bind6, SWP_OP_BIND, true)
 
 /* socket(AF_INET/AF_INET6, ...): the kernel calls this hook for those families only. */
 SEC("cgroup/sock_create")
 int swp_sock_create(struct bpf_sock *ctx)
 {
-	struct swp_rules *r;
 	struct scratch *s;
-	int rule;
+	int rule = denying_rule(SWP_OP_SOCKET, true, &s);
 
-	if (!in_targets() || !(r = get_rules()))
-		return 1;
-	rule = denied_by(r, SWP_OP_SOCKET, NULL, 0);
-	if (rule < 0 || !(s = get_scratch()))
+	if (rule < 0)
 		return 1;
 	set_target_none(s);
 	s->ev.target_kind = SWP_TGT_SOCKET;
 	s->ev.aux = ctx->family;
 	s->ev.aux2 = ctx->type;
-	report(s, SWP_OP_SOCKET, SWP_TIER_CGROUP, rule, 0xffffffff);
+	report(s, SWP_OP_SOCKET, SWP_TIER_CGROUP, rule, NO_SYSCALL);
 	return cfg.audit_only ? 1 : 0;
 }
 
 /* ------------------------------------------------------------------ reactive tier */
-
-static __always_inline u64 syscall_arg(struct pt_regs *regs, u32 i)
-{
-	switch (i) {
-	case 0: return PT_REGS_PARM1_CORE_SYSCALL(regs);
-	case 1: return PT_REGS_PARM2_CORE_SYSCALL(regs);
-	case 2: return PT_REGS_PARM3_CORE_SYSCALL(regs);
-	case 3: return PT_REGS_PARM4_CORE_SYSCALL(regs);
-	case 4: return PT_REGS_PARM5_CORE_SYSCALL(regs);
-	case 5: return BPF_CORE_READ(regs, r9); /* x86-64: libbpf 1.1 has no PARM6_SYSCALL */
-	default: return 0;
-	}
-}
-
-static __always_inline struct file *fd_file(u64 fd)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *f = NULL;
-
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	return f;
-}
 
 /* How a user path came out of resolve_user_path(). */
 #define UP_NONE 1       /* no path to compare (NULL or empty: the call fails, or uses an fd) */
@@ -584,7 +534,7 @@ __noinline int resolve_user_path(struct scratch *s, u32 second, u64 uptr, s64 di
 		d = BPF_CORE_READ(task, fs, pwd.dentry);
 		mnt = BPF_CORE_READ(task, fs, pwd.mnt);
 	} else {
-		f = fd_file(dirfd);
+		f = current_fd_file(dirfd);
 		if (!f)
 			return -UP_UNCHECKED;
 		d = BPF_CORE_READ(f, f_path.dentry);
@@ -707,7 +657,7 @@ static __always_inline struct file *mprotect_file(struct pt_regs *regs, bool *un
 /* Is fd a datagram socket? (The LSM tier checks datagrams sent to an explicit address.) */
 static __always_inline bool dgram_socket(u64 fd)
 {
-	struct file *f = fd_file(fd);
+	struct file *f = current_fd_file(fd);
 	struct socket *sock;
 
 	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
@@ -840,7 +790,7 @@ __noinline int check_file_call(u64 regs_addr, struct swp_syscall *sc, struct swp
 			return -1;
 	} else if (sc->fd_arg < 6 && !(fl & SWP_R_OPEN_WRITE) &&
 		   (!(fl & SWP_R_EMPTY_PATH_FD) || (syscall_arg(regs, 4) & AT_EMPTY_PATH))) {
-		f = fd_file(syscall_arg(regs, sc->fd_arg));
+		f = current_fd_file(syscall_arg(regs, sc->fd_arg));
 		have = true;
 	} else if (sc->path_arg < 6) {
 		s64 dirfd = (fl & SWP_R_AT) && sc->path_arg > 0 ?
@@ -909,13 +859,13 @@ int swp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	/* A process "targets" had no room for, while the cgroup tier (which sees only
 	 * "targets") holds part of the policy: killed before its first syscall does anything.
 	 * Bystanders pay one load of a global until "targets" has been full once. */
-	if (cfg.kill_untracked && cfg.mode == SWP_TARGET_PID && overflowed) {
+	if (cfg.kill_untracked && cfg.mode == SW_TARGET_PID && overflowed) {
 		u32 *m = untracked_mark();
 
 		if (m) {
 			if (!*m) {
 				*m = 1;
-				count_tracking(1);
+				count_one(&counts, struct swp_counts, killed_untracked);
 			}
 			if (!cfg.audit_only)
 				bpf_send_signal(SIGKILL);
@@ -925,7 +875,7 @@ int swp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	/* Every task on the machine comes through here: first the syscall number (an inlined
 	 * array lookup), and only for a syscall the policy covers, the target check. */
 	nr = ctx->args[1];
-	if (nr >= SWP_MAX_SYSCALLS || !(sc = bpf_map_lookup_elem(&reactive, &nr)) ||
+	if (nr >= SW_MAX_SYSCALLS || !(sc = bpf_map_lookup_elem(&reactive, &nr)) ||
 	    !(sc->flags & SWP_R_USED))
 		return 0;
 	if (!targeted())
@@ -1021,105 +971,81 @@ int swp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
 /* ------------------------------------------------------------------ LSM / fmod_ret tiers */
 
-/* op on the file's resolved path: 0, or -EPERM (after reporting). */
-static __always_inline int check_file(struct file *f, u32 op, u8 tier)
+/* op on a path: with of_file, the path the user opened the file f by; else the path of the
+ * entry d on the mount mnt (path_* hooks). With ancestor, also when the entry is a directory
+ * above a rule's path (renaming it would move that path). 0, or -EPERM (after reporting). */
+static __always_inline int check_path(bool of_file, struct file *f, struct vfsmount *mnt,
+				      struct dentry *d, u32 op, u8 tier, bool ancestor)
 {
 	struct swp_rules *r;
 	struct scratch *s;
 	u32 start, trunc = 0;
 	int rule;
 
-	if (!targeted() || !(r = get_rules()) || !(s = get_scratch()))
+	if (!path_rules_apply(op, &r, &s))
 		return 0;
-	if (!(r->block & (1u << op)) && !(r->path_ops & (1u << op)))
-		return 0;
-	start = file_user_path(f, s->buf, &trunc);
-	rule = denied_by(r, op, s->buf, start);
-	if (rule < 0)
-		return 0;
-	set_target_path(s, s->buf, start, trunc);
-	report(s, op, tier, rule, 0xffffffff);
-	return verdict(tier);
-}
-
-/* op on the entry `d` on the mount `mnt` (path_* hooks). With ancestor, also when the entry
- * is a directory above a rule's path (renaming it would move that path). */
-static __always_inline int check_entry_anc(struct vfsmount *mnt, struct dentry *d, u32 op, u8 tier,
-					   bool ancestor)
-{
-	struct swp_rules *r;
-	struct scratch *s;
-	u32 start, trunc = 0;
-	int rule;
-
-	if (!targeted() || !(r = get_rules()) || !(s = get_scratch()))
-		return 0;
-	if (!(r->block & (1u << op)) && !(r->path_ops & (1u << op)))
-		return 0;
-	start = dentry_path(d, mnt, s->buf, &trunc);
+	start = of_file ? file_user_path(f, s->buf, &trunc) : dentry_path(d, mnt, s->buf, &trunc);
 	rule = denied_by_anc(r, op, s->buf, start,
 			     ancestor && !trunc ? SWP_PATH_MAX - 1 - (start & SWP_PATH_MASK) : 0);
 	if (rule < 0)
 		return 0;
 	set_target_path(s, s->buf, start, trunc);
-	report(s, op, tier, rule, 0xffffffff);
-	return verdict(tier);
+	return deny(s, op, tier, rule);
+}
+
+static __always_inline int check_file(struct file *f, u32 op, u8 tier)
+{
+	return check_path(true, f, NULL, NULL, op, tier, false);
+}
+
+static __always_inline int check_entry_anc(struct vfsmount *mnt, struct dentry *d, u32 op, u8 tier,
+					   bool ancestor)
+{
+	return check_path(false, NULL, mnt, d, op, tier, ancestor);
 }
 
 static __always_inline int check_entry(struct vfsmount *mnt, struct dentry *d, u32 op, u8 tier)
 {
-	return check_entry_anc(mnt, d, op, tier, false);
+	return check_path(false, NULL, mnt, d, op, tier, false);
 }
 
 static __always_inline int check_plain(u32 op, u8 tier)
 {
-	struct swp_rules *r;
 	struct scratch *s;
-	int rule;
+	int rule = denying_rule(op, false, &s);
 
-	if (!targeted() || !(r = get_rules()))
-		return 0;
-	rule = denied_by(r, op, NULL, 0);
-	if (rule < 0 || !(s = get_scratch()))
+	if (rule < 0)
 		return 0;
 	set_target_none(s);
-	report(s, op, tier, rule, 0xffffffff);
-	return verdict(tier);
+	return deny(s, op, tier, rule);
 }
 
 static __always_inline int check_sock_addr(struct sockaddr *addr, int len, u32 op, u8 tier)
 {
-	struct swp_rules *r;
 	struct scratch *s;
-	int rule;
+	int rule = denying_rule(op, false, &s);
 
-	if (!targeted() || !(r = get_rules()))
-		return 0;
-	rule = denied_by(r, op, NULL, 0);
-	if (rule < 0 || !(s = get_scratch()))
+	if (rule < 0)
 		return 0;
 	set_target_addr(s, addr, len, false);
-	report(s, op, tier, rule, 0xffffffff);
-	return verdict(tier);
+	return deny(s, op, tier, rule);
 }
 
 static __always_inline int do_socket_create(int family, int type, int kern, u8 tier)
 {
-	struct swp_rules *r;
 	struct scratch *s;
 	int rule;
 
-	if (kern || !targeted() || !(r = get_rules()))
+	if (kern)
 		return 0;
-	rule = denied_by(r, SWP_OP_SOCKET, NULL, 0);
-	if (rule < 0 || !(s = get_scratch()))
+	rule = denying_rule(SWP_OP_SOCKET, false, &s);
+	if (rule < 0)
 		return 0;
 	set_target_none(s);
 	s->ev.target_kind = SWP_TGT_SOCKET;
 	s->ev.aux = family;
 	s->ev.aux2 = type;
-	report(s, SWP_OP_SOCKET, tier, rule, 0xffffffff);
-	return verdict(tier);
+	return deny(s, SWP_OP_SOCKET, tier, rule);
 }
 
 static __always_inline int do_sendmsg(struct socket *sock, struct msghdr *msg, u8 tier)
@@ -1156,23 +1082,21 @@ static __always_inline int do_file_permission(struct file *f, int mask, u8 tier)
 
 static __always_inline int do_task_kill(struct task_struct *p, int sig, u8 tier)
 {
-	struct swp_rules *r;
 	struct scratch *s;
 	int rule;
 
-	if (!sig || !targeted() || !(r = get_rules()))
-		return 0;
+	if (!sig)
+		return 0; /* probing */
 	if (BPF_CORE_READ(p, tgid) == bpf_get_current_pid_tgid() >> 32)
 		return 0; /* itself */
-	rule = denied_by(r, SWP_OP_KILL, NULL, 0);
-	if (rule < 0 || !(s = get_scratch()))
+	rule = denying_rule(SWP_OP_KILL, false, &s);
+	if (rule < 0)
 		return 0;
 	set_target_none(s);
 	s->ev.target_kind = SWP_TGT_PID;
 	s->ev.aux = BPF_CORE_READ(p, tgid);
 	s->ev.aux2 = sig;
-	report(s, SWP_OP_KILL, tier, rule, 0xffffffff);
-	return verdict(tier);
+	return deny(s, SWP_OP_KILL, tier, rule);
 }
 
 /* A rename is a rename of both names, and a write to both: it replaces or adds an entry

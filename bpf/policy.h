@@ -6,13 +6,13 @@
 #ifndef SWATCH_POLICY_H
 #define SWATCH_POLICY_H
 
+#include "common.h" /* SW_TASK_COMM_LEN, SW_MAX_SYSCALLS, SW_TARGET_*, struct sw_event_hdr */
+
 /* SW_CDEF_BEGIN */
 #define SWP_VERSION 2
 #define SWP_OPS 16            /* room for OPERATIONS (14 used) */
 #define SWP_MAX_PATHS 16      /* = policy.SW_POLICY_MAX_PATHS */
 #define SWP_PATH_MAX 256      /* = policy.SW_POLICY_PATH_MAX */
-#define SWP_MAX_SYSCALLS 512
-#define SWP_COMM_LEN 16
 #define SWP_RULE_BLOCK 255    /* swp_denial.rule: a 'block' rule, not a path rule */
 
 /* Operations (bit numbers). */
@@ -30,10 +30,6 @@
 #define SWP_OP_READ 11
 #define SWP_OP_WRITE 12
 #define SWP_OP_FORK 13
-
-/* Targeting (struct swp_config.mode). */
-#define SWP_TARGET_PID 1
-#define SWP_TARGET_CGROUP 4
 
 /* Tiers: which mechanism holds an operation. */
 #define SWP_TIER_NONE 0
@@ -86,7 +82,7 @@
 
 /* Load-time configuration (the program's .rodata.cfg). */
 struct swp_config {
-	uint32_t mode;
+	uint32_t mode;            /* SW_TARGET_PID or SW_TARGET_CGROUP */
 	uint32_t audit_only;
 	uint32_t target_cgroup_level;
 	uint32_t kill_untracked;  /* a tier that sees only "targets" (cgroup) is in use: kill a
@@ -122,18 +118,9 @@ struct swp_syscall {
 	uint8_t pad[2];
 };
 
-/* One denial (own ring buffer "denials"). Starts like struct sw_event_hdr (type, size). */
+/* One denial (own ring buffer "denials"): the tracer's record header, then the denial. */
 struct swp_denial {
-	uint16_t type;
-	uint16_t size;
-	uint32_t cpu;
-	uint64_t ktime_ns;
-	uint32_t pid;
-	uint32_t tid;
-	uint32_t ppid;
-	uint32_t uid;
-	uint64_t cgroup_id;
-	char comm[SWP_COMM_LEN];
+	struct sw_event_hdr hdr;  /* hdr.type = SWP_EV_DENIAL */
 	uint8_t op;
 	uint8_t tier;
 	uint8_t action;

@@ -6,29 +6,18 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "watcher.h"
+#include "defs.bpf.h"
+#include "maps.bpf.h"
+#include "event.bpf.h"
+#include "task.bpf.h"
+#include "syscall_args.bpf.h"
+#include "targets.bpf.h"
 #include "vfs_path.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
-#define S_IFIFO 0010000
-#define AF_UNIX 1
-#define AF_INET 2
-#define AF_INET6 10
-#define SOCK_STREAM 1
-#define SOCK_DGRAM 2
 #define SW_PATH_MASK (SW_PATH_MAX - 1)
 _Static_assert(SW_PATH_MAX == VFS_PATH_MAX, "event paths and walked paths differ in size");
-
-/* libbpf 1.1 stops at the fifth syscall argument. */
-#if defined(__TARGET_ARCH_x86)
-#define SW_SYSCALL_ARG6(r) BPF_CORE_READ(r, r9)
-#elif defined(__TARGET_ARCH_arm64)
-#define SW_SYSCALL_ARG6(r) BPF_CORE_READ((struct user_pt_regs *)(r), regs[5])
-#else
-#error "swatch: add the sixth syscall argument register for this architecture"
-#endif
 
 /* Set by the loader before load; the verifier prunes the modes not chosen. */
 const volatile struct sw_config cfg SEC(".rodata.cfg") = {};
@@ -140,19 +129,6 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
-static const u32 zero = 0;
-
-/* The entry at key, created from init if absent (NULL only if the map is full). */
-static __always_inline void *lookup_or_init(void *map, const void *key, const void *init)
-{
-	void *v = bpf_map_lookup_elem(map, key);
-
-	if (v)
-		return v;
-	bpf_map_update_elem(map, key, init, BPF_NOEXIST);
-	return bpf_map_lookup_elem(map, key);
-}
-
 /* A compare against the range of traced tgids (array lookups are inlined: no call). */
 static __always_inline bool in_pid_range(u32 tgid)
 {
@@ -192,7 +168,7 @@ static __always_inline bool mode_matches(void)
 		break;
 	case SW_TARGET_CGROUP:
 		/* The container's cgroup or any cgroup below it. */
-		if (bpf_get_current_ancestor_cgroup_id(cfg.target_cgroup_level) != cfg.target_cgroup)
+		if (!in_cgroup_tree(cfg.target_cgroup, cfg.target_cgroup_level))
 			return false;
 		break;
 	case SW_TARGET_COMM: {
@@ -224,50 +200,21 @@ static __always_inline bool traced(u64 pid_tgid)
 	if (cfg.mode == SW_TARGET_PID) {
 		if (!in_pid_range(tgid))
 			return false;
-		p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+		p = task_mark(&pending, bpf_get_current_task_btf());
 		if (p)
 			return !p->excluded;
-		return bpf_map_lookup_elem(&pid_filter, &tgid) != NULL;
+		return tgid_listed(&pid_filter, tgid);
 	}
 	if (!mode_matches())
 		return false;
-	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+	p = task_mark(&pending, bpf_get_current_task_btf());
 	return !p || !p->excluded;
-}
-
-static __always_inline void count_failure(u32 which)
-{
-	struct sw_counters *c = bpf_map_lookup_elem(&counters, &zero);
-
-	if (!c)
-		return;
-	if (which == 0)
-		__sync_fetch_and_add(&c->pid_filter_full, 1);
-	else if (which == 1)
-		__sync_fetch_and_add(&c->pid_stats_full, 1);
-	else
-		__sync_fetch_and_add(&c->untracked, 1);
 }
 
 static __always_inline bool streaming(void)
 {
 	struct sw_state *st = bpf_map_lookup_elem(&state, &zero);
 	return st && st->streaming;
-}
-
-static __always_inline void fill_hdr(struct sw_event_hdr *h, u16 type, u64 pid_tgid)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	h->type = type;
-	h->cpu = bpf_get_smp_processor_id();
-	h->ktime_ns = bpf_ktime_get_ns();
-	h->pid = pid_tgid >> 32;
-	h->tid = (u32)pid_tgid;
-	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	h->uid = (u32)bpf_get_current_uid_gid();
-	h->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
 /* Every record goes through here, so every failure is counted. */
@@ -311,19 +258,6 @@ static __always_inline u32 log2_u64(u64 v)
 	return r;
 }
 
-static __always_inline struct file *fd_file(struct task_struct *task, u64 fd)
-{
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *f = NULL;
-
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	return f;
-}
-
 static __always_inline bool name_is(const char *n, const char *want, int len)
 {
 	for (int i = 0; i < len; i++)
@@ -338,8 +272,7 @@ static __always_inline bool name_is(const char *n, const char *want, int len)
  * runtime noise ([eventfd], [timerfd], [eventpoll], [signalfd]). */
 static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, u32 *trunc)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file *f = fd_file(task, fd);
+	struct file *f = current_fd_file(fd);
 	u16 mode;
 
 	if (!f) {
@@ -415,8 +348,8 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		 * after that, no hash lookup. */
 		if (!in_pid_range(tgid))
 			return 0;
-		p = bpf_task_storage_get(&pending, task, 0, 0);
-		if (!p && !bpf_map_lookup_elem(&pid_filter, &tgid))
+		p = task_mark(&pending, task);
+		if (!p && !tgid_listed(&pid_filter, tgid))
 			return 0;
 	} else if (!mode_matches()) {
 		return 0;
@@ -434,12 +367,7 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		/* Arguments matter only for events: skip reading them when nobody streams. */
 		if (info && (info->flags & SW_SC_ENABLED) && streaming()) {
 			regs = (struct pt_regs *)ctx->args[0];
-			p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
-			p->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
-			p->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
-			p->args[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
-			p->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
-			p->args[5] = SW_SYSCALL_ARG6(regs);
+			syscall_args(regs, p->args);
 			p->args_ok = 1;
 			/* close: the name is gone by sys_exit, so take it now. */
 			if ((info->flags & SW_SC_FD_AT_ENTER) && info->fd_arg < 6) {
@@ -463,6 +391,19 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* One call into a statistics slot: struct sw_stat or struct sw_pid_stat (the same fields). */
+#define add_call(slot, dur, err, in, out)                                 \
+	do {                                                              \
+		(slot)->count += 1;                                       \
+		(slot)->total_ns += (dur);                                \
+		if (err)                                                  \
+			(slot)->errors += 1;                              \
+		if (in)                                                   \
+			(slot)->bytes_in += (in);                         \
+		if (out)                                                  \
+			(slot)->bytes_out += (out);                       \
+	} while (0)
+
 static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, u64 dur,
 				    u8 flags)
 {
@@ -477,15 +418,8 @@ static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, 
 	 * kernel never runs one raw_tp program twice at once on a CPU (prog->active guard;
 	 * migration is disabled), so no read-modify-write here can interleave with another. */
 	if (s) {
-		s->count += 1;
-		s->total_ns += dur;
+		add_call(s, dur, err, in, out);
 		s->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)] += 1;
-		if (err)
-			s->errors += 1;
-		if (in)
-			s->bytes_in += in;
-		if (out)
-			s->bytes_out += out;
 	}
 	if (!ps) { /* first syscall of this process: name it once */
 		struct sw_pid_stat fresh = {};
@@ -499,63 +433,45 @@ static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, 
 		if (!ps) {
 			p->stat_missed = 1;
 			if ((u32)id == tgid) /* once per process: its main thread */
-				count_failure(1);
+				count_one(&counters, struct sw_counters, pid_stats_full);
 			return;
 		}
 	}
-	ps->count += 1;
-	ps->total_ns += dur;
-	if (err)
-		ps->errors += 1;
-	if (in)
-		ps->bytes_in += in;
-	if (out)
-		ps->bytes_out += out;
+	add_call(ps, dur, err, in, out);
 }
 
-SEC("raw_tp/sys_exit")
-int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+/* sys_exit, step 1: the thread's syscall in flight ends. Only traced threads have one: this
+ * lookup is the filter. Returns the thread's state (NULL: nothing to do) and *ts the entry. */
+static __always_inline struct sw_task *end_syscall(u64 id, u64 *ts)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tid = (u32)id;
-	struct sw_syscall_info *info;
-	struct sw_syscall_event *ev;
-	struct scratch *s;
 	struct sw_task *p;
-	u64 ts, dur;
-	u32 nr, off = 0;
-	s64 ret;
-	u32 trunc = 0;
-	u8 fd_arg;
 
-	/* Only traced threads have a syscall in flight: this lookup is the filter. */
 	if (cfg.mode == SW_TARGET_PID && !in_pid_range(id >> 32))
-		return 0;
-	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+		return NULL;
+	p = task_mark(&pending, bpf_get_current_task_btf());
 	if (!p || !p->ts)
-		return 0;
-	ts = p->ts;
+		return NULL;
+	*ts = p->ts;
 	p->ts = 0;
-	nr = p->nr;
-	if (nr >= SW_MAX_SYSCALLS)
-		return 0;
-	ret = ctx->args[1];
-	dur = bpf_ktime_get_ns() - ts;
-	info = bpf_map_lookup_elem(&syscall_info, &nr);
-	if (!info)
-		return 0;
-	account(p, id, nr, ret, dur, info->flags);
+	return p;
+}
 
+/* Step 2 is account(). Step 3: does the call get an event? */
+static __always_inline bool wants_event(struct sw_task *p, struct sw_syscall_info *info, s64 ret)
+{
 	if (!(info->flags & SW_SC_ENABLED) || !p->args_ok || !streaming())
-		return 0;
+		return false;
 	if ((info->flags & SW_SC_EXEC) && ret == 0)
-		return 0; /* the EXEC event reports it, with the new image's argv */
+		return false; /* the EXEC event reports it, with the new image's argv */
 	if ((info->flags & SW_SC_FAILED_ONLY) && !(ret < 0 && ret > -4096))
-		return 0;
-	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s)
-		return 0;
-	ev = &s->sc;
+		return false;
+	return true;
+}
+
+/* Step 4: the fixed part of the record; data[] empty. */
+static __always_inline void start_syscall_event(struct sw_syscall_event *ev, struct sw_task *p,
+						u32 nr, s64 ret, u64 dur)
+{
 	ev->ret = ret;
 	ev->duration_ns = dur;
 	ev->nr = nr;
@@ -568,6 +484,13 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	ev->addr_len = 0;
 	for (int i = 0; i < 6; i++)
 		ev->args[i] = p->args[i];
+}
+
+/* Step 5: the path arguments as the user passed them, from data[0]. Returns the bytes used. */
+static __always_inline u32 add_paths(struct sw_syscall_event *ev, struct sw_task *p,
+				     struct sw_syscall_info *info)
+{
+	u32 off = 0;
 
 	if (info->path_arg < 6) {
 		int n = bpf_probe_read_user_str(&ev->data[0], SW_PATH_MAX,
@@ -589,68 +512,129 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 				ev->flags |= SW_F_PATH2_TRUNC;
 		}
 	}
+	return off;
+}
+
+/* Step 6: the name of the fd argument, at data[*off] (*off grows by its length): taken at
+ * sys_enter (close), or now. false: the fd is runtime noise, the call gets no event. */
+static __always_inline bool add_fd_name(struct scratch *s, struct sw_task *p,
+					struct sw_syscall_info *info, u32 tid, u32 *off)
+{
+	struct sw_syscall_event *ev = &s->sc;
+	u32 trunc = 0;
+	u8 fd_arg;
+	int n = 0;
+
 	/* fstat through newfstatat(fd, "", AT_EMPTY_PATH): name the fd, not the empty path. */
 	fd_arg = info->fd_arg;
 	if (fd_arg >= 6 && ev->path_len == 1 && info->empty_path_fd_arg < 6)
 		fd_arg = info->empty_path_fd_arg;
-	if (fd_arg < 6 && off <= 2 * SW_PATH_MAX) {
-		int n = 0;
+	if (fd_arg >= 6 || *off > 2 * SW_PATH_MAX)
+		return true;
+	if (info->flags & SW_SC_FD_AT_ENTER) {
+		struct enter_name *en = bpf_map_lookup_elem(&enter_names, &tid);
 
-		if (info->flags & SW_SC_FD_AT_ENTER) {
-			struct enter_name *en = bpf_map_lookup_elem(&enter_names, &tid);
-
-			if (en) {
-				if (en->len == 0xffff)
-					return 0;
-				n = en->len;
-				ev->fd_kind = en->kind;
-				trunc = en->trunc;
-				if (n > 0 && n <= SW_PATH_MAX)
-					bpf_probe_read_kernel(&ev->data[bounded(off, 2 * SW_PATH_MAX)],
-							      bounded(n, SW_PATH_MAX), en->name);
-				else
-					n = 0;
-				bpf_map_delete_elem(&enter_names, &tid);
-			}
-		} else {
-			n = fd_name(p->args[fd_arg & 7],
-				    (char *)&ev->data[bounded(off, 2 * SW_PATH_MAX)], s->pathbuf,
-				    &ev->fd_kind, &trunc);
-			if (n < 0)
-				return 0; /* runtime noise */
+		if (en) {
+			if (en->len == 0xffff)
+				return false;
+			n = en->len;
+			ev->fd_kind = en->kind;
+			trunc = en->trunc;
+			if (n > 0 && n <= SW_PATH_MAX)
+				bpf_probe_read_kernel(&ev->data[bounded(*off, 2 * SW_PATH_MAX)],
+						      bounded(n, SW_PATH_MAX), en->name);
+			else
+				n = 0;
+			bpf_map_delete_elem(&enter_names, &tid);
 		}
-		if (n > SW_PATH_MAX)
-			n = SW_PATH_MAX;
-		off += n;
-		ev->fdname_len = n;
-		if (trunc)
-			ev->flags |= SW_F_FDNAME_TRUNC;
+	} else {
+		n = fd_name(p->args[fd_arg & 7], (char *)&ev->data[bounded(*off, 2 * SW_PATH_MAX)],
+			    s->pathbuf, &ev->fd_kind, &trunc);
+		if (n < 0)
+			return false; /* runtime noise */
 	}
-	if (info->addr_arg < 6 && off <= 3 * SW_PATH_MAX && (ret >= 0 || !(info->flags & SW_SC_ADDRLEN_PTR))) {
-		u64 uaddr = p->args[info->addr_arg & 7];
-		u64 alen = info->addrlen_arg < 6 ? p->args[info->addrlen_arg & 7] : 0;
+	if (n > SW_PATH_MAX)
+		n = SW_PATH_MAX;
+	*off += n;
+	ev->fdname_len = n;
+	if (trunc)
+		ev->flags |= SW_F_FDNAME_TRUNC;
+	return true;
+}
 
-		if (info->flags & SW_SC_ADDRLEN_PTR) {
-			int l = 0;
+/* Step 7: the sockaddr argument, at data[*off] (*off grows by its length). With an addrlen
+ * pointer (accept), only once the call succeeded: the kernel wrote the address then. */
+static __always_inline void add_sockaddr(struct sw_syscall_event *ev, struct sw_task *p,
+					 struct sw_syscall_info *info, s64 ret, u32 *off)
+{
+	u64 uaddr, alen;
 
-			if (alen)
-				bpf_probe_read_user(&l, sizeof(l), (void *)alen);
-			alen = l;
-		}
-		alen = bounded(alen, SW_ADDR_MAX);
-		if (uaddr && alen > 0 &&
-		    !bpf_probe_read_user(&ev->data[bounded(off, 3 * SW_PATH_MAX)], alen, (void *)uaddr)) {
-			off += alen;
-			ev->addr_len = alen;
-		}
+	if (info->addr_arg >= 6 || *off > 3 * SW_PATH_MAX ||
+	    (ret < 0 && (info->flags & SW_SC_ADDRLEN_PTR)))
+		return;
+	uaddr = p->args[info->addr_arg & 7];
+	alen = info->addrlen_arg < 6 ? p->args[info->addrlen_arg & 7] : 0;
+	if (info->flags & SW_SC_ADDRLEN_PTR) {
+		int l = 0;
+
+		if (alen)
+			bpf_probe_read_user(&l, sizeof(l), (void *)alen);
+		alen = l;
 	}
-	if (info->flags & SW_SC_CLONE3)
-		bpf_probe_read_user(&ev->aux, sizeof(ev->aux), (void *)p->args[0]);
+	alen = bounded(alen, SW_ADDR_MAX);
+	if (uaddr && alen > 0 &&
+	    !bpf_probe_read_user(&ev->data[bounded(*off, 3 * SW_PATH_MAX)], alen, (void *)uaddr)) {
+		*off += alen;
+		ev->addr_len = alen;
+	}
+}
 
+/* Step 8: the header, and out, data[] cut to the off bytes used. */
+static __always_inline void emit_syscall_event(struct sw_syscall_event *ev, u64 id, u32 off)
+{
 	fill_hdr(&ev->hdr, SW_EV_SYSCALL, id);
 	off = bounded(off, sizeof(ev->data));
 	ev->hdr.size = offsetof(struct sw_syscall_event, data) + off;
 	output(ev, offsetof(struct sw_syscall_event, data) + off, SW_EV_SYSCALL);
+}
+
+SEC("raw_tp/sys_exit")
+int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct sw_syscall_info *info;
+	struct scratch *s;
+	struct sw_task *p;
+	u64 ts, dur;
+	u32 nr, off;
+	s64 ret;
+
+	p = end_syscall(id, &ts);
+	if (!p)
+		return 0;
+	nr = p->nr;
+	if (nr >= SW_MAX_SYSCALLS)
+		return 0;
+	ret = ctx->args[1];
+	dur = bpf_ktime_get_ns() - ts;
+	info = bpf_map_lookup_elem(&syscall_info, &nr);
+	if (!info)
+		return 0;
+	account(p, id, nr, ret, dur, info->flags);
+
+	if (!wants_event(p, info, ret))
+		return 0;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	start_syscall_event(&s->sc, p, nr, ret, dur);
+	off = add_paths(&s->sc, p, info);
+	if (!add_fd_name(s, p, info, (u32)id, &off))
+		return 0;
+	add_sockaddr(&s->sc, p, info, ret, &off);
+	if (info->flags & SW_SC_CLONE3)
+		bpf_probe_read_user(&s->sc.aux, sizeof(s->sc.aux), (void *)p->args[0]);
+	emit_syscall_event(&s->sc, id, off);
 	return 0;
 }
 
@@ -751,7 +735,7 @@ int BPF_PROG(sw_fork, struct task_struct *parent, struct task_struct *child)
 	struct sw_task *p, *c;
 
 	/* The child has not run yet: whatever is marked here holds from its first instruction. */
-	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+	p = task_mark(&pending, bpf_get_current_task_btf());
 	if (p && p->excluded) {
 		/* swatch's own process: its threads and children are swatch's too */
 		c = bpf_task_storage_get(&pending, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -762,15 +746,16 @@ int BPF_PROG(sw_fork, struct task_struct *parent, struct task_struct *child)
 	if (!traced(id))
 		return 0;
 	if (cfg.mode == SW_TARGET_PID && (thread || cfg.follow_children)) {
-		u8 one = 1;
+		u32 failed;
 
 		if (!thread)
 			widen_pid_range(child_tgid);
 		/* The mark is the membership: it holds whatever pid_filter can take. */
-		if (!bpf_task_storage_get(&pending, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
-			count_failure(2);
-		if (!thread && bpf_map_update_elem(&pid_filter, &child_tgid, &one, BPF_ANY))
-			count_failure(0);
+		failed = join_child(&pid_filter, &pending, child, thread, true);
+		if (failed & SW_JOIN_UNMARKED)
+			count_one(&counters, struct sw_counters, untracked);
+		if (failed & SW_JOIN_NO_ROOM)
+			count_one(&counters, struct sw_counters, pid_filter_full);
 	}
 	if (thread)
 		return 0; /* a new thread of a process: no event */
@@ -794,8 +779,8 @@ int BPF_PROG(sw_exit, struct task_struct *task)
 	int code;
 
 	/* (the thread's storage goes with its task_struct) */
-	if (BPF_CORE_READ(task, signal, live.counter) > 0)
-		return 0; /* other threads of the process live on */
+	if (other_threads_live(task))
+		return 0;
 	/* The consumer's process is gone, however it ended (kill -9 included): nobody reads the
 	 * ring any more. Stop emitting now, before its pid can be reused. */
 	st = bpf_map_lookup_elem(&state, &zero);
@@ -806,7 +791,7 @@ int BPF_PROG(sw_exit, struct task_struct *task)
 	ours = traced(id);
 	/* The process is gone: drop its tgid whoever it was, so a reused pid inherits nothing. */
 	if (cfg.mode == SW_TARGET_PID && in_pid_range(tgid))
-		bpf_map_delete_elem(&pid_filter, &tgid);
+		leave_process(&pid_filter, tgid);
 	if (!ours)
 		return 0;
 	if (streaming()) {

@@ -5,9 +5,9 @@
 #ifndef SWATCH_WATCHER_H
 #define SWATCH_WATCHER_H
 
+#include "common.h" /* SW_TASK_COMM_LEN, SW_MAX_SYSCALLS, SW_TARGET_*, struct sw_event_hdr */
+
 /* SW_CDEF_BEGIN */
-#define SW_TASK_COMM_LEN 16
-#define SW_MAX_SYSCALLS 512
 #define SW_PATH_MAX 256
 #define SW_ARGV_MAX 384
 #define SW_ADDR_MAX 112
@@ -21,13 +21,6 @@
 #define SW_EV_FORK 3
 #define SW_EV_EXIT 4
 #define SW_EV_TYPES 5
-
-/* Targeting modes (struct sw_config.mode). */
-#define SW_TARGET_ALL 0
-#define SW_TARGET_PID 1
-#define SW_TARGET_COMM 2
-#define SW_TARGET_UID 3
-#define SW_TARGET_CGROUP 4
 
 /* struct sw_syscall_info.flags */
 #define SW_SC_ENABLED 1     /* in the filter profile: emit events */
@@ -57,7 +50,7 @@
 #define SW_FD_ANON 7    /* anon inode other than the suppressed ones */
 #define SW_FD_BAD 8     /* not an open fd */
 
-/* Load-time configuration (the program's only .rodata variable). */
+/* Load-time configuration (the program's only .rodata variable); mode: SW_TARGET_*. */
 struct sw_config {
 	uint32_t mode;
 	uint32_t follow_children;
@@ -92,20 +85,6 @@ struct sw_pid_range {
 struct sw_state {
 	uint32_t streaming;     /* a consumer is attached: emit events */
 	uint32_t consumer_pid;
-};
-
-/* Every record starts with this. */
-struct sw_event_hdr {
-	uint16_t type;
-	uint16_t size;          /* bytes in the whole record */
-	uint32_t cpu;
-	uint64_t ktime_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
-	uint32_t pid;           /* tgid */
-	uint32_t tid;
-	uint32_t ppid;
-	uint32_t uid;
-	uint64_t cgroup_id;
-	char comm[SW_TASK_COMM_LEN];
 };
 
 /* One finished syscall. data[] holds, in order: path, path2, fd name (NUL

@@ -1,9 +1,10 @@
 """Every number Python shares with the C side is the number the C headers define.
 
-The headers (bpf/watcher.h, bpf/policy.h, syscall_watcher/kernel/_shim.h) are compiled into the cffi
-extension, so ``lib`` holds their real values; a reordered or renumbered ``#define`` that Python
-still copies by hand makes the enforcer block the wrong operation or the decoder print the wrong
-verb. Each test below fails on such a drift, and names the constant.
+The headers (bpf/include/common.h, bpf/watcher.h, bpf/policy.h, syscall_watcher/kernel/_shim.h)
+are compiled into the cffi extension, so ``lib`` holds their real values; a reordered or
+renumbered ``#define`` that Python still copies by hand makes the enforcer block the wrong
+operation or the decoder print the wrong verb. Each test below fails on such a drift, and names
+the constant.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from syscall_watcher.trace import tracer
 from syscall_watcher.kernel._libbpf import ffi, lib
 
 ROOT = Path(__file__).resolve().parent.parent
-HEADERS = (ROOT / "bpf" / "watcher.h", ROOT / "bpf" / "policy.h",
-           ROOT / "syscall_watcher" / "kernel" / "_shim.h")
+HEADERS = (ROOT / "bpf" / "include" / "common.h", ROOT / "bpf" / "watcher.h",
+           ROOT / "bpf" / "policy.h", ROOT / "syscall_watcher" / "kernel" / "_shim.h")
 
 
 def header_defines(prefix: str) -> dict[str, int]:
@@ -108,9 +109,8 @@ def test_enforcer_tiers_actions_and_reactive_flags() -> None:
     assert enforcer._KILL == lib.SWP_R_KILL
     assert enforcer._OPEN_W == lib.SWP_R_OPEN_WRITE
     assert enforcer._OPENAT2 == lib.SWP_R_OPENAT2
-    # the policy-side targets are the tracer's numbers for the same modes
-    assert lib.SWP_TARGET_PID == tracer.MODE_IDS["pid"]
-    assert lib.SWP_TARGET_CGROUP == tracer.MODE_IDS["cgroup"]
+    # the enforcer's targets are the tracer's modes (SW_TARGET_*, bpf/include/common.h)
+    assert not [name for name in dir(lib) if name.startswith("SWP_TARGET_")]
 
 
 def test_denial_families_and_types_are_the_kernels() -> None:

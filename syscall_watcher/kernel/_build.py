@@ -1,7 +1,8 @@
 """cffi (API mode) build of ``syscall_watcher.kernel._libbpf``: the system libbpf plus our C shim.
 
-The event structs come from ``bpf/watcher.h``, the same header the BPF program includes; cffi
-checks every field offset against the compiler's, so a layout mismatch fails the build.
+The event structs come from ``bpf/include/common.h``, ``bpf/watcher.h`` and ``bpf/policy.h``, the
+headers the BPF programs include; cffi checks every field offset against the compiler's, so a
+layout mismatch fails the build.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def _expand_array_macros(cdef: str) -> str:
 ffibuilder = FFI()
 ffibuilder.cdef(
     LIBBPF_CDEF
+    + _expand_array_macros(_cdef_section(BPF_DIR / "include" / "common.h"))
     + _expand_array_macros(_cdef_section(BPF_DIR / "watcher.h"))
     + _expand_array_macros(_cdef_section(BPF_DIR / "policy.h"))
     + _cdef_section(HERE / "_shim.h")
@@ -112,7 +114,8 @@ ffibuilder.set_source(
     '#include "watcher.h"\n#include "policy.h"\n#include "_shim.h"\n',
     libraries=["bpf"],
     # setuptools insists on paths relative to setup.py's directory (the build's cwd)
-    include_dirs=[os.path.relpath(BPF_DIR), os.path.relpath(HERE)],
+    include_dirs=[os.path.relpath(BPF_DIR), os.path.relpath(BPF_DIR / "include"),
+                  os.path.relpath(HERE)],
     sources=[os.path.relpath(HERE / "_shim.c")],
     extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
 )

@@ -669,7 +669,7 @@ static int path_cut(const struct sw_syscall_event *ev, int flag)
 	return ev->flags & flag ? SW_CUT_END : SW_CUT_NONE;
 }
 
-/* fd names are walked from the file up to the root (bpf/vfs_path.bpf.h): a cut loses
+/* fd names are walked from the file up to the root (bpf/include/vfs_path.bpf.h): a cut loses
  * the components nearest the root, so the path shown is the tail of the real one. */
 static int fdname_cut(const struct sw_syscall_event *ev)
 {

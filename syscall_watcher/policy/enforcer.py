@@ -182,7 +182,7 @@ def reactive_entries(reactive_ops: set[str],
             continue
         for sc in REACTIVE_SYSCALLS[op]:
             nr = table.get(sc.name)
-            if nr is None or nr >= lib.SWP_MAX_SYSCALLS:
+            if nr is None or nr >= lib.SW_MAX_SYSCALLS:
                 continue
             flags = lib.SWP_R_USED | sc.flags
             if op in cgroup_ops and sc.name == "socket":
@@ -316,7 +316,7 @@ def _try_load(progs: list[str]) -> bool:
     try:
         for name, prog in obj.programs.items():
             prog.set_autoload(name in progs)
-        obj.set_rodata(libbpf.new("struct swp_config *", {"mode": lib.SWP_TARGET_PID}))
+        obj.set_rodata(libbpf.new("struct swp_config *", {"mode": lib.SW_TARGET_PID}))
         obj.set_max_entries("denials", 4096)
         obj.load()
         return True
@@ -458,7 +458,7 @@ class LoadedPolicy(LoadedComponent, PolicySession):
             for name, prog in obj.programs.items():
                 prog.set_autoload(name in wanted)
             cfg = libbpf.new("struct swp_config *")
-            cfg.mode = lib.SWP_TARGET_PID if target.mode == "pid" else lib.SWP_TARGET_CGROUP
+            cfg.mode = lib.SW_TARGET_PID if target.mode == "pid" else lib.SW_TARGET_CGROUP
             cfg.audit_only = 1 if audit_only else 0
             cfg.target_cgroup = target.cgroup_id
             cfg.target_cgroup_level = target.cgroup_level
@@ -532,7 +532,7 @@ class LoadedPolicy(LoadedComponent, PolicySession):
 
         meta = libbpf.new("struct swp_meta *")
         meta.version = lib.SWP_VERSION
-        meta.mode = lib.SWP_TARGET_PID if target.mode == "pid" else lib.SWP_TARGET_CGROUP
+        meta.mode = lib.SW_TARGET_PID if target.mode == "pid" else lib.SW_TARGET_CGROUP
         meta.target_pid = target.pid
         meta.audit_only = 1 if audit_only else 0
         meta.loader_pid = os.getpid()
@@ -641,7 +641,7 @@ def denial_dict(ev, policy: str, rule_paths: list[str], clock_offset: int) -> di
     kind = ev.target_kind
     target: str = ""
     if kind == lib.SWP_TGT_PATH:
-        # The kernel walks a path from the file up (bpf/vfs_path.bpf.h): a cut path lost the
+        # The kernel walks a path from the file up (bpf/include/vfs_path.bpf.h): a cut path lost the
         # components nearest the root, so the mark goes in front.
         target = ("..." if ev.trunc else "") + _denied_str(ev.target)
     elif kind == lib.SWP_TGT_ADDR:
@@ -661,11 +661,12 @@ def denial_dict(ev, policy: str, rule_paths: list[str], clock_offset: int) -> di
     sys_name = None
     if ev.nr != 0xFFFFFFFF:
         sys_name = syscalls.names().get(ev.nr, str(ev.nr))
+    hdr = ev.hdr  # struct sw_event_hdr, as every tracer record has
     return {
         "type": "denied",
-        "time": (ev.ktime_ns + clock_offset) / 1e9,
-        "pid": ev.pid, "tid": ev.tid, "ppid": ev.ppid, "uid": ev.uid,
-        "comm": _denied_str(ev.comm), "cgroup_id": ev.cgroup_id,
+        "time": (hdr.ktime_ns + clock_offset) / 1e9,
+        "pid": hdr.pid, "tid": hdr.tid, "ppid": hdr.ppid, "uid": hdr.uid,
+        "comm": _denied_str(hdr.comm), "cgroup_id": hdr.cgroup_id,
         "op": op, "target": target,
         "action": ACTION_NAMES.get(ev.action, "?"),
         "tier": TIER_NAMES.get(ev.tier, "?"),
@@ -734,7 +735,7 @@ class DenialStreamer:
                 break
             if int.from_bytes(data[pos:pos + 2], "little") == lib.SWP_EV_DENIAL:
                 ev = libbpf.from_bytes("struct swp_denial", data[pos:pos + size])
-                yield int(ev.ktime_ns), denial_dict(ev, self.policy, self.rule_paths,
+                yield int(ev.hdr.ktime_ns), denial_dict(ev, self.policy, self.rule_paths,
                                                     self._offset)
             pos += (rec_size + 7) & ~7
 
@@ -823,7 +824,7 @@ def summary(session: PolicySession) -> dict:  # type: ignore[type-arg]
         "untracked": counts.untracked,
         "killed_untracked": counts.killed_untracked,
         "unmarked": counts.unmarked,
-        "pids": session.pids() if meta.mode == lib.SWP_TARGET_PID else [],
+        "pids": session.pids() if meta.mode == lib.SW_TARGET_PID else [],
     }
 
 
