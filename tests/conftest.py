@@ -129,15 +129,18 @@ def blocked_reading(pid: int, fd: int = 0, timeout: float = 10) -> None:
     assert wait_for(reading, timeout), f"pid {pid} never blocked reading fd {fd}"
 
 
-def watching(pin_dir: Path, watcher: subprocess.Popen[bytes] | subprocess.Popen[str],
+def watching(pin_dir: Path, watcher: subprocess.Popen[bytes] | subprocess.Popen[str] | int,
              timeout: float = 10) -> None:
-    """Wait until `swatch watch` (``watcher``) streams from the tracer pinned at ``pin_dir``."""
+    """Wait until `swatch watch` (``watcher``: its Popen or pid) streams from the tracer pinned
+    at ``pin_dir``."""
+    pid = watcher if isinstance(watcher, int) else watcher.pid
+
     def attached() -> bool:
         r = subprocess.run([SWATCH, "status", "--json", "--pin-dir", str(pin_dir)],
                            capture_output=True, text=True)
-        return r.returncode == 0 and json.loads(r.stdout).get("watching") == watcher.pid
+        return r.returncode == 0 and json.loads(r.stdout).get("watching") == pid
 
-    assert wait_for(attached, timeout), f"swatch watch (pid {watcher.pid}) never attached"
+    assert wait_for(attached, timeout), f"swatch watch (pid {pid}) never attached"
 
 
 def events_until(out: Path, cond: Callable[[list[dict]], bool],  # type: ignore[type-arg]

@@ -85,14 +85,20 @@ def test_watch_inside_the_traced_tree_never_traces_itself(pin_dir: Path, tmp_pat
     marker = tmp_path / "marker"
     marker.write_text("m")
     wpid = tmp_path / "watch.pid"
+    # The shell starts the watcher, then waits for a second line (sent once the watcher
+    # streams) before it touches the marker.
     script = (f"read x; {SWATCH} watch --json -o {out} --duration 4 --pin-dir {pin_dir} & "
-              f"echo $! > {wpid}; sleep 1.5; cat {marker} > /dev/null; wait; true")
+              f"echo $! > {wpid}; read y; cat {marker} > /dev/null; wait; true")
     sh = subprocess.Popen(["/bin/sh", "-c", script], stdin=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: _wchan_read(sh.pid), timeout=10)
         swatch("load", "--pid", str(sh.pid), "--pin-dir", str(pin_dir), check=True)
         assert sh.stdin is not None
         sh.stdin.write("go\n")
+        sh.stdin.flush()
+        assert wait_for(lambda: wpid.exists() and wpid.read_text().strip(), timeout=10)
+        watching(pin_dir, int(wpid.read_text()))
+        sh.stdin.write("marker\n")
         sh.stdin.close()
         sh.wait(timeout=60)  # old code: the watcher traced its own writes and never stopped
     finally:
