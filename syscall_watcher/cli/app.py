@@ -370,47 +370,45 @@ def watch(
 def _watch(session: Optional[PinnedSession], policy: Any, out: Output, json: bool,
            use_color: bool, duration: Optional[float], tracer_dir: Path, policy_dir: Path,
            stop: StopSignals, view: Any = None) -> None:
-    from syscall_watcher.policy.enforcer import DenialStreamer, policy_status
+    from syscall_watcher.policy.denials import DenialSource
+    from syscall_watcher.policy.enforcer import policy_status
+    from syscall_watcher.trace.stream import Source, TraceSource
 
-    denials = (DenialStreamer(policy, out, json_lines=json, color=use_color, notices=sys.stderr)
-               if policy is not None else None)
     end = time.monotonic() + duration if duration else None
 
     def going() -> bool:
         return not stop.requested and not out.failed and (end is None or time.monotonic() < end)
 
-    try:
-        if session is None:
-            assert denials is not None
+    sources: list[Source] = [TraceSource(session)] if session is not None else []
+    if policy is not None:
+        sources.append(DenialSource(policy))
+    if session is None:
+        with Streamer(sources, out, json=json, color=use_color, notices=sys.stderr) as s:
             while going():
-                denials.pump(LIVE_MS)
+                s.pump(LIVE_MS)
                 if policy_status(policy_dir) != "loaded":
                     typer.echo("swatch: the policy was unloaded", err=True)
                     break
-            denials.finish()
-            return
-        meta = session.meta()
-        cgroup_path = ffi_str(meta.cgroup_path)
-        if meta.mode == MODE_IDS["cgroup"]:
-            label_container_cgroups(cgroup_path, ffi_str(meta.target_label))
-        with Streamer(session, out, json=json, color=use_color, notices=sys.stderr,
-                      view=view) as s:
-            container_gone = False
-            while going():
-                s.pump(LIVE_MS, denials)
-                if not pin_dir_alive(tracer_dir):
-                    typer.echo("swatch: the tracer was unloaded", err=True)
-                    break
-                if cgroup_path and not container_gone and not os.path.isdir(cgroup_path):
-                    container_gone = True
-                    typer.echo(f"swatch: {ffi_str(meta.target_label)} has exited; its "
-                               "counts are kept (`swatch status`)", err=True)
-            s.finish(denials)
-            tell(sys.stderr, f"swatch: events delivered={s.delivered} dropped={s.dropped_during} "
-                             f"written={out.lines}\n")
-    finally:
-        if denials is not None:
-            denials.close()
+            s.finish()
+        return
+    meta = session.meta()
+    cgroup_path = ffi_str(meta.cgroup_path)
+    if meta.mode == MODE_IDS["cgroup"]:
+        label_container_cgroups(cgroup_path, ffi_str(meta.target_label))
+    with Streamer(sources, out, json=json, color=use_color, notices=sys.stderr, view=view) as s:
+        container_gone = False
+        while going():
+            s.pump(LIVE_MS)
+            if not pin_dir_alive(tracer_dir):
+                typer.echo("swatch: the tracer was unloaded", err=True)
+                break
+            if cgroup_path and not container_gone and not os.path.isdir(cgroup_path):
+                container_gone = True
+                typer.echo(f"swatch: {ffi_str(meta.target_label)} has exited; its "
+                           "counts are kept (`swatch status`)", err=True)
+        s.finish()
+        tell(sys.stderr, f"swatch: events delivered={s.delivered} dropped={s.dropped_during} "
+                         f"written={out.lines}\n")
 
 
 def _open_output(output: Optional[Path], default_fd: int, default_name: str) -> Output:

@@ -1,4 +1,6 @@
-"""Attach to a tracer's ring buffer and write its events as human lines or JSON lines.
+"""Attach to ring buffers — a tracer's events, a policy's denials — and write their records,
+merged in time order, as human lines or JSON lines (one C formatter for every record type; the JSON
+Schema of every record is data/schema/records.schema.json).
 
 Live: a poll waits at most LIVE_MS, then takes whatever is queued (woken or not), and every
 batch is written out at once, so a quiet stream's event is out within about LIVE_MS while a
@@ -14,13 +16,13 @@ import os
 import signal
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import BinaryIO, TextIO
 
 from syscall_watcher.kernel import libbpf, syscalls
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel.libbpf import RingConsumer, lib
-from syscall_watcher.trace.tracer import Counters, Session
+from syscall_watcher.trace.tracer import Session
 from syscall_watcher.trace.view import TraceView
 
 DROP_CHECK_S = 0.5
@@ -31,13 +33,25 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FOLD_MAX_AGE_NS = 100_000_000  # a held EXEC line goes out 100 ms after the exec at the latest
 
 
-def _setup_formatter() -> None:
+def clock_offset_ns() -> int:
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC now: what turns a record's ktime
+    (bpf_ktime_get_ns(), monotonic) into wall-clock ns since the epoch (JSON ``time_ns``)."""
+    return time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(
+        time.CLOCK_MONOTONIC)
+
+
+def setup_formatter() -> None:
+    """Give the C formatter its syscall and errno names and the clock, once per stream."""
     sc, errs = syscalls.format_tables()
     libbpf.set_format_tables(sc, errs)
-    offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(
-        time.CLOCK_MONOTONIC
-    )
-    libbpf.set_format_clock(offset, time.localtime().tm_gmtoff)
+    libbpf.set_format_clock(clock_offset_ns(), time.localtime().tm_gmtoff)
+
+
+def lost_record(ring: str, dropped: int, total: int) -> bytes:
+    """The JSON line that says a ring lost records (schema: ``lost``): it has the common
+    ``type`` and ``time_ns`` (when swatch saw the loss), no process fields."""
+    return (f'{{"type":"lost","time_ns":{time.time_ns()},"ring":"{ring}","dropped":{dropped},'
+            f'"total_dropped":{total}}}\n').encode()
 
 
 def tell(stream: TextIO | None, text: str) -> None:
@@ -154,75 +168,189 @@ class StopSignals:
             signal.signal(s, h)  # type: ignore[arg-type]
 
 
-class Streamer:
-    """One consumer of a tracer's events. Use as a context manager."""
+class Source:
+    """One ring buffer a stream reads (the tracer's events, a policy's denials): how to attach
+    to it, stop it emitting, and what its kernel counters say was lost. A Streamer merges the
+    records of its sources in time order and writes them through the one C formatter."""
 
-    def __init__(self, session: Session, out: Output | BinaryIO, json: bool = False,
-                 color: bool = False, notices: TextIO | None = None,
-                 view: TraceView | None = None) -> None:
+    ring = ""  # the JSON `lost` record's "ring"
+
+    def __init__(self) -> None:
+        self.consumer: RingConsumer | None = None
+        self._dropped_seen = 0
+        self.dropped_during = 0
+
+    def attach(self) -> RingConsumer:
+        raise NotImplementedError
+
+    def stop_emitting(self) -> None:
+        """Tell the kernel side nobody reads any more (if it cares)."""
+
+    def dropped(self) -> int:
+        """Records the kernel could not queue (ring full), since load."""
+        raise NotImplementedError
+
+    def drop_notice(self, new: int, total: int) -> str:
+        raise NotImplementedError
+
+    def notices(self) -> list[str]:
+        """Other things the kernel could not record since the last call (one line each)."""
+        return []
+
+    def delivered(self) -> int:
+        assert self.consumer is not None
+        return sum(self.consumer.delivered(t) for t in range(1, lib.SW_REC_TYPES))
+
+    def open(self) -> None:
+        self.consumer = self.attach()
+        self._dropped_seen = self.dropped()
+
+    def new_drops(self) -> tuple[int, int]:
+        """(dropped since the last call, dropped since load)."""
+        total = self.dropped()
+        new = total - self._dropped_seen
+        if new > 0:
+            self._dropped_seen = total
+            self.dropped_during += new
+        return max(new, 0), total
+
+    def close(self) -> None:
+        try:
+            self.stop_emitting()
+        finally:
+            if self.consumer is not None:
+                self.consumer.close()
+                self.consumer = None
+
+
+class TraceSource(Source):
+    """A tracer's event ring: one consumer at a time; the kernel emits only while it streams."""
+
+    ring = "events"
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
         self.session = session
+        self._streaming = False
+        self._lost_seen = (0, 0, 0)
+
+    def attach(self) -> RingConsumer:
+        streaming, consumer = self.session.state()
+        if streaming and consumer and consumer != os.getpid() and os.path.isdir(f"/proc/{consumer}"):
+            raise SwatchError(f"another `swatch watch` (pid {consumer}) is already attached")
+        ring = RingConsumer(self.session.maps["events"])
+        # Never trace our own writes, whatever the target (even a tree we are part of): the
+        # mark is in our task-local storage and goes when we exit.
+        self.session.exclude(os.getpid())
+        c = self.session.counters()
+        self._lost_seen = (c.pid_filter_full, c.pid_stats_full, c.untracked)
+        self.session.set_streaming(True, os.getpid())
+        self._streaming = True
+        return ring
+
+    def stop_emitting(self) -> None:
+        if self._streaming:
+            self._streaming = False
+            self.session.set_streaming(False, 0)
+
+    def delivered(self) -> int:
+        assert self.consumer is not None
+        return sum(self.consumer.delivered(t) for t in range(1, lib.SW_EV_TYPES))
+
+    def dropped(self) -> int:
+        return self.session.counters().total_dropped
+
+    def drop_notice(self, new: int, total: int) -> str:
+        return f"swatch: {new} events dropped (ring buffer full); {total} since load\n"
+
+    def notices(self) -> list[str]:
+        """A notice line when the kernel could not record a process (maps full, no memory)."""
+        counters = self.session.counters()
+        now = (counters.pid_filter_full, counters.pid_stats_full, counters.untracked)
+        new = [b - a for a, b in zip(self._lost_seen, now)]
+        self._lost_seen = now
+        out = []
+        if new[2] > 0:
+            out.append(f"swatch: {new[2]} new processes could not be marked at fork and are "
+                       f"NOT traced; {now[2]} since load\n")
+        if new[1] > 0:
+            out.append(f"swatch: {new[1]} processes not counted per process (pid_stats full, "
+                       f"--max-pids); {now[1]} since load\n")
+        if new[0] > 0:
+            out.append(f"swatch: {new[0]} children not listed in pid_filter (full, "
+                       f"--max-pids; still traced); {now[0]} since load\n")
+        return out
+
+
+class Streamer:
+    """One consumer of one or more rings (a tracer's events, a policy's denials), merged in
+    kernel-time order into one output. Use as a context manager."""
+
+    def __init__(self, sources: Session | Source | Sequence[Source], out: Output | BinaryIO,
+                 json: bool = False, color: bool = False, notices: TextIO | None = None,
+                 view: TraceView | None = None) -> None:
+        if isinstance(sources, Source):
+            sources = [sources]
+        elif not isinstance(sources, Sequence):
+            sources = [TraceSource(sources)]
+        self.sources: list[Source] = list(sources)
         self.view = view if view is not None else TraceView()
         self.out = out if isinstance(out, Output) else Output(out)
         self.mode = lib.SW_OUT_JSON if json else lib.SW_OUT_HUMAN
         self.color = color
         self.notices = notices
-        self._consumer: RingConsumer | None = None
-        self._streaming = False
-        self._dropped_seen = 0
-        self._lost_seen = (0, 0, 0)
         self._next_drop_check = 0.0
-        self.dropped_during = 0
         self.told_failure = False
 
     def __enter__(self) -> Streamer:
-        streaming, consumer = self.session.state()
-        if streaming and consumer and consumer != os.getpid() and os.path.isdir(f"/proc/{consumer}"):
-            raise SwatchError(f"another `swatch watch` (pid {consumer}) is already attached")
-        _setup_formatter()
+        setup_formatter()
         self.view.apply()
-        self._consumer = RingConsumer(self.session.maps["events"])
-        # Never trace our own writes, whatever the target (even a tree we are part of): the
-        # mark is in our task-local storage and goes when we exit.
-        self.session.exclude(os.getpid())
-        counters = self.session.counters()
-        self._dropped_seen = counters.total_dropped
-        self._lost_seen = (counters.pid_filter_full, counters.pid_stats_full,
-                           counters.untracked)
-        self.session.set_streaming(True, os.getpid())
-        self._streaming = True
+        try:
+            for source in self.sources:
+                source.open()
+        except BaseException:
+            self._close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            self._stop_emitting()
-        finally:
-            if self._consumer is not None:
-                self._consumer.close()
-                self._consumer = None
+        self._close()
+
+    def _close(self) -> None:
+        for source in self.sources:
+            source.close()
 
     def _stop_emitting(self) -> None:
-        if self._streaming:
-            self._streaming = False
-            self.session.set_streaming(False, 0)
+        for source in self.sources:
+            source.stop_emitting()
+
+    def _traced(self) -> list[Source]:
+        return [s for s in self.sources if s.ring == "events"]
 
     @property
     def delivered(self) -> int:
-        assert self._consumer is not None
-        return sum(self._consumer.delivered(t) for t in range(1, lib.SW_EV_TYPES))
+        """Trace events delivered to us (the `events delivered=` of the end line)."""
+        return sum(s.delivered() for s in self._traced())
+
+    @property
+    def dropped_during(self) -> int:
+        """Trace events the kernel dropped while we streamed."""
+        return sum(s.dropped_during for s in self._traced())
 
     @property
     def written(self) -> int:
-        """Lines written to the output (events, and `lost` lines in JSON mode)."""
+        """Lines written to the output (records, and `lost` lines in JSON mode)."""
         return self.out.lines
 
-    def pump(self, timeout_ms: int = LIVE_MS, denials: object = None) -> int:
-        """Wait up to timeout_ms for events, write them out; returns how many. A
-        DenialStreamer's lines are merged in, in time order."""
-        assert self._consumer is not None
-        n = self._consumer.poll(timeout_ms)
-        extra = denials.take() if denials is not None else []  # type: ignore[attr-defined]
-        if n or extra:
-            self._write(extra)
+    def pump(self, timeout_ms: int = LIVE_MS) -> int:
+        """Wait up to timeout_ms for records (on the first source; the others are taken as
+        they are), write them out in time order; returns how many."""
+        n = 0
+        for i, source in enumerate(self.sources):
+            assert source.consumer is not None
+            n += source.consumer.poll(timeout_ms if i == 0 else 0)
+        if n:
+            self._write()
         if self.view.fold_startup:
             self._release_held(FOLD_MAX_AGE_NS)
         now = time.monotonic()
@@ -231,30 +359,33 @@ class Streamer:
             self.check_drops()
         return n
 
-    def finish(self, denials: object = None) -> None:
+    def finish(self) -> None:
         """Stop the kernel emitting, then write out everything still queued and report any
-        final drops: every event delivered to us is written (unless the output failed)."""
-        assert self._consumer is not None
+        final drops: every record delivered to us is written (unless the output failed)."""
         self._stop_emitting()
         while True:
-            n = self._consumer.drain()
-            extra = denials.take_all() if denials is not None else []  # type: ignore[attr-defined]
-            if not n and not extra:
+            n = 0
+            for source in self.sources:
+                assert source.consumer is not None
+                n += source.consumer.drain()
+            if not n:
                 break
-            self._write(extra)
+            self._write()
         if self.view.fold_startup:
             self._release_held(0)
         self.check_drops()
 
-    def _write(self, extra: Iterable[tuple[int, bytes]] = ()) -> None:
-        """The batch, with ``extra`` (ktime, line) pairs put among its records in time order."""
-        assert self._consumer is not None
-        for ktime, line in sorted(extra):
-            for chunk in self._consumer.format(self.mode, self.color, until_ns=ktime):
+    def _write(self) -> None:
+        """The sources' current batches, merged by kernel time: the source whose next record
+        is oldest is written up to the next record of any other."""
+        live = [s.consumer for s in self.sources if s.consumer is not None and s.consumer.pending]
+        while live:
+            live.sort(key=lambda c: c.next_ktime())
+            first = live[0]
+            until = live[1].next_ktime() if len(live) > 1 else None
+            for chunk in first.format(self.mode, self.color, until_ns=until):
                 self._emit(chunk)
-            self._emit(line)
-        for chunk in self._consumer.format(self.mode, self.color):
-            self._emit(chunk)
+            live = [c for c in live if c.pending]
 
     def _emit(self, data: bytes | memoryview) -> None:
         if self.out.write(data) or self.told_failure:
@@ -267,36 +398,20 @@ class Streamer:
 
     def _release_held(self, max_age_ns: int) -> None:
         """Write the EXEC lines held for start-up folding that are old enough (0: all)."""
-        assert self._consumer is not None
-        chunk = self._consumer.release_held(max_age_ns, self.color)
+        consumer = self.sources[0].consumer
+        assert consumer is not None
+        chunk = consumer.release_held(max_age_ns, self.color)
         if chunk.nbytes:
             self._emit(chunk)
 
     def check_drops(self) -> None:
-        counters = self.session.counters()
-        self._check_membership(counters)
-        total = counters.total_dropped
-        new = total - self._dropped_seen
-        if new <= 0:
-            return
-        self._dropped_seen = total
-        self.dropped_during += new
-        if self.mode == lib.SW_OUT_JSON:
-            self._emit(f'{{"type":"lost","dropped":{new},"total_dropped":{total}}}\n'.encode())
-        tell(self.notices, f"swatch: {new} events dropped (ring buffer full); {total} since "
-                           "load\n")
-
-    def _check_membership(self, counters: Counters) -> None:
-        """A notice line when the kernel could not record a process (maps full, no memory)."""
-        now = (counters.pid_filter_full, counters.pid_stats_full, counters.untracked)
-        new = [b - a for a, b in zip(self._lost_seen, now)]
-        self._lost_seen = now
-        if new[2] > 0:
-            tell(self.notices, f"swatch: {new[2]} new processes could not be marked at fork "
-                               f"and are NOT traced; {now[2]} since load\n")
-        if new[1] > 0:
-            tell(self.notices, f"swatch: {new[1]} processes not counted per process "
-                               f"(pid_stats full, --max-pids); {now[1]} since load\n")
-        if new[0] > 0:
-            tell(self.notices, f"swatch: {new[0]} children not listed in pid_filter (full, "
-                               f"--max-pids; still traced); {now[0]} since load\n")
+        """Say what each source's kernel side could not queue or record since the last check:
+        a notice line, and in JSON a `lost` record in the stream."""
+        for source in self.sources:
+            for line in source.notices():
+                tell(self.notices, line)
+            new, total = source.new_drops()
+            if new:
+                if self.mode == lib.SW_OUT_JSON:
+                    self._emit(lost_record(source.ring, new, total))
+                tell(self.notices, source.drop_notice(new, total))
