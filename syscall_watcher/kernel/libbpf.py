@@ -387,6 +387,11 @@ class RingConsumer:
         return bytes(ffi.buffer(lib.sw_consumer_data(self._c), lib.sw_consumer_len(self._c)))
 
     @property
+    def position(self) -> int:
+        """Where in the current batch formatting goes on."""
+        return int(self._pos[0])
+
+    @property
     def pending(self) -> bool:
         """Records of the current batch not formatted yet?"""
         return self._pos[0] + ffi.sizeof("struct sw_event_hdr") <= lib.sw_consumer_len(self._c)

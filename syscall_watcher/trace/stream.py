@@ -202,8 +202,8 @@ class Source:
         return sum(self.consumer.delivered(t) for t in range(1, lib.SW_REC_TYPES))
 
     def open(self) -> None:
+        self._dropped_seen = self.dropped()  # before the kernel emits for us
         self.consumer = self.attach()
-        self._dropped_seen = self.dropped()
 
     def new_drops(self) -> tuple[int, int]:
         """(dropped since the last call, dropped since load)."""
@@ -383,8 +383,11 @@ class Streamer:
             live.sort(key=lambda c: c.next_ktime())
             first = live[0]
             until = live[1].next_ktime() if len(live) > 1 else None
+            before = first.position
             for chunk in first.format(self.mode, self.color, until_ns=until):
                 self._emit(chunk)
+            if first.position == before:  # a malformed record: the formatter stops there
+                live.remove(first)
             live = [c for c in live if c.pending]
 
     def _emit(self, data: bytes | memoryview) -> None:
