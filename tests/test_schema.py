@@ -20,7 +20,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from conftest import (RECORD_TYPES, ROOT, SCHEMA, SWATCH, check_document, parse_record,
-                      read_events, run_with_stalled_consumer, swatch, watching)
+                      read_events, run_with_stalled_consumer, swatch, wait_for, watching)
 
 TASK_HEADER = ["type", "time_ns", "pid", "tid", "ppid", "uid", "cgroup_id", "comm"]
 
@@ -142,6 +142,39 @@ def test_denials_share_the_trace_header_and_validate(pin_dir: Path) -> None:
     assert denied[0]["pid"] == traced[0]["pid"] and denied[0]["comm"] == traced[0]["comm"]
     assert denied[0]["syscall"] == "execve" and denied[0]["nr"] > 0
     assert traced[0]["time_ns"] <= denied[0]["time_ns"]
+
+
+def test_denial_ring_lost_record() -> None:
+    """A policy's denial ring overflows while `watch --json` is stopped: the watch then writes a
+    `lost` record with ring "denials" (it was `denials_lost`, without `time_ns`)."""
+    from test_policy_enforce import Watch, gated_py, load
+
+    ppin = Path(f"/sys/fs/bpf/swatch-test-policy-{uuid.uuid4().hex[:10]}")
+    # each socket() is denied with EPERM (cgroup tier) and reported: far more than 1 MiB fits
+    t = gated_py("try:\n    socket.socket()\nexcept OSError:\n    pass\nsys.stdin.readline()\n"
+                 "for _ in range(20000):\n"
+                 "    try:\n        socket.socket()\n    except OSError:\n        pass")
+    w = None
+    try:
+        load(ppin, t, "no-network")
+        w = Watch(ppin)
+        os.write(t._w, b"go\n")  # one denial: once it is written, the watch is streaming
+        assert w.denials(), "the first denial never came"
+        os.kill(w.proc.pid, signal.SIGSTOP)
+        try:
+            os.write(t._w, b"storm\n")
+            os.close(t._w)
+            assert t.proc.wait(timeout=120) == 0
+        finally:
+            os.kill(w.proc.pid, signal.SIGCONT)
+        events = wait_for(lambda: [e for e in w.events() if e["type"] == "lost"], timeout=10)
+        assert events and events[0]["ring"] == "denials" and events[0]["dropped"] > 0, events
+    finally:
+        if w is not None:
+            w.stop()
+        swatch("policy-unload", "--pin-dir", str(ppin))
+        if t.proc.poll() is None:
+            t.proc.kill()
 
 
 def test_status_and_summary_documents(pin_dir: Path) -> None:
