@@ -11,10 +11,7 @@ ends writing once and says so, and SIGINT, SIGTERM and SIGHUP all stop a stream 
 
 from __future__ import annotations
 
-import errno
 import os
-import signal
-import stat
 import time
 from collections.abc import Sequence
 from typing import BinaryIO, TextIO
@@ -22,6 +19,7 @@ from typing import BinaryIO, TextIO
 from syscall_watcher.kernel import libbpf, syscalls
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel.libbpf import RingConsumer, lib
+from syscall_watcher.trace.output import STOP_SIGNALS, Output, StopSignals, tell  # noqa: F401
 from syscall_watcher.trace.tracer import Session
 from syscall_watcher.trace.view import TraceView
 
@@ -29,7 +27,6 @@ DROP_CHECK_S = 0.5
 # The longest a poll waits before it takes what is queued: records sent without a wakeup
 # (below the tracer's wakeup_bytes) reach the output within about this much.
 LIVE_MS = 50
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FOLD_MAX_AGE_NS = 100_000_000  # a held EXEC line goes out 100 ms after the exec at the latest
 
 
@@ -52,120 +49,6 @@ def lost_record(ring: str, dropped: int, total: int) -> bytes:
     ``type`` and ``time_ns`` (when swatch saw the loss), no process fields."""
     return (f'{{"type":"lost","time_ns":{time.time_ns()},"ring":"{ring}","dropped":{dropped},'
             f'"total_dropped":{total}}}\n').encode()
-
-
-def tell(stream: TextIO | None, text: str) -> None:
-    """Write a notice; if its stream is gone (EPIPE, ENOSPC) drop it, and point the stream's
-    fd at /dev/null so no later flush (at exit) fails and changes our exit status."""
-    if stream is None:
-        return
-    try:
-        stream.write(text)
-        stream.flush()
-    except (OSError, ValueError):
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, stream.fileno())
-            os.close(null)
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-
-
-class Output:
-    """Where a stream's lines go. Writes whole batches straight to the fd (no buffer for a
-    signal to lose); the first failure (EPIPE, ENOSPC, EIO...) ends writing for good, and a
-    regular file is cut back to its last whole line. ``lines`` counts the lines written."""
-
-    def __init__(self, dest: int | BinaryIO, name: str = "") -> None:
-        self._file: BinaryIO | None = None
-        if isinstance(dest, int):
-            self.fd = dest
-        else:
-            dest.flush()
-            try:
-                self.fd = dest.fileno()
-            except (OSError, ValueError, AttributeError):
-                self.fd = -1  # no fd (an in-memory file): write through the object
-                self._file = dest
-        self.name = name or getattr(dest, "name", "") or f"fd {self.fd}"
-        self.regular = self.fd >= 0 and stat.S_ISREG(os.fstat(self.fd).st_mode)
-        self.lines = 0
-        self.error: OSError | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-    def write(self, data: bytes | memoryview) -> bool:
-        """Write whole lines; False once writing has failed (the data is not written)."""
-        if self.error is not None:
-            return False
-        view = memoryview(data)
-        if self._file is not None:
-            self._file.write(view)
-            self.lines += libbpf.count_lines(view)
-            return True
-        done = 0
-        try:
-            while done < len(view):
-                done += os.write(self.fd, view[done:])
-        except OSError as err:
-            self.error = err
-            self._cut_back(view, done)
-            return False
-        self.lines += libbpf.count_lines(view)
-        return True
-
-    def _cut_back(self, view: memoryview, done: int) -> None:
-        """A write failed after ``done`` bytes: keep only the whole lines of them."""
-        written = view[:done].tobytes()
-        keep = written.rfind(b"\n") + 1
-        self.lines += written.count(b"\n")
-        if keep < done and self.regular:
-            try:
-                end = os.lseek(self.fd, 0, os.SEEK_CUR)
-                os.ftruncate(self.fd, end - (done - keep))
-            except OSError:
-                pass
-
-    def describe_error(self) -> str:
-        assert self.error is not None
-        if self.error.errno == errno.EPIPE:
-            why = "the reader went away (broken pipe)"
-        else:
-            why = os.strerror(self.error.errno) if self.error.errno else str(self.error)
-        return f"cannot write events to {self.name}: {why}"
-
-    def close(self) -> None:
-        if self.fd > 2:
-            os.close(self.fd)
-        self.fd = -1
-
-
-class StopSignals:
-    """SIGINT, SIGTERM and SIGHUP each ask a stream to stop, the same way: the handler only
-    records the signal (and interrupts a poll); the loop sees ``requested`` and then writes
-    out everything delivered, detaches and clears the consumer state."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, object] = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def _on(self, signum: int, _frame: object) -> None:
-        self.signum = signum
-
-    def __enter__(self) -> StopSignals:
-        self._old = {s: signal.signal(s, self._on) for s in STOP_SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)  # type: ignore[arg-type]
 
 
 class Source:

@@ -1,5 +1,7 @@
 /* Human lines: `TIME PID COMM [container] VERB details`, the same prefix for every record of
- * every ring (trace events and denials), coloured on request, every field escaped (text.c). */
+ * every ring (trace events and denials), coloured on request, every field escaped (text.c).
+ * A little over 400 lines: every record type's human line, kept in one file so the prefix and
+ * the verb column stay one definition. */
 #include <stdio.h>
 #include <string.h>
 
