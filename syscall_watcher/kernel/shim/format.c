@@ -38,7 +38,7 @@ int sw_path_cut(const struct sw_syscall_event *ev, int flag)
 	return ev->flags & flag ? SW_CUT_END : SW_CUT_NONE;
 }
 
-/* fd names are walked from the file up to the root (bpf/vfs_path.bpf.h): a cut loses
+/* fd names are walked from the file up to the root (vfs_path.bpf.h): a cut loses
  * the components nearest the root, so the path shown is the tail of the real one. */
 int sw_fdname_cut(const struct sw_syscall_event *ev)
 {
@@ -222,7 +222,7 @@ void sw_view_denial(const struct swp_denial *d, struct sw_denial_view *v)
 	v->target = v->buf;
 	switch (d->target_kind) {
 	case SWP_TGT_PATH:
-		/* walked from the file up (bpf/vfs_path.bpf.h): a cut path lost its head */
+		/* walked from the file up (vfs_path.bpf.h): a cut path lost its head */
 		v->target = d->target;
 		v->target_len = strnlen(d->target, sizeof(d->target));
 		v->cut = d->trunc ? SW_CUT_HEAD : SW_CUT_NONE;
