@@ -28,18 +28,18 @@ from syscall_watcher.kernel import syscalls
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.text import one_line
 from syscall_watcher.trace.stream import LIVE_MS, Output, StopSignals, Streamer, tell
+from syscall_watcher.kernel.system import require_root
+from syscall_watcher.targets.target import Target
 from syscall_watcher.trace.tracer import (
     DEFAULT_RING_SIZE,
     MODE_NAMES,
     MODE_IDS,
     PinnedSession,
-    Target,
     load_pinned,
     membership_warnings,
     pin_dir_default,
     pin_state,
     pin_status,
-    require_root,
 )
 
 app = typer.Typer(

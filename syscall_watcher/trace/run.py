@@ -12,7 +12,8 @@ from typing import BinaryIO, TextIO
 
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.trace.stream import LIVE_MS, Output, Streamer
-from syscall_watcher.trace.tracer import DEFAULT_RING_SIZE, LoadedTracer, Target, membership_warnings
+from syscall_watcher.targets.target import Target
+from syscall_watcher.trace.tracer import DEFAULT_RING_SIZE, LoadedTracer, membership_warnings
 from syscall_watcher.trace.view import TraceView
 
 

@@ -9,10 +9,24 @@ from pathlib import Path
 
 from syscall_watcher.data import built_object
 from syscall_watcher.kernel import libbpf, syscalls
-from syscall_watcher.kernel.component import Component, LoadedComponent, PinnedComponent, PinState, pin_dir_from
 from syscall_watcher.errors import SwatchError
+from syscall_watcher.kernel.component import (
+    Component,
+    LoadedComponent,
+    PinnedComponent,
+    PinState,
+    pin_dir_from,
+)
 from syscall_watcher.kernel.libbpf import BpfObject, Link, MapSet, lib
-from syscall_watcher.targets.process import PidFd, add_existing, descendants, pid_exists, pid_max, thread_pidfds
+from syscall_watcher.kernel.system import require_btf, require_root
+from syscall_watcher.targets.process import (
+    PidFd,
+    add_existing,
+    descendants,
+    pid_exists,
+    thread_pidfds,
+)
+from syscall_watcher.targets.target import Target, max_pids_for
 
 __all__ = ["descendants", "pid_exists"]  # re-exported: older callers import them from here
 
@@ -67,42 +81,6 @@ TRACER = Component(
 
 
 @dataclass
-class Target:
-    """Whom to trace. ``mode`` is one of MODE_NAMES."""
-
-    mode: str = "all"
-    pid: int = 0
-    comm: str = ""
-    uid: int = 0
-    cgroup_id: int = 0
-    cgroup_level: int = 0
-    cgroup_path: str = ""
-    follow_children: bool = True
-    label: str = "system-wide"
-    exclude_pids: tuple[int, ...] = ()
-    more_pids: tuple[int, ...] = ()  # mode "pid": further processes traced with ``pid``
-    max_pids: int = 0  # max_entries of the pid-keyed maps; 0 = the kernel's pid_max
-
-    @property
-    def all_pids(self) -> tuple[int, ...]:
-        return (self.pid, *(p for p in self.more_pids if p != self.pid))
-
-
-# The pid-keyed hashes allocate their bucket array up front even with BPF_F_NO_PREALLOC:
-# 16 bytes per slot (measured: 0.5 MB at 32,768, 64 MB at 4,194,304 per map). Membership does
-# not depend on them (children are marked in task-local storage), so the default is the
-# kernel's pid_max up to 65,536 (1 MB a map); --max-pids asks for more or less.
-DEFAULT_MAX_PIDS_CAP = 65536
-
-
-def max_pids_for(target: Target) -> int:
-    n = target.max_pids or min(pid_max(), DEFAULT_MAX_PIDS_CAP)
-    if n < 1 or n > 1 << 22:
-        raise SwatchError(f"--max-pids {n}: choose 1 to {1 << 22} (the kernel's pid limit)")
-    return n
-
-
-@dataclass
 class Counters:
     emitted: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -132,20 +110,6 @@ def membership_warnings(counters: Counters, max_pids: int) -> list[str]:
         out.append(f"{counters.pid_filter_full:,} children not listed in pid_filter (full at "
                    f"{max_pids:,}; --max-pids); they are traced all the same")
     return out
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        raise SwatchError("must run as root: loading BPF programs needs CAP_BPF and CAP_PERFMON")
-
-
-def require_btf() -> None:
-    btf = os.environ.get("SWATCH_BTF_PATH", "/sys/kernel/btf/vmlinux")
-    if not os.path.exists(btf):
-        raise SwatchError(
-            f"this kernel exposes no BTF ({btf} is missing): swatch needs a kernel built "
-            "with CONFIG_DEBUG_INFO_BTF=y (5.8 or newer)"
-        )
 
 
 class Session(MapSet):
