@@ -150,6 +150,28 @@ class MapFd:
             yield nxt
             prev = nxt
 
+    def lookup_per_cpu(self, key, ctype: str) -> PerCpu | None:  # type: ignore[no-untyped-def]
+        """The entry at ``key`` of a per-CPU map whose values are ``ctype`` (e.g.
+        ``"struct sw_stat"``): one value per possible CPU; None if absent."""
+        values = ffi.new(f"{ctype}[]", NUM_CPUS)
+        return PerCpu(values) if self.lookup(key, values) else None
+
+
+class PerCpu:
+    """One entry of a per-CPU map: a value per possible CPU, summed field by field."""
+
+    def __init__(self, values) -> None:  # type: ignore[no-untyped-def]
+        self.values = values  # cdata array of NUM_CPUS values
+
+    def sum(self, field: str, index: int | None = None) -> int:
+        """``field`` (element ``index`` of an array field) summed over every CPU."""
+        if index is None:
+            return sum(getattr(self.values[c], field) for c in range(NUM_CPUS))
+        return sum(getattr(self.values[c], field)[index] for c in range(NUM_CPUS))
+
+    def max(self, field: str) -> int:
+        return max(getattr(self.values[c], field) for c in range(NUM_CPUS))
+
 
 class MapSet:
     """The named maps of one BPF object, loaded by this process or opened from pins.
@@ -189,6 +211,14 @@ class MapSet:
         if not self.maps[name].lookup(key, val):
             raise BpfError(f"read entry 0 of map {name}", 2)
         return key, val
+
+    def _one_per_cpu(self, name: str) -> PerCpu:
+        """Entry 0 of a one-entry per-CPU array map, on every CPU."""
+        key_t, val_t = self.MAP_TYPES[name]
+        values = self.maps[name].lookup_per_cpu(ffi.new(f"{key_t} *", 0), str(val_t))
+        if values is None:
+            raise BpfError(f"read entry 0 of map {name}", 2)
+        return values
 
     def meta(self):  # type: ignore[no-untyped-def]
         return self._one("meta")[1]

@@ -139,21 +139,12 @@ class PolicySession(MapSet):
         return {op: TIER_NAMES[r.tier[i]] for i, op in enumerate(OPERATIONS) if r.tier[i]}
 
     def counts(self) -> DenialCounts:
-        key = libbpf.new("uint32_t *", 0)
-        vals = libbpf.new("struct swp_counts[]", libbpf.NUM_CPUS)
-        self.maps["counts"].lookup(key, vals)
-        cpus = range(libbpf.NUM_CPUS)
-        out = DenialCounts()
-        for i, op in enumerate(OPERATIONS):
-            out.by_op[op] = sum(vals[c].ops[i] for c in cpus)
-        for i in range(lib.SWP_MAX_PATHS):
-            out.by_rule[i] = sum(vals[c].rules[i] for c in cpus)
-        out.emitted = sum(vals[c].emitted for c in cpus)
-        out.dropped = sum(vals[c].dropped for c in cpus)
-        out.untracked = sum(vals[c].untracked for c in cpus)
-        out.killed_untracked = sum(vals[c].killed_untracked for c in cpus)
-        out.unmarked = sum(vals[c].unmarked for c in cpus)
-        return out
+        vals = self._one_per_cpu("counts")
+        return DenialCounts(
+            by_op={op: vals.sum("ops", i) for i, op in enumerate(OPERATIONS)},
+            by_rule={i: vals.sum("rules", i) for i in range(lib.SWP_MAX_PATHS)},
+            **{f: vals.sum(f) for f in ("emitted", "dropped", "untracked", "killed_untracked",
+                                        "unmarked")})
 
     def pids(self) -> list[int]:
         return sorted(int(k[0]) for k in self.maps["targets"].keys("uint32_t *"))

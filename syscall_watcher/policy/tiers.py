@@ -241,9 +241,10 @@ def plan(policy: Policy, forced: str | None = None, thorough: bool = False) -> l
     """Probe the kernel and choose a tier per operation (strongest it accepts).
 
     A tier is probed with one small program; if the kernel takes it, every operation is given
-    to that tier, and :func:`load_pinned` falls back to ``thorough`` (one probe per operation)
-    only if the real load then fails. ``forced`` (tests, env SWATCH_POLICY_TIER) caps the
-    choice: 'fmod_ret' skips the LSM tier, 'cgroup' both hook tiers, 'reactive' cgroup-BPF too.
+    to that tier, and ``enforcer.load_pinned`` falls back to ``thorough`` (one probe per
+    operation) only if the real load then fails. ``forced`` (tests, env SWATCH_POLICY_TIER)
+    caps the choice: 'fmod_ret' skips the LSM tier, 'cgroup' both hook tiers, 'reactive'
+    cgroup-BPF too.
     """
     forced = forced or os.environ.get("SWATCH_POLICY_TIER") or None
     order = ["lsm", "fmod_ret", "cgroup", "reactive"]
@@ -269,7 +270,6 @@ def plan(policy: Policy, forced: str | None = None, thorough: bool = False) -> l
         else:
             chosen[op] = OpPlan(op, "reactive", reactive_part=True)
     return [chosen[op] for op in policy_ops(policy)]
-
 
 
 def check_preventive(plans: list[OpPlan], required: bool) -> None:

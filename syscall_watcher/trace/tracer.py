@@ -27,6 +27,7 @@ from syscall_watcher.targets.process import (
     thread_pidfds,
 )
 from syscall_watcher.targets.target import Target, max_pids_for
+from syscall_watcher.text import from_c
 
 __all__ = ["descendants", "pid_exists"]  # re-exported: older callers import them from here
 
@@ -128,17 +129,14 @@ class Session(MapSet):
         self.maps["state"].update(key, st)
 
     def counters(self) -> Counters:
-        key = libbpf.new("uint32_t *", 0)
-        vals = libbpf.new("struct sw_counters[]", libbpf.NUM_CPUS)
-        self.maps["counters"].lookup(key, vals)
+        vals = self._one_per_cpu("counters")
         out = Counters()
         for t, name in EV_NAMES.items():
-            out.emitted[name] = sum(vals[c].emitted[t] for c in range(libbpf.NUM_CPUS))
-            out.dropped[name] = sum(vals[c].dropped[t] for c in range(libbpf.NUM_CPUS))
-        cpus = range(libbpf.NUM_CPUS)
-        out.pid_filter_full = sum(vals[c].pid_filter_full for c in cpus)
-        out.pid_stats_full = sum(vals[c].pid_stats_full for c in cpus)
-        out.untracked = sum(vals[c].untracked for c in cpus)
+            out.emitted[name] = vals.sum("emitted", t)
+            out.dropped[name] = vals.sum("dropped", t)
+        out.pid_filter_full = vals.sum("pid_filter_full")
+        out.pid_stats_full = vals.sum("pid_stats_full")
+        out.untracked = vals.sum("untracked")
         return out
 
     def pids(self) -> list[int]:
@@ -175,45 +173,32 @@ class Session(MapSet):
     def syscall_stats(self) -> dict[int, dict[str, int | list[int]]]:
         """Per syscall number: count, errors, bytes_in, bytes_out, total_ns, hist (summed over CPUs)."""
         out: dict[int, dict[str, int | list[int]]] = {}
-        vals = libbpf.new("struct sw_stat[]", libbpf.NUM_CPUS)
         key = libbpf.new("uint32_t *")
         for nr in syscalls.names():
             key[0] = nr
-            if not self.maps["stats"].lookup(key, vals):
-                continue
-            count = sum(vals[c].count for c in range(libbpf.NUM_CPUS))
-            if not count:
+            vals = self.maps["stats"].lookup_per_cpu(key, "struct sw_stat")
+            if vals is None or not vals.sum("count"):
                 continue
             out[nr] = {
-                "count": count,
-                "errors": sum(vals[c].errors for c in range(libbpf.NUM_CPUS)),
-                "bytes_in": sum(vals[c].bytes_in for c in range(libbpf.NUM_CPUS)),
-                "bytes_out": sum(vals[c].bytes_out for c in range(libbpf.NUM_CPUS)),
-                "total_ns": sum(vals[c].total_ns for c in range(libbpf.NUM_CPUS)),
-                "hist": [
-                    sum(vals[c].hist[b] for c in range(libbpf.NUM_CPUS))
-                    for b in range(lib.SW_HIST_BUCKETS)
-                ],
+                **{f: vals.sum(f) for f in ("count", "errors", "bytes_in", "bytes_out",
+                                            "total_ns")},
+                "hist": [vals.sum("hist", b) for b in range(lib.SW_HIST_BUCKETS)],
             }
         return out
 
     def pid_stats(self) -> dict[int, dict[str, int | str]]:
         out: dict[int, dict[str, int | str]] = {}
-        vals = libbpf.new("struct sw_pid_stat[]", libbpf.NUM_CPUS)
         for key in list(self.maps["pid_stats"].keys("uint32_t *")):
-            if not self.maps["pid_stats"].lookup(key, vals):
+            vals = self.maps["pid_stats"].lookup_per_cpu(key, "struct sw_pid_stat")
+            if vals is None:
                 continue
             # the CPU slot named last (first syscall, then each exec) has the current name
-            newest = max(range(libbpf.NUM_CPUS), key=lambda c: vals[c].comm_ns)
-            comm = bytes(libbpf.to_bytes(vals[newest].comm))
+            newest = max(vals.values, key=lambda v: v.comm_ns)
             out[int(key[0])] = {
-                "comm": comm.split(b"\0", 1)[0].decode(errors="surrogateescape"),
-                "count": sum(vals[c].count for c in range(libbpf.NUM_CPUS)),
-                "errors": sum(vals[c].errors for c in range(libbpf.NUM_CPUS)),
-                "bytes_in": sum(vals[c].bytes_in for c in range(libbpf.NUM_CPUS)),
-                "bytes_out": sum(vals[c].bytes_out for c in range(libbpf.NUM_CPUS)),
-                "total_ns": sum(vals[c].total_ns for c in range(libbpf.NUM_CPUS)),
-                "cgroup_id": max(vals[c].cgroup_id for c in range(libbpf.NUM_CPUS)),
+                "comm": from_c(libbpf.to_bytes(newest.comm)),
+                **{f: vals.sum(f) for f in ("count", "errors", "bytes_in", "bytes_out",
+                                            "total_ns")},
+                "cgroup_id": vals.max("cgroup_id"),
             }
         return out
 
