@@ -54,6 +54,11 @@ def to_bytes(cdata, size: int | None = None) -> bytes:  # type: ignore[no-untype
     return bytes(ffi.buffer(cdata, size) if size is not None else ffi.buffer(cdata))
 
 
+def to_str(cdata) -> str:  # type: ignore[no-untyped-def]
+    """A char[] field (up to its first NUL) as text; bytes that are not UTF-8 replaced."""
+    return to_bytes(cdata).split(b"\0", 1)[0].decode(errors="replace")
+
+
 class MapMismatch(SwatchError):
     """A pinned map is not what this build expects (another version's pins)."""
 

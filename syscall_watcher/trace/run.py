@@ -8,13 +8,15 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.trace.stream import LIVE_MS, Output, Streamer
+from syscall_watcher.kernel.system import require_root
 from syscall_watcher.targets.target import Target
 from syscall_watcher.trace.tracer import DEFAULT_RING_SIZE, LoadedTracer, membership_warnings
-from syscall_watcher.trace.view import TraceView
+from syscall_watcher.trace.view import TraceView, ViewOptions, select_syscalls, use_color
 
 
 @dataclass
@@ -140,3 +142,38 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
 def exit_code_for_shell(code: int) -> int:
     """waitstatus_to_exitcode gives -SIG for a signal death; a shell says 128+SIG."""
     return 128 - code if code < 0 else code
+
+
+def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None,
+                view: ViewOptions,
+                output: str | Path | None = None, color: str = "auto",
+                stats_only: bool = False, follow_children: bool = True,
+                ring_size: int = DEFAULT_RING_SIZE, max_pids: int = 0) -> int:
+    """`swatch run`: CMD traced, the trace to ``output`` (stderr by default, `-` stdout), the
+    summary to stderr — one last JSON line of type "summary" when JSON lines share stderr.
+    ``profile`` and ``exprs`` are --filter and -e. Returns the exit status for the shell
+    (CMD's; 128+N if signal N killed it)."""
+    from syscall_watcher.trace.stream import tell
+    from syscall_watcher.trace.summary import render_run_summary, run_summary_json
+    from syscall_watcher.trace.watch import open_output
+
+    require_root()
+    sel = select_syscalls(profile, exprs)
+    trace_view = view.for_selection(sel)
+    out = open_output(output, 2, "stderr")
+    try:
+        tty = {1: sys.stdout, 2: sys.stderr}.get(out.fd)
+        colored = not view.json and tty is not None and use_color(color, tty)
+        # JSON lines on stderr: drops are already `lost` lines there, and the summary is one
+        # more JSON line, so `2>&1 >/dev/null | jq` reads nothing but JSON.
+        json_on_stderr = view.json and out.fd == 2
+        result = run_traced(argv, profile=sel.label, json=view.json, out=out,
+                            stats_only=stats_only, follow_children=follow_children,
+                            color=colored, notices=None if json_on_stderr else sys.stderr,
+                            ring_size=ring_size, enabled=sel.syscalls,
+                            failed_only=view.failed_only, view=trace_view, max_pids=max_pids)
+    finally:
+        out.close()
+    tell(sys.stderr, run_summary_json(argv, result) if json_on_stderr
+         else render_run_summary(argv, result, top=None if stats_only else 15))
+    return exit_code_for_shell(result.exit_code)
