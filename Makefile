@@ -109,13 +109,13 @@ summary: venv
 
 policy-load: all venv
 	@test -n "$(POLICY_FILE)" || { echo "usage: make policy-load PID=1234|CONTAINER=name POLICY_FILE=policies/no-network.policy" >&2; exit 2; }
-	$(SWATCH) policy-load $(SW_TARGET) --policy $(POLICY_FILE)
+	$(SWATCH) policy load $(SW_TARGET) --policy $(POLICY_FILE)
 
 policy-summary: venv
-	$(SWATCH) policy-summary
+	$(SWATCH) policy summary
 
 policy-unload: venv
-	$(SWATCH) policy-unload
+	$(SWATCH) policy unload
 
 # make bench BENCH_QUICK=1: the smoke run (small sizes, 2 interleaved runs, about a minute);
 # BENCH_ARGS passes more options to bench/run.py (e.g. BENCH_ARGS="--only read,bystander").

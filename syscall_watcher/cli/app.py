@@ -19,9 +19,15 @@ import sys
 import typer
 
 try:  # typer >= 0.20 carries its own copy of click
-    from typer._click.exceptions import ClickException
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
 except ImportError:  # pragma: no cover - older typer on the system click
     from click.exceptions import ClickException  # type: ignore[no-redef]
+
+    try:  # click >= 8.2
+        from click.exceptions import NoArgsIsHelpError  # type: ignore[no-redef]
+    except ImportError:  # older click prints the help itself and raises nothing
+        class NoArgsIsHelpError(ClickException):  # type: ignore[no-redef]
+            """Never raised by this click."""
 
 from syscall_watcher import __version__
 from syscall_watcher.cli import policy, targets, trace
@@ -76,8 +82,11 @@ def main() -> None:
     """The `swatch` entry point: a usage mistake is one line too (click's own messages)."""
     try:
         code = app(standalone_mode=False)
+    except NoArgsIsHelpError as err:  # `swatch`, `swatch policy`: the help, as click shows it
+        err.show()
+        sys.exit(err.exit_code)
     except ClickException as err:
-        if not err.format_message():  # no arguments at all: click has printed the help
+        if not err.format_message():
             sys.exit(err.exit_code)
         hint = ""
         ctx = getattr(err, "ctx", None)

@@ -15,9 +15,6 @@ from typing import Annotated
 import typer
 
 from syscall_watcher.errors import SwatchError
-from syscall_watcher.trace.tracer import DEFAULT_RING_SIZE
-
-__all__ = ["DEFAULT_RING_SIZE"]  # the default of RingSizeOpt, for the commands
 
 
 class ColorMode(str, Enum):

@@ -10,7 +10,6 @@ import typer
 
 from syscall_watcher.cli.errors import user_errors
 from syscall_watcher.cli.options import (
-    DEFAULT_RING_SIZE,
     AncestryOpt,
     ColorMode,
     ColorOpt,
@@ -37,7 +36,7 @@ from syscall_watcher.cli.options import (
     positive_seconds,
 )
 from syscall_watcher.errors import SwatchError
-from syscall_watcher.trace.tracer import pin_dir_default, require_root
+from syscall_watcher.trace.tracer import DEFAULT_RING_SIZE, pin_dir_default, require_root
 
 commands = typer.Typer()
 
