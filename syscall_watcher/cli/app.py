@@ -60,10 +60,26 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", "-V", callback=_print_version,
                                  is_eager=True, help="Print swatch's version and exit."),
 ) -> None:
     """swatch — watch (and limit) what a process tree or container does, with eBPF."""
+    if ctx.invoked_subcommand != "cleanup":
+        _sweep_stale_runs()
+
+
+def _sweep_stale_runs() -> None:
+    """Every command first removes the cgroups of runs whose swatch was killed outright."""
+    if os.geteuid() != 0:
+        return
+    from syscall_watcher.sandbox.cgroups import sweep_stale
+
+    try:
+        for line in sweep_stale():
+            typer.echo(f"swatch: note: {line}", err=True)
+    except OSError as err:
+        typer.echo(f"swatch: note: cannot check for stale run cgroups: {err}", err=True)
 
 
 # strace-style options shared by load / watch / run
@@ -587,6 +603,16 @@ def run(
     color: ColorMode = typer.Option(ColorMode.auto, "--color", help="auto | always | never"),
     ring_size: int = typer.Option(DEFAULT_RING_SIZE, "--ring-size", help="Ring buffer bytes."),
     max_pids: Optional[int] = MaxPids,
+    memory: Optional[str] = typer.Option(None, "--memory", metavar="SIZE", help="Memory "
+                                         "limit for CMD and its children (512M, 2G): a cgroup "
+                                         "of the run; reaching it is an OOM kill, reported."),
+    cpu: Optional[str] = typer.Option(None, "--cpu", metavar="PCT", help="CPU limit, 100% "
+                                      "being one whole CPU (50%, 150%)."),
+    pids: Optional[int] = typer.Option(None, "--pids", metavar="N", help="At most N "
+                                       "processes and threads at once (fork fails with "
+                                       "EAGAIN beyond)."),
+    oom_score_adj: Optional[int] = typer.Option(None, "--oom-score-adj", metavar="N",
+                                                help="CMD's oom_score_adj, -1000 to 1000."),
 ) -> None:
     """Run CMD traced from its first syscall (help: RUN_HELP)."""
     from syscall_watcher.trace.run import exit_code_for_shell, run_traced
@@ -594,7 +620,10 @@ def run(
 
     from syscall_watcher.trace.view import select_syscalls
 
+    from syscall_watcher.sandbox.limits import parse_limits
+
     argv = list(ctx.args)
+    limits = parse_limits(memory, cpu, pids, oom_score_adj)
     require_root()
     sel = select_syscalls(filter, syscalls_expr)
     view = _view(sel, json, failed, durations, t_count, relative, strsize, ancestry)
@@ -609,7 +638,9 @@ def run(
                             follow_children=not no_children, color=use_color,
                             notices=None if json_on_stderr else sys.stderr,
                             ring_size=ring_size, enabled=sel.syscalls, failed_only=failed,
-                            view=view, max_pids=max_pids or 0)
+                            view=view, max_pids=max_pids or 0,
+                            limits=limits if limits.wants_cgroup or oom_score_adj is not None
+                            else None)
     finally:
         out.close()
     tell(sys.stderr, run_summary_json(argv, result) if json_on_stderr
@@ -786,6 +817,20 @@ def containers(json: bool = typer.Option(False, "--json", help="Machine-readable
     typer.echo(f"{'RUNTIME':11} {'ID':12}  {'NAME':24} CGROUP")
     for c in found:
         typer.echo(f"{c.runtime:11} {c.short_id:12}  {c.name[:24]:24} {c.cgroup_path}")
+
+
+@app.command()
+@user_errors
+def cleanup() -> None:
+    """Remove the run cgroups a killed swatch left, ending the processes still in them."""
+    from syscall_watcher.sandbox.cgroups import sweep_stale
+
+    require_root()
+    lines = sweep_stale(end_processes_too=True)
+    for line in lines:
+        typer.echo(f"swatch: {line}")
+    if not lines:
+        typer.echo("swatch: no stale run cgroups")
 
 
 @app.command()

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 from syscall_watcher.errors import SwatchError
-from syscall_watcher.trace.stream import LIVE_MS, Output, Streamer
+from syscall_watcher.sandbox.limits import Limits
 from syscall_watcher.targets.target import Target
+from syscall_watcher.trace.stream import LIVE_MS, Output, Streamer, tell
 from syscall_watcher.trace.tracer import DEFAULT_RING_SIZE, LoadedTracer, membership_warnings
 from syscall_watcher.trace.view import TraceView
 
@@ -29,6 +30,7 @@ class RunResult:
     pid_stats: dict  # type: ignore[type-arg]
     pid_stats_full: int = 0
     warnings: list[str] = field(default_factory=list)
+    sandbox: object = None  # a SandboxReport when the run had limits
 
 
 def _held_child(path: str, argv: list[str]) -> tuple[int, int]:
@@ -60,7 +62,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                follow_children: bool = True, color: bool = False,
                notices: TextIO | None = None, ring_size: int = DEFAULT_RING_SIZE,
                enabled: frozenset[str] | None = None, failed_only: bool = False,
-               view: TraceView | None = None, max_pids: int = 0) -> RunResult:
+               view: TraceView | None = None, max_pids: int = 0,
+               limits: Limits | None = None) -> RunResult:
     if not argv:
         raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
@@ -71,6 +74,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
     pid, release = _held_child(path, argv)
     status: int | None = None
     tracer = None
+    box = None
     forwarded: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
@@ -82,6 +86,13 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
+        if limits is not None:  # CMD is held before exec: limit it before its first instruction
+            from syscall_watcher.sandbox.runtime import Sandbox
+
+            box = Sandbox.apply(pid, limits, json_lines=json, color=color)
+            if json:
+                out.write(box.start_line(json_line=True))
+            tell(notices, box.start_line(json_line=False).decode())
         tracer = LoadedTracer.load(
             Target(mode="pid", pid=pid, follow_children=follow_children,
                    label=os.path.basename(argv[0]), max_pids=max_pids),
@@ -99,16 +110,17 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                 os.close(release)
                 release = -1
                 while status is None:
-                    streamer.pump(LIVE_MS)
+                    streamer.pump(LIVE_MS, denials=box)
                     wpid, wstatus = os.waitpid(pid, os.WNOHANG)
                     if wpid:
                         status = wstatus
-                streamer.finish()
+                streamer.finish(denials=box)
                 delivered = streamer.delivered
                 written = streamer.written
                 dropped = streamer.dropped_during
         wall = time.monotonic() - start
         counters = tracer.counters()
+        report = box.close() if box is not None else None
         return RunResult(
             exit_code=os.waitstatus_to_exitcode(status) if status is not None else 1,
             wall_s=wall,
@@ -120,6 +132,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             pid_stats=tracer.pid_stats(),
             pid_stats_full=counters.pid_stats_full,
             warnings=membership_warnings(counters, tracer.max_pids),
+            sandbox=report,
         )
     finally:
         if release >= 0:
@@ -131,6 +144,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             except ProcessLookupError:
                 pass
             os.waitpid(pid, 0)
+        if box is not None:
+            box.close()  # ends what CMD left in its cgroup, removes it (also on Ctrl-C)
         if tracer is not None:
             tracer.close()
         for s, h in old.items():
