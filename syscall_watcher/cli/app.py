@@ -613,6 +613,12 @@ def run(
                                        "EAGAIN beyond)."),
     oom_score_adj: Optional[int] = typer.Option(None, "--oom-score-adj", metavar="N",
                                                 help="CMD's oom_score_adj, -1000 to 1000."),
+    policy: Optional[str] = typer.Option(None, "--policy", "-P", help="Apply this policy "
+                                         "(file or built-in name) to CMD before its exec, "
+                                         "with Landlock and seccomp (no BPF hook needed)."),
+    require_preventive: bool = typer.Option(False, "--require-preventive", help="With "
+                                            "--policy: refuse to run if an operation cannot "
+                                            "be held by Landlock or seccomp here."),
 ) -> None:
     """Run CMD traced from its first syscall (help: RUN_HELP)."""
     from syscall_watcher.trace.run import exit_code_for_shell, run_traced
@@ -624,8 +630,11 @@ def run(
 
     argv = list(ctx.args)
     limits = parse_limits(memory, cpu, pids, oom_score_adj)
+    if require_preventive and policy is None:
+        raise SwatchError("--require-preventive goes with --policy")
     require_root()
     sel = select_syscalls(filter, syscalls_expr)
+    plan = _preventive_plan(policy, argv, require_preventive) if policy is not None else None
     view = _view(sel, json, failed, durations, t_count, relative, strsize, ancestry)
     out = _open_output(output, 2, "stderr")
     try:
@@ -640,12 +649,36 @@ def run(
                             ring_size=ring_size, enabled=sel.syscalls, failed_only=failed,
                             view=view, max_pids=max_pids or 0,
                             limits=limits if limits.wants_cgroup or oom_score_adj is not None
-                            else None)
+                            else None, preventive=plan)
     finally:
         out.close()
     tell(sys.stderr, run_summary_json(argv, result) if json_on_stderr
          else render_run_summary(argv, result, top=None if stats_only else 15))
     raise typer.Exit(exit_code_for_shell(result.exit_code))
+
+
+def _preventive_plan(policy: str, argv: list[str], require_preventive: bool) -> Any:
+    """Landlock ruleset and seccomp filter for `run --policy`; what holds each operation is
+    printed (stderr) before CMD starts."""
+    from syscall_watcher.policy.language import load_policy
+    from syscall_watcher.sandbox.preventive import plan
+
+    if not argv:
+        raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
+    pol = load_policy(policy)
+    path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+    held = plan(pol, path or argv[0], audit_only=require_preventive)
+    if require_preventive and held.unheld():
+        raise SwatchError(f"--require-preventive: policy {pol.name}: "
+                          + "; ".join(p.describe() for p in held.ops if not p.mechanisms))
+    if require_preventive:
+        held = plan(pol, path or argv[0])
+    typer.echo(f"swatch: policy {pol.name} applied to {argv[0]} before exec:", err=True)
+    for p in held.ops:
+        typer.echo(f"  {p.describe()}", err=True)
+    for note in held.notes:
+        typer.echo(f"  note: {note}", err=True)
+    return held
 
 
 @app.command()

@@ -7,8 +7,9 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.sandbox.limits import Limits
@@ -16,6 +17,9 @@ from syscall_watcher.targets.target import Target
 from syscall_watcher.trace.stream import LIVE_MS, Output, Streamer, tell
 from syscall_watcher.trace.tracer import DEFAULT_RING_SIZE, LoadedTracer, membership_warnings
 from syscall_watcher.trace.view import TraceView
+
+if TYPE_CHECKING:
+    from syscall_watcher.sandbox.preventive import PreventivePlan
 
 
 @dataclass
@@ -31,10 +35,13 @@ class RunResult:
     pid_stats_full: int = 0
     warnings: list[str] = field(default_factory=list)
     sandbox: object = None  # a SandboxReport when the run had limits
+    seccomp_denied: dict | None = None  # type: ignore[type-arg]  # syscall → denials seen
 
 
-def _held_child(path: str, argv: list[str]) -> tuple[int, int]:
-    """Fork a child that waits on a pipe, then execs; returns (pid, release fd)."""
+def _held_child(path: str, argv: list[str],
+                before_exec: Callable[[], None] | None = None) -> tuple[int, int]:
+    """Fork a child that waits on a pipe, then execs; returns (pid, release fd).
+    ``before_exec`` (Landlock, seccomp) runs in the child before it waits: untraced."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: untraced until the parent releases it
@@ -45,6 +52,8 @@ def _held_child(path: str, argv: list[str]) -> tuple[int, int]:
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE,
                       signal.SIGXFSZ):
                 signal.signal(s, signal.SIG_DFL)
+            if before_exec is not None:
+                before_exec()
             if os.read(r, 1) != b"":
                 os._exit(126)
             os.execv(path, argv)  # the pipe is O_CLOEXEC: exec is the first traced syscall
@@ -63,7 +72,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                notices: TextIO | None = None, ring_size: int = DEFAULT_RING_SIZE,
                enabled: frozenset[str] | None = None, failed_only: bool = False,
                view: TraceView | None = None, max_pids: int = 0,
-               limits: Limits | None = None) -> RunResult:
+               limits: Limits | None = None,
+               preventive: PreventivePlan | None = None) -> RunResult:
     if not argv:
         raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
@@ -71,10 +81,12 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
         raise SwatchError(f"command not found or not executable: {argv[0]}")
     if not isinstance(out, Output):  # the trace goes to stderr unless told otherwise
         out = Output(out) if out is not None else Output(sys.stderr.fileno(), "stderr")
-    pid, release = _held_child(path, argv)
+    pid, release = _held_child(path, argv,
+                               preventive.apply_in_child if preventive is not None else None)
     status: int | None = None
     tracer = None
     box = None
+    seccomp_denials = None
     forwarded: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
@@ -98,23 +110,34 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                    label=os.path.basename(argv[0]), max_pids=max_pids),
             profile, ring_size=ring_size, enabled=enabled, failed_only=failed_only,
         )
+        extra = box
+        if preventive is not None and preventive.seccomp_filter is not None:
+            from syscall_watcher.sandbox.denials import Merged, SeccompDenials
+
+            loaded = tracer
+            seccomp_denials = SeccompDenials(
+                preventive.policy.name,
+                lambda: {pid, *loaded.pids(), *loaded.pid_stats()}, json_lines=json, color=color)
+            extra = Merged(box, seccomp_denials)
         start = time.monotonic()
         if stats_only:
             os.close(release)
             release = -1
             _, status = os.waitpid(pid, 0)
             delivered = dropped = written = 0
+            if seccomp_denials is not None:
+                seccomp_denials.take_all()  # counted for the summary
         else:
             with Streamer(tracer, out, json=json, color=color, notices=notices,
                           view=view) as streamer:
                 os.close(release)
                 release = -1
                 while status is None:
-                    streamer.pump(LIVE_MS, denials=box)
+                    streamer.pump(LIVE_MS, denials=extra)
                     wpid, wstatus = os.waitpid(pid, os.WNOHANG)
                     if wpid:
                         status = wstatus
-                streamer.finish(denials=box)
+                streamer.finish(denials=extra)
                 delivered = streamer.delivered
                 written = streamer.written
                 dropped = streamer.dropped_during
@@ -133,6 +156,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             pid_stats_full=counters.pid_stats_full,
             warnings=membership_warnings(counters, tracer.max_pids),
             sandbox=report,
+            seccomp_denied=dict(seccomp_denials.by_syscall) if seccomp_denials else None,
         )
     finally:
         if release >= 0:
@@ -144,6 +168,10 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             except ProcessLookupError:
                 pass
             os.waitpid(pid, 0)
+        if seccomp_denials is not None:
+            seccomp_denials.close()
+        if preventive is not None:
+            preventive.close()
         if box is not None:
             box.close()  # ends what CMD left in its cgroup, removes it (also on Ctrl-C)
         if tracer is not None:

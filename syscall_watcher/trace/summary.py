@@ -200,7 +200,17 @@ def render_run_summary(argv: list[str], result,  # type: ignore[no-untyped-def]
             + f"swatch: events delivered={result.delivered} dropped={result.dropped} "
               f"emitted={result.emitted} written={result.written}\n"
             + "".join(f"swatch: WARNING: {w}\n" for w in getattr(result, "warnings", []))
-            + (limits_summary(box) if box else ""))
+            + (limits_summary(box) if box else "")
+            + _seccomp_line(getattr(result, "seccomp_denied", None)))
+
+
+def _seccomp_line(denied: dict | None) -> str:  # type: ignore[type-arg]
+    if denied is None:
+        return ""
+    if not denied:
+        return "swatch: DENIED by seccomp: none\n"
+    return ("swatch: DENIED by seccomp: "
+            + ", ".join(f"{name} ×{n}" for name, n in sorted(denied.items())) + "\n")
 
 
 def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped-def]
@@ -215,4 +225,6 @@ def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped
         "warnings": list(getattr(result, "warnings", [])),
         **({"sandbox": box.as_json(), "ended_by": box.ended_by(result.exit_code)}
            if (box := getattr(result, "sandbox", None)) else {}),
+        **({"denied": {"seccomp": result.seccomp_denied}}
+           if getattr(result, "seccomp_denied", None) is not None else {}),
     }) + "\n"
