@@ -69,7 +69,7 @@ def no_cgroups_left():  # type: ignore[no-untyped-def]
     yield
     left = swatch_cgroups()
     if left:
-        subprocess.run([SWATCH, "cleanup"], capture_output=True, timeout=30)
+        subprocess.run([SWATCH, "cleanup"], capture_output=True, timeout=120)
     assert left == [], f"left behind: {left}"
     assert our_records() == [] or all(
         Path(f"/proc/{r.stem}").exists() for r in our_records())
@@ -181,7 +181,7 @@ def test_signal_to_swatch_removes_the_cgroup(sig: int) -> None:
                              "getppid", "--", "sleep", "1000"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
-        sleeper = child_running(proc.pid, "sleep")
+        sleeper = child_running(proc.pid, "sleep", timeout=120)
         assert any(Path(d).name == f"swatch-run-{proc.pid}" for d in swatch_cgroups())
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
@@ -198,7 +198,7 @@ def test_signal_to_swatch_removes_the_cgroup(sig: int) -> None:
 def test_stale_cgroup_after_kill_9_is_found_and_removed() -> None:
     proc = subprocess.Popen([SWATCH, "run", "--pids", "20", "-e", "getppid", "--", "sleep",
                              "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sleeper = child_running(proc.pid, "sleep")
+    sleeper = child_running(proc.pid, "sleep", timeout=120)
     proc.kill()  # SIGKILL: no clean-up runs
     proc.wait()
     stale = [d for d in swatch_cgroups() if Path(d).name == f"swatch-run-{proc.pid}"]
@@ -226,7 +226,7 @@ def test_stale_cgroup_after_kill_9_is_found_and_removed() -> None:
 def test_empty_stale_cgroup_is_removed_by_the_next_command() -> None:
     proc = subprocess.Popen([SWATCH, "run", "--pids", "20", "-e", "getppid", "--", "sleep",
                              "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sleeper = child_running(proc.pid, "sleep")
+    sleeper = child_running(proc.pid, "sleep", timeout=120)
     proc.kill()
     proc.wait()
     os.kill(sleeper, signal.SIGKILL)  # the run's process is gone too: an empty stale cgroup
