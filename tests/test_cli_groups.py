@@ -33,7 +33,7 @@ def test_root_help_lists_sections_group_and_old_spellings() -> None:
     out = _help()
     sections = [line for line in out.splitlines() if line and not line.startswith(" ")]
     assert sections[sections.index("Options:") + 1:] == [
-        "Trace:", "Targets:", "Policy:", "Other:", "Old spellings (still accepted):"]
+        "Trace:", "Targets:", "Sandbox:", "Policy:", "Other:", "Old spellings (still accepted):"]
     trace = out.split("Trace:\n", 1)[1].split("\n\n", 1)[0]
     assert [line.split()[0] for line in trace.splitlines()] == [
         "load", "watch", "status", "summary", "unload", "run", "profiles"]
@@ -120,7 +120,8 @@ def test_man_page_has_the_group_and_the_old_spellings(tmp_path: Path) -> None:
         assert f"swatch policy {command}" in rendered
         assert f"swatch policy-{command}\n" in rendered
         assert f"the same as swatch policy {command}" in rendered
-    assert rendered.count("--require-preventive") == 1  # options under `policy load` only
+    # once under `policy load` (not again under its old spelling), once under `run`
+    assert rendered.count("--require-preventive") == 2
 
 
 def test_a_new_group_registers_in_one_line() -> None:

@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - older typer on the system click
             """Never raised by this click."""
 
 from syscall_watcher import __version__
-from syscall_watcher.cli import policy, targets, trace
+from syscall_watcher.cli import policy, sandbox, targets, trace
 from syscall_watcher.cli.errors import error_line
 from syscall_watcher.cli.groups import RootGroup
 
@@ -53,10 +53,13 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", "-V", callback=_print_version,
                                  is_eager=True, help="Print swatch's version and exit."),
 ) -> None:
     """swatch — watch (and limit) what a process tree or container does, with eBPF."""
+    if ctx.invoked_subcommand != "cleanup":
+        sandbox.sweep_stale_runs()
 
 
 def add_commands(group: typer.Typer, section: str) -> None:
@@ -70,6 +73,7 @@ def add_commands(group: typer.Typer, section: str) -> None:
 add_commands(trace.commands, "Trace")
 app.add_typer(policy.app, rich_help_panel="Policy")
 add_commands(targets.commands, "Targets")
+add_commands(sandbox.commands, "Sandbox")
 
 
 @app.command(rich_help_panel="Other")

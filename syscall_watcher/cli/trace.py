@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -215,6 +215,22 @@ def run(
     color: ColorOpt = ColorMode.auto,
     ring_size: RingSizeOpt = DEFAULT_RING_SIZE,
     max_pids: MaxPidsOpt = None,
+    memory: Annotated[Optional[str], typer.Option(
+        "--memory", metavar="SIZE", help="Memory limit for CMD and its children (512M, 2G): a "
+        "cgroup of the run; reaching it is an OOM kill, reported.")] = None,
+    cpu: Annotated[Optional[str], typer.Option(
+        "--cpu", metavar="PCT", help="CPU limit, 100% being one whole CPU (50%, 150%).")] = None,
+    pids: Annotated[Optional[int], typer.Option(
+        "--pids", metavar="N", help="At most N processes and threads at once (fork fails with "
+        "EAGAIN beyond).")] = None,
+    oom_score_adj: Annotated[Optional[int], typer.Option(
+        "--oom-score-adj", metavar="N", help="CMD's oom_score_adj, -1000 to 1000.")] = None,
+    policy: Annotated[Optional[str], typer.Option(
+        "--policy", "-P", metavar="POLICY", help="Apply this policy (file or built-in name) to CMD before its "
+        "exec, with Landlock and seccomp (no BPF hook needed).")] = None,
+    require_preventive: Annotated[bool, typer.Option(
+        "--require-preventive", help="With --policy: refuse to run if an operation cannot be "
+        "held by Landlock or seccomp here.")] = False,
 ) -> None:
     """Run CMD traced from its first syscall (help: RUN_HELP)."""
     from syscall_watcher.trace.run import run_command
@@ -225,7 +241,9 @@ def run(
     raise typer.Exit(run_command(list(ctx.args), profile=filter, exprs=syscalls_expr, view=view,
                                  output=output, color=color.value, stats_only=stats_only,
                                  follow_children=not no_children, ring_size=ring_size,
-                                 max_pids=max_pids or 0))
+                                 max_pids=max_pids or 0,
+                                 limits=(memory, cpu, pids, oom_score_adj),
+                                 policy=policy, require_preventive=require_preventive))
 
 
 @commands.command()

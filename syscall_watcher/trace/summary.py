@@ -16,6 +16,7 @@ from typing import TextIO
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel import syscalls
 from syscall_watcher.kernel.libbpf import to_str
+from syscall_watcher.sandbox.runtime import limits_summary
 from syscall_watcher.text import printable
 
 SORT_KEYS = ("count", "errors", "bytes_in", "bytes_out", "avg", "p99", "name")
@@ -195,7 +196,9 @@ def render_run_summary(argv: list[str], result,  # type: ignore[no-untyped-def]
     """What `swatch run` prints to stderr when CMD has exited (every row with top=None)."""
     rows = sort_rows(syscall_rows(result.tracer_stats), "count")
     errors = sum(r.errors for r in rows)
-    title = (f"swatch — {os.path.basename(argv[0])} {how_it_ended(result.exit_code)} after "
+    box = getattr(result, "sandbox", None)
+    ended = (box.ended_by(result.exit_code) if box else None) or how_it_ended(result.exit_code)
+    title = (f"swatch — {os.path.basename(argv[0])} {ended} after "
              f"{result.wall_s:.2f}s — {plural(len(result.pid_stats), 'process', 'processes')}"
              + (f" (+{result.pid_stats_full} not counted per process)"
                 if getattr(result, "pid_stats_full", 0) else ""))
@@ -204,7 +207,18 @@ def render_run_summary(argv: list[str], result,  # type: ignore[no-untyped-def]
               f"{plural(errors, 'error')}\n"
             + f"swatch: events delivered={result.delivered} dropped={result.dropped} "
               f"emitted={result.emitted} written={result.written}\n"
-            + "".join(f"swatch: WARNING: {w}\n" for w in getattr(result, "warnings", [])))
+            + "".join(f"swatch: WARNING: {w}\n" for w in getattr(result, "warnings", []))
+            + (limits_summary(box) if box else "")
+            + _seccomp_line(getattr(result, "seccomp_denied", None)))
+
+
+def _seccomp_line(denied: dict | None) -> str:  # type: ignore[type-arg]
+    if denied is None:
+        return ""
+    if not denied:
+        return "swatch: DENIED by seccomp: none\n"
+    return ("swatch: DENIED by seccomp: "
+            + ", ".join(f"{name} ×{n}" for name, n in sorted(denied.items())) + "\n")
 
 
 def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped-def]
@@ -217,6 +231,10 @@ def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped
         "events": {"delivered": result.delivered, "dropped": result.dropped,
                    "emitted": result.emitted, "written": result.written},
         "warnings": list(getattr(result, "warnings", [])),
+        **({"sandbox": box.as_json(), "ended_by": box.ended_by(result.exit_code)}
+           if (box := getattr(result, "sandbox", None)) else {}),
+        **({"denied": {"seccomp": result.seccomp_denied}}
+           if getattr(result, "seccomp_denied", None) is not None else {}),
     }) + "\n"
 
 
