@@ -1,0 +1,273 @@
+"""Reading the audit log back and checking it: the hash chain, the Merkle tree against every
+signed checkpoint, the signatures, and truncation. The writer walks the log this way at start
+(log.py), ``swatch audit verify`` to judge it, ``prove`` to collect the leaves.
+
+The walk stops at the first problem and names it: the record (seq, file, byte offset) and what
+is wrong. A tree root that differs from a signed checkpoint names the first record the last
+matching checkpoint does not cover: some record from there to the checkpoint's size changed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from . import merkle
+from .checkpoints import CHECKPOINTS_FILE, Checkpoint, fingerprint, parse_checkpoint
+from .records import GENESIS, AuditError, body_problem
+
+SEGMENT = re.compile(r"^records-(\d{16})\.jsonl$")
+
+
+def segment_name(first_seq: int) -> str:
+    return f"records-{first_seq:016d}.jsonl"
+
+
+def segments(audit_dir: Path) -> list[tuple[int, Path]]:
+    """(first seq by name, path) of every record file, in order."""
+    found = []
+    for p in audit_dir.iterdir():
+        m = SEGMENT.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+@dataclass
+class Problem:
+    """The first thing wrong with the log."""
+
+    what: str
+    file: Path | None = None
+    offset: int | None = None
+    seq: int | None = None
+    kind: str = "record"  # record | tree | truncated | checkpoint
+
+    def __str__(self) -> str:
+        where = []
+        if self.seq is not None:
+            where.append(f"seq {self.seq}")
+        if self.file is not None:
+            where.append(f"{self.file}" + (f" byte {self.offset}" if self.offset is not None
+                                           else ""))
+        return (", ".join(where) + ": " if where else "") + self.what
+
+
+@dataclass
+class Torn:
+    """A last line without its newline: what a crash mid-write leaves."""
+
+    file: Path
+    offset: int  # where the incomplete line starts (= the length to keep)
+    length: int  # its bytes
+
+
+@dataclass
+class LogState:
+    """What a walk found: enough for the writer to go on appending, and for verify's report."""
+
+    audit_dir: Path
+    records: int = 0
+    last_hash: str = GENESIS
+    frontier: merkle.Frontier = field(default_factory=merkle.Frontier)
+    files: list[Path] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    checkpoints_bytes: int = 0  # length of the complete checkpoint lines
+    matched_size: int = 0  # the largest checkpoint size whose root matched
+    trusted_checked: int = 0
+    torn: Torn | None = None
+    torn_checkpoint: Torn | None = None
+    problem: Problem | None = None
+    key: str = ""
+    leaves: list[bytes] | None = None
+    end: tuple[Path, int] | None = None  # the last file and its length of complete records
+
+    @property
+    def unsigned(self) -> int:
+        """Records after the last checkpoint (not yet covered by a signature)."""
+        return self.records - (self.checkpoints[-1].size if self.checkpoints else 0)
+
+
+def _lines(data: bytes):  # type: ignore[no-untyped-def]
+    """(offset, line without newline) of each complete line; the torn rest's offset last."""
+    pos = 0
+    n = len(data)
+    find = data.find
+    while pos < n:
+        nl = find(b"\n", pos)
+        if nl < 0:
+            return pos
+        yield pos, data[pos:nl]
+        pos = nl + 1
+    return pos
+
+
+def read_checkpoints(audit_dir: Path, public: Ed25519PublicKey | None,
+                     state: LogState) -> None:
+    path = audit_dir / CHECKPOINTS_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    fp = fingerprint(public) if public is not None else ""
+    gen = _lines(data)
+    index = 0
+    while True:
+        try:
+            off, line = next(gen)
+        except StopIteration as stop:
+            rest = stop.value
+            if rest < len(data):
+                state.torn_checkpoint = Torn(path, rest, len(data) - rest)
+            state.checkpoints_bytes = rest
+            return
+        index += 1
+        where = f"checkpoint #{index}"
+        try:
+            cp = parse_checkpoint(line)
+        except AuditError as err:
+            state.problem = Problem(f"{where}: {err}", path, off, kind="checkpoint")
+            return
+        if public is not None:
+            if cp.key != fp:
+                state.problem = Problem(f"{where} (size {cp.size}) names key {cp.key}, not the "
+                                        f"verifying key {fp} (replaced?)", path, off,
+                                        kind="checkpoint")
+                return
+            if not cp.signature_ok(public):
+                state.problem = Problem(f"{where} (size {cp.size}): the signature does not "
+                                        f"verify with key {fp} (replaced or edited)", path, off,
+                                        kind="checkpoint")
+                return
+        prev = state.checkpoints[-1] if state.checkpoints else None
+        if prev is not None and cp.size < prev.size:
+            state.problem = Problem(f"{where} covers {cp.size} records, fewer than checkpoint "
+                                    f"#{index - 1}'s {prev.size} (reordered or replaced?)",
+                                    path, off, kind="checkpoint")
+            return
+        state.checkpoints.append(cp)
+
+
+def walk(audit_dir: Path, public: Ed25519PublicKey | None, *,
+         trusted: list[Checkpoint] | None = None, collect_leaves: bool = False,
+         stop_after: int | None = None, records_only: bool = False,
+         strict: bool = False) -> LogState:
+    """Read the whole log, checking everything it can (signatures only with ``public``);
+    ``trusted`` checkpoints come from elsewhere (an auditor's copy) and must match too.
+    ``stop_after``: stop once that many records are read (a proof needs no more);
+    ``records_only``: leave checkpoints.jsonl out (the chain alone); ``strict``: also check
+    every record is in the canonical encoding (records.body_problem)."""
+    state = LogState(audit_dir=audit_dir)
+    if public is not None:
+        state.key = fingerprint(public)
+    if not audit_dir.is_dir():
+        raise AuditError(f"{audit_dir}: no audit log here (not a directory)")
+    if not records_only:
+        read_checkpoints(audit_dir, public, state)
+        if state.problem:
+            return state
+    if stop_after == 0:
+        return state
+    if collect_leaves:
+        state.leaves = []
+    # Every checkpoint, ours and the auditor's, by the size it covers.
+    by_size: dict[int, list[tuple[str, Checkpoint]]] = {}
+    for i, cp in enumerate(state.checkpoints, 1):
+        by_size.setdefault(cp.size, []).append((f"checkpoint #{i}", cp))
+    for i, cp in enumerate(trusted or [], 1):
+        if public is not None and not cp.signature_ok(public):
+            state.problem = Problem(f"the given checkpoint #{i} (size {cp.size}) does not verify "
+                                    f"with key {state.key}", kind="checkpoint")
+            return state
+        by_size.setdefault(cp.size, []).append((f"the given checkpoint #{i}", cp))
+
+    seq = 0
+    prev = GENESIS
+    frontier = state.frontier
+    leaves = state.leaves
+    range_start: tuple[int, Path, int] | None = None  # first record since the last match
+    files = segments(audit_dir)
+    for n, (first, path) in enumerate(files):
+        state.files.append(path)
+        if first != seq:
+            state.problem = Problem(f"{path.name} should start at seq {seq} but is named for "
+                                    f"seq {first} (a file of records missing or renamed)",
+                                    path, 0, seq)
+            return state
+        data = path.read_bytes()
+        gen = _lines(data)
+        while True:
+            try:
+                off, line = next(gen)
+            except StopIteration as stop:
+                rest = stop.value
+                break
+            if range_start is None:
+                range_start = (seq, path, off)
+            rec, digest, what = body_problem(line, strict)
+            if rec is None:
+                state.problem = Problem(what, path, off, seq)
+                return state
+            if rec["seq"] != seq:
+                state.problem = Problem(
+                    f"the record says seq {rec['seq']} where seq {seq} was expected (a record "
+                    "deleted, inserted or moved)", path, off, seq)
+                return state
+            if rec["prev"] != prev:
+                state.problem = Problem(
+                    f"prev does not match the hash of seq {seq - 1} (one of the two was "
+                    "changed)" if seq else "prev of the first record is not the genesis value",
+                    path, off, seq)
+                return state
+            leaf = merkle.leaf_hash(line)
+            frontier.append(leaf)
+            if leaves is not None:
+                leaves.append(leaf)
+            prev = digest
+            seq += 1
+            cps = by_size.get(seq)
+            if cps:
+                root = frontier.root().hex()
+                for name, cp in cps:
+                    if cp.root != root or cp.last != digest:
+                        rs, rpath, roff = range_start
+                        state.problem = Problem(
+                            f"records {rs}..{seq - 1} do not match {name} (size {cp.size}): the "
+                            "tree root differs, so a record in that range was changed or "
+                            "replaced (and the chain recomputed)", rpath, roff, rs, kind="tree")
+                        state.records, state.last_hash = seq, prev
+                        return state
+                    if name.startswith("the given"):
+                        state.trusted_checked += 1
+                state.matched_size = seq
+                range_start = None
+            if stop_after is not None and seq >= stop_after:
+                rest = off + len(line) + 1
+                break
+        state.end = (path, rest)
+        if stop_after is not None and seq >= stop_after:
+            break
+        if rest < len(data):
+            if n == len(files) - 1:
+                state.torn = Torn(path, rest, len(data) - rest)
+            else:
+                state.problem = Problem(f"{path.name} ends in an incomplete line but is not the "
+                                        "last file", path, rest, seq)
+                state.records, state.last_hash = seq, prev
+                return state
+    state.records, state.last_hash = seq, prev
+    if stop_after is None:
+        for size in sorted(by_size):
+            if size > seq:
+                name, cp = by_size[size][0]
+                end = f" ({state.end[0]} ends at byte {state.end[1]})" if state.end else ""
+                state.problem = Problem(
+                    f"truncated: the log holds {seq} records (seq 0..{seq - 1}) but {name} "
+                    f"covers {cp.size}: {cp.size - seq} records after seq {seq - 1} were cut "
+                    f"off{end}", state.end[0] if state.end else None,
+                    state.end[1] if state.end else None, seq, kind="truncated")
+                return state
+    return state
