@@ -131,7 +131,10 @@ class AuditLog:
     @classmethod
     def open(cls, audit_dir: Path | str = DEFAULT_DIR, *, checkpoint_every: int = 1000,
              checkpoint_seconds: float = 60.0, segment_bytes: int = 64 << 20,
-             key_path: Path | None = None) -> AuditLog:
+             key_path: Path | None = None,
+             notes: list[dict[str, Any]] | None = None) -> AuditLog:
+        """Open (creating if need be) the log for appending; ``notes``: ``log`` entries
+        (``{"what": ..., "detail": {...}}``) to write first, before the ``start`` record."""
         audit_dir = Path(audit_dir)
         if checkpoint_every < 1 or not checkpoint_seconds > 0 or segment_bytes < 1:
             raise AuditError("checkpoint_every, checkpoint_seconds and segment_bytes must be > 0")
@@ -163,6 +166,8 @@ class AuditLog:
                 batch.append({"kind": "log", "what": "torn_tail",
                               "detail": {"file": t.file.name, "offset": t.offset,
                                          "bytes_cut": t.length, "of": what}})
+        for note in notes or []:
+            batch.append({"kind": "log", "what": note["what"], "detail": note.get("detail", {})})
         batch.append({"kind": "log", "what": "start",
                       "detail": {"pid": os.getpid(), "key": state.key,
                                  "key_created": created}})

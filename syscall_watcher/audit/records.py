@@ -119,7 +119,8 @@ def describe(rec: dict[str, Any]) -> str:
         ev = rec.get("event") or {}
         parts = [str(ev.get("type", "event"))]
         for key, value in ev.items():
-            if key in ("type", "time", "time_ns") or value in (None, "", False):
+            if key in ("type", "time", "time_ns") or value is None or value is False \
+                    or value == "":
                 continue
             parts.append(f"{key}={value}")
         return " ".join(parts)

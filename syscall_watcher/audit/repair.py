@@ -58,15 +58,17 @@ def repair(audit_dir: Path, key_path: Path | None = None) -> RepairReport:
     finally:
         os.close(lock_fd)
     # Opening cuts a torn tail (and logs it); a repair record says what was set aside.
-    with AuditLog.open(audit_dir, key_path=key_path) as log:
+    notes = []
+    if problem is not None:
+        notes.append({"what": "repair",
+                      "detail": {"problem": str(problem), "kept_records": report.kept,
+                                 "records_set_aside": report.records_moved,
+                                 "checkpoints_set_aside": report.checkpoints_moved,
+                                 "quarantine": str(report.quarantine.relative_to(audit_dir))
+                                 if report.quarantine else None}})
+    with AuditLog.open(audit_dir, key_path=key_path, notes=notes) as log:
         if problem is not None:
-            report.repair_seq = log._write([{
-                "kind": "log", "what": "repair",
-                "detail": {"problem": str(problem), "kept_records": report.kept,
-                           "records_set_aside": report.records_moved,
-                           "checkpoints_set_aside": report.checkpoints_moved,
-                           "quarantine": str(report.quarantine.relative_to(audit_dir))
-                           if report.quarantine else None}}])[0]
+            report.repair_seq = log.next_seq - 2  # the repair record, then start
     return report
 
 

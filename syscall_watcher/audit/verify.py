@@ -260,7 +260,7 @@ def walk(audit_dir: Path, public: Ed25519PublicKey | None, *,
                 return state
     state.records, state.last_hash = seq, prev
     if stop_after is None:
-        for size in sorted(by_size):
+        for size in sorted(by_size, reverse=True):  # the largest: all that was cut
             if size > seq:
                 name, cp = by_size[size][0]
                 end = f" ({state.end[0]} ends at byte {state.end[1]})" if state.end else ""
@@ -271,3 +271,37 @@ def walk(audit_dir: Path, public: Ed25519PublicKey | None, *,
                     state.end[1] if state.end else None, seq, kind="truncated")
                 return state
     return state
+
+
+def iter_records(audit_dir: Path, since_ns: int | None = None, from_seq: int = 0):  # type: ignore[no-untyped-def]
+    """Each record as a dict, in order, without checking anything (show/tail): a line that is
+    not JSON (or a torn last line) comes as ``{"kind": "unreadable", ...}`` naming where."""
+    import json
+
+    if not audit_dir.is_dir():
+        raise AuditError(f"{audit_dir}: no audit log here (not a directory)")
+    files = segments(audit_dir)
+    # Skip whole files that end before from_seq (the next one starts at or below it).
+    start = 0
+    for i, (first, _path) in enumerate(files):
+        if first <= from_seq:
+            start = i
+    for _first, path in files[start:]:
+        with path.open("rb") as f:
+            offset = 0
+            for raw in f:
+                try:
+                    rec = json.loads(raw)
+                    if not isinstance(rec, dict):
+                        raise ValueError
+                except ValueError:
+                    rec = {"kind": "unreadable", "file": str(path), "offset": offset,
+                           "complete": raw.endswith(b"\n")}
+                offset += len(raw)
+                seq = rec.get("seq")
+                if isinstance(seq, int) and seq < from_seq:
+                    continue
+                t = rec.get("time_ns")
+                if since_ns is not None and isinstance(t, int) and t < since_ns:
+                    continue
+                yield rec
