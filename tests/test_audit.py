@@ -5,7 +5,6 @@ policy carried through the log and proven."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -16,10 +15,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, swatch
 
-from conftest import ROOT, SWATCH, new_pin_dir, swatch, wait_for
-from syscall_watcher.audit import AuditError, AuditLog, CorruptLog, load_public, walk
-from syscall_watcher.audit import merkle
+from syscall_watcher.audit import AuditError, AuditLog, CorruptLog, load_public, merkle, walk
 from syscall_watcher.audit.records import seal
 
 PY = sys.executable
@@ -28,10 +26,6 @@ SEG0 = "records-0000000000000000.jsonl"
 
 def audit(*args: str, **kw) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
     """`swatch audit ...` as a user runs it."""
-    if os.environ.get("AUDIT_STANDALONE"):  # TEMP until the cli/ package lands
-        return subprocess.run([PY, "-c", "from syscall_watcher.audit_cli import audit_app; "
-                               "audit_app(prog_name='swatch audit')", *args],
-                              capture_output=True, text=True, timeout=60)
     return swatch("audit", *args, **kw)
 
 
@@ -256,8 +250,9 @@ def test_rechain_after_an_edit_without_the_key(log_dir: Path) -> None:
 
 def forge_checkpoints(d: Path, tmp_path: Path) -> None:
     """Sign checkpoints over the (re-chained) log with a key of one's own, as a writer would."""
-    from syscall_watcher.audit.checkpoints import sign
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from syscall_watcher.audit.checkpoints import sign
 
     other = Ed25519PrivateKey.generate()
     state = walk(d, None, records_only=True, collect_leaves=True)

@@ -12,12 +12,12 @@ them, Ed25519-signed checkpoints, inclusion proofs (issue 14).
 ``swatch serve`` appends through ``AuditLog``; ``swatch audit`` reads through the rest.
 """
 
-from .checkpoints import Checkpoint, load_public, parse_checkpoint
-from .log import DEFAULT_DIR, AuditLog, CorruptLog
-from .proof import check_proof, prove
-from .records import AuditError
-from .repair import repair
-from .verify import LogState, Problem, walk
+from syscall_watcher.audit.checkpoints import Checkpoint, load_public, parse_checkpoint
+from syscall_watcher.audit.log import DEFAULT_DIR, AuditLog, CorruptLog
+from syscall_watcher.audit.proof import check_proof, prove
+from syscall_watcher.audit.records import AuditError
+from syscall_watcher.audit.repair import repair
+from syscall_watcher.audit.verify import LogState, Problem, walk
 
 __all__ = ["DEFAULT_DIR", "AuditError", "AuditLog", "Checkpoint", "CorruptLog", "LogState",
            "Problem", "check_proof", "load_public", "parse_checkpoint", "prove", "repair", "walk"]

@@ -36,7 +36,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .records import AuditError, canonical
+from syscall_watcher.audit.records import AuditError, canonical
 
 KEY_FILE = "audit.key"
 PUB_FILE = "audit.pub"

@@ -23,11 +23,18 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import merkle
-from .checkpoints import CHECKPOINTS_FILE, KEY_FILE, PUB_FILE, Checkpoint, load_or_create_key
-from .checkpoints import public_pem, sign
-from .records import AuditError, seal
-from .verify import LogState, Torn, segment_name, walk
+from syscall_watcher.audit import merkle
+from syscall_watcher.audit.checkpoints import (
+    CHECKPOINTS_FILE,
+    KEY_FILE,
+    PUB_FILE,
+    Checkpoint,
+    load_or_create_key,
+    public_pem,
+    sign,
+)
+from syscall_watcher.audit.records import AuditError, seal
+from syscall_watcher.audit.verify import LogState, Torn, segment_name, walk
 
 DEFAULT_DIR = Path("/var/lib/swatch/audit")
 LOCK_FILE = "lock"
@@ -251,8 +258,9 @@ class AuditLog:
 
     def tick(self) -> Checkpoint | None:
         """Sign a checkpoint when N records or T seconds have passed since the last one."""
+        waited = time.monotonic() - self._last_checkpoint_at
         due = self.unsigned >= self.checkpoint_every or (
-            self.unsigned and time.monotonic() - self._last_checkpoint_at >= self.checkpoint_seconds)
+            self.unsigned > 0 and waited >= self.checkpoint_seconds)
         return self.checkpoint() if due else None
 
     def checkpoint(self) -> Checkpoint | None:

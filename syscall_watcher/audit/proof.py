@@ -18,10 +18,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from . import merkle
-from .checkpoints import Checkpoint, fingerprint, parse_checkpoint
-from .records import AuditError, body_problem
-from .verify import LogState, read_checkpoints, segments, walk
+from syscall_watcher.audit import merkle
+from syscall_watcher.audit.checkpoints import Checkpoint, fingerprint, parse_checkpoint
+from syscall_watcher.audit.records import AuditError, body_problem
+from syscall_watcher.audit.verify import LogState, read_checkpoints, segments, walk
 
 PROOF_VERSION = 1
 

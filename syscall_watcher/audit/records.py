@@ -29,7 +29,7 @@ import json
 import re
 from typing import Any
 
-from ..errors import SwatchError
+from syscall_watcher.errors import SwatchError
 
 GENESIS = "0" * 64
 HASH_MEMBER = re.compile(rb',"hash":"([0-9a-f]{64})"\}$')

@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import CHECKPOINTS_FILE, KEY_FILE, load_private
-from .log import AuditLog, fsync_dir, prepare_dir, take_lock
-from .records import AuditError
-from .verify import Problem, segments, walk
+from syscall_watcher.audit.checkpoints import CHECKPOINTS_FILE, KEY_FILE, load_private
+from syscall_watcher.audit.log import AuditLog, fsync_dir, prepare_dir, take_lock
+from syscall_watcher.audit.records import AuditError
+from syscall_watcher.audit.verify import LogState, Problem, segments, walk
 
 
 @dataclass
@@ -32,7 +32,7 @@ class RepairReport:
     repair_seq: int | None = None
 
 
-def _keep_count(problem: Problem, state) -> int:  # type: ignore[no-untyped-def]
+def _keep_count(problem: Problem, state: LogState) -> int:
     """How many records stay: up to the first bad record; for a root that differs, up to the
     last checkpoint that matched; when truncated, all there are; when a checkpoint line fails,
     up to the last good checkpoint before it."""
@@ -72,7 +72,7 @@ def repair(audit_dir: Path, key_path: Path | None = None) -> RepairReport:
     return report
 
 
-def _set_aside(audit_dir: Path, state, problem: Problem) -> RepairReport:  # type: ignore[no-untyped-def]
+def _set_aside(audit_dir: Path, state: LogState, problem: Problem) -> RepairReport:
     # A problem in the records themselves names the first bad one; one in the checkpoints (or
     # in matching them) goes back to the last checkpoint that held.
     keep = _keep_count(problem, state)

@@ -9,15 +9,22 @@ matching checkpoint does not cover: some record from there to the checkpoint's s
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generator, Iterator
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from . import merkle
-from .checkpoints import CHECKPOINTS_FILE, Checkpoint, fingerprint, parse_checkpoint
-from .records import GENESIS, AuditError, body_problem
+from syscall_watcher.audit import merkle
+from syscall_watcher.audit.checkpoints import (
+    CHECKPOINTS_FILE,
+    Checkpoint,
+    fingerprint,
+    parse_checkpoint,
+)
+from syscall_watcher.audit.records import GENESIS, AuditError, body_problem
 
 SEGMENT = re.compile(r"^records-(\d{16})\.jsonl$")
 
@@ -91,7 +98,7 @@ class LogState:
         return self.records - (self.checkpoints[-1].size if self.checkpoints else 0)
 
 
-def _lines(data: bytes):  # type: ignore[no-untyped-def]
+def _lines(data: bytes) -> Generator[tuple[int, bytes], None, int]:
     """(offset, line without newline) of each complete line; the torn rest's offset last."""
     pos = 0
     n = len(data)
@@ -273,11 +280,10 @@ def walk(audit_dir: Path, public: Ed25519PublicKey | None, *,
     return state
 
 
-def iter_records(audit_dir: Path, since_ns: int | None = None, from_seq: int = 0):  # type: ignore[no-untyped-def]
+def iter_records(audit_dir: Path, since_ns: int | None = None,
+                 from_seq: int = 0) -> Iterator[dict[str, Any]]:
     """Each record as a dict, in order, without checking anything (show/tail): a line that is
     not JSON (or a torn last line) comes as ``{"kind": "unreadable", ...}`` naming where."""
-    import json
-
     if not audit_dir.is_dir():
         raise AuditError(f"{audit_dir}: no audit log here (not a directory)")
     files = segments(audit_dir)

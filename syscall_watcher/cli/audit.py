@@ -14,12 +14,13 @@ from typing import Any, Optional
 
 import typer
 
-from .audit import DEFAULT_DIR, AuditError, load_public, parse_checkpoint
-from .audit.records import describe
-from .cli import user_errors
-from .text import printable
+from syscall_watcher.audit import DEFAULT_DIR, AuditError, load_public, parse_checkpoint
+from syscall_watcher.audit.records import describe
+from syscall_watcher.cli.app import user_errors
+from syscall_watcher.text import printable
 
 audit_app = typer.Typer(
+    name="audit",
     no_args_is_help=True, rich_markup_mode=None,
     help="The tamper-evident audit log: verify it, show it, prove a record is in it.",
     context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,12 +81,15 @@ def _checkpoints_from(path: Path) -> list[Any]:
 
 def _human(rec: dict[str, Any]) -> str:
     t = rec.get("time_ns")
-    when = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t / 1e9)) + f".{t // 1_000_000 % 1000:03d}Z"
-            if isinstance(t, int) else "?")
+    when = "?"
+    if isinstance(t, int):
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + \
+            f".{t // 1_000_000 % 1000:03d}Z"
     if rec.get("kind") == "unreadable":
         return (f"{'?':>8} {'?':24} unreadable line at {rec['file']} byte {rec['offset']}"
                 + ("" if rec.get("complete") else " (incomplete: a crash mid-write)"))
-    return f"{rec.get('seq', '?'):>8} {when:24} {rec.get('kind', '?'):<9} {printable(describe(rec))}"
+    return (f"{rec.get('seq', '?'):>8} {when:24} {rec.get('kind', '?'):<9} "
+            f"{printable(describe(rec))}")
 
 
 def _print_record(rec: dict[str, Any], json: bool) -> None:
@@ -99,8 +103,13 @@ def _print_record(rec: dict[str, Any], json: bool) -> None:
 @user_errors
 def init(audit_dir: Path = AuditDir) -> None:
     """Create the audit directory and its signing key (0600); print the public key."""
-    from .audit.checkpoints import KEY_FILE, PUB_FILE, fingerprint, load_or_create_key
-    from .audit.log import prepare_dir
+    from syscall_watcher.audit.checkpoints import (
+        KEY_FILE,
+        PUB_FILE,
+        fingerprint,
+        load_or_create_key,
+    )
+    from syscall_watcher.audit.log import prepare_dir
 
     prepare_dir(audit_dir)
     key, created = load_or_create_key(audit_dir / KEY_FILE, audit_dir / PUB_FILE)
@@ -116,7 +125,7 @@ def pubkey(audit_dir: Path = AuditDir,
            output: Optional[Path] = typer.Option(None, "--output", "-o",
                                                  help="Write it to FILE instead.")) -> None:
     """Print (export) the public key that verifies the log's checkpoints."""
-    from .audit.checkpoints import fingerprint, public_pem
+    from syscall_watcher.audit.checkpoints import fingerprint, public_pem
 
     key, _ = _public(audit_dir, None)
     pem = public_pem(key).decode()
@@ -132,7 +141,7 @@ def pubkey(audit_dir: Path = AuditDir,
 def checkpoint(audit_dir: Path = AuditDir) -> None:
     """Print the latest signed checkpoint (one JSON line): keep it elsewhere, and give it back
     to `verify --checkpoint` to catch a log cut short or rewritten since."""
-    from .audit.verify import LogState, read_checkpoints
+    from syscall_watcher.audit.verify import LogState, read_checkpoints
 
     state = LogState(audit_dir=audit_dir)
     read_checkpoints(audit_dir, None, state)
@@ -156,7 +165,7 @@ def verify(audit_dir: Path = AuditDir, pubkey: Optional[Path] = PubKey,
            ) -> None:
     """Check the hash chain, the Merkle tree against every signed checkpoint, the signatures,
     and truncation. Names the first bad record (seq, file, byte offset); exit 1 if any."""
-    from .audit import walk
+    from syscall_watcher.audit import walk
 
     public, key_from = _public(audit_dir, pubkey)
     trusted = [cp for path in checkpoint or [] for cp in _checkpoints_from(path)]
@@ -206,7 +215,7 @@ def show(audit_dir: Path = AuditDir,
          seq: int = typer.Option(0, "--from-seq", min=0, help="Only records from this seq on."),
          json: bool = Json) -> None:
     """Print the records (one line each), without checking them (that is `verify`)."""
-    from .audit.verify import iter_records
+    from syscall_watcher.audit.verify import iter_records
 
     for rec in iter_records(audit_dir, _since_ns(since), seq):
         _print_record(rec, json)
@@ -222,7 +231,7 @@ def tail(audit_dir: Path = AuditDir,
                                      help="Keep printing records as they are appended."),
          json: bool = Json) -> None:
     """Print the last records; with --follow, the new ones as they come (Ctrl-C stops)."""
-    from .audit.verify import iter_records
+    from syscall_watcher.audit.verify import iter_records
 
     last: deque[dict[str, Any]] = deque(maxlen=lines)
     next_seq = 0
@@ -252,7 +261,7 @@ def prove(seq: int = typer.Argument(..., min=0, help="The record's sequence numb
                                                 help="Write the proof to FILE.")) -> None:
     """Print an inclusion proof for record SEQ (JSON): with the public key alone, anyone can
     check it (`swatch audit check-proof`)."""
-    from .audit import prove as make_proof
+    from syscall_watcher.audit import prove as make_proof
 
     public, _ = _public(audit_dir, pubkey)
     proof = make_proof(audit_dir, seq, public, size)
@@ -279,7 +288,7 @@ def check_proof_cmd(
 ) -> None:
     """Check an inclusion proof with only the public key (and a checkpoint): exit 0 when the
     record is proven to be in the signed log."""
-    from .audit import check_proof
+    from syscall_watcher.audit import check_proof
 
     try:
         text = sys.stdin.read() if str(proof) == "-" else proof.read_text()
@@ -309,7 +318,7 @@ def repair(audit_dir: Path = AuditDir,
                                               "the audit directory).")) -> None:
     """Cut a corrupt log back to what verifies; move the rest to quarantine/ (nothing is
     deleted) and record the repair as a signed entry."""
-    from .audit import repair as do_repair
+    from syscall_watcher.audit import repair as do_repair
 
     report = do_repair(audit_dir, key)
     if report.problem is None:
