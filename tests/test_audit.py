@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, swatch
+from conftest import ROOT, new_pin_dir, swatch, wait_for
 
 from syscall_watcher.audit import AuditError, AuditLog, CorruptLog, load_public, merkle, walk
 from syscall_watcher.audit.records import seal
@@ -520,3 +520,75 @@ def test_bad_input_one_line(log_dir: Path, tmp_path: Path) -> None:
         with pytest.raises(AuditError, match=f"another process \\(pid {os.getpid()}\\) is "
                            "writing this audit log"):
             AuditLog.open(log_dir)
+
+
+# ------------------------------------------------------------ real denials, from the kernel
+
+
+def test_real_denials_logged_verified_and_proven(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A no-network policy on a real process: its five socket() calls are denied by the
+    kernel; the denials, read from the enforcer's ring buffer as `serve` will read them, go
+    into the log as given, with the policy's load and unload; the log verifies and a third
+    party checks the proof of one denial with the public key alone."""
+    from test_policy_enforce import Gated
+
+    from syscall_watcher.policy.enforcer import DenialStreamer, PinnedPolicy
+
+    monkeypatch.setenv("SWATCH_POLICY_TIER", "cgroup")
+    ppin = new_pin_dir("policy")
+    d = tmp_path / "audit"
+    t = Gated([PY, "-B", "-c", "import socket, sys\nsys.stdin.readline()\nfor i in range(5):\n"
+               "    try:\n        socket.socket()\n    except OSError:\n        pass\n"])
+    try:
+        r = swatch("policy-load", "--pid", str(t.pid), "--policy", "no-network", "--pin-dir",
+                   str(ppin))
+        assert r.returncode == 0, r.stderr
+        with AuditLog.open(d, checkpoint_every=3) as log:
+            log.lifecycle("policy", "load", {"policy": "no-network", "pid": t.pid})
+            session = PinnedPolicy.open(ppin)
+            denials: list[dict] = []  # type: ignore[type-arg]
+            try:
+                with DenialStreamer(session, open(os.devnull, "wb"), json_lines=True) as ds:
+                    assert t.go()[0] == 0
+
+                    def five() -> bool:
+                        batch = [json.loads(line) for _, line in ds.take(100)]
+                        if batch:
+                            log.append_batch(batch)  # one batch: one write, one fsync
+                            denials.extend(batch)
+                        return len(denials) >= 5
+
+                    assert wait_for(five, timeout=10), denials
+                    lost = session.counts().dropped
+                    if lost:
+                        log.gap("denials", lost)
+            finally:
+                session.close()
+            r = swatch("policy-unload", "--pin-dir", str(ppin))
+            assert r.returncode == 0, r.stderr
+            log.lifecycle("policy", "unload", {"policy": "no-network"})
+    finally:
+        t.proc.kill()
+        t.proc.wait()
+        swatch("policy-unload", "--pin-dir", str(ppin))
+    assert len(denials) == 5 and not lost
+    assert all(x["op"] == "socket" and x["pid"] == t.pid and x["action"] == "blocked"
+               for x in denials)
+    recs = [json.loads(ln) for ln in lines_of(d)]
+    assert [r["kind"] for r in recs] == ["log", "lifecycle"] + ["event"] * 5 + \
+        ["lifecycle", "log"]
+    assert [r["event"] for r in recs[2:7]] == denials  # kept exactly as the stream gave them
+    pub = tmp_path / "log.pub"
+    assert audit("pubkey", "--audit-dir", str(d), "-o", str(pub)).returncode == 0
+    r = audit("verify", "--audit-dir", str(d), "--pubkey", str(pub), "--strict")
+    assert r.returncode == 0 and r.stdout.startswith("ok: 9 records (seq 0..8)"), r.stderr
+    r = audit("prove", "4", "--audit-dir", str(d))
+    (tmp_path / "proof").write_text(r.stdout)
+    r = audit("check-proof", str(tmp_path / "proof"), "--pubkey", str(pub), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["event"] == denials[2]
+    shown = audit("show", "--audit-dir", str(d)).stdout.splitlines()
+    assert " event     denied action=blocked cgroup_id=" in shown[4]
+    assert f"op=socket pid={t.pid} policy=no-network" in shown[4]
+    assert "target=AF_INET SOCK_STREAM" in shown[4]

@@ -59,22 +59,29 @@ def render() -> str:
             "length, -p PID (repeatable), -o FILE."),
         ".SH COMMANDS",
     ]
-    ctx = typer.Context(group)
-    for name in group.list_commands(ctx):
-        cmd = group.get_command(ctx, name)
-        if cmd is None or cmd.hidden:
-            continue
-        out += [".SS " + esc(f"swatch {name}"), esc((cmd.help or "").strip())]
-        cmd_ctx = typer.Context(cmd, info_name=name, parent=ctx)
-        for param in cmd.params:
-            if hasattr(param, "get_help_record") and not getattr(param, "hidden", False):
-                out += option_lines(param, cmd_ctx)
-        out += option_lines(cmd.get_help_option(cmd_ctx), cmd_ctx)
+    def commands(grp: Any, ctx: Any, prefix: str) -> None:
+        for name in grp.list_commands(ctx):
+            cmd = grp.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            out.extend([".SS " + esc(f"{prefix} {name}"), esc((cmd.help or "").strip())])
+            cmd_ctx = typer.Context(cmd, info_name=name, parent=ctx)
+            if hasattr(cmd, "list_commands"):  # a command group: swatch audit verify, ...
+                commands(cmd, cmd_ctx, f"{prefix} {name}")
+                continue
+            for param in cmd.params:
+                if hasattr(param, "get_help_record") and not getattr(param, "hidden", False):
+                    out.extend(option_lines(param, cmd_ctx))
+            out.extend(option_lines(cmd.get_help_option(cmd_ctx), cmd_ctx))
+
+    commands(group, typer.Context(group), "swatch")
     out += [
         ".SH ENVIRONMENT",
         ".TP", "\\fBSWATCH_PIN_DIR\\fR", esc("bpffs directory of the tracer's pins "
                                              "(--pin-dir)."),
         ".TP", "\\fBSWATCH_POLICY_PIN_DIR\\fR", esc("bpffs directory of the policy's pins."),
+        ".TP", "\\fBSWATCH_AUDIT_DIR\\fR", esc("the audit log's directory (--audit-dir of "
+                                               "`swatch audit`)."),
         ".TP", "\\fBNO_COLOR\\fR", esc("no colours in human lines (as --color never)."),
         ".SH EXIT STATUS",
         esc("0 on success, 1 on an error (one line on stderr). `swatch run` exits with CMD's "
