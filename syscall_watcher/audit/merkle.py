@@ -33,15 +33,17 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def root_of(leaves: list[bytes]) -> bytes:
-    """MTH(D[n]) of a list of leaf hashes (recursive, as RFC 6962 defines it)."""
-    n = len(leaves)
+def root_of(leaves: list[bytes], lo: int = 0, hi: int | None = None) -> bytes:
+    """MTH(D[lo:hi]) of a list of leaf hashes (recursive, as RFC 6962 defines it)."""
+    if hi is None:
+        hi = len(leaves)
+    n = hi - lo
     if n == 0:
         return EMPTY_ROOT
     if n == 1:
-        return leaves[0]
+        return leaves[lo]
     k = _split(n)
-    return node_hash(root_of(leaves[:k]), root_of(leaves[k:]))
+    return node_hash(root_of(leaves, lo, lo + k), root_of(leaves, lo + k, hi))
 
 
 class Frontier:
@@ -91,7 +93,7 @@ def inclusion_path(index: int, leaves: list[bytes]) -> list[bytes]:
             siblings.append((lo, lo + k))
             lo, m = lo + k, m - k
     for a, b in reversed(siblings):
-        path.append(root_of(leaves[a:b]))
+        path.append(root_of(leaves, a, b))
     return path
 
 
