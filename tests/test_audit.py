@@ -218,6 +218,56 @@ def test_truncate_with_its_checkpoints_caught_by_a_kept_checkpoint(log_dir: Path
            "51: 11 records after seq 39 were cut off" in msg
 
 
+def test_checkpoints_cut_after_a_stop(log_dir: Path) -> None:
+    """The writer signs right after its stop record: a log that ends in one, unsigned, lost
+    checkpoints. The writer refuses it too (else its next checkpoint would sign whatever
+    the records now say)."""
+    cps = (log_dir / "checkpoints.jsonl").read_bytes().splitlines(keepends=True)
+    (log_dir / "checkpoints.jsonl").write_bytes(b"".join(cps[:-1]))  # size 51 gone
+    msg = bad(log_dir)
+    assert f"seq 50, {log_dir / 'checkpoints.jsonl'}: checkpoints missing: the log ends with a " \
+           "writer's stop record, after which the writer always signs, but the last " \
+           "checkpoint covers 50 of 51 records" in msg
+    with pytest.raises(CorruptLog, match="checkpoints missing"):
+        AuditLog.open(log_dir)
+    (log_dir / "checkpoints.jsonl").unlink()
+    assert "the last checkpoint covers 0 of 51 records" in bad(log_dir)
+
+
+def test_several_files(tmp_path: Path) -> None:
+    d = tmp_path / "audit"
+    with AuditLog.open(d, checkpoint_every=7, segment_bytes=3000) as log:
+        for i in range(40):
+            log.append(event(i))
+    files = sorted(d.glob("records-*.jsonl"))
+    assert len(files) >= 4
+    r = audit("verify", "--audit-dir", str(d))
+    assert r.returncode == 0 and f"in {len(files)} file(s)" in r.stdout, r.stderr
+    firsts = [int(f.name[8:24]) for f in files]
+    # an edit in the third file names that file and the offset in it
+    third = files[2].read_bytes().splitlines(keepends=True)
+    seq = firsts[2] + 1
+    edited = third[1].replace(b'"comm":"agent"', b'"comm":"agenT"')
+    assert edited != third[1]
+    files[2].write_bytes(b"".join([third[0], edited, *third[2:]]))
+    assert f"seq {seq}, {files[2]} byte {len(third[0])}: hash does not match" in bad(d)
+    files[2].write_bytes(b"".join(third))
+    # a whole file removed
+    files[1].unlink()
+    assert f"seq {firsts[1]}, {files[2]} byte 0: {files[2].name} should start at seq " \
+           f"{firsts[1]} but is named for seq {firsts[2]}" in bad(d)
+
+
+def test_checkpoint_after_t_seconds(tmp_path: Path) -> None:
+    d = tmp_path / "audit"
+    with AuditLog.open(d, checkpoint_every=1000, checkpoint_seconds=0.05) as log:
+        log.append(event(0))  # (its own tick may already sign, if 0.05 s went by)
+        # the serve loop calls tick() now and then; N is far away, so only T can sign
+        assert wait_for(lambda: log.tick() or log.unsigned == 0, timeout=5)
+        assert [cp.size for cp in log.checkpoints] == [2]
+        assert log.tick() is None  # nothing new to sign
+
+
 def rechain(d: Path, from_seq: int, lines: list[bytes]) -> list[bytes]:
     """What someone without the key can do: recompute every hash and prev from from_seq on."""
     prev = json.loads(lines[from_seq - 1])["hash"]

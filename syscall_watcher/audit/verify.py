@@ -91,6 +91,7 @@ class LogState:
     key: str = ""
     leaves: list[bytes] | None = None
     end: tuple[Path, int] | None = None  # the last file and its length of complete records
+    stopped: bool = False  # the last record is a writer's `stop` (which signs right after it)
 
     @property
     def unsigned(self) -> int:
@@ -193,6 +194,7 @@ def walk(audit_dir: Path, public: Ed25519PublicKey | None, *,
 
     seq = 0
     prev = GENESIS
+    last_rec: dict[str, Any] = {}
     frontier = state.frontier
     leaves = state.leaves
     range_start: tuple[int, Path, int] | None = None  # first record since the last match
@@ -235,6 +237,7 @@ def walk(audit_dir: Path, public: Ed25519PublicKey | None, *,
                 leaves.append(leaf)
             prev = digest
             seq += 1
+            last_rec = rec
             cps = by_size.get(seq)
             if cps:
                 root = frontier.root().hex()
@@ -266,6 +269,18 @@ def walk(audit_dir: Path, public: Ed25519PublicKey | None, *,
                 state.records, state.last_hash = seq, prev
                 return state
     state.records, state.last_hash = seq, prev
+    state.stopped = last_rec.get("kind") == "log" and last_rec.get("what") == "stop"
+    signed = max((cp.size for cp in state.checkpoints), default=0)
+    if stop_after is None and not records_only and state.stopped and seq > signed \
+            and state.torn is None:
+        # A writer signs right after its stop record: records left unsigned after a stop mean
+        # the checkpoints covering them were cut off or deleted (or the writer died in between).
+        state.problem = Problem(
+            f"checkpoints missing: the log ends with a writer's stop record, after which the "
+            f"writer always signs, but the last checkpoint covers {signed} of {seq} records "
+            f"({CHECKPOINTS_FILE} cut or deleted?)", audit_dir / CHECKPOINTS_FILE, None,
+            seq - 1, kind="checkpoint")
+        return state
     if stop_after is None:
         for size in sorted(by_size, reverse=True):  # the largest: all that was cut
             if size > seq:
