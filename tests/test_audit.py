@@ -156,6 +156,29 @@ def test_show_tail_and_gap_records(tmp_path: Path) -> None:
                  str(d)).stdout.count("\n") == 3
 
 
+def test_tail_follow(tmp_path: Path) -> None:
+    d = tmp_path / "audit"
+    out = tmp_path / "tail.out"
+    with AuditLog.open(d, segment_bytes=1500) as log:
+        log.append(event(0))
+        with out.open("w") as f:
+            proc = subprocess.Popen([str(Path(PY).parent / "swatch"), "audit", "tail", "-f",
+                                     "-n", "1", "--json", "--audit-dir", str(d)], stdout=f,
+                                    stderr=subprocess.PIPE, text=True)
+        try:
+            def seqs() -> list[int]:
+                return [json.loads(ln)["seq"] for ln in out.read_text().splitlines()]
+
+            assert wait_for(lambda: seqs() == [1], timeout=10), out.read_text()
+            for i in range(1, 12):  # across several files (segment_bytes)
+                log.append(event(i))
+            assert wait_for(lambda: seqs() == list(range(1, 13)), timeout=10), seqs()
+        finally:
+            proc.terminate()
+            proc.wait()
+    assert len(list(d.glob("records-*.jsonl"))) > 2
+
+
 # ------------------------------------------------------------------- tampering is caught
 
 

@@ -326,3 +326,49 @@ def iter_records(audit_dir: Path, since_ns: int | None = None,
                 if since_ns is not None and isinstance(t, int) and t < since_ns:
                     continue
                 yield rec
+
+
+class Follower:
+    """New records as the writer appends them (`tail --follow`): reads on from where the last
+    poll stopped, complete lines only, into the next file when the writer starts one."""
+
+    def __init__(self, audit_dir: Path, next_seq: int) -> None:
+        self.audit_dir = audit_dir
+        self.next_seq = next_seq
+        self._path: Path | None = None
+        self._offset = 0
+
+    def poll(self) -> list[dict[str, Any]]:
+        files = segments(self.audit_dir)
+        out: list[dict[str, Any]] = []
+        if self._path is None:
+            start = [p for first, p in files if first <= self.next_seq] or \
+                [p for _, p in files[:1]]
+            if not start:
+                return out
+            self._path, self._offset = start[-1], 0
+        while True:
+            try:
+                with self._path.open("rb") as f:
+                    if f.seek(0, 2) < self._offset:  # cut back (repair): read it again
+                        self._offset = 0
+                    f.seek(self._offset)
+                    data = f.read()
+            except FileNotFoundError:  # moved aside by repair: start over
+                self._path = None
+                return out
+            end = data.rfind(b"\n") + 1
+            for line in data[:end].splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and isinstance(rec.get("seq"), int) \
+                        and rec["seq"] >= self.next_seq:
+                    out.append(rec)
+                    self.next_seq = rec["seq"] + 1
+            self._offset += end
+            later = [p for _, p in files if p.name > self._path.name]
+            if not later or end != len(data):
+                return out
+            self._path, self._offset = later[0], 0

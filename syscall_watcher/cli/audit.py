@@ -233,21 +233,27 @@ def tail(audit_dir: Path = AuditDir,
     """Print the last records; with --follow, the new ones as they come (Ctrl-C stops)."""
     from syscall_watcher.audit.verify import iter_records
 
+    since_ns = _since_ns(since)
     last: deque[dict[str, Any]] = deque(maxlen=lines)
     next_seq = 0
-    for rec in iter_records(audit_dir, _since_ns(since)):
-        last.append(rec)
+    for rec in iter_records(audit_dir):
         if isinstance(rec.get("seq"), int):
             next_seq = rec["seq"] + 1
+        t = rec.get("time_ns")
+        if since_ns is None or not isinstance(t, int) or t >= since_ns:
+            last.append(rec)
     for rec in last:
         _print_record(rec, json)
-    while follow:
-        time.sleep(0.5)
-        for rec in iter_records(audit_dir, from_seq=next_seq):
-            if isinstance(rec.get("seq"), int):
-                next_seq = rec["seq"] + 1
-                _print_record(rec, json)
+    if not follow:
+        return
+    from syscall_watcher.audit.verify import Follower
+
+    follower = Follower(audit_dir, next_seq)
+    while True:
+        for rec in follower.poll():
+            _print_record(rec, json)
         sys.stdout.flush()
+        time.sleep(0.5)
 
 
 @audit_app.command()
