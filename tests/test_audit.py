@@ -563,6 +563,21 @@ def test_unwritable_audit_dir(tmp_path: Path) -> None:
     assert "cannot create the audit directory: Not a directory" in msg
 
 
+def test_init_then_empty_log_verifies(tmp_path: Path) -> None:
+    d = tmp_path / "audit"
+    r = audit("init", "--audit-dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("-----BEGIN PUBLIC KEY-----")
+    assert f"signing key created {d / 'audit.key'} (sha256:" in r.stderr
+    assert (d / "audit.key").stat().st_mode & 0o777 == 0o600
+    assert d.stat().st_mode & 0o777 == 0o700
+    pem = r.stdout
+    r = audit("verify", "--audit-dir", str(d))
+    assert r.returncode == 0 and r.stdout.startswith(f"ok: no records yet in {d}"), r.stderr
+    again = audit("init", "--audit-dir", str(d))  # the same key, not a new one
+    assert again.stdout == pem and "signing key exists:" in again.stderr
+
+
 def test_key_with_wrong_permissions(log_dir: Path) -> None:
     key = log_dir / "audit.key"
     key.chmod(0o644)

@@ -198,6 +198,9 @@ def verify(audit_dir: Path = AuditDir, pubkey: Optional[Path] = PubKey,
     tail = (f"; {state.unsigned} records after the last checkpoint not yet signed"
             if state.unsigned else "")
     given = (f"; {state.trusted_checked} given checkpoint(s) matched" if trusted else "")
+    if state.records == 0:
+        typer.echo(f"ok: no records yet in {audit_dir} (key {state.key}, {key_from})")
+        return
     typer.echo(f"ok: {state.records} records (seq 0..{state.records - 1}) in "
                f"{len(state.files)} file(s): chain intact, {len(state.checkpoints)} checkpoints "
                f"signed by {state.key} ({key_from}) match the tree{given}{tail}")
