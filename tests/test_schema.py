@@ -206,7 +206,7 @@ def test_more_than_64_cgroup_labels() -> None:
     """The formatter labels any number of cgroups (it kept 64 and dropped the rest silently):
     a real cgroup tree of 100 cgroups, labelled as `watch` labels a container's, and a record
     from each one says which container it came from, in JSON and in human lines."""
-    from syscall_watcher.cli.app import label_container_cgroups
+    from syscall_watcher.trace.watch import label_container_cgroups
     from syscall_watcher.kernel import libbpf
     from syscall_watcher.kernel._libbpf import ffi, lib
     from syscall_watcher.targets.containers import cgroup_v2_root

@@ -15,7 +15,9 @@ import json
 
 from syscall_watcher.kernel import libbpf
 from syscall_watcher.kernel.libbpf import RingConsumer, lib
-from syscall_watcher.policy.enforcer import ACTION_NAMES, TIER_NAMES, PolicySession
+from syscall_watcher.policy.enforcer import ACTION_NAMES
+from syscall_watcher.policy.maps import PolicySession
+from syscall_watcher.policy.tiers import TIER_NAMES
 from syscall_watcher.policy.language import OPERATIONS
 from syscall_watcher.trace.stream import Source, Streamer
 

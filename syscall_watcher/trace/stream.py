@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, Protocol, TextIO
 
 from syscall_watcher.kernel import libbpf, syscalls
 from syscall_watcher.errors import SwatchError
@@ -165,6 +165,15 @@ class TraceSource(Source):
         return out
 
 
+class LineSource(Protocol):
+    """Lines made in Python, merged into a stream by kernel time: ``take()`` what is there now,
+    ``take_all()`` everything up to now (at the end), as (ktime_ns, line) pairs."""
+
+    def take(self, timeout_ms: int = 0) -> list[tuple[int, bytes]]: ...
+
+    def take_all(self) -> list[tuple[int, bytes]]: ...
+
+
 class Streamer:
     """One consumer of one or more rings (a tracer's events, a policy's denials), merged in
     kernel-time order into one output. Use as a context manager."""
@@ -225,15 +234,17 @@ class Streamer:
         """Lines written to the output (records, and `lost` lines in JSON mode)."""
         return self.out.lines
 
-    def pump(self, timeout_ms: int = LIVE_MS) -> int:
+    def pump(self, timeout_ms: int = LIVE_MS, extra: LineSource | None = None) -> int:
         """Wait up to timeout_ms for records (on the first source; the others are taken as
-        they are), write them out in time order; returns how many."""
+        they are), write them out in time order; returns how many. ``extra``: lines made in
+        Python (a run's OOM kills, seccomp denials), merged in by their ktime."""
         n = 0
         for i, source in enumerate(self.sources):
             assert source.consumer is not None
             n += source.consumer.poll(timeout_ms if i == 0 else 0)
-        if n:
-            self._write()
+        lines = extra.take() if extra is not None else []
+        if n or lines:
+            self._write(lines)
         if self.view.fold_startup:
             self._release_held(FOLD_MAX_AGE_NS)
         now = time.monotonic()
@@ -242,36 +253,46 @@ class Streamer:
             self.check_drops()
         return n
 
-    def finish(self) -> None:
+    def finish(self, extra: LineSource | None = None) -> None:
         """Stop the kernel emitting, then write out everything still queued and report any
         final drops: every record delivered to us is written (unless the output failed)."""
         self._stop_emitting()
+        lines = extra.take_all() if extra is not None else []
         while True:
             n = 0
             for source in self.sources:
                 assert source.consumer is not None
                 n += source.consumer.drain()
-            if not n:
+            if not n and not lines:
                 break
-            self._write()
+            self._write(lines)
+            lines = []
         if self.view.fold_startup:
             self._release_held(0)
         self.check_drops()
 
-    def _write(self) -> None:
+    def _write(self, lines: list[tuple[int, bytes]] | None = None) -> None:
         """The sources' current batches, merged by kernel time: the source whose next record
-        is oldest is written up to the next record of any other."""
+        is oldest is written up to the next record of any other (or of ``lines``, (ktime,
+        line) pairs made in Python)."""
+        extra = sorted(lines or [], key=lambda x: x[0])
         live = [s.consumer for s in self.sources if s.consumer is not None and s.consumer.pending]
         while live:
             live.sort(key=lambda c: c.next_ktime())
             first = live[0]
-            until = live[1].next_ktime() if len(live) > 1 else None
+            while extra and extra[0][0] <= first.next_ktime():
+                self._emit(extra.pop(0)[1])
+            untils = ([live[1].next_ktime()] if len(live) > 1 else []) + (
+                [extra[0][0]] if extra else [])
+            until = min(untils) if untils else None
             before = first.position
             for chunk in first.format(self.mode, self.color, until_ns=until):
                 self._emit(chunk)
             if first.position == before:  # a malformed record: the formatter stops there
                 live.remove(first)
             live = [c for c in live if c.pending]
+        for _, line in extra:
+            self._emit(line)
 
     def _emit(self, data: bytes | memoryview) -> None:
         if self.out.write(data) or self.told_failure:
