@@ -1,0 +1,172 @@
+"""`swatch detect`: choose where the counters come from, observe, score — one window, a window
+after another (--watch), or every process tree at once (--all). Knows nothing of typer."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SwatchError
+from ..tracer import Target
+from . import observe
+from .observe import CounterMaps, Observation, Result
+
+DEFAULT_SAMPLES = 10
+DEFAULT_INTERVAL = 3.0
+DEFAULT_TOP = 10
+
+
+def check_window(samples: int, interval: float) -> None:
+    if samples < 1:
+        raise SwatchError(f"--samples {samples}: take at least 1 sample (2 or more for the "
+                          "burst pattern)")
+    if not (math.isfinite(interval) and interval > 0):
+        raise SwatchError(f"--interval {interval:g}: seconds between samples must be more "
+                          "than 0")
+
+
+@dataclass
+class StopFlag:
+    """Set by SIGINT/SIGTERM: the window ends at once and its partial score is printed."""
+
+    signum: int = 0
+
+    def __call__(self) -> bool:
+        return self.signum != 0
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopFlag]:
+    flag = StopFlag()
+
+    def handler(signum: int, _frame: object) -> None:
+        flag.signum = signum
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class Source:
+    """Where one detect run reads its counters, whom they describe, and how to tell that the
+    target is gone. ``close`` unloads what detect loaded (never a tracer `swatch load` pinned)."""
+
+    maps: CounterMaps
+    label: str
+    alive: Callable[[], bool] | None
+    close: Callable[[], None]
+    child: int = 0                       # -- CMD: the command's pid
+    pids: set[int] | None = field(default=None)
+
+
+def _pid_alive(pid: int) -> Callable[[], bool]:
+    from ..process import pid_exists
+
+    return lambda: pid_exists(pid)
+
+
+def from_target(target: Target) -> Source:
+    """--pid / --container / --all: a stats-only tracer on the target, for this run."""
+    from .session import load_stats_tracer
+
+    tracer, maps = load_stats_tracer(target)
+    alive = None
+    if target.mode == "pid":
+        def alive() -> bool:
+            return bool(tracer.pids())
+    elif target.mode == "cgroup" and target.cgroup_path:
+        path = target.cgroup_path
+
+        def alive() -> bool:
+            return os.path.isdir(path)
+    return Source(maps, target.label, alive, tracer.close)
+
+
+def from_pins(pin_dir: Path) -> Source:
+    """No target given: the tracer `swatch load` pinned (its target is detect's)."""
+    from ..tracer import TRACER
+    from .session import open_pinned
+
+    if TRACER.status(pin_dir).state == "absent":
+        raise SwatchError("nothing to observe: no tracer is loaded and no target was given "
+                          "(swatch detect --pid PID | --container NAME | --all | -- CMD, or "
+                          "swatch load first)")
+    session, maps = open_pinned(pin_dir)
+    label = bytes(session.meta().target_label).split(b"\0", 1)[0].decode(errors="replace")
+    mode_pid = session.meta().mode == 1
+    alive = (lambda: bool(session.pids())) if mode_pid else None
+    return Source(maps, label, alive, session.close)
+
+
+def from_command(argv: list[str]) -> Source:
+    """-- CMD: start CMD held before exec, count from its first syscall, then let it go."""
+    from ..launch import _held_child
+
+    if not argv:
+        raise SwatchError("no command given: swatch detect [OPTIONS] -- CMD [ARGS...]")
+    path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+    if not path or not os.access(path, os.X_OK):
+        raise SwatchError(f"command not found or not executable: {argv[0]}")
+    pid, release = _held_child(path, argv)
+    try:
+        src = from_target(Target(mode="pid", pid=pid, label=f"{os.path.basename(argv[0])} "
+                                 f"(pid {pid})"))
+    except BaseException:
+        os.close(release)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    status: list[int] = []
+
+    def alive() -> bool:
+        if not status:
+            wpid, wstatus = os.waitpid(pid, os.WNOHANG)
+            if wpid:
+                status.append(wstatus)
+        return not status
+
+    src.alive = alive
+    src.child = pid
+    os.close(release)  # CMD execs now: its first syscall is already counted
+    return src
+
+
+def run_window(src: Source, samples: int, interval: float, stop: StopFlag,
+               progress: Callable[[int, float], None] | None = None) -> Observation:
+    return observe.observe(src.maps, samples, interval, alive=src.alive, stop=stop,
+                           progress=progress)
+
+
+def score_target(obs: Observation, label: str) -> Result:
+    return observe.result_of(obs, label)
+
+
+def score_trees(obs: Observation, top: int) -> list[tuple[int, int, Result]]:
+    """--all: one score per session (a session leader and everything under it), best first."""
+    last = obs.snapshots[-1]
+    members: dict[int, set[int]] = {}
+    for pid, p in last.procs.items():
+        members.setdefault(p.sid, set()).add(pid)
+    out = []
+    for sid, pids in members.items():
+        if sid == 0:
+            continue  # kernel threads and what the kernel starts: no session
+        leader = last.procs.get(sid)
+        names = Counter(last.procs[p].comm for p in pids)
+        name = leader.comm if leader else names.most_common(1)[0][0]
+        r = observe.result_of(obs, f"session {sid} ({name})", sids={sid})
+        if r.window_s and any(s.points for s in r.signals) or sid in last.procs:
+            out.append((sid, len(pids), r))
+    out.sort(key=lambda t: (-t[2].score, -t[1], t[0]))
+    return out[:top]
