@@ -39,7 +39,7 @@ PREFIX ?= /usr/local
 MANDIR ?= $(PREFIX)/share/man/man1
 MANPAGE := build/swatch.1
 
-.PHONY: all bpf deps bench-deps venv demo test load watch unload status summary bench vmlinux clean \
+.PHONY: all bpf deps bench-deps venv demo test load watch unload status summary detect bench vmlinux clean \
 	policy-load policy-summary policy-unload test-vm man install
 
 all: bpf $(SYSCALL_TABLE) $(patsubst tests/workloads/%.c,build/workloads/%,$(wildcard tests/workloads/*.c))
@@ -106,6 +106,12 @@ status: venv
 
 summary: venv
 	$(SWATCH) summary
+
+# Is it an AI agent? The loaded tracer's target, or PID= / CONTAINER= (docs/detect.md).
+DETECT_SAMPLES ?= 10
+DETECT_INTERVAL ?= 3
+detect: all venv
+	$(SWATCH) detect $(SW_TARGET) --samples $(DETECT_SAMPLES) --interval $(DETECT_INTERVAL)
 
 policy-load: all venv
 	@test -n "$(POLICY_FILE)" || { echo "usage: make policy-load PID=1234|CONTAINER=name POLICY_FILE=policies/no-network.policy" >&2; exit 2; }

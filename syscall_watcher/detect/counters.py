@@ -13,13 +13,13 @@ import socket
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .. import libbpf
-from ..libbpf import MapFd, lib
+from syscall_watcher.kernel import libbpf
+from syscall_watcher.kernel.libbpf import MapFd, lib
 
 PID_FIELDS = ("count", "execs", "forks", "short_lived", "exited", "file_bytes_in",
               "file_bytes_out", "connects_tcp", "connects_udp", "connects_unix",
               "connects_other")
-CONNECT_SYSCALL = "connect"
+
 
 
 @dataclass
@@ -123,8 +123,3 @@ def delta(before: Snapshot, after: Snapshot, pids: set[int] | None = None,
     return {"totals": totals, "execs": execs_by_comm, "endpoints": endpoints, "files": files}
 
 
-def connect_syscall_nrs() -> list[int]:
-    from .. import syscalls
-
-    return [nr for nr, rule in syscalls.rules().items()
-            if rule.verb == "CONNECT" and nr < lib.SW_MAX_SYSCALLS]

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..libbpf import MapFd
-from . import counters, score
-from .counters import Snapshot
+from syscall_watcher.kernel.libbpf import MapFd
+from syscall_watcher.detect import counters, score
+from syscall_watcher.detect.counters import Snapshot
 
 STEP_S = 0.1  # how often the wait between samples checks the target and a stop request
 TOP_N = 5     # evidence entries shown per kind

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .observe import Result
+from syscall_watcher.detect.observe import Result
 
 BAR_FULL, BAR_EMPTY = "█", "░"
 

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SwatchError
-from ..tracer import Target
-from . import observe
-from .observe import CounterMaps, Observation, Result
+from syscall_watcher.errors import SwatchError
+from syscall_watcher.trace.tracer import Target
+from syscall_watcher.detect import observe
+from syscall_watcher.detect.observe import CounterMaps, Observation, Result
 
 DEFAULT_SAMPLES = 10
 DEFAULT_INTERVAL = 3.0
@@ -71,14 +71,14 @@ class Source:
 
 
 def _pid_alive(pid: int) -> Callable[[], bool]:
-    from ..process import pid_exists
+    from syscall_watcher.targets.process import pid_exists
 
     return lambda: pid_exists(pid)
 
 
 def from_target(target: Target) -> Source:
     """--pid / --container / --all: a stats-only tracer on the target, for this run."""
-    from .session import load_stats_tracer
+    from syscall_watcher.detect.session import load_stats_tracer
 
     tracer, maps = load_stats_tracer(target)
     alive = None
@@ -95,8 +95,8 @@ def from_target(target: Target) -> Source:
 
 def from_pins(pin_dir: Path) -> Source:
     """No target given: the tracer `swatch load` pinned (its target is detect's)."""
-    from ..tracer import TRACER
-    from .session import open_pinned
+    from syscall_watcher.trace.tracer import TRACER
+    from syscall_watcher.detect.session import open_pinned
 
     if TRACER.status(pin_dir).state == "absent":
         raise SwatchError("nothing to observe: no tracer is loaded and no target was given "
@@ -111,7 +111,7 @@ def from_pins(pin_dir: Path) -> Source:
 
 def from_command(argv: list[str]) -> Source:
     """-- CMD: start CMD held before exec, count from its first syscall, then let it go."""
-    from ..launch import _held_child
+    from syscall_watcher.trace.run import _held_child
 
     if not argv:
         raise SwatchError("no command given: swatch detect [OPTIONS] -- CMD [ARGS...]")

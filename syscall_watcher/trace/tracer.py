@@ -41,6 +41,9 @@ MAPS = {
     "state": ("uint32_t", "struct sw_state"),
     "meta": ("uint32_t", "struct sw_meta"),
     "pending": ("int", "struct sw_task"),
+    # swatch detect's evidence (syscall_watcher/detect)
+    "endpoints": ("struct sw_endpoint_key", "uint64_t"),
+    "files_written": ("struct sw_file_key", "struct sw_file_stat"),
 }
 # Numbers from bpf/watcher.h through cffi, never copied (tests/test_constants.py ties the names).
 EV_NAMES = {lib.SW_EV_SYSCALL: "syscall", lib.SW_EV_EXEC: "exec", lib.SW_EV_FORK: "fork",
@@ -327,7 +330,7 @@ class LoadedTracer(LoadedComponent, Session):
                 continue
             key[0] = nr
             (info.flags, info.fd_arg, info.path_arg, info.path2_arg, info.addr_arg,
-             info.addrlen_arg, info.empty_path_fd_arg) = rule.info(rule.name in enabled,
+             info.addrlen_arg, info.empty_path_fd_arg, info.detect) = rule.info(rule.name in enabled,
                                                                    failed_only)
             info_map.update(key, info)
         empty = libbpf.new("struct sw_pid_range *", {"lo": 0xFFFFFFFF, "hi": 0})
