@@ -24,7 +24,7 @@ import corpus  # noqa: E402
 
 from syscall_watcher.detect import observe, score  # noqa: E402
 from syscall_watcher.detect.session import load_stats_tracer  # noqa: E402
-from syscall_watcher.tracer import Target  # noqa: E402
+from syscall_watcher.trace.tracer import Target  # noqa: E402
 
 
 def measure(w: corpus.Workload, server: str, seed: int, samples: int, interval: float,

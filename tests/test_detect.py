@@ -103,6 +103,7 @@ def test_counters_exact(tmp_path: Path) -> None:
     """A command whose every exec, fork, connect and file write is known: the kernel's counts
     for the window are exactly those, and so is the evidence."""
     tcp = socket.create_server(("127.0.0.1", 0))
+    port = tcp.getsockname()[1]
     unix_path = str(tmp_path / "u.sock")
     ux = socket.socket(socket.AF_UNIX)
     ux.bind(unix_path)
@@ -110,7 +111,7 @@ def test_counters_exact(tmp_path: Path) -> None:
     out = tmp_path / "exact-out.bin"
     script = tmp_path / "exact.py"
     script.write_text(EXACT)
-    argv = [sys.executable, "-B", "-S", str(script), str(tcp.getsockname()[1]), unix_path,
+    argv = [sys.executable, "-B", "-S", str(script), str(port), unix_path,
             str(out)]
     src = run.from_command(argv)
     try:
@@ -128,7 +129,6 @@ def test_counters_exact(tmp_path: Path) -> None:
     assert w.file_bytes_out == 6234
     ev = observe.evidence_of(whole)
     assert ev["files_written"] == [{"file": "exact-out.bin", "bytes": 6234}]
-    port = tcp.getsockname()[1]
     assert {"endpoint": f"127.0.0.1:{port}", "connects": 4} in ev["remote_endpoints"]
     assert {"endpoint": "127.0.0.1:9", "connects": 1} in ev["remote_endpoints"]
     assert {"program": "true", "count": 3} in ev["top_execs"]
@@ -170,14 +170,26 @@ def _holds_bpf_link(pid: int) -> bool:
 def test_signal_mid_window_prints_partial(sig: int) -> None:
     """Ctrl-C or SIGTERM mid-window: the partial score is printed, what detect loaded is gone."""
     before = our_prog_ids()
-    target = subprocess.Popen(["sh", "-c", "while :; do ls / >/dev/null; sleep 0.2; done"],
-                              start_new_session=True)
+    with tempfile.NamedTemporaryFile(prefix="swatch-detect-ticks-") as ticks_file:
+        _signal_mid_window(sig, before, ticks_file.name)
+
+
+def _signal_mid_window(sig: int, before: set[int], ticks: str) -> None:
+    # each round execs ls and appends a line to `ticks`: rounds after the load are in the window
+    target = subprocess.Popen(["sh", "-c", f"while :; do ls / >/dev/null; echo >> {ticks}; "
+                               "sleep 0.2; done"], start_new_session=True)
+
+    def rounds() -> int:
+        return Path(ticks).read_text().count("\n")
+
     proc = subprocess.Popen([SWATCH, "detect", "--json", "--pid", str(target.pid),
                              "--samples", "100", "--interval", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: _holds_bpf_link(proc.pid), timeout=30)
         assert wait_for(lambda: len(our_prog_ids() - before) == 5, timeout=10)
+        loaded = rounds()
+        assert wait_for(lambda: rounds() >= loaded + 2, timeout=10)  # an ls inside the window
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:

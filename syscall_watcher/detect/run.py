@@ -152,21 +152,44 @@ def score_target(obs: Observation, label: str) -> Result:
     return observe.result_of(obs, label)
 
 
+def _by_session(obs: Observation) -> dict[int, Observation]:
+    """The observation split by session id, each with only its processes and evidence (one
+    pass over the snapshots, however many sessions there are)."""
+    from syscall_watcher.detect.counters import Snapshot
+
+    out: dict[int, Observation] = {}
+    sids = {p.sid for snap in obs.snapshots for p in snap.procs.values()}
+    for sid in sids:
+        out[sid] = Observation([], list(obs.times), obs.interrupted, obs.target_exited)
+    for snap in obs.snapshots:
+        parts = {sid: Snapshot({}) for sid in sids}
+        for pid, p in snap.procs.items():
+            parts[p.sid].procs[pid] = p
+        for key, n in snap.endpoints.items():
+            if key[0] in parts:
+                parts[key[0]].endpoints[key] = n
+        for fkey, v in snap.files.items():
+            if fkey[0] in parts:
+                parts[fkey[0]].files[fkey] = v
+        for sid, part in parts.items():
+            out[sid].snapshots.append(part)
+    return out
+
+
 def score_trees(obs: Observation, top: int) -> list[tuple[int, int, Result]]:
-    """--all: one score per session (a session leader and everything under it), best first."""
+    """--all: one score per session (a session leader and everything under it) that was
+    active in the window, best first."""
     last = obs.snapshots[-1]
-    members: dict[int, set[int]] = {}
-    for pid, p in last.procs.items():
-        members.setdefault(p.sid, set()).add(pid)
-    out = []
-    for sid, pids in members.items():
+    ranked = []
+    for sid, part in _by_session(obs).items():
         if sid == 0:
             continue  # kernel threads and what the kernel starts: no session
+        w, _ = observe.window_of(part)
+        if not w.syscalls:
+            continue
+        procs = part.snapshots[-1].procs
         leader = last.procs.get(sid)
-        names = Counter(last.procs[p].comm for p in pids)
-        name = leader.comm if leader else names.most_common(1)[0][0]
-        r = observe.result_of(obs, f"session {sid} ({name})", sids={sid})
-        if r.window_s and any(s.points for s in r.signals) or sid in last.procs:
-            out.append((sid, len(pids), r))
-    out.sort(key=lambda t: (-t[2].score, -t[1], t[0]))
-    return out[:top]
+        name = leader.comm if leader else Counter(p.comm for p in procs.values()).most_common(1)[0][0]
+        ranked.append((sid, len(procs), observe.result_of(part, f"session {sid} ({name})")))
+    ranked.sort(key=lambda t: (-t[2].score, -t[1], t[0]))
+    return ranked[:top]

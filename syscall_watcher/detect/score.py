@@ -37,9 +37,9 @@ class Band:
 
 
 # The thresholds (docs/detect.md says why each is where it is).
-EXEC_RATE = Band(0.02, 0.2, 5.0, 30.0)          # execs per second
+EXEC_RATE = Band(0.02, 0.2, 3.0, 20.0)          # execs per second
 CONNECT_RATIO = Band(0.05, 0.3, 8.0, 50.0)      # TCP connects per exec
-FANOUT_RATE = Band(0.02, 0.2, 5.0, 30.0)        # short-lived children per second
+FANOUT_RATE = Band(0.02, 0.2, 3.0, 20.0)        # short-lived children per second
 CHURN_FLOOR = 4096.0                            # file bytes per second for full churn points
 BURST_CV = (0.25, 1.0)                          # no points at or below, all at or above
 
