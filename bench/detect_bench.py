@@ -2,8 +2,11 @@
 the real kernel counters over several window lengths and seeds; a confusion table and the ROC
 AUC per window length, written to bench/results.json (key "detect") and printed as Markdown.
 
-    sudo flock /tmp/swatch-kernel.lock .venv/bin/python bench/detect_bench.py \
-        [--windows 4,10] [--interval 1] [--seeds 1,2] [--raw]
+    sudo .venv/bin/python bench/detect_bench.py [--windows 5,10] [--interval 1] [--seeds 1,2,3]
+        [--lock /tmp/swatch-kernel.lock] [--raw]
+
+--lock takes the lock (flock) around each measurement only (a window plus the load), so a
+long bench does not hold a shared kernel for minutes.
 
 Timings of a window are not asserted anywhere; this measures how well the score separates.
 """
@@ -11,6 +14,8 @@ Timings of a window are not asserted anywhere; this measures how well the score 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import sys
 import tempfile
@@ -27,18 +32,32 @@ from syscall_watcher.detect.session import load_stats_tracer  # noqa: E402
 from syscall_watcher.trace.tracer import Target  # noqa: E402
 
 
-def measure(w: corpus.Workload, server: str, seed: int, samples: int, interval: float,
-            tmp: Path) -> dict:
-    run = corpus.start(w, server, tmp / f"{w.name}-{seed}-{samples}", seed=seed,
-                       seconds=samples * interval + 60)
-    try:
-        tracer, maps = load_stats_tracer(Target(mode="pid", pid=run.pid, label=w.name))
+@contextlib.contextmanager
+def locked(path: str | None):
+    if not path:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            obs = observe.observe(maps, samples, interval)
-            res = observe.result_of(obs, w.name)
-            win, _ = observe.window_of(obs)
+            yield
         finally:
-            tracer.close()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def measure(w: corpus.Workload, server: str, seed: int, samples: int, interval: float,
+            tmp: Path, lock: str | None = None) -> dict:
+    run = corpus.start(w, server, tmp / f"{w.name}-{seed}-{samples}", seed=seed,
+                       seconds=3600)
+    try:
+        with locked(lock):
+            tracer, maps = load_stats_tracer(Target(mode="pid", pid=run.pid, label=w.name))
+            try:
+                obs = observe.observe(maps, samples, interval)
+                res = observe.result_of(obs, w.name)
+                win, _ = observe.window_of(obs)
+            finally:
+                tracer.close()
     finally:
         run.stop()
     return {"workload": w.name, "agent": w.agent, "seed": seed, "window_s": round(res.window_s, 2),
@@ -72,6 +91,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2")
     ap.add_argument("--only", default="", help="comma-separated workload names")
     ap.add_argument("--raw", action="store_true", help="print every measurement")
+    ap.add_argument("--lock", default=None, help="flock this file around each measurement")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     a = ap.parse_args()
     windows = [float(x) for x in a.windows.split(",")]
@@ -87,7 +107,7 @@ def main() -> None:
                 rows = []
                 for seed in seeds:
                     for w in chosen:
-                        r = measure(w, server.ready, seed, samples, a.interval, Path(tmp))
+                        r = measure(w, server.ready, seed, samples, a.interval, Path(tmp), a.lock)
                         rows.append(r)
                         if a.raw:
                             print(json.dumps(r), flush=True)

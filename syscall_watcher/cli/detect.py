@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from syscall_watcher.detect.observe import Observation
+from syscall_watcher.detect.run import Source
 from syscall_watcher.cli.app import PinDir, _pin_dir, _target_of, app, user_errors
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.trace.tracer import Target, require_root
@@ -68,10 +70,11 @@ def detect(
     stopped = 0
     try:
         with run.stop_on_signals() as stop:
+            obs = None
             while True:
                 progress = (render.Progress(sys.stderr, samples * interval)
                             if sys.stderr.isatty() else None)
-                obs = run.run_window(src, samples, interval, stop, progress)
+                obs = run.run_window(src, samples, interval, stop, progress, after=obs)
                 if progress:
                     progress.clear()
                 _print(obs, src, all_trees, top, json, watch)
@@ -86,7 +89,8 @@ def detect(
         raise typer.Exit(128 + stopped)
 
 
-def _print(obs, src, all_trees: bool, top: int, json: bool, watch: bool) -> None:  # type: ignore[no-untyped-def]
+def _print(obs: Observation, src: Source, all_trees: bool, top: int, json: bool,
+           watch: bool) -> None:
     from syscall_watcher.detect import render, run
 
     if all_trees:

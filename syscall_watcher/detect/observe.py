@@ -4,6 +4,7 @@ the score of what changed (one target, or one score per process tree for --all).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -61,10 +62,15 @@ class CounterMaps:
 def observe(maps: CounterMaps, samples: int, interval: float,
             alive: Callable[[], bool] | None = None,
             stop: Callable[[], bool] = lambda: False,
-            progress: Callable[[int, float], None] | None = None) -> Observation:
+            progress: Callable[[int, float], None] | None = None,
+            after: Observation | None = None) -> Observation:
     """A snapshot now and one after each of ``samples`` intervals; stops early (and says so)
-    when the target is gone or a stop is requested."""
-    obs = Observation([maps.snapshot()], [time.monotonic()])
+    when the target is gone or a stop is requested. ``after``: the window before this one
+    (--watch): this one starts at its last snapshot, so nothing falls between two windows."""
+    if after is not None:
+        obs = Observation([after.snapshots[-1]], [after.times[-1]])
+    else:
+        obs = Observation([maps.snapshot()], [time.monotonic()])
     for k in range(samples):
         due = obs.times[0] + (k + 1) * interval
         while True:
@@ -110,7 +116,8 @@ def window_of(obs: Observation, pids: set[int] | None = None,
 def evidence_of(whole: dict[str, object]) -> dict[str, list[dict[str, object]]]:
     def top(key: str, unit: str, label: str) -> list[dict[str, object]]:
         c = whole[key]
-        return [{label: name, unit: n} for name, n in c.most_common(TOP_N)]  # type: ignore[attr-defined]
+        assert isinstance(c, Counter)
+        return [{label: name, unit: n} for name, n in c.most_common(TOP_N)]
 
     return {"top_execs": top("execs", "count", "program"),
             "remote_endpoints": top("endpoints", "connects", "endpoint"),

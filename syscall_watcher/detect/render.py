@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TextIO
+
 from syscall_watcher.detect.observe import Result
 
 BAR_FULL, BAR_EMPTY = "█", "░"
@@ -26,7 +28,8 @@ def render(r: Result) -> str:
              f"Score {r.score}/100 — {r.verdict}", ""]
     for s in r.signals:
         bar = BAR_FULL * s.points + BAR_EMPTY * (s.max - s.points)
-        lines.append(f"  {s.label:<22} {_value(s.value, s.unit):<24} [{s.points:>2}/{s.max}]  {bar}")
+        value = _value(s.value, s.unit)
+        lines.append(f"  {s.label:<22} {value:<24} [{s.points:>2}/{s.max}]  {bar}")
     ev = r.evidence
     lines.append("")
     lines.append("Evidence")
@@ -34,7 +37,7 @@ def render(r: Result) -> str:
         ("programs run", ", ".join(f"{e['program']} ×{e['count']}" for e in ev["top_execs"])),
         ("connected to", ", ".join(f"{e['endpoint']} ×{e['connects']}"
                                    for e in ev["remote_endpoints"])),
-        ("files written", ", ".join(f"{e['file']} ({_size(int(e['bytes']))})"  # type: ignore[call-overload]
+        ("files written", ", ".join(f"{e['file']} ({_size(e['bytes'])})"  # type: ignore[arg-type]
                                     for e in ev["files_written"])),
     )
     for label, text in rows:
@@ -62,7 +65,7 @@ def ranking(results: list[tuple[int, int, Result]]) -> str:
 class Progress:
     """A one-line progress indicator on a terminal (stderr), redrawn in place, erased at the end."""
 
-    def __init__(self, stream, total_s: float, width: int = 30) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, stream: TextIO, total_s: float, width: int = 30) -> None:
         self.stream, self.total, self.width = stream, total_s, width
 
     def __call__(self, sample: int, elapsed: float) -> None:

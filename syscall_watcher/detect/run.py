@@ -143,9 +143,10 @@ def from_command(argv: list[str]) -> Source:
 
 
 def run_window(src: Source, samples: int, interval: float, stop: StopFlag,
-               progress: Callable[[int, float], None] | None = None) -> Observation:
+               progress: Callable[[int, float], None] | None = None,
+               after: Observation | None = None) -> Observation:
     return observe.observe(src.maps, samples, interval, alive=src.alive, stop=stop,
-                           progress=progress)
+                           progress=progress, after=after)
 
 
 def score_target(obs: Observation, label: str) -> Result:
@@ -189,7 +190,8 @@ def score_trees(obs: Observation, top: int) -> list[tuple[int, int, Result]]:
             continue
         procs = part.snapshots[-1].procs
         leader = last.procs.get(sid)
-        name = leader.comm if leader else Counter(p.comm for p in procs.values()).most_common(1)[0][0]
+        name = (leader.comm if leader
+                else Counter(p.comm for p in procs.values()).most_common(1)[0][0])
         ranked.append((sid, len(procs), observe.result_of(part, f"session {sid} ({name})")))
     ranked.sort(key=lambda t: (-t[2].score, -t[1], t[0]))
     return ranked[:top]

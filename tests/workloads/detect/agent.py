@@ -137,7 +137,8 @@ def main() -> None:
             fn = call["function"]
             out = getattr(tools, fn["name"])(json.loads(fn["arguments"]))
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": out})
-            transcript.write(json.dumps({"step": step, "tool": fn["name"], "out": out[:200]}) + "\n")
+            record = {"step": step, "tool": fn["name"], "out": out[:200]}
+            transcript.write(json.dumps(record) + "\n")
         transcript.flush()
         time.sleep(rng.uniform(0.05, 0.4))  # the agent "thinks" before its next request
         step += 1

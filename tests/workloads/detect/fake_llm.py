@@ -56,7 +56,8 @@ def answer(style: str, step: int, seed: int) -> tuple[dict, float]:
         "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
             "role": "assistant", "tool_calls": calls,
             # a model answer carries prose too: a few KB the agent reads and keeps
-            "content": " ".join(f"tok{rng.randint(0, 9999)}" for _ in range(rng.randint(200, 800)))}}],
+            "content": " ".join(f"tok{rng.randint(0, 9999)}"
+                                for _ in range(rng.randint(200, 800)))}}],
         "usage": {"prompt_tokens": 1000 + 50 * step, "completion_tokens": 120},
     }
     return body, rng.uniform(*LATENCY)
