@@ -5,8 +5,8 @@ AUC per window length, written to bench/results.json (key "detect") and printed 
     sudo .venv/bin/python bench/detect_bench.py [--windows 5,10] [--interval 1] [--seeds 1,2,3]
         [--lock /tmp/swatch-kernel.lock] [--raw]
 
---lock takes the lock (flock) around each measurement only (a window plus the load), so a
-long bench does not hold a shared kernel for minutes.
+--lock takes the lock (flock) for one window length and seed at a time (the corpus once, about
+9 windows), so a long bench lets others use a shared kernel in between.
 
 Timings of a window are not asserted anywhere; this measures how well the score separates.
 """
@@ -46,18 +46,17 @@ def locked(path: str | None):
 
 
 def measure(w: corpus.Workload, server: str, seed: int, samples: int, interval: float,
-            tmp: Path, lock: str | None = None) -> dict:
+            tmp: Path) -> dict:
     run = corpus.start(w, server, tmp / f"{w.name}-{seed}-{samples}", seed=seed,
                        seconds=3600)
     try:
-        with locked(lock):
-            tracer, maps = load_stats_tracer(Target(mode="pid", pid=run.pid, label=w.name))
-            try:
-                obs = observe.observe(maps, samples, interval)
-                res = observe.result_of(obs, w.name)
-                win, _ = observe.window_of(obs)
-            finally:
-                tracer.close()
+        tracer, maps = load_stats_tracer(Target(mode="pid", pid=run.pid, label=w.name))
+        try:
+            obs = observe.observe(maps, samples, interval)
+            res = observe.result_of(obs, w.name)
+            win, _ = observe.window_of(obs)
+        finally:
+            tracer.close()
     finally:
         run.stop()
     return {"workload": w.name, "agent": w.agent, "seed": seed, "window_s": round(res.window_s, 2),
@@ -106,11 +105,12 @@ def main() -> None:
                 samples = max(2, round(win / a.interval))
                 rows = []
                 for seed in seeds:
-                    for w in chosen:
-                        r = measure(w, server.ready, seed, samples, a.interval, Path(tmp), a.lock)
-                        rows.append(r)
-                        if a.raw:
-                            print(json.dumps(r), flush=True)
+                    with locked(a.lock):
+                        for w in chosen:
+                            r = measure(w, server.ready, seed, samples, a.interval, Path(tmp))
+                            rows.append(r)
+                            if a.raw:
+                                print(json.dumps(r), flush=True)
                 per_window[f"{win:g}s"] = {"samples": samples, "interval_s": a.interval,
                                            "auc": round(auc(rows), 4), "confusion": confusion(rows),
                                            "runs": rows}

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,6 +68,7 @@ class Source:
     alive: Callable[[], bool] | None
     close: Callable[[], None]
     child: int = 0                       # -- CMD: the command's pid
+    start: Observation | None = None     # -- CMD: the snapshot taken before CMD was released
     pids: set[int] | None = field(default=None)
 
 
@@ -138,13 +140,17 @@ def from_command(argv: list[str]) -> Source:
 
     src.alive = alive
     src.child = pid
-    os.close(release)  # CMD execs now: its first syscall is already counted
+    # The window opens before CMD runs: its exec and first syscall are inside it.
+    src.start = Observation([src.maps.snapshot()], [time.monotonic()])
+    os.close(release)
     return src
 
 
 def run_window(src: Source, samples: int, interval: float, stop: StopFlag,
                progress: Callable[[int, float], None] | None = None,
                after: Observation | None = None) -> Observation:
+    if after is None and src.start is not None:
+        after, src.start = src.start, None
     return observe.observe(src.maps, samples, interval, alive=src.alive, stop=stop,
                            progress=progress, after=after)
 
