@@ -46,7 +46,8 @@ def detect(
                               "(schema/detect.schema.json)."),
     pin_dir: Optional[Path] = PinDir,
 ) -> None:
-    """Is this workload an AI agent? (help: DETECT_HELP)"""
+    """Score how much a process tree, a container or a command behaves like an AI agent
+    (help: DETECT_HELP)."""
     from syscall_watcher.detect import render, run
 
     argv = list(ctx.args)
