@@ -287,3 +287,20 @@ def test_human_output_when_piped() -> None:
         assert any(x.lstrip().startswith(label) for x in lines), label
     assert any(x.strip().startswith("programs run") and "ls ×" in x for x in lines), lines
     assert "\r" not in p.stderr and "observing" not in p.stderr
+
+
+def test_evidence_overflow_is_counted_and_said() -> None:
+    """More endpoints than the kernel's evidence table holds (1024): the connects are all
+    counted, the endpoints that found no room are counted and the JSON says how many."""
+    code = ("import socket\n"
+            "for port in range(20000, 21100):\n"
+            "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "    s.connect(('127.0.0.1', port)); s.close()\n")
+    p = swatch("detect", "--json", "--samples", "60", "--interval", "1", "--",
+               sys.executable, "-S", "-c", code, timeout=90)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    validate(doc)
+    assert "76 endpoints or written files were not kept as evidence (its tables are full)" \
+        in doc["notes"], doc["notes"]
+    assert len(doc["evidence"]["remote_endpoints"]) == 5

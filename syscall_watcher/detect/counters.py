@@ -36,7 +36,8 @@ class Snapshot:
     procs: dict[int, ProcCounters]
     endpoints: dict[tuple[int, int, int, bytes], int] = field(default_factory=dict)
     files: dict[tuple[int, int, int], tuple[int, int, str]] = field(default_factory=dict)
-    evidence_full: int = 0
+    evidence_full: int = 0   # evidence the kernel had no room for (endpoints/files_written)
+    pid_stats_full: int = 0  # processes the kernel could not count (pid_stats full)
 
 
 def _sum(vals, name: str) -> int:  # type: ignore[no-untyped-def]
@@ -60,6 +61,15 @@ def read_procs(pid_stats: MapFd) -> dict[int, ProcCounters]:
             values={f: _sum(vals, f) for f in PID_FIELDS},
         )
     return out
+
+
+def read_losses(counters: MapFd) -> tuple[int, int]:
+    """(evidence_full, pid_stats_full), summed over CPUs."""
+    key = libbpf.new("uint32_t *", 0)
+    vals = libbpf.new("struct sw_counters[]", libbpf.NUM_CPUS)
+    if not counters.lookup(key, vals):
+        return 0, 0
+    return _sum(vals, "evidence_full"), _sum(vals, "pid_stats_full")
 
 
 def read_endpoints(m: MapFd) -> dict[tuple[int, int, int, bytes], int]:

@@ -50,13 +50,17 @@ class Result:
 class CounterMaps:
     """The three maps detect reads, from a loaded or a pinned tracer."""
 
-    def __init__(self, pid_stats: MapFd, endpoints: MapFd, files_written: MapFd) -> None:
+    def __init__(self, pid_stats: MapFd, endpoints: MapFd, files_written: MapFd,
+                 losses: MapFd) -> None:
         self.pid_stats, self.endpoints, self.files_written = pid_stats, endpoints, files_written
+        self.losses = losses  # the tracer's "counters" map
 
     def snapshot(self) -> Snapshot:
+        evidence_full, pid_stats_full = counters.read_losses(self.losses)
         return Snapshot(procs=counters.read_procs(self.pid_stats),
                         endpoints=counters.read_endpoints(self.endpoints),
-                        files=counters.read_files(self.files_written))
+                        files=counters.read_files(self.files_written),
+                        evidence_full=evidence_full, pid_stats_full=pid_stats_full)
 
 
 def observe(maps: CounterMaps, samples: int, interval: float,
@@ -134,6 +138,13 @@ def result_of(obs: Observation, label: str, pids: set[int] | None = None,
         notes.append(f"interrupted after {w.seconds:.1f} s: a partial score")
     if obs.target_exited:
         notes.append(f"the target exited after {w.seconds:.1f} s: scored what was seen")
+    first, last = obs.snapshots[0], obs.snapshots[-1]
+    if last.pid_stats_full > first.pid_stats_full:
+        notes.append(f"{last.pid_stats_full - first.pid_stats_full} processes were not counted "
+                     "(the kernel's per-process table is full; --max-pids): the score is low")
+    if last.evidence_full > first.evidence_full:
+        notes.append(f"{last.evidence_full - first.evidence_full} endpoints or written files "
+                     "were not kept as evidence (its tables are full)")
     if w.syscalls == 0:
         notes.append("no activity: the target made no system call in the window")
     elif len(w.activity) < 2:

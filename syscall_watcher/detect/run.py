@@ -169,7 +169,8 @@ def _by_session(obs: Observation) -> dict[int, Observation]:
     for sid in sids:
         out[sid] = Observation([], list(obs.times), obs.interrupted, obs.target_exited)
     for snap in obs.snapshots:
-        parts = {sid: Snapshot({}) for sid in sids}
+        parts = {sid: Snapshot({}, evidence_full=snap.evidence_full,
+                               pid_stats_full=snap.pid_stats_full) for sid in sids}
         for pid, p in snap.procs.items():
             parts[p.sid].procs[pid] = p
         for key, n in snap.endpoints.items():
