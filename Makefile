@@ -22,8 +22,9 @@ APT_TEST := iproute2 strace procps util-linux kmod file docker.io busybox-static
 # for the next features: seccomp, io_uring, the Prometheus server, clean Debian roots
 APT_NEXT := libseccomp-dev python3-seccomp liburing-dev prometheus debootstrap
 APT_PACKAGES := $(APT_BUILD) $(APT_TEST) $(APT_NEXT)
-# pip, into .venv: the VM runner; a ctypes libseccomp binding the venv can import
-PIP_PACKAGES := virtme-ng==1.42 pyseccomp==0.1.2
+# pip, into .venv: the VM runner; a ctypes libseccomp binding the venv can import; the audit
+# log's Ed25519 signatures (also a dependency in pyproject.toml)
+PIP_PACKAGES := virtme-ng==1.42 pyseccomp==0.1.2 cryptography==50.0.2
 # benchmark peers (make bench-deps, run by make bench)
 APT_BENCH := strace linux-perf bpftrace libbpf-tools
 PIP_BENCH := matplotlib
@@ -115,13 +116,13 @@ detect: all venv
 
 policy-load: all venv
 	@test -n "$(POLICY_FILE)" || { echo "usage: make policy-load PID=1234|CONTAINER=name POLICY_FILE=policies/no-network.policy" >&2; exit 2; }
-	$(SWATCH) policy-load $(SW_TARGET) --policy $(POLICY_FILE)
+	$(SWATCH) policy load $(SW_TARGET) --policy $(POLICY_FILE)
 
 policy-summary: venv
-	$(SWATCH) policy-summary
+	$(SWATCH) policy summary
 
 policy-unload: venv
-	$(SWATCH) policy-unload
+	$(SWATCH) policy unload
 
 # make bench BENCH_QUICK=1: the smoke run (small sizes, 2 interleaved runs, about a minute);
 # BENCH_ARGS passes more options to bench/run.py (e.g. BENCH_ARGS="--only read,bystander").

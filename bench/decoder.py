@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from syscall_watcher.trace.run import _held_child  # noqa: E402
 from syscall_watcher.trace.stream import Streamer  # noqa: E402
-from syscall_watcher.trace.tracer import LoadedTracer, Target  # noqa: E402
+from syscall_watcher.targets.target import Target  # noqa: E402
+from syscall_watcher.trace.tracer import LoadedTracer  # noqa: E402
 
 
 def one_run(events: int, json_mode: bool, out_dir: str) -> dict:  # type: ignore[type-arg]

@@ -29,7 +29,7 @@ import corpus  # noqa: E402
 
 from syscall_watcher.detect import observe, score  # noqa: E402
 from syscall_watcher.detect.session import load_stats_tracer  # noqa: E402
-from syscall_watcher.trace.tracer import Target  # noqa: E402
+from syscall_watcher.targets.target import Target  # noqa: E402
 
 
 @contextlib.contextmanager

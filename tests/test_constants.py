@@ -13,7 +13,7 @@ import re
 import socket
 from pathlib import Path
 
-from syscall_watcher.policy import enforcer, language as policy
+from syscall_watcher.policy import enforcer, language as policy, tiers as tier_planning
 
 from syscall_watcher.kernel import syscalls
 
@@ -100,15 +100,15 @@ def test_tracer_event_and_target_names() -> None:
 
 def test_enforcer_tiers_actions_and_reactive_flags() -> None:
     tiers = {k: v for k, v in header_defines("SWP_TIER_").items() if k != "NONE"}
-    assert enforcer.TIER_NAMES == {value: name.lower() for name, value in tiers.items()}
-    assert lib.SWP_TIER_NONE not in enforcer.TIER_NAMES
+    assert tier_planning.TIER_NAMES == {value: name.lower() for name, value in tiers.items()}
+    assert lib.SWP_TIER_NONE not in tier_planning.TIER_NAMES
     assert enforcer.ACTION_NAMES == {value: {"BLOCKED": "blocked", "KILLED": "killed",
                                              "AUDIT": "audit"}[name]
                                      for name, value in header_defines("SWP_ACT_").items()}
-    assert enforcer._N == lib.SWP_NONE
-    assert enforcer._KILL == lib.SWP_R_KILL
-    assert enforcer._OPEN_W == lib.SWP_R_OPEN_WRITE
-    assert enforcer._OPENAT2 == lib.SWP_R_OPENAT2
+    assert tier_planning._N == lib.SWP_NONE
+    assert tier_planning._KILL == lib.SWP_R_KILL
+    assert tier_planning._OPEN_W == lib.SWP_R_OPEN_WRITE
+    assert tier_planning._OPENAT2 == lib.SWP_R_OPENAT2
     # the enforcer's targets are the tracer's modes (SW_TARGET_*, bpf/include/common.h)
     assert not [name for name in dir(lib) if name.startswith("SWP_TARGET_")]
 

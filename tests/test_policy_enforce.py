@@ -529,7 +529,7 @@ def test_cgroup_target(ppin: Path) -> None:
     from syscall_watcher.policy import enforcer
     from syscall_watcher.targets.containers import cgroup_v2_root
     from syscall_watcher.policy.language import load_policy
-    from syscall_watcher.trace.tracer import Target
+    from syscall_watcher.targets.target import Target
 
     cg = Path(cgroup_v2_root()) / f"swatch-test-{uuid.uuid4().hex[:8]}"
     cg.mkdir()

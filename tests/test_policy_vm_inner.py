@@ -24,7 +24,7 @@ import pytest
 from conftest import WORKLOADS
 from syscall_watcher.policy import enforcer
 from syscall_watcher.policy.language import load_policy
-from syscall_watcher.trace.tracer import Target
+from syscall_watcher.targets.target import Target
 
 pytestmark = [
     pytest.mark.vm_inner,

@@ -329,7 +329,8 @@ def test_held_exec_line_released_while_process_runs() -> None:
 
     from syscall_watcher.trace.run import _held_child
     from syscall_watcher.trace.stream import Streamer
-    from syscall_watcher.trace.tracer import LoadedTracer, Target
+    from syscall_watcher.targets.target import Target
+    from syscall_watcher.trace.tracer import LoadedTracer
     from syscall_watcher.trace.view import TraceView
 
     pid, release = _held_child("/usr/bin/sleep", ["sleep", "30"])

@@ -38,6 +38,25 @@ def option_lines(param: Any, ctx: Any) -> list[str]:
     return [".TP", "\\fB" + esc(names) + "\\fR", esc(" ".join(text.split()))]
 
 
+def commands(group: Any, ctx: Any, path: str) -> list[str]:
+    """Every visible command under ``group`` (a group's commands after its own line), with
+    its options, as --help shows them."""
+    out: list[str] = []
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if cmd is None or cmd.hidden:
+            continue
+        out += [".SS " + esc(f"{path} {name}"), esc((cmd.help or "").strip())]
+        cmd_ctx = typer.Context(cmd, info_name=name, parent=ctx)
+        for param in cmd.params:
+            if hasattr(param, "get_help_record") and not getattr(param, "hidden", False):
+                out += option_lines(param, cmd_ctx)
+        out += option_lines(cmd.get_help_option(cmd_ctx), cmd_ctx)
+        if hasattr(cmd, "list_commands"):
+            out += commands(cmd, cmd_ctx, f"{path} {name}")
+    return out
+
+
 def render() -> str:
     group = typer.main.get_command(app)
     date = datetime.datetime.fromtimestamp(
@@ -60,21 +79,21 @@ def render() -> str:
         ".SH COMMANDS",
     ]
     ctx = typer.Context(group)
-    for name in group.list_commands(ctx):
-        cmd = group.get_command(ctx, name)
-        if cmd is None or cmd.hidden:
-            continue
-        out += [".SS " + esc(f"swatch {name}"), esc((cmd.help or "").strip())]
-        cmd_ctx = typer.Context(cmd, info_name=name, parent=ctx)
-        for param in cmd.params:
-            if hasattr(param, "get_help_record") and not getattr(param, "hidden", False):
-                out += option_lines(param, cmd_ctx)
-        out += option_lines(cmd.get_help_option(cmd_ctx), cmd_ctx)
+    out += commands(group, ctx, "swatch")
+    aliases = group.aliases(ctx) if hasattr(group, "aliases") else {}
+    if aliases:
+        out += [".SS " + esc("Old spellings"),
+                esc("The commands of a group are also accepted the old, flat way:")]
+        for alias, (grp, sub) in aliases.items():
+            out += [".TP", "\\fB" + esc(f"swatch {alias}") + "\\fR",
+                    esc(f"the same as swatch {grp} {sub}")]
     out += [
         ".SH ENVIRONMENT",
         ".TP", "\\fBSWATCH_PIN_DIR\\fR", esc("bpffs directory of the tracer's pins "
                                              "(--pin-dir)."),
         ".TP", "\\fBSWATCH_POLICY_PIN_DIR\\fR", esc("bpffs directory of the policy's pins."),
+        ".TP", "\\fBSWATCH_AUDIT_DIR\\fR", esc("the audit log's directory (--audit-dir of "
+                                               "`swatch audit`)."),
         ".TP", "\\fBNO_COLOR\\fR", esc("no colours in human lines (as --color never)."),
         ".SH EXIT STATUS",
         esc("0 on success, 1 on an error (one line on stderr). `swatch run` exits with CMD's "

@@ -1,6 +1,20 @@
-"""The command line: the typer app and one module per command group."""
+"""The command line: the root app (app.py) and one module per command group.
 
-from syscall_watcher.cli import detect as _detect  # noqa: F401 — registers `swatch detect`
+    app.py       the root `swatch`, the entry point, and one registration line per group
+    groups.py    help in sections; the old flat spellings (`policy-load` = `policy load`)
+    options.py   the options several commands share, declared once (typer Annotated aliases)
+    errors.py    a mistake is one red line and a non-zero exit
+    trace.py     load, watch, status, summary, unload, run, profiles (top level)
+    policy.py    swatch policy load | summary | unload
+    targets.py   containers
+    detect.py    detect (top level: is this workload an AI agent?)
+    sandbox.py   cleanup (and the stale-run sweep every command does first)
+    audit.py     swatch audit init | verify | show | tail | prove | check-proof | repair …
+
+Add a group: write cli/NAME.py with ``app = typer.Typer(name="NAME", ...)`` and its commands,
+then add one line to app.py: ``app.add_typer(NAME.app, rich_help_panel="Title")``.
+"""
+
 from syscall_watcher.cli.app import app, main
 
 __all__ = ["app", "main"]

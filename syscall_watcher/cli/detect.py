@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json as jsonlib
 import sys
-from pathlib import Path
 from typing import Optional
 
 import typer
 
+from syscall_watcher.cli.errors import user_errors
+from syscall_watcher.cli.options import PinDirOpt
 from syscall_watcher.detect.observe import Observation
 from syscall_watcher.detect.run import Source
-from syscall_watcher.cli.app import PinDir, _pin_dir, _target_of, app, user_errors
 from syscall_watcher.errors import SwatchError
-from syscall_watcher.trace.tracer import Target, require_root
+from syscall_watcher.kernel.system import require_root
+from syscall_watcher.targets.resolve import resolve_target
+from syscall_watcher.targets.target import Target
+from syscall_watcher.trace.tracer import pin_dir_default
+
+commands = typer.Typer()
 
 DETECT_HELP = (
     "Score how much a process tree, a container or a command behaves like an AI agent "
@@ -25,7 +30,7 @@ DETECT_HELP = (
 )
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+@commands.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
              help=DETECT_HELP)
 @user_errors
 def detect(
@@ -44,7 +49,7 @@ def detect(
     top: int = typer.Option(10, "--top", help="With --all: how many trees to show."),
     json: bool = typer.Option(False, "--json", help="One JSON object per window "
                               "(schema/detect.schema.json)."),
-    pin_dir: Optional[Path] = PinDir,
+    pin_dir: PinDirOpt = None,
 ) -> None:
     """Score how much a process tree, a container or a command behaves like an AI agent
     (help: DETECT_HELP)."""
@@ -62,12 +67,11 @@ def detect(
     if argv:
         src = run.from_command(argv)
     elif pid is not None or container is not None:
-        src = run.from_target(_target_of([pid] if pid is not None else [], None, None, False,
-                                         container))
+        src = run.from_target(resolve_target(pid, container=container))
     elif all_trees:
         src = run.from_target(Target(mode="all", label="every process tree"))
     else:
-        src = run.from_pins(_pin_dir(pin_dir))
+        src = run.from_pins(pin_dir_default(pin_dir))
     stopped = 0
     try:
         with run.stop_on_signals() as stop:

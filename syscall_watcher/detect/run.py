@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syscall_watcher.errors import SwatchError
-from syscall_watcher.trace.tracer import Target
+from syscall_watcher.targets.target import Target
 from syscall_watcher.detect import observe
 from syscall_watcher.detect.observe import CounterMaps, Observation, Result
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from syscall_watcher.detect.observe import CounterMaps
-from syscall_watcher.trace.tracer import LoadedTracer, PinnedSession, Target
+from syscall_watcher.targets.target import Target
+from syscall_watcher.trace.tracer import LoadedTracer, PinnedSession
 
 
 def _maps(session: LoadedTracer | PinnedSession) -> CounterMaps:

@@ -2,6 +2,9 @@
 
 Everything above this layer calls plain Python. libbpf 1.x returns NULL and sets errno, or
 returns a negative errno; either becomes a :class:`BpfError` that quotes libbpf's own message.
+
+Over 400 lines on purpose: the style guide keeps every cffi call in this one module, so the
+binding's size is libbpf's surface we use (objects, maps, links, ring buffer, formatter).
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ def sizeof(ctype: str) -> int:
 
 def to_bytes(cdata, size: int | None = None) -> bytes:  # type: ignore[no-untyped-def]
     return bytes(ffi.buffer(cdata, size) if size is not None else ffi.buffer(cdata))
+
+
+def to_str(cdata) -> str:  # type: ignore[no-untyped-def]
+    """A char[] field (up to its first NUL) as text; bytes that are not UTF-8 replaced."""
+    return to_bytes(cdata).split(b"\0", 1)[0].decode(errors="replace")
 
 
 class MapMismatch(SwatchError):
@@ -150,6 +158,28 @@ class MapFd:
             yield nxt
             prev = nxt
 
+    def lookup_per_cpu(self, key, ctype: str) -> PerCpu | None:  # type: ignore[no-untyped-def]
+        """The entry at ``key`` of a per-CPU map whose values are ``ctype`` (e.g.
+        ``"struct sw_stat"``): one value per possible CPU; None if absent."""
+        values = ffi.new(f"{ctype}[]", NUM_CPUS)
+        return PerCpu(values) if self.lookup(key, values) else None
+
+
+class PerCpu:
+    """One entry of a per-CPU map: a value per possible CPU, summed field by field."""
+
+    def __init__(self, values) -> None:  # type: ignore[no-untyped-def]
+        self.values = values  # cdata array of NUM_CPUS values
+
+    def sum(self, field: str, index: int | None = None) -> int:
+        """``field`` (element ``index`` of an array field) summed over every CPU."""
+        if index is None:
+            return sum(getattr(self.values[c], field) for c in range(NUM_CPUS))
+        return sum(getattr(self.values[c], field)[index] for c in range(NUM_CPUS))
+
+    def max(self, field: str) -> int:
+        return max(getattr(self.values[c], field) for c in range(NUM_CPUS))
+
 
 class MapSet:
     """The named maps of one BPF object, loaded by this process or opened from pins.
@@ -189,6 +219,14 @@ class MapSet:
         if not self.maps[name].lookup(key, val):
             raise BpfError(f"read entry 0 of map {name}", 2)
         return key, val
+
+    def _one_per_cpu(self, name: str) -> PerCpu:
+        """Entry 0 of a one-entry per-CPU array map, on every CPU."""
+        key_t, val_t = self.MAP_TYPES[name]
+        values = self.maps[name].lookup_per_cpu(ffi.new(f"{key_t} *", 0), str(val_t))
+        if values is None:
+            raise BpfError(f"read entry 0 of map {name}", 2)
+        return values
 
     def meta(self):  # type: ignore[no-untyped-def]
         return self._one("meta")[1]

@@ -56,6 +56,11 @@ class Container:
     def short_id(self) -> str:
         return self.id[:12]
 
+    def as_json(self) -> dict[str, object]:
+        """`swatch containers --json`'s object for this container."""
+        return {"runtime": self.runtime, "id": self.id, "name": self.name,
+                "cgroup": self.cgroup_path, "cgroup_id": self.cgroup_id, "pids": list(self.pids)}
+
 
 @dataclass
 class _Candidate:

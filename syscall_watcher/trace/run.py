@@ -7,13 +7,21 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from syscall_watcher.errors import SwatchError
-from syscall_watcher.trace.stream import LIVE_MS, Output, Streamer
-from syscall_watcher.trace.tracer import DEFAULT_RING_SIZE, LoadedTracer, Target, membership_warnings
-from syscall_watcher.trace.view import TraceView
+from syscall_watcher.kernel.system import require_root
+from syscall_watcher.sandbox.limits import Limits
+from syscall_watcher.targets.target import Target
+from syscall_watcher.trace.stream import LIVE_MS, Output, Streamer, tell
+from syscall_watcher.trace.tracer import DEFAULT_RING_SIZE, LoadedTracer, membership_warnings
+from syscall_watcher.trace.view import TraceView, ViewOptions, select_syscalls, use_color
+
+if TYPE_CHECKING:
+    from syscall_watcher.sandbox.preventive import PreventivePlan
 
 
 @dataclass
@@ -28,10 +36,14 @@ class RunResult:
     pid_stats: dict  # type: ignore[type-arg]
     pid_stats_full: int = 0
     warnings: list[str] = field(default_factory=list)
+    sandbox: object = None  # a SandboxReport when the run had limits
+    seccomp_denied: dict | None = None  # type: ignore[type-arg]  # syscall → denials seen
 
 
-def _held_child(path: str, argv: list[str]) -> tuple[int, int]:
-    """Fork a child that waits on a pipe, then execs; returns (pid, release fd)."""
+def _held_child(path: str, argv: list[str],
+                before_exec: Callable[[], None] | None = None) -> tuple[int, int]:
+    """Fork a child that waits on a pipe, then execs; returns (pid, release fd).
+    ``before_exec`` (Landlock, seccomp) runs in the child before it waits: untraced."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: untraced until the parent releases it
@@ -42,6 +54,8 @@ def _held_child(path: str, argv: list[str]) -> tuple[int, int]:
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE,
                       signal.SIGXFSZ):
                 signal.signal(s, signal.SIG_DFL)
+            if before_exec is not None:
+                before_exec()
             if os.read(r, 1) != b"":
                 os._exit(126)
             os.execv(path, argv)  # the pipe is O_CLOEXEC: exec is the first traced syscall
@@ -59,7 +73,9 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                follow_children: bool = True, color: bool = False,
                notices: TextIO | None = None, ring_size: int = DEFAULT_RING_SIZE,
                enabled: frozenset[str] | None = None, failed_only: bool = False,
-               view: TraceView | None = None, max_pids: int = 0) -> RunResult:
+               view: TraceView | None = None, max_pids: int = 0,
+               limits: Limits | None = None,
+               preventive: PreventivePlan | None = None) -> RunResult:
     if not argv:
         raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
@@ -67,9 +83,12 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
         raise SwatchError(f"command not found or not executable: {argv[0]}")
     if not isinstance(out, Output):  # the trace goes to stderr unless told otherwise
         out = Output(out) if out is not None else Output(sys.stderr.fileno(), "stderr")
-    pid, release = _held_child(path, argv)
+    pid, release = _held_child(path, argv,
+                               preventive.apply_in_child if preventive is not None else None)
     status: int | None = None
     tracer = None
+    box = None
+    seccomp_denials = None
     forwarded: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
@@ -81,33 +100,52 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
+        if limits is not None:  # CMD is held before exec: limit it before its first instruction
+            from syscall_watcher.sandbox.runtime import Sandbox
+
+            box = Sandbox.apply(pid, limits, json_lines=json, color=color)
+            if json:
+                out.write(box.start_line(json_line=True))
+            tell(notices, box.start_line(json_line=False).decode())
         tracer = LoadedTracer.load(
             Target(mode="pid", pid=pid, follow_children=follow_children,
                    label=os.path.basename(argv[0]), max_pids=max_pids),
             profile, ring_size=ring_size, enabled=enabled, failed_only=failed_only,
         )
+        extra = box
+        if preventive is not None and preventive.seccomp_filter is not None:
+            from syscall_watcher.sandbox.denials import Merged, SeccompDenials
+
+            loaded = tracer
+            seccomp_denials = SeccompDenials(
+                preventive.policy.name,
+                lambda: {pid, *loaded.pids(), *loaded.pid_stats()}, json_lines=json, color=color)
+            extra = Merged(box, seccomp_denials)
         start = time.monotonic()
         if stats_only:
             os.close(release)
             release = -1
             _, status = os.waitpid(pid, 0)
             delivered = dropped = written = 0
+            if seccomp_denials is not None:
+                seccomp_denials.take_all()  # counted for the summary
         else:
             with Streamer(tracer, out, json=json, color=color, notices=notices,
                           view=view) as streamer:
                 os.close(release)
                 release = -1
                 while status is None:
-                    streamer.pump(LIVE_MS)
+                    streamer.pump(LIVE_MS, denials=extra)
                     wpid, wstatus = os.waitpid(pid, os.WNOHANG)
                     if wpid:
                         status = wstatus
-                streamer.finish()
+                streamer.finish(denials=extra)
                 delivered = streamer.delivered
                 written = streamer.written
                 dropped = streamer.dropped_during
         wall = time.monotonic() - start
         counters = tracer.counters()
+        report = box.close() if box is not None else None
         return RunResult(
             exit_code=os.waitstatus_to_exitcode(status) if status is not None else 1,
             wall_s=wall,
@@ -119,6 +157,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             pid_stats=tracer.pid_stats(),
             pid_stats_full=counters.pid_stats_full,
             warnings=membership_warnings(counters, tracer.max_pids),
+            sandbox=report,
+            seccomp_denied=dict(seccomp_denials.by_syscall) if seccomp_denials else None,
         )
     finally:
         if release >= 0:
@@ -130,6 +170,12 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             except ProcessLookupError:
                 pass
             os.waitpid(pid, 0)
+        if seccomp_denials is not None:
+            seccomp_denials.close()
+        if preventive is not None:
+            preventive.close()
+        if box is not None:
+            box.close()  # ends what CMD left in its cgroup, removes it (also on Ctrl-C)
         if tracer is not None:
             tracer.close()
         for s, h in old.items():
@@ -139,3 +185,51 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
 def exit_code_for_shell(code: int) -> int:
     """waitstatus_to_exitcode gives -SIG for a signal death; a shell says 128+SIG."""
     return 128 - code if code < 0 else code
+
+
+def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None,
+                view: ViewOptions,
+                output: str | Path | None = None, color: str = "auto",
+                stats_only: bool = False, follow_children: bool = True,
+                ring_size: int = DEFAULT_RING_SIZE, max_pids: int = 0,
+                limits: tuple[str | None, str | None, int | None, int | None] = (
+                    None, None, None, None),
+                policy: str | None = None, require_preventive: bool = False) -> int:
+    """`swatch run`: CMD traced, the trace to ``output`` (stderr by default, `-` stdout), the
+    summary to stderr — one last JSON line of type "summary" when JSON lines share stderr.
+    ``profile`` and ``exprs`` are --filter and -e. Returns the exit status for the shell
+    (CMD's; 128+N if signal N killed it)."""
+    from syscall_watcher.trace.stream import tell
+    from syscall_watcher.trace.summary import render_run_summary, run_summary_json
+    from syscall_watcher.trace.watch import open_output
+
+    from syscall_watcher.sandbox.limits import parse_limits
+    from syscall_watcher.sandbox.preventive import plan_for_run
+
+    run_limits = parse_limits(*limits)
+    if require_preventive and policy is None:
+        raise SwatchError("--require-preventive goes with --policy")
+    require_root()
+    sel = select_syscalls(profile, exprs)
+    plan = (plan_for_run(policy, argv, require_preventive, sys.stderr) if policy is not None
+            else None)
+    trace_view = view.for_selection(sel)
+    out = open_output(output, 2, "stderr")
+    try:
+        tty = {1: sys.stdout, 2: sys.stderr}.get(out.fd)
+        colored = not view.json and tty is not None and use_color(color, tty)
+        # JSON lines on stderr: drops are already `lost` lines there, and the summary is one
+        # more JSON line, so `2>&1 >/dev/null | jq` reads nothing but JSON.
+        json_on_stderr = view.json and out.fd == 2
+        result = run_traced(argv, profile=sel.label, json=view.json, out=out,
+                            stats_only=stats_only, follow_children=follow_children,
+                            color=colored, notices=None if json_on_stderr else sys.stderr,
+                            ring_size=ring_size, enabled=sel.syscalls,
+                            failed_only=view.failed_only, view=trace_view, max_pids=max_pids,
+                            limits=run_limits if run_limits.wants_cgroup or
+                            run_limits.oom_score_adj is not None else None, preventive=plan)
+    finally:
+        out.close()
+    tell(sys.stderr, run_summary_json(argv, result) if json_on_stderr
+         else render_run_summary(argv, result, top=None if stats_only else 15))
+    return exit_code_for_shell(result.exit_code)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import signal
+import sys
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TextIO
 
+from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel import syscalls
+from syscall_watcher.kernel.libbpf import to_str
+from syscall_watcher.sandbox.runtime import limits_summary
 from syscall_watcher.text import printable
 
 SORT_KEYS = ("count", "errors", "bytes_in", "bytes_out", "avg", "p99", "name")
@@ -187,7 +196,9 @@ def render_run_summary(argv: list[str], result,  # type: ignore[no-untyped-def]
     """What `swatch run` prints to stderr when CMD has exited (every row with top=None)."""
     rows = sort_rows(syscall_rows(result.tracer_stats), "count")
     errors = sum(r.errors for r in rows)
-    title = (f"swatch — {os.path.basename(argv[0])} {how_it_ended(result.exit_code)} after "
+    box = getattr(result, "sandbox", None)
+    ended = (box.ended_by(result.exit_code) if box else None) or how_it_ended(result.exit_code)
+    title = (f"swatch — {os.path.basename(argv[0])} {ended} after "
              f"{result.wall_s:.2f}s — {plural(len(result.pid_stats), 'process', 'processes')}"
              + (f" (+{result.pid_stats_full} not counted per process)"
                 if getattr(result, "pid_stats_full", 0) else ""))
@@ -196,7 +207,18 @@ def render_run_summary(argv: list[str], result,  # type: ignore[no-untyped-def]
               f"{plural(errors, 'error')}\n"
             + f"swatch: events delivered={result.delivered} dropped={result.dropped} "
               f"emitted={result.emitted} written={result.written}\n"
-            + "".join(f"swatch: WARNING: {w}\n" for w in getattr(result, "warnings", [])))
+            + "".join(f"swatch: WARNING: {w}\n" for w in getattr(result, "warnings", []))
+            + (limits_summary(box) if box else "")
+            + _seccomp_line(getattr(result, "seccomp_denied", None)))
+
+
+def _seccomp_line(denied: dict | None) -> str:  # type: ignore[type-arg]
+    if denied is None:
+        return ""
+    if not denied:
+        return "swatch: DENIED by seccomp: none\n"
+    return ("swatch: DENIED by seccomp: "
+            + ", ".join(f"{name} ×{n}" for name, n in sorted(denied.items())) + "\n")
 
 
 def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped-def]
@@ -209,4 +231,99 @@ def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped
         "events": {"delivered": result.delivered, "dropped": result.dropped,
                    "emitted": result.emitted, "written": result.written},
         "warnings": list(getattr(result, "warnings", [])),
+        **({"sandbox": box.as_json(), "ended_by": box.ended_by(result.exit_code)}
+           if (box := getattr(result, "sandbox", None)) else {}),
+        **({"denied": {"seccomp": result.seccomp_denied}}
+           if getattr(result, "seccomp_denied", None) is not None else {}),
     }) + "\n"
+
+
+def pinned_summary_json(session, by: str, sort: str,  # type: ignore[no-untyped-def]
+                        top: int | None) -> dict:  # type: ignore[type-arg]
+    """`swatch summary --json`: one refresh of a pinned tracer's counters as one object (the
+    rows cut to ``top``, the totals over every row)."""
+    pid_stats = session.pid_stats()
+    rows = sort_rows(_rows(session, by, pid_stats), sort)
+    counters = session.counters()
+    return {
+        "target": to_str(session.meta().target_label), "by": by,
+        "processes": len(pid_stats),
+        "rows": [r.as_json() for r in (rows[:top] if top else rows)],
+        "total": {k: sum(getattr(r, k) for r in rows)
+                  for k in ("count", "errors", "bytes_in", "bytes_out", "total_ns")},
+        "events_emitted": counters.total_emitted,
+        "events_dropped": counters.total_dropped,
+        "pid_stats_full": counters.pid_stats_full,
+        "pid_filter_full": counters.pid_filter_full,
+        "untracked": counters.untracked,
+    }
+
+
+def pinned_summary_text(session, by: str, sort: str,  # type: ignore[no-untyped-def]
+                        top: int | None, every: str) -> str:
+    """One refresh of `swatch summary` as the human table (``every``: the title's refresh
+    note), with the drop and membership warnings under it."""
+    from syscall_watcher.trace.tracer import MODE_IDS, membership_warnings
+
+    meta = session.meta()
+    pid_stats = session.pid_stats()
+    rows = sort_rows(_rows(session, by, pid_stats), sort)
+    target = to_str(meta.target_label)
+    if meta.mode == MODE_IDS["pid"] and len(pid_stats) > 1:
+        target += f" +{len(pid_stats) - 1} children"
+    counters = session.counters()
+    text = render_table(rows, by, f"swatch — cumulative stats{every} — {target}", top)
+    if counters.total_dropped:
+        text += (f"events: {counters.total_emitted:,} emitted, "
+                 f"{counters.total_dropped:,} dropped (ring buffer full)\n")
+    for line in membership_warnings(counters, int(meta.max_pids)):
+        text += f"WARNING: {line}\n"
+    if by == "pid" and counters.pid_stats_full:
+        text += ("(the per-process rows leave those processes out; the per-syscall "
+                 "totals count them)\n")
+    return text
+
+
+def _rows(session, by: str, pid_stats: dict) -> list[Row]:  # type: ignore[no-untyped-def,type-arg]
+    if by == "syscall":
+        return syscall_rows(session.syscall_stats())
+    return pid_rows(pid_stats) if by == "pid" else container_rows(pid_stats)
+
+
+def show_pinned_summary(pin_dir: Path, *, by: str = "syscall", sort: str = "count",
+                        top: int | None = None, interval: float = 5.0, once: bool = False,
+                        json_lines: bool = False, out: TextIO = sys.stdout) -> None:
+    """`swatch summary`: print the pinned tracer's counters every ``interval`` seconds (once
+    with ``once``) until Ctrl-C; a terminal is redrawn in place with the rows that fit."""
+    from syscall_watcher.trace.tracer import PinnedSession
+
+    if by not in BY:
+        raise SwatchError(f"--by {by!r}: choose one of {', '.join(BY)}")
+    if sort not in SORT_KEYS:
+        raise SwatchError(f"--sort {sort!r}: choose one of {', '.join(SORT_KEYS)}")
+    if not (math.isfinite(interval) and interval > 0):
+        raise SwatchError(f"--interval {interval:g}: give a number of seconds greater than 0")
+    if top is not None and top < 1:
+        raise SwatchError(f"--top {top}: show at least 1 row")
+    session = PinnedSession.open(pin_dir)
+    redraw = not once and not json_lines and out.isatty()
+    try:
+        while True:
+            if json_lines:
+                text = json.dumps(pinned_summary_json(session, by, sort, top)) + "\n"
+            else:
+                # redrawn in place: the top rows by the sort key that fit the terminal
+                shown = rows_that_fit(shutil.get_terminal_size().lines, top) if redraw else top
+                text = pinned_summary_text(session, by, sort, shown,
+                                           "" if once else f" (every {interval:g}s)")
+                if redraw:
+                    text = "\033[H\033[2J" + text
+            out.write(text)
+            out.flush()
+            if once:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.close()

@@ -9,10 +9,25 @@ from pathlib import Path
 
 from syscall_watcher.data import built_object
 from syscall_watcher.kernel import libbpf, syscalls
-from syscall_watcher.kernel.component import Component, LoadedComponent, PinnedComponent, PinState, pin_dir_from
 from syscall_watcher.errors import SwatchError
+from syscall_watcher.kernel.component import (
+    Component,
+    LoadedComponent,
+    PinnedComponent,
+    PinState,
+    pin_dir_from,
+)
 from syscall_watcher.kernel.libbpf import BpfObject, Link, MapSet, lib
-from syscall_watcher.targets.process import PidFd, add_existing, descendants, pid_exists, pid_max, thread_pidfds
+from syscall_watcher.kernel.system import require_btf, require_root
+from syscall_watcher.targets.process import (
+    PidFd,
+    add_existing,
+    descendants,
+    pid_exists,
+    thread_pidfds,
+)
+from syscall_watcher.targets.target import Target, max_pids_for
+from syscall_watcher.text import from_c
 
 __all__ = ["descendants", "pid_exists"]  # re-exported: older callers import them from here
 
@@ -70,42 +85,6 @@ TRACER = Component(
 
 
 @dataclass
-class Target:
-    """Whom to trace. ``mode`` is one of MODE_NAMES."""
-
-    mode: str = "all"
-    pid: int = 0
-    comm: str = ""
-    uid: int = 0
-    cgroup_id: int = 0
-    cgroup_level: int = 0
-    cgroup_path: str = ""
-    follow_children: bool = True
-    label: str = "system-wide"
-    exclude_pids: tuple[int, ...] = ()
-    more_pids: tuple[int, ...] = ()  # mode "pid": further processes traced with ``pid``
-    max_pids: int = 0  # max_entries of the pid-keyed maps; 0 = the kernel's pid_max
-
-    @property
-    def all_pids(self) -> tuple[int, ...]:
-        return (self.pid, *(p for p in self.more_pids if p != self.pid))
-
-
-# The pid-keyed hashes allocate their bucket array up front even with BPF_F_NO_PREALLOC:
-# 16 bytes per slot (measured: 0.5 MB at 32,768, 64 MB at 4,194,304 per map). Membership does
-# not depend on them (children are marked in task-local storage), so the default is the
-# kernel's pid_max up to 65,536 (1 MB a map); --max-pids asks for more or less.
-DEFAULT_MAX_PIDS_CAP = 65536
-
-
-def max_pids_for(target: Target) -> int:
-    n = target.max_pids or min(pid_max(), DEFAULT_MAX_PIDS_CAP)
-    if n < 1 or n > 1 << 22:
-        raise SwatchError(f"--max-pids {n}: choose 1 to {1 << 22} (the kernel's pid limit)")
-    return n
-
-
-@dataclass
 class Counters:
     emitted: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -137,20 +116,6 @@ def membership_warnings(counters: Counters, max_pids: int) -> list[str]:
     return out
 
 
-def require_root() -> None:
-    if os.geteuid() != 0:
-        raise SwatchError("must run as root: loading BPF programs needs CAP_BPF and CAP_PERFMON")
-
-
-def require_btf() -> None:
-    btf = os.environ.get("SWATCH_BTF_PATH", "/sys/kernel/btf/vmlinux")
-    if not os.path.exists(btf):
-        raise SwatchError(
-            f"this kernel exposes no BTF ({btf} is missing): swatch needs a kernel built "
-            "with CONFIG_DEBUG_INFO_BTF=y (5.8 or newer)"
-        )
-
-
 class Session(MapSet):
     """A tracer's maps, either from an object loaded by this process or from pins."""
 
@@ -167,17 +132,14 @@ class Session(MapSet):
         self.maps["state"].update(key, st)
 
     def counters(self) -> Counters:
-        key = libbpf.new("uint32_t *", 0)
-        vals = libbpf.new("struct sw_counters[]", libbpf.NUM_CPUS)
-        self.maps["counters"].lookup(key, vals)
+        vals = self._one_per_cpu("counters")
         out = Counters()
         for t, name in EV_NAMES.items():
-            out.emitted[name] = sum(vals[c].emitted[t] for c in range(libbpf.NUM_CPUS))
-            out.dropped[name] = sum(vals[c].dropped[t] for c in range(libbpf.NUM_CPUS))
-        cpus = range(libbpf.NUM_CPUS)
-        out.pid_filter_full = sum(vals[c].pid_filter_full for c in cpus)
-        out.pid_stats_full = sum(vals[c].pid_stats_full for c in cpus)
-        out.untracked = sum(vals[c].untracked for c in cpus)
+            out.emitted[name] = vals.sum("emitted", t)
+            out.dropped[name] = vals.sum("dropped", t)
+        out.pid_filter_full = vals.sum("pid_filter_full")
+        out.pid_stats_full = vals.sum("pid_stats_full")
+        out.untracked = vals.sum("untracked")
         return out
 
     def pids(self) -> list[int]:
@@ -214,45 +176,32 @@ class Session(MapSet):
     def syscall_stats(self) -> dict[int, dict[str, int | list[int]]]:
         """Per syscall number: count, errors, bytes_in, bytes_out, total_ns, hist (summed over CPUs)."""
         out: dict[int, dict[str, int | list[int]]] = {}
-        vals = libbpf.new("struct sw_stat[]", libbpf.NUM_CPUS)
         key = libbpf.new("uint32_t *")
         for nr in syscalls.names():
             key[0] = nr
-            if not self.maps["stats"].lookup(key, vals):
-                continue
-            count = sum(vals[c].count for c in range(libbpf.NUM_CPUS))
-            if not count:
+            vals = self.maps["stats"].lookup_per_cpu(key, "struct sw_stat")
+            if vals is None or not vals.sum("count"):
                 continue
             out[nr] = {
-                "count": count,
-                "errors": sum(vals[c].errors for c in range(libbpf.NUM_CPUS)),
-                "bytes_in": sum(vals[c].bytes_in for c in range(libbpf.NUM_CPUS)),
-                "bytes_out": sum(vals[c].bytes_out for c in range(libbpf.NUM_CPUS)),
-                "total_ns": sum(vals[c].total_ns for c in range(libbpf.NUM_CPUS)),
-                "hist": [
-                    sum(vals[c].hist[b] for c in range(libbpf.NUM_CPUS))
-                    for b in range(lib.SW_HIST_BUCKETS)
-                ],
+                **{f: vals.sum(f) for f in ("count", "errors", "bytes_in", "bytes_out",
+                                            "total_ns")},
+                "hist": [vals.sum("hist", b) for b in range(lib.SW_HIST_BUCKETS)],
             }
         return out
 
     def pid_stats(self) -> dict[int, dict[str, int | str]]:
         out: dict[int, dict[str, int | str]] = {}
-        vals = libbpf.new("struct sw_pid_stat[]", libbpf.NUM_CPUS)
         for key in list(self.maps["pid_stats"].keys("uint32_t *")):
-            if not self.maps["pid_stats"].lookup(key, vals):
+            vals = self.maps["pid_stats"].lookup_per_cpu(key, "struct sw_pid_stat")
+            if vals is None:
                 continue
             # the CPU slot named last (first syscall, then each exec) has the current name
-            newest = max(range(libbpf.NUM_CPUS), key=lambda c: vals[c].comm_ns)
-            comm = bytes(libbpf.to_bytes(vals[newest].comm))
+            newest = max(vals.values, key=lambda v: v.comm_ns)
             out[int(key[0])] = {
-                "comm": comm.split(b"\0", 1)[0].decode(errors="surrogateescape"),
-                "count": sum(vals[c].count for c in range(libbpf.NUM_CPUS)),
-                "errors": sum(vals[c].errors for c in range(libbpf.NUM_CPUS)),
-                "bytes_in": sum(vals[c].bytes_in for c in range(libbpf.NUM_CPUS)),
-                "bytes_out": sum(vals[c].bytes_out for c in range(libbpf.NUM_CPUS)),
-                "total_ns": sum(vals[c].total_ns for c in range(libbpf.NUM_CPUS)),
-                "cgroup_id": max(vals[c].cgroup_id for c in range(libbpf.NUM_CPUS)),
+                "comm": from_c(libbpf.to_bytes(newest.comm)),
+                **{f: vals.sum(f) for f in ("count", "errors", "bytes_in", "bytes_out",
+                                            "total_ns")},
+                "cgroup_id": vals.max("cgroup_id"),
             }
         return out
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 
 from syscall_watcher.kernel import libbpf, syscalls
@@ -133,6 +134,50 @@ class TraceView:
             fold_startup=self.fold_startup,
             show_types=frozenset(RECORD_TYPES[t] for t in self.record_types),
             strsize=self.strsize)
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """The strace-style display options of `watch` and `run`, as the user gave them."""
+
+    json: bool = False
+    failed_only: bool = False     # -Z
+    show_duration: bool = False   # -T
+    t_count: int = 0              # -t, -tt, -ttt
+    relative: bool = False        # -r
+    strsize: int = 0              # -s N
+    ancestry: bool = False        # --ancestry
+
+    def for_selection(self, sel: Selection) -> TraceView:
+        """The view of a tracer loaded with ``sel`` (`run`, or `watch` with -e)."""
+        return TraceView.for_selection(sel, json=self.json, failed_only=self.failed_only,
+                                       show_duration=self.show_duration,
+                                       ts_style=ts_style(self.t_count, self.relative),
+                                       strsize=self.strsize, ancestry=self.ancestry)
+
+    def for_loaded(self, loaded: str, exprs: list[str] | None) -> TraceView:
+        """`watch` filters in the formatter: -e NAME shows only those of the loaded tracer's
+        events; -e !NAME hides some; start-up folding as for the profile loaded (``loaded``
+        is the label the tracer was loaded with)."""
+        profile = loaded if loaded in syscalls.profile_names() else None
+        positives = any(not x.startswith("!") for e in exprs or [] for x in
+                        e.removeprefix("trace=").split(",") if x.strip())
+        if exprs or profile:
+            return self.for_selection(select_syscalls(None if positives else profile, exprs))
+        # loaded with -e: show what it emits, unfolded (its events were picked by name)
+        return TraceView(failed_only=self.failed_only, show_duration=self.show_duration,
+                         ts_style=ts_style(self.t_count, self.relative), strsize=self.strsize,
+                         ancestry=self.ancestry)
+
+
+def use_color(mode: str, stream: object) -> bool:
+    """--color auto|always|never for a stream: auto colours a terminal unless NO_COLOR."""
+    if mode == "always":
+        return True
+    if mode == "never" or os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def ts_style(t_count: int, relative: bool) -> int:

@@ -1,0 +1,1 @@
+"""Sandboxed runs: cgroup limits (cgroups.py, limits.py) for `swatch run`."""

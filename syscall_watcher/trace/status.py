@@ -1,0 +1,74 @@
+"""`swatch status`: what a pinned tracer is doing — target, filter, traced pids, counters."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syscall_watcher.kernel.libbpf import to_str
+from syscall_watcher.kernel.system import require_root
+from syscall_watcher.trace.summary import plural
+from syscall_watcher.trace.tracer import (
+    MODE_IDS,
+    MODE_NAMES,
+    PinnedSession,
+    membership_warnings,
+    pin_state,
+)
+
+
+@dataclass
+class TracerStatus:
+    """``info`` is `status --json`'s object; ``lines`` and ``warnings`` the human report."""
+
+    info: dict[str, Any]
+    lines: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def tracer_status(path: Path) -> TracerStatus:
+    """Read the tracer pinned at ``path``; a stale or foreign pin dir is a SwatchError."""
+    require_root()
+    if pin_state(path).state == "absent":
+        return TracerStatus({"loaded": False, "pin_dir": str(path)},
+                            [f"swatch: nothing loaded at {path}"])
+    session = PinnedSession.open(path)  # unless loaded: why not, in one line
+    try:
+        meta = session.meta()
+        counters = session.counters()
+        streaming, consumer = session.state()
+        info = {
+            "loaded": True,
+            "pin_dir": str(path),
+            "target": to_str(meta.target_label),
+            "mode": MODE_NAMES.get(meta.mode, "?"),
+            "filter": to_str(meta.profile),
+            "loaded_at": time.strftime("%Y-%m-%d %H:%M:%S",
+                                       time.localtime(meta.load_time_ns / 1e9)),
+            "pids": session.pids() if meta.mode == MODE_IDS["pid"] else [],
+            "ring_size": int(meta.ring_size),
+            "watching": consumer if streaming else None,
+            "events_emitted": counters.emitted,
+            "events_dropped": counters.dropped,
+            "syscalls_counted": sum(int(s["count"]) for s in session.syscall_stats().values()),
+            "max_pids": int(meta.max_pids),
+            "pid_filter_full": counters.pid_filter_full,
+            "pid_stats_full": counters.pid_stats_full,
+            "untracked": counters.untracked,
+        }
+    finally:
+        session.close()
+    lines = [f"swatch: loaded at {info['pin_dir']} since {info['loaded_at']}",
+             f"  target     {info['target']} (filter {info['filter']})"]
+    if info["pids"]:
+        lines.append(f"  traced     {plural(len(info['pids']), 'process', 'processes')}: "
+                     + " ".join(map(str, info["pids"][:20])))
+    lines += [
+        f"  watching   {'pid ' + str(consumer) if streaming else 'no consumer attached'}",
+        f"  syscalls   {info['syscalls_counted']:,} counted",
+        (f"  events     {counters.total_emitted:,} emitted, {counters.total_dropped:,} "
+         "dropped (ring buffer full)"),
+    ]
+    return TracerStatus(info, lines, membership_warnings(counters, int(meta.max_pids)))

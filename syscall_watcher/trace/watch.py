@@ -1,0 +1,129 @@
+"""`swatch watch`: stream a pinned tracer's events and a pinned policy's denials, live and in
+time order, until a stop signal, the end of --duration, a failed output, or the component being
+unloaded; say when a traced container has exited."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from syscall_watcher.errors import SwatchError
+from syscall_watcher.kernel.libbpf import set_cgroup_label, to_str
+from syscall_watcher.kernel.system import require_root
+from syscall_watcher.trace.stream import LIVE_MS, Output, StopSignals, Streamer, tell
+from syscall_watcher.trace.tracer import MODE_IDS, PinnedSession, pin_status
+from syscall_watcher.trace.view import TraceView, ViewOptions, use_color
+
+
+def open_output(output: str | Path | None, default_fd: int, default_name: str) -> Output:
+    """-o FILE, `-o -` for stdout, or the default stream."""
+    if output is None:
+        return Output(default_fd, default_name)
+    if str(output) == "-":
+        return Output(1, "stdout")
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        raise SwatchError(f"cannot open {output}: {err.strerror}") from None
+    return Output(fd, str(output))
+
+
+def label_container_cgroups(cgroup_path: str, label: str) -> None:
+    """Events from the container's cgroup (and those below it) carry its short ID and name."""
+    short = label.removeprefix("container ")
+    for d, _, _ in os.walk(cgroup_path):
+        try:
+            set_cgroup_label(os.stat(d).st_ino, short)
+        except OSError:
+            pass
+
+
+def tracer_alive(pin_dir: Path) -> bool:
+    """The pinned tracer is still there (`swatch unload` removes links/ first)."""
+    return (pin_dir / "links").is_dir()
+
+
+def watch(tracer_dir: Path, policy_dir: Path, *, view: ViewOptions,
+          exprs: list[str] | None = None, output: str | Path | None = None, color: str = "auto",
+          duration: float | None = None, notices: TextIO = sys.stderr) -> bool:
+    """Stream what is loaded at ``tracer_dir`` (events) and ``policy_dir`` (denials), whichever
+    are there, to ``output`` (stdout by default). False if the output failed."""
+    from syscall_watcher.policy.enforcer import POLICY, PinnedPolicy
+
+    with StopSignals() as stop:  # first: a SIGTERM during set-up also ends cleanly
+        require_root()
+        policy_state = POLICY.status(policy_dir)
+        policy_problem = POLICY.problem(policy_dir, policy_state)
+        if policy_problem and pin_status(tracer_dir) == "absent":
+            raise SwatchError(policy_problem)
+        if policy_problem:
+            tell(notices, f"swatch: not showing denials: {policy_problem}\n")
+        policy = PinnedPolicy.open(policy_dir) if policy_state.loaded else None
+        session = None
+        out = None
+        try:
+            if policy is None or pin_status(tracer_dir) != "absent":
+                session = PinnedSession.open(tracer_dir)
+            trace_view = (view.for_loaded(to_str(session.meta().profile), exprs)
+                          if session is not None else None)
+            out = open_output(output, 1, "stdout")
+            colored = not view.json and out.fd == 1 and use_color(color, sys.stdout)
+            _stream(session, policy, out, view.json, colored, duration, tracer_dir, policy_dir,
+                    stop, trace_view, notices)
+        finally:
+            if out is not None:
+                out.close()
+            if session is not None:
+                session.close()
+            if policy is not None:
+                policy.close()
+    return not out.failed
+
+
+def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool, color: bool,
+            duration: float | None, tracer_dir: Path, policy_dir: Path, stop: StopSignals,
+            view: TraceView | None, notices: TextIO) -> None:
+    from syscall_watcher.policy.enforcer import DenialStreamer, policy_status
+
+    denials = (DenialStreamer(policy, out, json_lines=json, color=color, notices=notices)
+               if policy is not None else None)
+    end = time.monotonic() + duration if duration else None
+
+    def going() -> bool:
+        return not stop.requested and not out.failed and (end is None or time.monotonic() < end)
+
+    try:
+        if session is None:  # a policy alone: its denials
+            assert denials is not None
+            while going():
+                denials.pump(LIVE_MS)
+                if policy_status(policy_dir) != "loaded":
+                    tell(notices, "swatch: the policy was unloaded\n")
+                    break
+            denials.finish()
+            return
+        meta = session.meta()
+        cgroup_path = to_str(meta.cgroup_path)
+        label = to_str(meta.target_label)
+        if meta.mode == MODE_IDS["cgroup"]:
+            label_container_cgroups(cgroup_path, label)
+        with Streamer(session, out, json=json, color=color, notices=notices, view=view) as s:
+            container_gone = False
+            while going():
+                s.pump(LIVE_MS, denials)
+                if not tracer_alive(tracer_dir):
+                    tell(notices, "swatch: the tracer was unloaded\n")
+                    break
+                if cgroup_path and not container_gone and not os.path.isdir(cgroup_path):
+                    container_gone = True
+                    tell(notices, f"swatch: {label} has exited; its counts are kept "
+                                  "(`swatch status`)\n")
+            s.finish(denials)
+            tell(notices, f"swatch: events delivered={s.delivered} dropped={s.dropped_during} "
+                          f"written={out.lines}\n")
+    finally:
+        if denials is not None:
+            denials.close()
