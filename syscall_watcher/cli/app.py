@@ -82,6 +82,9 @@ def version() -> None:
     """Print swatch's version."""
     typer.echo(f"swatch {__version__}")
 
+from syscall_watcher.cli import serve as _serve  # noqa: E402 (it imports user_errors)
+app.registered_commands += _serve.commands.registered_commands
+
 
 def main() -> None:
     """The `swatch` entry point: a usage mistake is one line too (click's own messages)."""
