@@ -275,3 +275,45 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
                                      "cannot open for writing: Not a directory"]
     r = swatch("serve", "--metrics", "127.0.0.1:http", timeout=20)
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """One scrape of serve's /metrics, parsed by prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_denials_reach_the_log_and_metrics(policy_pin_dir: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_policy_enforce import gated_py
+
+    monkeypatch.setenv("SWATCH_POLICY_TIER", "cgroup")
+    t = gated_py("n = 0\nfor _ in range(3):\n    try:\n        socket.socket()\n"
+                 "    except OSError:\n        n += 1\nsys.exit(n)")
+    swatch("policy-load", "--pid", str(t.pid), "--policy", "no-network", "--pin-dir",
+           str(policy_pin_dir), check=True)
+    log, err, port = tmp_path / "events.jsonl", tmp_path / "serve.err", _free_port()
+    serve = _start_serve(err, "--pin-dir", str(new_pin_dir("none")), "--policy-pin-dir",
+                         str(policy_pin_dir), "--json-log", str(log), "--metrics",
+                         f"127.0.0.1:{port}")
+    try:
+        assert _said(err, "attached to policy no-network"), err.read_text()
+        rc, _, _ = t.go()
+        assert rc == 3  # three sockets refused
+        key = ("swatch_denials_total", (("operation", "socket"), ("tier", "cgroup")))
+        assert wait_for(lambda: _scrape(port).get(key) == 3, timeout=15), _scrape(port)
+        delivered = ("swatch_events_delivered_total", (("type", "denial"),))
+        assert wait_for(lambda: _scrape(port).get(delivered) == 3, timeout=15), _scrape(port)
+        metrics = _scrape(port)
+        assert metrics[("swatch_events_emitted_total", (("type", "denial"),))] == 3
+        assert metrics[("swatch_events_dropped_total", (("type", "denial"),))] == 0
+        assert metrics[("swatch_policy_loaded", (("policy", "no-network"),))] == 1
+    finally:
+        assert _end(serve) == 0, err.read_text()
+    denied = [e for e in _lines(log) if e.get("type") == "denied"]
+    assert [(d["pid"], d["op"], d["tier"], d["action"]) for d in denied] == [
+        (t.pid, "socket", "cgroup", "blocked")] * 3
