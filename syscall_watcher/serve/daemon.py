@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import TextIO
 
 from syscall_watcher.errors import SwatchError
+from syscall_watcher.kernel import libbpf
 from syscall_watcher.policy import enforcer
 from syscall_watcher.serve.jsonlog import RotatingJsonLog
+from syscall_watcher.text import from_c
 from syscall_watcher.trace import tracer
 from syscall_watcher.trace.stream import LIVE_MS, Streamer, tell
 
@@ -105,8 +107,8 @@ class Serve:
                 self._pump()
             self._say(f"swatch: serve: {signal.Signals(signals.stop).name}: draining")
         finally:
-            self._detach_tracer("serve stopping")
-            self._detach_policy("serve stopping")
+            self._detach_tracer("released (serve stopping)")
+            self._detach_policy("released (serve stopping)")
             if self.config.json_log is not None:
                 self.config.json_log.close()
         log = self.config.json_log
@@ -180,7 +182,7 @@ class Serve:
                 attached.reader = streamer
         self.tracer = attached
         meta = attached.session.meta()  # type: ignore[attr-defined]
-        label = bytes(meta.target_label).split(b"\0", 1)[0].decode(errors="replace")
+        label = from_c(libbpf.to_bytes(meta.target_label))
         self._say(f"swatch: serve: attached to the tracer in {pin_dir} ({label})")
 
     def _follow_policy(self) -> None:

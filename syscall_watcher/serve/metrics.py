@@ -20,9 +20,10 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 from prometheus_client.registry import Collector
 
 from syscall_watcher.errors import SwatchError
-from syscall_watcher.kernel import syscalls
+from syscall_watcher.kernel import libbpf, syscalls
 from syscall_watcher.kernel.libbpf import lib
 from syscall_watcher.policy import enforcer
+from syscall_watcher.text import from_c
 from syscall_watcher.trace import tracer
 
 # The kernel's latency histogram: bucket b counts calls that took [2^b, 2^(b+1)) ns, so its
@@ -40,8 +41,8 @@ def histogram_buckets(hist: list[int]) -> list[tuple[str, float]]:
     return out
 
 
-def _cstr(raw: bytes) -> str:
-    return bytes(raw).split(b"\0", 1)[0].decode(errors="replace")
+def _cstr(cdata) -> str:  # type: ignore[no-untyped-def]
+    return from_c(libbpf.to_bytes(cdata))
 
 
 class KernelCollector(Collector):
