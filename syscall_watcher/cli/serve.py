@@ -47,7 +47,8 @@ def serve(
     from syscall_watcher.serve.daemon import serve as run_serve
     from syscall_watcher.serve.jsonlog import RotatingJsonLog
     from syscall_watcher.serve.metrics import parse_address
-    from syscall_watcher.trace.tracer import pin_dir_default, require_root
+    from syscall_watcher.kernel.system import require_root
+    from syscall_watcher.trace.tracer import pin_dir_default
 
     if metrics is not None:
         parse_address(metrics)  # a bad address is one line before anything opens

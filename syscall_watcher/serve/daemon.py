@@ -20,6 +20,7 @@ from typing import TextIO
 
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel import libbpf
+from syscall_watcher.kernel.system import require_root
 from syscall_watcher.policy import enforcer
 from syscall_watcher.serve.jsonlog import RotatingJsonLog
 from syscall_watcher.text import from_c
@@ -251,7 +252,7 @@ class Serve:
 
 def serve(config: ServeConfig) -> int:
     """Run until SIGTERM/SIGINT; the exit status (0, or 1 if the log could not be written)."""
-    tracer.require_root()
+    require_root()
     server = None
     instance = Serve(config)
     if config.metrics is not None:
