@@ -73,7 +73,7 @@ class Prometheus:
         self.port = _free_port()
         config = tmp / "prometheus.yml"
         config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n"
+            "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n"
             "scrape_configs:\n  - job_name: swatch\n    static_configs:\n"
             f"      - targets: ['127.0.0.1:{target_port}']\n")
         self.log = tmp / "prometheus.log"
@@ -131,7 +131,7 @@ def test_prometheus_reads_the_kernels_counts(pin_dir: Path, policy_pin_dir: Path
         # Wait for a scrape taken after the workload ended (Prometheus's own timestamp).
         assert wait_for(lambda: any(float(r["value"][1]) > done_s + 0.1 for r in prom.query(
             'timestamp(swatch_syscalls_total{syscall="read"})')), timeout=30), \
-            prom.query('up')
+            (prom.query('up'), _scrape_text(serve_port), err.read_text())
 
         from syscall_watcher.trace.tracer import PinnedSession
         session = PinnedSession.open(pin_dir)
@@ -275,6 +275,14 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
                                      "cannot open for writing: Not a directory"]
     r = swatch("serve", "--metrics", "127.0.0.1:http", timeout=20)
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def _scrape_text(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            return r.read().decode()[:3000]
+    except OSError as e:
+        return f"{e}: {getattr(e, 'read', lambda: b'')()[:3000]!r}"
 
 
 def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -63,8 +63,15 @@ class KernelCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            yield from self._tracer_metrics()
-            yield from self._policy_metrics()
+            emitted = CounterMetricFamily("swatch_events_emitted", "Records the kernel handed "
+                                          "to a ring buffer, by record type", labels=["type"])
+            dropped = CounterMetricFamily("swatch_events_dropped", "Records the kernel could "
+                                          "not put in a full ring buffer, by record type",
+                                          labels=["type"])
+            yield from self._tracer_metrics(emitted, dropped)
+            yield from self._policy_metrics(emitted, dropped)
+            yield emitted
+            yield dropped
             delivered = CounterMetricFamily(
                 "swatch_events_delivered", "Records serve took off a ring buffer since it "
                 "attached to the component now loaded, by record type", labels=["type"])
@@ -72,35 +79,24 @@ class KernelCollector(Collector):
                 delivered.add_metric([kind], n)
             yield delivered
 
-    def _tracer_metrics(self) -> Iterator[Metric]:
+    def _tracer_metrics(self, emitted: CounterMetricFamily,
+                        dropped: CounterMetricFamily) -> Iterator[Metric]:
         loaded = GaugeMetricFamily("swatch_tracer_loaded", "1 while a tracer is pinned",
                                    labels=["target"])
-        session = None
-        if tracer.pin_status(self.tracer_pin_dir) == "loaded":
-            try:
-                session = tracer.PinnedSession.open(self.tracer_pin_dir)
-            except SwatchError:  # unloaded between the check and the open
-                session = None
-        if session is None:
+        try:  # open checks that it is loaded (one line why not)
+            session = tracer.PinnedSession.open(self.tracer_pin_dir)
+        except SwatchError:
             yield loaded
             return
         try:
-            meta = session.meta()
-            target = _cstr(meta.target_label)
+            target = _cstr(session.meta().target_label)
             loaded.add_metric([target], 1)
             yield loaded
             yield from _syscall_metrics(session.syscall_stats(), target)
             counters = session.counters()
-            emitted = CounterMetricFamily("swatch_events_emitted", "Records the kernel "
-                                          "handed to a ring buffer, by record type",
-                                          labels=["type"])
-            dropped = CounterMetricFamily("swatch_events_dropped", "Records the kernel could "
-                                          "not put in a full ring buffer, by record type",
-                                          labels=["type"])
             for kind in sorted(counters.emitted):
                 emitted.add_metric([kind], counters.emitted[kind])
                 dropped.add_metric([kind], counters.dropped[kind])
-            yield from _policy_events(self.policy_pin_dir, emitted, dropped)
             untracked = CounterMetricFamily(
                 "swatch_tracer_untracked_processes", "Processes the tracer could not mark at "
                 "fork (out of memory) and does not trace")
@@ -109,48 +105,31 @@ class KernelCollector(Collector):
         finally:
             session.close()
 
-    def _policy_metrics(self) -> Iterator[Metric]:
+    def _policy_metrics(self, emitted: CounterMetricFamily,
+                        dropped: CounterMetricFamily) -> Iterator[Metric]:
         loaded = GaugeMetricFamily("swatch_policy_loaded", "1 while a policy is pinned",
                                    labels=["policy"])
         denials = CounterMetricFamily("swatch_denials", "Operations the policy denied (or "
                                       "would have, audit-only), by operation and the tier "
                                       "that held it", labels=["operation", "tier"])
-        session = _open_policy(self.policy_pin_dir)
+        try:
+            session = enforcer.PinnedPolicy.open(self.policy_pin_dir)
+        except SwatchError:
+            session = None
         if session is not None:
             try:
                 loaded.add_metric([session.policy_name()], 1)
                 tiers = session.tiers()
-                for op, n in session.counts().by_op.items():
+                counts = session.counts()
+                for op, n in counts.by_op.items():
                     if op in tiers:
                         denials.add_metric([op, tiers[op]], n)
+                emitted.add_metric(["denial"], counts.emitted)
+                dropped.add_metric(["denial"], counts.dropped)
             finally:
                 session.close()
         yield loaded
         yield denials
-
-
-def _open_policy(pin_dir: Path) -> enforcer.PinnedPolicy | None:
-    if enforcer.policy_status(pin_dir) != "loaded":
-        return None
-    try:
-        return enforcer.PinnedPolicy.open(pin_dir)
-    except SwatchError:
-        return None
-
-
-def _policy_events(pin_dir: Path, emitted: CounterMetricFamily,
-                   dropped: CounterMetricFamily) -> Iterator[Metric]:
-    """The tracer's event counters, plus the policy's denial records as type "denial"."""
-    session = _open_policy(pin_dir)
-    if session is not None:
-        try:
-            counts = session.counts()
-            emitted.add_metric(["denial"], counts.emitted)
-            dropped.add_metric(["denial"], counts.dropped)
-        finally:
-            session.close()
-    yield emitted
-    yield dropped
 
 
 def _syscall_metrics(stats: dict, target: str) -> Iterator[Metric]:  # type: ignore[type-arg]
