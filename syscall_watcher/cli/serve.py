@@ -8,10 +8,7 @@ from typing import Optional
 
 import typer
 
-try:  # the cli/ package split (one module per group)
-    from syscall_watcher.cli.errors import user_errors
-except ImportError:  # pragma: no cover - before it: app.py registers us after defining it
-    from syscall_watcher.cli.app import user_errors  # type: ignore[no-redef]
+from syscall_watcher.cli.errors import user_errors
 
 commands = typer.Typer()
 
