@@ -84,7 +84,6 @@ def version() -> None:
     typer.echo(f"swatch {__version__}")
 
 
-
 def main() -> None:
     """The `swatch` entry point: a usage mistake is one line too (click's own messages)."""
     try:
