@@ -135,13 +135,13 @@ class KernelCollector(Collector):
 def _syscall_metrics(stats: dict, target: str) -> Iterator[Metric]:  # type: ignore[type-arg]
     names = syscalls.names()
     labels = ["syscall", "target"]
-    calls = CounterMetricFamily("swatch_syscalls", "System calls the target made", labels)
+    calls = CounterMetricFamily("swatch_syscalls", "System calls the target made", labels=labels)
     errors = CounterMetricFamily("swatch_syscall_errors", "System calls that returned an "
-                                 "error", labels)
+                                 "error", labels=labels)
     bytes_in = CounterMetricFamily("swatch_syscall_read_bytes", "Bytes system calls "
-                                   "brought in (read, recv...)", labels)
+                                   "brought in (read, recv...)", labels=labels)
     bytes_out = CounterMetricFamily("swatch_syscall_written_bytes", "Bytes system calls sent "
-                                    "out (write, send...)", labels)
+                                    "out (write, send...)", labels=labels)
     latency = HistogramMetricFamily("swatch_syscall_duration_seconds", "Time from entry to "
                                     "exit, in the kernel's log2 buckets", labels=labels)
     for nr, s in sorted(stats.items()):
