@@ -131,5 +131,3 @@ def delta(before: Snapshot, after: Snapshot, pids: set[int] | None = None,
         if gained > 0:
             files[name or f"inode {key[2]}"] += gained
     return {"totals": totals, "execs": execs_by_comm, "endpoints": endpoints, "files": files}
-
-

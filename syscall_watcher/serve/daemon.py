@@ -270,4 +270,3 @@ def serve(config: ServeConfig) -> int:
         if server is not None:
             server.shutdown()
             server.server_close()
-

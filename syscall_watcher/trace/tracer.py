@@ -404,4 +404,3 @@ def load_pinned(target: Target, profile: str, pin_dir: Path, ring_size: int,
     finally:
         tracer.close()
     return pin_dir
-
