@@ -23,8 +23,8 @@ APT_TEST := iproute2 strace procps util-linux kmod file docker.io busybox-static
 APT_NEXT := libseccomp-dev python3-seccomp liburing-dev prometheus debootstrap
 APT_PACKAGES := $(APT_BUILD) $(APT_TEST) $(APT_NEXT)
 # pip, into .venv: the VM runner; a ctypes libseccomp binding the venv can import; the audit
-# log's Ed25519 signatures (also a dependency in pyproject.toml)
-PIP_PACKAGES := virtme-ng==1.42 pyseccomp==0.1.2 cryptography==50.0.2
+# log's Ed25519 signatures; `swatch serve`'s /metrics (both also dependencies in pyproject.toml)
+PIP_PACKAGES := virtme-ng==1.42 pyseccomp==0.1.2 cryptography==50.0.2 prometheus-client==0.26.0
 # benchmark peers (make bench-deps, run by make bench)
 APT_BENCH := strace linux-perf bpftrace libbpf-tools
 PIP_BENCH := matplotlib
@@ -40,7 +40,7 @@ PREFIX ?= /usr/local
 MANDIR ?= $(PREFIX)/share/man/man1
 MANPAGE := build/swatch.1
 
-.PHONY: all bpf deps bench-deps venv demo test load watch unload status summary bench vmlinux clean \
+.PHONY: all bpf deps bench-deps venv demo test load watch unload status summary detect bench vmlinux clean \
 	policy-load policy-summary policy-unload test-vm man install
 
 all: bpf $(SYSCALL_TABLE) $(patsubst tests/workloads/%.c,build/workloads/%,$(wildcard tests/workloads/*.c))
@@ -107,6 +107,12 @@ status: venv
 
 summary: venv
 	$(SWATCH) summary
+
+# Is it an AI agent? The loaded tracer's target, or PID= / CONTAINER= (docs/detect.md).
+DETECT_SAMPLES ?= 10
+DETECT_INTERVAL ?= 3
+detect: all venv
+	$(SWATCH) detect $(SW_TARGET) --samples $(DETECT_SAMPLES) --interval $(DETECT_INTERVAL)
 
 policy-load: all venv
 	@test -n "$(POLICY_FILE)" || { echo "usage: make policy-load PID=1234|CONTAINER=name POLICY_FILE=policies/no-network.policy" >&2; exit 2; }

@@ -18,6 +18,7 @@ on stderr, `swatch summary --json --once` prints the loaded tracer's counters.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import tempfile
@@ -219,6 +220,32 @@ class SwatchStream(Setup):
         return out
 
 
+class Before:
+    """A swatch setup run with another swatch (env BENCH_SWATCH_BEFORE: its executable, e.g.
+    /work/main/.venv/bin/swatch, with its own Python and BPF object): "before" and "after" of
+    a change in one interleaved run."""
+
+    ENV = "BENCH_SWATCH_BEFORE"
+
+    @staticmethod
+    def swatch() -> str | None:
+        return os.environ.get(Before.ENV) or None
+
+
+class SwatchStatsBefore(SwatchStats):
+    name = "swatch stats (before)"
+
+    def launch_argv(self, cmd: list[str], t: Trial) -> list[Any]:
+        return [Before.swatch(), *super().launch_argv(cmd, t)[1:]]
+
+
+class SwatchStreamBefore(SwatchStream):
+    name = "swatch json (before)"
+
+    def launch_argv(self, cmd: list[str], t: Trial) -> list[Any]:
+        return [Before.swatch(), *super().launch_argv(cmd, t)[1:]]
+
+
 class SwatchPinned(Setup):
     """`swatch load --pid PID` (pinned, no consumer process), as `syscount -p` attaches to a
     pid; after the workload, `swatch summary --json` gives the exact per-syscall counts."""
@@ -348,3 +375,11 @@ class BSwatch(BystanderTracer):
             if rc != 0:
                 rec["error"] = f"swatch unload rc={rc}: {tail(out)}"
         return rec
+
+
+class BSwatchBefore(BSwatch):
+    """The bystander's swatch, with the "before" swatch (BENCH_SWATCH_BEFORE)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.tools = Tools({**self.tools.bins, "swatch": str(Before.swatch())}, self.tools.missing)

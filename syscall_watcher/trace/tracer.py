@@ -56,6 +56,9 @@ MAPS = {
     "state": ("uint32_t", "struct sw_state"),
     "meta": ("uint32_t", "struct sw_meta"),
     "pending": ("int", "struct sw_task"),
+    # swatch detect's evidence (syscall_watcher/detect)
+    "endpoints": ("struct sw_endpoint_key", "uint64_t"),
+    "files_written": ("struct sw_file_key", "struct sw_file_stat"),
 }
 # Numbers from bpf/watcher.h through cffi, never copied (tests/test_constants.py ties the names).
 EV_NAMES = {lib.SW_EV_SYSCALL: "syscall", lib.SW_EV_EXEC: "exec", lib.SW_EV_FORK: "fork",
@@ -276,7 +279,7 @@ class LoadedTracer(LoadedComponent, Session):
                 continue
             key[0] = nr
             (info.flags, info.fd_arg, info.path_arg, info.path2_arg, info.addr_arg,
-             info.addrlen_arg, info.empty_path_fd_arg) = rule.info(rule.name in enabled,
+             info.addrlen_arg, info.empty_path_fd_arg, info.detect) = rule.info(rule.name in enabled,
                                                                    failed_only)
             info_map.update(key, info)
         empty = libbpf.new("struct sw_pid_range *", {"lo": 0xFFFFFFFF, "hi": 0})
@@ -312,6 +315,53 @@ class PinnedSession(PinnedComponent, Session):
     """The maps of a tracer loaded earlier by `swatch load`."""
 
     COMPONENT = TRACER
+
+
+PROGRAM_SAMPLE_S = 1.0
+
+
+def sample_programs(pin_dir: Path, session: Session,
+                    seconds: float = PROGRAM_SAMPLE_S) -> dict[str, object]:
+    """What each attached tracer program costs, from the kernel's own BPF statistics: BPF
+    run-time statistics (bpf_enable_stats) are on only for this sample window, since they add
+    two clock reads to every run of every BPF program on the machine. Programs run for every
+    syscall on the machine (bystanders return early), so runs count more than the traced
+    calls; `syscalls_counted` is what swatch counted in the same window."""
+    links = [(prog, pin) for prog, pin in PROGRAMS.items()
+             if (pin_dir / "links" / pin).exists()]
+    fd = libbpf.enable_run_stats()
+    try:
+        before = {prog: libbpf.linked_prog_stats(pin_dir / "links" / pin) for prog, pin in links}
+        counted0 = sum(int(s["count"]) for s in session.syscall_stats().values())
+        t0 = time.monotonic()
+        time.sleep(seconds)  # the sample window (not a barrier)
+        counted1 = sum(int(s["count"]) for s in session.syscall_stats().values())
+        after = {prog: libbpf.linked_prog_stats(pin_dir / "links" / pin) for prog, pin in links}
+        window = time.monotonic() - t0
+    finally:
+        os.close(fd)
+    progs = []
+    for prog, pin in links:
+        runs = after[prog].run_cnt - before[prog].run_cnt
+        ns = after[prog].run_time_ns - before[prog].run_time_ns
+        progs.append({"program": prog, "attached_to": pin, "prog_id": after[prog].prog_id,
+                      "runs": runs, "run_time_ns": ns,
+                      "ns_per_run": round(ns / runs, 1) if runs else None,
+                      "runs_per_sec": round(runs / window, 1)})
+    return {"window_s": round(window, 3), "stats_enabled": "only during this window",
+            "syscalls_counted": counted1 - counted0, "programs": progs}
+
+
+def program_lines(sample: dict) -> list[str]:  # type: ignore[type-arg]
+    """`swatch status --programs`' lines for a sample_programs() result."""
+    lines = [f"  programs   sampled {sample['window_s']:.1f} s with the kernel's BPF run-time "
+             "statistics (on for that window only); runs are every syscall on the machine, "
+             f"{sample['syscalls_counted']:,} of them counted by swatch"]
+    for p in sample["programs"]:
+        ns = f"{p['ns_per_run']:8.1f} ns/run" if p["ns_per_run"] is not None else "     - ns/run"
+        lines.append(f"    {p['program']:<14} {p['attached_to']:<20} {ns} "
+                     f"{p['runs_per_sec']:>12,.0f} runs/s")
+    return lines
 
 
 def pin_state(pin_dir: Path) -> PinState:
@@ -354,4 +404,3 @@ def load_pinned(target: Target, profile: str, pin_dir: Path, ring_size: int,
     finally:
         tracer.close()
     return pin_dir
-
