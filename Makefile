@@ -23,8 +23,10 @@ APT_TEST := iproute2 strace procps util-linux kmod file docker.io busybox-static
 APT_NEXT := libseccomp-dev python3-seccomp liburing-dev prometheus debootstrap
 APT_PACKAGES := $(APT_BUILD) $(APT_TEST) $(APT_NEXT)
 # pip, into .venv: the VM runner; a ctypes libseccomp binding the venv can import; the audit
-# log's Ed25519 signatures; `swatch serve`'s /metrics (both also dependencies in pyproject.toml)
-PIP_PACKAGES := virtme-ng==1.42 pyseccomp==0.1.2 cryptography==50.0.2 prometheus-client==0.26.0
+# log's Ed25519 signatures; `swatch serve`'s /metrics; detect's DNS answers (the last three also
+# dependencies in pyproject.toml)
+PIP_PACKAGES := virtme-ng==1.42 pyseccomp==0.1.2 cryptography==50.0.2 prometheus-client==0.26.0 \
+	dnspython==2.9.2
 # benchmark peers (make bench-deps, run by make bench)
 APT_BENCH := strace linux-perf bpftrace libbpf-tools
 PIP_BENCH := matplotlib

@@ -118,8 +118,24 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct sw_endpoint_key);
-	__type(value, u64);
+	__type(value, struct sw_endpoint_stat);
 } endpoints SEC(".maps");
+
+/* detect's lease and the DNS ring's count (SW_DETECT_*, watcher.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SW_DETECT_KEYS);
+	__type(key, u32);
+	__type(value, u64);
+} detect SEC(".maps");
+
+/* The DNS answers traced processes received while detect ran, newest over oldest. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SW_DNS_SLOTS);
+	__type(key, u32);
+	__type(value, struct sw_dns_answer);
+} dns_answers SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -229,6 +245,15 @@ static __always_inline bool traced(u64 pid_tgid)
 		return false;
 	p = task_mark(&pending, bpf_get_current_task_btf());
 	return !p || !p->excluded;
+}
+
+/* Does a detect run hold the lease (SW_DETECT_LEASE, watcher.h)? */
+static __always_inline bool detecting(u64 now)
+{
+	u32 key = SW_DETECT_LEASE;
+	u64 *until = bpf_map_lookup_elem(&detect, &key);
+
+	return until && now < *until;
 }
 
 static __always_inline bool streaming(void)
@@ -360,6 +385,7 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	u32 tgid = id >> 32;
 	struct pt_regs *regs;
 	struct sw_task *p = NULL;
+	u64 now;
 	u32 nr;
 
 	if (cfg.mode == SW_TARGET_PID) {
@@ -381,6 +407,8 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	p->nr = nr;
 	p->args_ok = 0;
+	p->detect_args = 0;
+	now = bpf_ktime_get_ns();
 	if (nr < SW_MAX_SYSCALLS) {
 		struct sw_syscall_info *info = bpf_map_lookup_elem(&syscall_info, &nr);
 
@@ -406,19 +434,30 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 				}
 			}
 		}
-		/* detect's counters need the fd of a bytes-in/out call (file bytes) and connect's
-		 * address even when nobody streams: at most three register reads, only for them. */
-		if (info && !p->args_ok && (info->detect ||
-		    ((info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) && info->fd_arg == 0))) {
-			regs = (struct pt_regs *)ctx->args[0];
-			p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+		/* detect's counters need connect's address even when nobody streams, and while
+		 * a detect run holds the lease the fd of a bytes-in/out call (file bytes) and the
+		 * buffer of a receive (DNS answers): at most three register reads, only for them. */
+		if (info && !p->args_ok) {
 			if (info->detect & SW_DT_CONNECT) {
+				regs = (struct pt_regs *)ctx->args[0];
+				p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
 				p->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
 				p->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+			} else if ((info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) &&
+				   info->fd_arg == 0 && detecting(now)) {
+				regs = (struct pt_regs *)ctx->args[0];
+				p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+				p->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
+				if (info->detect & SW_DT_DNS_FROM)
+					p->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
+				p->detect_args = 1;
 			}
+		} else if (info && (info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) &&
+			   detecting(now)) {
+			p->detect_args = 1; /* streaming read them all */
 		}
 	}
-	p->ts = bpf_ktime_get_ns();
+	p->ts = now;
 	return 0;
 }
 
@@ -511,12 +550,12 @@ static __always_inline void note_file_written(struct file *f, u64 bytes, u32 sid
 
 /* detect: a connect that succeeded or is under way, by family and socket type; inet remote
  * endpoints are kept as evidence. */
-static __always_inline void count_connect(struct sw_task *p, struct sw_pid_stat *ps)
+static __always_inline void count_connect(struct sw_task *p, struct sw_pid_stat *ps, u64 now)
 {
 	struct sw_endpoint_key key = {};
+	struct sw_endpoint_stat *n;
 	u16 family = 0;
 	u16 port = 0;
-	u64 *n;
 
 	if (bpf_probe_read_user(&family, sizeof(family), (void *)p->args[1]))
 		return;
@@ -548,44 +587,114 @@ static __always_inline void count_connect(struct sw_task *p, struct sw_pid_stat 
 	else
 		bpf_probe_read_user(key.addr, 16, (void *)(p->args[1] + 8));
 	n = bpf_map_lookup_elem(&endpoints, &key);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-		return;
-	}
-	{
-		u64 one = 1;
+	if (!n) {
+		struct sw_endpoint_stat fresh = {};
 
-		if (!bpf_map_update_elem(&endpoints, &key, &one, BPF_NOEXIST))
-			return;
-		n = bpf_map_lookup_elem(&endpoints, &key); /* another CPU made it first? */
-		if (n)
-			__sync_fetch_and_add(n, 1);
-		else
+		bpf_map_update_elem(&endpoints, &key, &fresh, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(&endpoints, &key); /* ours, or another CPU's */
+		if (!n) {
 			count_one(&counters, struct sw_counters, evidence_full); /* full */
+			return;
+		}
 	}
+	__sync_fetch_and_add(&n->connects, 1);
+	n->last_ns = now; /* detect names the endpoint after a DNS answer received before this */
 }
 
-/* detect: bytes moved to or from regular files, and connects (docs/detect.md). Only for the
- * calls that carry them: the rest pay one flag test. */
-static __always_inline void detect_io(struct sw_task *p, struct sw_pid_stat *ps,
-				      struct sw_syscall_info *info, s64 ret)
+/* detect: a socket's peer port, from the socket (connected) or else from the source address
+ * the call wrote (recvfrom's arg 4, recvmsg's msg_name); 0 when unknown. */
+static __always_inline u16 peer_port(struct sock *sk, struct sw_task *p,
+				     struct sw_syscall_info *info)
 {
-	if ((info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) && info->fd_arg == 0) {
-		struct file *f;
+	u16 port = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	struct user_msghdr *msg = (struct user_msghdr *)p->args[1];
+	void *from = NULL;
 
-		if (ret <= 0)
+	if (port)
+		return bpf_ntohs(port);
+	if (info->detect & SW_DT_DNS_FROM)
+		from = (void *)p->args[4];
+	else if (info->detect & SW_DT_DNS_MSG)
+		from = BPF_CORE_READ_USER(msg, msg_name);
+	if (!from || bpf_probe_read_user(&port, sizeof(port), from + 2))
+		return 0;
+	return bpf_ntohs(port);
+}
+
+/* detect: what an inet socket whose peer port is 53 received, copied to the DNS ring for
+ * userspace to parse (the names behind the addresses the target then connects to). */
+static __always_inline void note_dns_answer(struct sw_task *p, struct file *f,
+					    struct sw_syscall_info *info, s64 ret, u32 sid,
+					    u64 id, u64 now)
+{
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	struct sw_dns_answer *a;
+	struct sock *sk;
+	u64 buf = p->args[1];
+	u64 *next, seq;
+	u32 key, len;
+	short type;
+	u16 family;
+
+	if (!sock)
+		return;
+	type = BPF_CORE_READ(sock, type);
+	sk = BPF_CORE_READ(sock, sk);
+	if ((type != SOCK_DGRAM && type != SOCK_STREAM) || !sk)
+		return;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if ((family != AF_INET && family != AF_INET6) || peer_port(sk, p, info) != SW_DNS_PORT)
+		return;
+	if (info->detect & SW_DT_DNS_MSG) {
+		struct iovec *iov = BPF_CORE_READ_USER((struct user_msghdr *)buf, msg_iov);
+
+		buf = iov ? (u64)BPF_CORE_READ_USER(iov, iov_base) : 0;
+	}
+	key = SW_DETECT_DNS_NEXT;
+	next = bpf_map_lookup_elem(&detect, &key);
+	if (!buf || !next)
+		return;
+	seq = __sync_fetch_and_add(next, 1);
+	key = seq & (SW_DNS_SLOTS - 1);
+	a = bpf_map_lookup_elem(&dns_answers, &key);
+	if (!a)
+		return;
+	a->seq_begin = seq + 1;
+	a->ts_ns = now;
+	a->tgid = id >> 32;
+	a->sid = sid;
+	a->len = ret;
+	len = bounded(ret, SW_DNS_MAX);
+	a->copied = bpf_probe_read_user(a->data, len, (void *)buf) ? 0 : len;
+	a->seq_end = seq + 1;
+}
+
+/* detect: connects (always), and while a detect run holds the lease (p->detect_args, set at
+ * sys_enter) bytes moved to or from regular files and DNS answers (docs/detect.md). Only for
+ * the calls that carry them: the rest pay one flag test. */
+static __always_inline void detect_io(struct sw_task *p, struct sw_pid_stat *ps,
+				      struct sw_syscall_info *info, s64 ret, u64 id, u64 now)
+{
+	if (p->detect_args && ret > 0 && info->fd_arg == 0 &&
+	    (info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT))) {
+		struct file *f = current_fd_file(p->args[0]);
+		u32 mode;
+
+		if (!f)
 			return;
-		f = current_fd_file(p->args[0]);
-		if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFREG)
-			return;
-		if (info->flags & SW_SC_BYTES_IN) {
-			ps->file_bytes_in += ret;
-		} else {
-			ps->file_bytes_out += ret;
-			note_file_written(f, ret, ps->sid);
+		mode = BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT;
+		if (mode == S_IFREG) {
+			if (info->flags & SW_SC_BYTES_IN) {
+				ps->file_bytes_in += ret;
+			} else {
+				ps->file_bytes_out += ret;
+				note_file_written(f, ret, ps->sid);
+			}
+		} else if (mode == S_IFSOCK && (info->detect & SW_DT_DNS)) {
+			note_dns_answer(p, f, info, ret, ps->sid, id, now);
 		}
 	} else if ((info->detect & SW_DT_CONNECT) && (ret == 0 || ret == -EINPROGRESS)) {
-		count_connect(p, ps);
+		count_connect(p, ps, now);
 	}
 }
 
@@ -754,7 +863,7 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct sw_syscall_info *info;
 	struct scratch *s;
 	struct sw_task *p;
-	u64 ts, dur;
+	u64 ts, dur, now;
 	u32 nr, off;
 	s64 ret;
 
@@ -765,7 +874,8 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (nr >= SW_MAX_SYSCALLS)
 		return 0;
 	ret = ctx->args[1];
-	dur = bpf_ktime_get_ns() - ts;
+	now = bpf_ktime_get_ns();
+	dur = now - ts;
 	info = bpf_map_lookup_elem(&syscall_info, &nr);
 	if (!info)
 		return 0;
@@ -773,7 +883,7 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		struct sw_pid_stat *ps = account(p, id, nr, ret, dur, info->flags);
 
 		if (ps)
-			detect_io(p, ps, info, ret); /* swatch detect's counters */
+			detect_io(p, ps, info, ret, id, now); /* swatch detect's counters */
 	}
 	if (!wants_event(p, info, ret))
 		return 0;

@@ -76,6 +76,22 @@ struct sw_syscall_info {
 
 /* struct sw_syscall_info.detect (swatch detect's in-kernel counters, docs/detect.md) */
 #define SW_DT_CONNECT 1     /* connect(fd, addr, len): counted by family and socket type */
+#define SW_DT_DNS 2         /* a bytes-in call with its buffer in arg 1 (read, recvfrom, recvmsg):
+			       while detect runs, what a socket whose peer port is 53 received is
+			       copied to the "dns_answers" ring */
+#define SW_DT_DNS_MSG 4     /* arg 1 is a struct user_msghdr (recvmsg): its first iovec, msg_name */
+#define SW_DT_DNS_FROM 8    /* arg 4 is the source sockaddr (recvfrom on an unconnected socket) */
+#define SW_DNS_PORT 53
+#define SW_DNS_MAX 512      /* bytes of a DNS answer kept (the classic UDP message size) */
+#define SW_DNS_SLOTS 64     /* the ring "dns_answers": answer n goes to slot n % SW_DNS_SLOTS */
+/* Array map "detect" (uint64_t values). detect's file-bytes counters and the DNS ring work only
+ * while a detect run holds the lease: its userspace writes SW_DETECT_LEASE = now + a few
+ * seconds (CLOCK_MONOTONIC, as bpf_ktime_get_ns) and renews it while it observes, so a
+ * `summary`-only tracer pays nothing for them, and a detect that is killed stops them within
+ * the lease on its own. SW_DETECT_DNS_NEXT: DNS answers captured since load (only BPF writes). */
+#define SW_DETECT_LEASE 0
+#define SW_DETECT_DNS_NEXT 1
+#define SW_DETECT_KEYS 2
 /* A process that exits sooner than this after its fork counts as short-lived (fork fan-out). */
 #define SW_SHORT_LIVED_NS 5000000000ULL
 #define SW_DT_FILE_NAME 32  /* bytes of a written file's name kept as evidence */
@@ -195,6 +211,26 @@ struct sw_file_key {
 	uint64_t ino;
 };
 
+/* swatch detect's evidence: connects per remote endpoint (hash "endpoints"). */
+struct sw_endpoint_stat {
+	uint64_t connects;
+	uint64_t last_ns;       /* bpf_ktime_get_ns() of the latest connect */
+};
+
+/* One DNS answer a traced process received (array "dns_answers", a ring of SW_DNS_SLOTS).
+ * seq_begin is written first and seq_end last (both answer number + 1): a slot read while
+ * being overwritten has them differ and is skipped. */
+struct sw_dns_answer {
+	uint64_t seq_begin;
+	uint64_t ts_ns;         /* bpf_ktime_get_ns() at the end of the receiving call */
+	uint32_t tgid;
+	uint32_t sid;
+	uint32_t len;           /* bytes received; data holds the first SW_DNS_MAX */
+	uint32_t copied;        /* bytes in data */
+	uint8_t data[SW_DNS_MAX];
+	uint64_t seq_end;
+};
+
 struct sw_file_stat {
 	uint64_t bytes;
 	uint64_t writes;
@@ -221,6 +257,8 @@ struct sw_task {
 	uint32_t args_ok;       /* args[] were read at sys_enter (a consumer was streaming) */
 	uint32_t excluded;      /* swatch's own: never traced, nor its children and threads */
 	uint32_t stat_missed;   /* pid_stats had no room for this process (counted once) */
+	uint32_t detect_args;   /* args[0], [1] (and [4]) were read for detect at sys_enter */
+	uint32_t pad;
 };
 
 /* What was loaded, for `status` (array map "meta", one entry). */

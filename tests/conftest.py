@@ -72,7 +72,9 @@ def swatch(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
 # through read_events / events_until (and the status/summary documents it parses) is validated.
 SCHEMA = record_schema()
 RECORD_TYPES = tuple(ref["$ref"].rsplit("/", 1)[1] for ref in SCHEMA["oneOf"])
-_VALIDATORS = {name: Draft202012Validator(d) for name, d in SCHEMA["$defs"].items()}
+# each definition with the others beside it, so that its $refs (detect's documents) resolve
+_VALIDATORS = {name: Draft202012Validator({"$defs": SCHEMA["$defs"], "$ref": f"#/$defs/{name}"})
+               for name in SCHEMA["$defs"]}
 _WHOLE = Draft202012Validator(SCHEMA)
 
 

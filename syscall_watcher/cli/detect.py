@@ -48,7 +48,7 @@ def detect(
                                "each, until interrupted or the target is gone."),
     top: int = typer.Option(10, "--top", help="With --all: how many trees to show."),
     json: bool = typer.Option(False, "--json", help="One JSON object per window "
-                              "(schema/detect.schema.json)."),
+                              "(the schema's detect_doc, README \"JSON lines\")."),
     pin_dir: PinDirOpt = None,
 ) -> None:
     """Score how much a process tree, a container or a command behaves like an AI agent
@@ -104,8 +104,11 @@ def _print(obs: Observation, src: Source, all_trees: bool, top: int, json: bool,
             typer.echo(jsonlib.dumps({
                 "window_s": round(obs.seconds, 3), "samples": len(obs.snapshots) - 1,
                 "partial": obs.interrupted,
-                "trees": [{"session": sid, "processes": n, **r.as_dict()}
-                          for sid, n, r in ranked]}))
+                "trees": [{"kind": t.kind, "session": t.session or None,
+                           "container": ({"id": t.container_id, "name": t.container_name}
+                                         if t.kind == "container" else None),
+                           "processes": n, **r.as_dict()}
+                          for t, n, r in ranked]}))
         else:
             typer.echo(render.ranking(ranked), nl=False)
         return

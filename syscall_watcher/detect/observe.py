@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from syscall_watcher.kernel.libbpf import MapFd
 from syscall_watcher.detect import counters, score
-from syscall_watcher.detect.counters import Snapshot
+from syscall_watcher.detect.counters import Lease, Snapshot
+from syscall_watcher.detect.dns import DnsRing, NameBook
 
 STEP_S = 0.1  # how often the wait between samples checks the target and a stop request
 TOP_N = 5     # evidence entries shown per kind
@@ -22,6 +23,7 @@ class Observation:
     times: list[float]           # time.monotonic() of each snapshot
     interrupted: bool = False    # Ctrl-C / SIGTERM mid-window
     target_exited: bool = False  # the target was gone before the window's end
+    names: NameBook | None = None  # the DNS answers the target received (kept across windows)
 
     @property
     def seconds(self) -> float:
@@ -48,14 +50,27 @@ class Result:
 
 
 class CounterMaps:
-    """The three maps detect reads, from a loaded or a pinned tracer."""
+    """The maps detect reads, from a loaded or a pinned tracer, and its lease on the counters
+    that work only while a detect run observes (file bytes, DNS answers)."""
 
     def __init__(self, pid_stats: MapFd, endpoints: MapFd, files_written: MapFd,
-                 losses: MapFd) -> None:
+                 losses: MapFd, detect: MapFd, dns_answers: MapFd) -> None:
         self.pid_stats, self.endpoints, self.files_written = pid_stats, endpoints, files_written
         self.losses = losses  # the tracer's "counters" map
+        self.lease = Lease(detect)
+        self.dns = DnsRing(detect, dns_answers)
+        self.names = NameBook()
+
+    def tick(self) -> None:
+        """Every STEP_S while observing: keep the lease, take in the new DNS answers."""
+        self.lease.renew()
+        self.dns.read(self.names)
+
+    def release(self) -> None:
+        self.lease.release()
 
     def snapshot(self) -> Snapshot:
+        self.tick()  # the lease is held before the first snapshot's counters are read
         evidence_full, pid_stats_full = counters.read_losses(self.losses)
         return Snapshot(procs=counters.read_procs(self.pid_stats),
                         endpoints=counters.read_endpoints(self.endpoints),
@@ -72,9 +87,9 @@ def observe(maps: CounterMaps, samples: int, interval: float,
     when the target is gone or a stop is requested. ``after``: the window before this one
     (--watch): this one starts at its last snapshot, so nothing falls between two windows."""
     if after is not None:
-        obs = Observation([after.snapshots[-1]], [after.times[-1]])
+        obs = Observation([after.snapshots[-1]], [after.times[-1]], names=maps.names)
     else:
-        obs = Observation([maps.snapshot()], [time.monotonic()])
+        obs = Observation([maps.snapshot()], [time.monotonic()], names=maps.names)
     for k in range(samples):
         due = obs.times[0] + (k + 1) * interval
         while True:
@@ -89,6 +104,7 @@ def observe(maps: CounterMaps, samples: int, interval: float,
             if alive is not None and not alive():
                 obs.target_exited = True
                 break
+            maps.tick()
             time.sleep(min(STEP_S, due - now))
         obs.snapshots.append(maps.snapshot())
         obs.times.append(time.monotonic())
@@ -101,7 +117,7 @@ def window_of(obs: Observation, pids: set[int] | None = None,
               sids: set[int] | None = None) -> tuple[score.Window, dict[str, object]]:
     """The totals over the whole window and the per-sample activity (syscalls per second in
     each interval) of the selected processes, and the evidence."""
-    whole = counters.delta(obs.snapshots[0], obs.snapshots[-1], pids, sids)
+    whole = counters.delta(obs.snapshots[0], obs.snapshots[-1], pids, sids, obs.names)
     totals = whole["totals"]
     assert isinstance(totals, dict)
     activity = []
@@ -123,8 +139,13 @@ def evidence_of(whole: dict[str, object]) -> dict[str, list[dict[str, object]]]:
         assert isinstance(c, Counter)
         return [{label: name, unit: n} for name, n in c.most_common(TOP_N)]
 
+    names = whole["endpoint_names"]
+    assert isinstance(names, dict)
+    endpoints = top("endpoints", "connects", "endpoint")
+    for e in endpoints:
+        e["name"] = names.get(e["endpoint"])
     return {"top_execs": top("execs", "count", "program"),
-            "remote_endpoints": top("endpoints", "connects", "endpoint"),
+            "remote_endpoints": endpoints,
             "files_written": top("files", "bytes", "file")}
 
 
@@ -145,6 +166,10 @@ def result_of(obs: Observation, label: str, pids: set[int] | None = None,
     if last.evidence_full > first.evidence_full:
         notes.append(f"{last.evidence_full - first.evidence_full} endpoints or written files "
                      "were not kept as evidence (its tables are full)")
+    book = obs.names
+    if book is not None and book.lost:
+        notes.append(f"{book.lost} DNS answers were overwritten in the kernel's ring before "
+                     "detect read them: their names are missing from the evidence")
     if w.syscalls == 0:
         notes.append("no activity: the target made no system call in the window")
     elif len(w.activity) < 2:

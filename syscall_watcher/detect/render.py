@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from syscall_watcher.detect.observe import Result
+
+if TYPE_CHECKING:
+    from syscall_watcher.detect.run import Tree
 
 BAR_FULL, BAR_EMPTY = "█", "░"
 
@@ -35,8 +38,9 @@ def render(r: Result) -> str:
     lines.append("Evidence")
     rows = (
         ("programs run", ", ".join(f"{e['program']} ×{e['count']}" for e in ev["top_execs"])),
-        ("connected to", ", ".join(f"{e['endpoint']} ×{e['connects']}"
-                                   for e in ev["remote_endpoints"])),
+        ("connected to", ", ".join(
+            f"{e['endpoint']}{f' ({n})' if (n := e.get('name')) else ''} ×{e['connects']}"
+            for e in ev["remote_endpoints"])),
         ("files written", ", ".join(f"{e['file']} ({_size(e['bytes'])})"  # type: ignore[arg-type]
                                     for e in ev["files_written"])),
     )
@@ -54,11 +58,11 @@ def one_line(r: Result) -> str:
     return f"{r.score:>3}/100 {r.verdict:<16} {r.window_s:5.1f}s  {parts}{notes}"
 
 
-def ranking(results: list[tuple[int, int, Result]]) -> str:
-    """--all: (session id, processes, result), best first."""
-    lines = [f"{'SCORE':>5}  {'VERDICT':<16} {'SESSION':>8} {'PROCS':>5}  TREE"]
-    for sid, nprocs, r in results:
-        lines.append(f"{r.score:>5}  {r.verdict:<16} {sid:>8} {nprocs:>5}  {r.target}")
+def ranking(results: list[tuple[Tree, int, Result]]) -> str:
+    """--all: (tree, processes, result), best first."""
+    lines = [f"{'SCORE':>5}  {'VERDICT':<16} {'PROCS':>5}  TREE"]
+    for _tree, nprocs, r in results:
+        lines.append(f"{r.score:>5}  {r.verdict:<16} {nprocs:>5}  {r.target}")
     return "\n".join(lines) + "\n"
 
 

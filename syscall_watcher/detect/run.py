@@ -72,6 +72,17 @@ class Source:
     pids: set[int] | None = field(default=None)
 
 
+def _closer(maps: CounterMaps, close: Callable[[], None]) -> Callable[[], None]:
+    """End detect's lease on the counters (a pinned tracer goes back to its summary-only
+    cost), then close what was opened or unload what was loaded."""
+    def both() -> None:
+        try:
+            maps.release()
+        finally:
+            close()
+    return both
+
+
 def _pid_alive(pid: int) -> Callable[[], bool]:
     from syscall_watcher.targets.process import pid_exists
 
@@ -92,7 +103,7 @@ def from_target(target: Target) -> Source:
 
         def alive() -> bool:
             return os.path.isdir(path)
-    return Source(maps, target.label, alive, tracer.close)
+    return Source(maps, target.label, alive, _closer(maps, tracer.close))
 
 
 def from_pins(pin_dir: Path) -> Source:
@@ -108,7 +119,7 @@ def from_pins(pin_dir: Path) -> Source:
     label = bytes(session.meta().target_label).split(b"\0", 1)[0].decode(errors="replace")
     mode_pid = session.meta().mode == 1
     alive = (lambda: bool(session.pids())) if mode_pid else None
-    return Source(maps, label, alive, session.close)
+    return Source(maps, label, alive, _closer(maps, session.close))
 
 
 def from_command(argv: list[str]) -> Source:
@@ -141,7 +152,7 @@ def from_command(argv: list[str]) -> Source:
     src.alive = alive
     src.child = pid
     # The window opens before CMD runs: its exec and first syscall are inside it.
-    src.start = Observation([src.maps.snapshot()], [time.monotonic()])
+    src.start = Observation([src.maps.snapshot()], [time.monotonic()], names=src.maps.names)
     os.close(release)
     return src
 
@@ -159,46 +170,83 @@ def score_target(obs: Observation, label: str) -> Result:
     return observe.result_of(obs, label)
 
 
-def _by_session(obs: Observation) -> dict[int, Observation]:
-    """The observation split by session id, each with only its processes and evidence (one
-    pass over the snapshots, however many sessions there are)."""
+@dataclass(frozen=True)
+class Tree:
+    """--all: one process tree, a session (its leader and everything in it) or a container
+    (every process in its cgroup, whatever their sessions)."""
+
+    kind: str             # "session" or "container"
+    session: int          # the session id (kind "session"), else 0
+    container_id: str     # the container's short id (kind "container"), else ""
+    container_name: str
+
+    def label(self, name: str) -> str:
+        if self.kind == "container":
+            return f"container {self.container_name} ({self.container_id})"
+        return f"session {self.session} ({name})"
+
+
+def _trees_of(obs: Observation) -> tuple[dict[int, Tree], dict[int, Tree]]:
+    """Which tree each process (pid → tree) and each session's evidence (sid → tree) belongs
+    to: a process in a container's cgroup (syscall_watcher.targets.containers) belongs to the
+    container, any other to its session."""
+    from syscall_watcher.targets.containers import container_of_cgroup_id
+
+    procs = {pid: p for snap in obs.snapshots for pid, p in snap.procs.items()}
+    in_container = container_of_cgroup_id({p.cgroup_id for p in procs.values()})
+    by_pid: dict[int, Tree] = {}
+    by_sid: dict[int, Tree] = {}
+    for pid, p in procs.items():
+        c = in_container.get(p.cgroup_id)
+        tree = Tree("container", 0, c[0], c[1]) if c else Tree("session", p.sid, "", "")
+        by_pid[pid] = tree
+        if c or p.sid not in by_sid:  # a session with a container process: the container's
+            by_sid[p.sid] = tree
+    return by_pid, by_sid
+
+
+def _split(obs: Observation) -> dict[Tree, tuple[Observation, set[int]]]:
+    """The observation split by tree, each with only its processes and evidence, and its
+    sessions (one pass over the snapshots, however many trees there are)."""
     from syscall_watcher.detect.counters import Snapshot
 
-    out: dict[int, Observation] = {}
-    sids = {p.sid for snap in obs.snapshots for p in snap.procs.values()}
-    for sid in sids:
-        out[sid] = Observation([], list(obs.times), obs.interrupted, obs.target_exited)
+    by_pid, by_sid = _trees_of(obs)
+    trees = set(by_pid.values())
+    out = {t: (Observation([], list(obs.times), obs.interrupted, obs.target_exited,
+                           names=obs.names), set()) for t in trees}
+    for sid, t in by_sid.items():
+        out[t][1].add(sid)
     for snap in obs.snapshots:
-        parts = {sid: Snapshot({}, evidence_full=snap.evidence_full,
-                               pid_stats_full=snap.pid_stats_full) for sid in sids}
+        parts = {t: Snapshot({}, evidence_full=snap.evidence_full,
+                             pid_stats_full=snap.pid_stats_full) for t in trees}
         for pid, p in snap.procs.items():
-            parts[p.sid].procs[pid] = p
+            parts[by_pid[pid]].procs[pid] = p
         for key, n in snap.endpoints.items():
-            if key[0] in parts:
-                parts[key[0]].endpoints[key] = n
+            if key[0] in by_sid:
+                parts[by_sid[key[0]]].endpoints[key] = n
         for fkey, v in snap.files.items():
-            if fkey[0] in parts:
-                parts[fkey[0]].files[fkey] = v
-        for sid, part in parts.items():
-            out[sid].snapshots.append(part)
+            if fkey[0] in by_sid:
+                parts[by_sid[fkey[0]]].files[fkey] = v
+        for t, part in parts.items():
+            out[t][0].snapshots.append(part)
     return out
 
 
-def score_trees(obs: Observation, top: int) -> list[tuple[int, int, Result]]:
-    """--all: one score per session (a session leader and everything under it) that was
-    active in the window, best first."""
+def score_trees(obs: Observation, top: int) -> list[tuple[Tree, int, Result]]:
+    """--all: one score per process tree (a session, or a container) that was active in the
+    window, best first: (tree, processes, result)."""
     last = obs.snapshots[-1]
     ranked = []
-    for sid, part in _by_session(obs).items():
-        if sid == 0:
+    for tree, (part, sids) in _split(obs).items():
+        if tree.kind == "session" and tree.session == 0:
             continue  # kernel threads and what the kernel starts: no session
-        w, _ = observe.window_of(part)
+        w, _ = observe.window_of(part, sids=sids)
         if not w.syscalls:
             continue
-        procs = part.snapshots[-1].procs
-        leader = last.procs.get(sid)
+        procs = {pid: p for snap in part.snapshots for pid, p in snap.procs.items()}
+        leader = last.procs.get(tree.session)
         name = (leader.comm if leader
                 else Counter(p.comm for p in procs.values()).most_common(1)[0][0])
-        ranked.append((sid, len(procs), observe.result_of(part, f"session {sid} ({name})")))
-    ranked.sort(key=lambda t: (-t[2].score, -t[1], t[0]))
+        ranked.append((tree, len(procs), observe.result_of(part, tree.label(name), sids=sids)))
+    ranked.sort(key=lambda t: (-t[2].score, -t[1], t[2].target))
     return ranked[:top]

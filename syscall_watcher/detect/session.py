@@ -13,7 +13,8 @@ from syscall_watcher.trace.tracer import LoadedTracer, PinnedSession
 
 def _maps(session: LoadedTracer | PinnedSession) -> CounterMaps:
     return CounterMaps(session.maps["pid_stats"], session.maps["endpoints"],
-                       session.maps["files_written"], session.maps["counters"])
+                       session.maps["files_written"], session.maps["counters"],
+                       session.maps["detect"], session.maps["dns_answers"])
 
 
 def load_stats_tracer(target: Target) -> tuple[LoadedTracer, CounterMaps]:

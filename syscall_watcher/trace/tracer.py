@@ -57,8 +57,10 @@ MAPS = {
     "meta": ("uint32_t", "struct sw_meta"),
     "pending": ("int", "struct sw_task"),
     # swatch detect's evidence (syscall_watcher/detect)
-    "endpoints": ("struct sw_endpoint_key", "uint64_t"),
+    "endpoints": ("struct sw_endpoint_key", "struct sw_endpoint_stat"),
     "files_written": ("struct sw_file_key", "struct sw_file_stat"),
+    "detect": ("uint32_t", "uint64_t"),  # the lease, the DNS ring's count (SW_DETECT_*)
+    "dns_answers": ("uint32_t", "struct sw_dns_answer"),
 }
 # Numbers from bpf/watcher.h through cffi, never copied (tests/test_constants.py ties the names).
 EV_NAMES = {lib.SW_EV_SYSCALL: "syscall", lib.SW_EV_EXEC: "exec", lib.SW_EV_FORK: "fork",
