@@ -8,6 +8,12 @@ be measured the same way). The difference between a variant and `full`
 is what the step costs. Variants are interleaved over --runs rounds; medians are printed.
 
     flock /tmp/swatch-kernel.lock .venv/bin/python bench/steps.py --runs 3
+    flock /tmp/swatch-kernel.lock .venv/bin/python bench/steps.py --storm read \
+        --only main,full,full_detect --runs 5
+
+`full_detect` is `full` while a `swatch detect` on the pinned tracer holds its lease (the
+file-bytes counters and the DNS ring on, bpf/watcher.h SW_DETECT_LEASE): what detect costs per
+syscall, against `full`, what `summary` alone costs.
 
 Only for measuring: a variant without a step does not count what swatch counts.
 """
@@ -33,6 +39,7 @@ ACCOUNT_PID = "\t}\n\tif (!ps) { /* first syscall of this process: name it once 
 VARIANTS: dict[str, list[tuple[str, str]]] = {
     "main": [],  # main's swatch as it is (BENCH_SWATCH_BEFORE, default /work/main/.venv/bin/swatch)
     "full": [],
+    "full_detect": [],  # full, a detect run holding the lease meanwhile
     # sys_exit without the per-process per-CPU hash lookup and its adds
     "no_pid_stats": [
         ("bpf_map_lookup_elem(&pid_stats, &tgid);\n\tbool err", "NULL;\n\tbool err"),
@@ -49,8 +56,9 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
     "no_enter_info": [("\tif (nr < SW_MAX_SYSCALLS) {\n\t\tstruct sw_syscall_info *info",
                        "\tif (0) {\n\t\tstruct sw_syscall_info *info")],
     # no clock reads: the entry's timestamp and the duration are constants
-    "no_ktime": [("\tp->ts = bpf_ktime_get_ns();\n", "\tp->ts = 1;\n"),
-                 ("\tdur = bpf_ktime_get_ns() - ts;\n", "\tdur = ts;\n")],
+    "no_ktime": [("\tp->detect_args = 0;\n\tnow = bpf_ktime_get_ns();\n",
+                  "\tp->detect_args = 0;\n\tnow = 1;\n"),
+                 ("\tnow = bpf_ktime_get_ns();\n\tdur = now - ts;\n", "\tnow = 1;\n\tdur = ts;\n")],
     # both programs return at once: the floor (raw_tp dispatch + the statistics' own clocks)
     "empty": [
         ("\tu32 nr;\n\n\tif (cfg.mode == SW_TARGET_PID) {", "\tu32 nr;\n\n\treturn 0;\n"
@@ -61,6 +69,8 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
 
 
 def build(name: str, edits: list[tuple[str, str]]) -> Path:
+    if name == "full_detect":
+        return build("full", edits)
     if name == "main":
         src = subprocess.run(["git", "-C", str(ROOT), "show", "main:bpf/watcher.bpf.c"],
                              check=True, capture_output=True, text=True).stdout
@@ -107,21 +117,51 @@ def sample(pin: str, seconds: float = 1.0) -> dict[str, float]:
     return out
 
 
-def measure(name: str, obj: Path) -> dict[str, float]:
+def hold_detect_lease(swatch: str, pin: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A `swatch detect` on the pinned tracer, observing (its lease held) until killed."""
+    import time
+
+    from syscall_watcher.kernel import libbpf
+    from syscall_watcher.kernel.libbpf import lib
+    from syscall_watcher.trace.tracer import PinnedSession
+
+    proc = subprocess.Popen([swatch, "detect", "--pin-dir", pin, "--samples", "1",
+                             "--interval", "3600"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    session = PinnedSession.open(Path(pin))
+    try:
+        key, val = libbpf.new("uint32_t *", lib.SW_DETECT_LEASE), libbpf.new("uint64_t *")
+        for _ in range(300):
+            if session.maps["detect"].lookup(key, val) and val[0] > time.monotonic_ns():
+                return proc
+            time.sleep(0.1)
+    finally:
+        session.close()
+    proc.kill()
+    sys.exit("steps: swatch detect did not take the lease within 30 s")
+
+
+def measure(name: str, obj: Path, storm_call: str = "getppid") -> dict[str, float]:
     pin = f"/sys/fs/bpf/swatch-bench-steps-{os.getpid()}"
     swatch, env = SWATCH, {**os.environ, "SWATCH_BPF_OBJ": str(obj)}
     if name == "main":  # main's own swatch: its Python and its object
         swatch, env = MAIN_SWATCH, {k: v for k, v in os.environ.items()
                                     if k != "SWATCH_BPF_OBJ"}
-    storm = subprocess.Popen([STORM, "getppid", str(10**15), "gate"], stdin=subprocess.PIPE)
+    storm = subprocess.Popen([STORM, storm_call, str(10**15), "gate"], stdin=subprocess.PIPE)
+    detect = None
     try:
         subprocess.run([swatch, "load", "--pid", str(storm.pid), "--pin-dir", pin], env=env,
                        check=True, capture_output=True)
+        if name == "full_detect":
+            detect = hold_detect_lease(swatch, pin, env)
         assert storm.stdin is not None
         storm.stdin.write(b"g")
         storm.stdin.flush()
         return sample(pin)
     finally:
+        if detect is not None:
+            detect.terminate()
+            detect.wait()
         storm.kill()
         storm.wait()
         subprocess.run([swatch, "unload", "--pin-dir", pin], env=env, capture_output=True)
@@ -131,13 +171,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated variant names")
+    ap.add_argument("--storm", choices=("getppid", "read"), default="getppid",
+                    help="the traced loop: getppid, or 1-byte reads from /dev/zero")
     args = ap.parse_args()
     names = [n for n in VARIANTS if not args.only or n in args.only.split(",")]
     objs = {n: build(n, VARIANTS[n]) for n in names}
     got: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     for _ in range(args.runs):
         for n in names:
-            got[n].append(measure(n, objs[n]))
+            got[n].append(measure(n, objs[n], args.storm))
     print(f"{'variant':<18} {'sys_enter ns/run':>17} {'sys_exit ns/run':>16} "
           f"{'sys_exit runs/s':>16}   (medians of {args.runs})")
     for n in names:

@@ -17,16 +17,20 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
+import test_containers as tc
 from conftest import ROOT, SWATCH, check_document, our_prog_ids, swatch, wait_for
+from test_containers import docker_env, make_container  # noqa: F401  (fixtures)
 
 sys.path.insert(0, str(ROOT / "tests" / "workloads" / "detect"))
 import corpus  # noqa: E402
 
 from syscall_watcher.detect import observe, run, score  # noqa: E402
+from syscall_watcher.detect.counters import LEASE_S  # noqa: E402
 from syscall_watcher.kernel import syscalls  # noqa: E402
 from syscall_watcher.kernel.libbpf import lib  # noqa: E402
 
@@ -420,3 +424,209 @@ def test_dns_names_in_evidence(tmp_path: Path) -> None:
     from syscall_watcher.detect import render
 
     assert f"127.0.0.77:{port} (api.agent.test) ×2" in render.render(res)
+
+
+# ------------------------------------------------------------------ the lease (summary's cost)
+
+
+def _file_bytes_out(pins: str, pid: int) -> tuple[int, int]:
+    """(syscalls, file bytes written) the pinned tracer counted for ``pid``."""
+    from syscall_watcher.detect.counters import read_procs
+    from syscall_watcher.trace.tracer import PinnedSession
+
+    s = PinnedSession.open(Path(pins))
+    try:
+        p = read_procs(s.maps["pid_stats"]).get(pid)
+    finally:
+        s.close()
+    return (p.values["count"], p.values["file_bytes_out"]) if p else (0, 0)
+
+
+def _lease(pins: str) -> int:
+    from syscall_watcher.kernel import libbpf
+    from syscall_watcher.trace.tracer import PinnedSession
+
+    s = PinnedSession.open(Path(pins))
+    try:
+        val = libbpf.new("uint64_t *")
+        s.maps["detect"].lookup(libbpf.new("uint32_t *", lib.SW_DETECT_LEASE), val)
+        return int(val[0])
+    finally:
+        s.close()
+
+
+def test_file_bytes_counted_only_under_detects_lease(pin_dir: Path, tmp_path: Path) -> None:
+    """A tracer `swatch load` pinned counts no file bytes (summary pays nothing for them); a
+    detect run on it counts them for its window and ends its lease when it exits; a detect
+    killed with SIGKILL leaves a lease that runs out on its own, and the counting stops."""
+    out = tmp_path / "grows.txt"
+    target = subprocess.Popen(["sh", "-c", f"while :; do echo 0123456789 >> {out}; "
+                               "sleep 0.05; done"])
+    pins = str(pin_dir)
+    try:
+        swatch("load", "--pid", str(target.pid), "--pin-dir", pins, check=True)
+        wait_for(lambda: _file_bytes_out(pins, target.pid)[0] > 50, timeout=10)
+        assert _file_bytes_out(pins, target.pid)[1] == 0  # no detect: not counted
+        p = swatch("detect", "--pin-dir", pins, "--json", "--samples", "1", "--interval",
+                   "0.6", timeout=60)
+        assert p.returncode == 0, p.stderr
+        doc = json.loads(p.stdout)
+        validate(doc)
+        assert "fewer than 2 samples: no burst pattern" in doc["notes"]  # a 1-sample window
+        assert doc["signals"][4]["value"] is None and doc["signals"][4]["points"] == 0
+        assert doc["evidence"]["files_written"][0]["file"] == "grows.txt", doc["evidence"]
+        assert doc["evidence"]["files_written"][0]["bytes"] % 11 == 0
+        assert _lease(pins) == 0  # released at exit
+        after = _file_bytes_out(pins, target.pid)
+        assert after[1] > 0 and after[1] % 11 == 0
+        wait_for(lambda: _file_bytes_out(pins, target.pid)[0] > after[0] + 50, timeout=10)
+        assert _file_bytes_out(pins, target.pid)[1] == after[1]  # and no more since
+        # killed outright: nothing runs its cleanup, the lease runs out by itself
+        killed = subprocess.Popen([SWATCH, "detect", "--pin-dir", pins, "--samples", "100"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_for(lambda: _lease(pins) > 0, timeout=30)
+        before_kill = _file_bytes_out(pins, target.pid)[1]
+        assert wait_for(lambda: _file_bytes_out(pins, target.pid)[1] > before_kill, timeout=10)
+        killed.kill()
+        killed.wait()
+        lease = _lease(pins)
+        assert 0 < lease - time.monotonic_ns() <= LEASE_S * 1e9
+        assert wait_for(lambda: time.monotonic_ns() > _lease(pins), timeout=LEASE_S + 5)
+        stopped = _file_bytes_out(pins, target.pid)
+        wait_for(lambda: _file_bytes_out(pins, target.pid)[0] > stopped[0] + 50, timeout=10)
+        assert _file_bytes_out(pins, target.pid)[1] == stopped[1]
+    finally:
+        target.kill()
+        target.wait()
+
+
+# ------------------------------------------------------------------ the progress indicator
+
+
+def test_progress_on_a_terminal() -> None:
+    """stderr a real terminal (a pty): the progress line is drawn during the window and erased
+    at the end; stdout (piped) has the result. (test_human_output_when_piped: none when piped.)"""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([SWATCH, "detect", "--samples", "2", "--interval", "0.5", "--",
+                             "sh", "-c", LOOP], stdout=subprocess.PIPE, stderr=slave,
+                            text=True)
+    os.close(slave)
+    tty = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every writer of the pty is gone
+                break
+            if not chunk:
+                break
+            tty += chunk
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, tty
+    text = tty.decode()
+    assert "\r  observing " in text and "/1 s " in text, text
+    assert text.endswith("\r\x1b[K"), text  # erased before the result is printed
+    assert "Score " in out and "observing" not in out
+
+
+# ------------------------------------------------------------------ containers
+
+
+@pytest.fixture
+def busy_container(make_container):  # type: ignore[no-untyped-def]  # noqa: F811
+    """A busybox container running an agent-like loop (a local HTTP server it calls with wget,
+    commands it runs, a file it writes) in its init's session, and a second session in it
+    (docker exec): (name, [pids in the container])."""
+    name = f"swatch-test-detect-{os.getpid()}"
+    loop = ("mkdir -p /www && echo ok > /www/index.html && httpd -p 127.0.0.1:8080 -h /www && "
+            "while :; do wget -q -O /tmp/page http://127.0.0.1:8080/index.html; "
+            "ls / > /tmp/ls.txt; cat /tmp/page >> /tmp/notes; sleep 0.2; done")
+    make_container("sh", "-c", loop, name=name)
+    tc.docker("exec", "-d", name, "sh", "-c", "while :; do cat /etc/passwd >/dev/null; "
+              "sleep 0.3; done")
+    init = tc.init_pid(name)
+
+    def in_container() -> list[int]:
+        cg = tc.unified_path_of(init)
+        return [int(p) for p in os.listdir("/proc") if p.isdigit()
+                and _cgroup_of(int(p)) == cg]
+
+    assert wait_for(lambda: len({_sid(p) for p in in_container()}) >= 2, timeout=30)
+    return name, in_container()
+
+
+def _cgroup_of(pid: int) -> str | None:
+    try:
+        return tc.unified_path_of(pid)
+    except (OSError, ValueError):
+        return None
+
+
+def _sid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[4])
+
+
+def test_container_target(busy_container: tuple[str, list[int]]) -> None:
+    """--container NAME: the container's processes, whatever their session, are the target."""
+    name, _pids = busy_container
+    p = swatch("detect", "--container", name, "--json", "--samples", "2", "--interval", "0.5",
+               timeout=120)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    validate(doc)
+    assert name in doc["target"] and not doc["partial"]
+    programs = {e["program"] for e in doc["evidence"]["top_execs"]}
+    assert {"wget", "ls", "cat"} <= programs | {"sleep"}, doc["evidence"]
+    assert {"endpoint": "127.0.0.1:8080", "connects": doc["evidence"]["remote_endpoints"][0][
+        "connects"], "name": None} == doc["evidence"]["remote_endpoints"][0], doc["evidence"]
+    assert "notes" in {e["file"] for e in doc["evidence"]["files_written"]}, doc["evidence"]
+
+
+def test_all_groups_a_container_into_one_tree(busy_container: tuple[str, list[int]]) -> None:
+    """--all: the container is one row named by the container (its processes are in two
+    sessions), a host session beside it is its own row."""
+    name, pids = busy_container
+    host = subprocess.Popen(["sh", "-c", "while :; do ls / >/dev/null; sleep 0.2; done"],
+                            start_new_session=True)
+    try:
+        p = swatch("detect", "--all", "--json", "--top", "1000", "--samples", "2",
+                   "--interval", "0.5", timeout=120)
+    finally:
+        host.kill()
+        host.wait()
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    validate(doc)
+    ours = [t for t in doc["trees"] if t["kind"] == "container"
+            and t["container"]["name"] == name]
+    assert len(ours) == 1, [t["target"] for t in doc["trees"]]
+    row = ours[0]
+    assert row["target"] == f"container {name} ({row['container']['id']})"
+    assert row["session"] is None and row["processes"] >= 3
+    container_sids = {_sid(p) for p in pids if Path(f"/proc/{p}").exists()}
+    assert not [t for t in doc["trees"] if t["session"] in container_sids]
+    host_rows = [t for t in doc["trees"] if t["session"] == host.pid]
+    assert len(host_rows) == 1 and host_rows[0]["kind"] == "session", doc["trees"]
+    assert {"program": "ls", "count": host_rows[0]["evidence"]["top_execs"][0]["count"]} \
+        in host_rows[0]["evidence"]["top_execs"]
+
+
+def test_readme_tables_are_the_schemas() -> None:
+    """README's `detect --json` field tables are generated from the schema."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("schema_tables",
+                                                  ROOT / "tools" / "schema_tables.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    readme = (ROOT / "README.md").read_text()
+    assert mod.readme_block(readme, mod.DETECT_BEGIN, mod.DETECT_END) == \
+        mod.detect_tables(mod.json.loads(mod.SCHEMA.read_text())), \
+        "README.md's detect tables differ from the schema: run tools/schema_tables.py --write"
