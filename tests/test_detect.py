@@ -630,3 +630,26 @@ def test_readme_tables_are_the_schemas() -> None:
     assert mod.readme_block(readme, mod.DETECT_BEGIN, mod.DETECT_END) == \
         mod.detect_tables(mod.json.loads(mod.SCHEMA.read_text())), \
         "README.md's detect tables differ from the schema: run tools/schema_tables.py --write"
+
+
+def test_dns_parse_cname_chain_and_tcp_prefix() -> None:
+    """The name kept is the one asked for, through a CNAME chain; a TCP message's 2-byte length
+    is skipped; a query, a cut message or an error answer gives no name."""
+    import dns.message
+    import dns.rcode
+    import dns.rrset
+
+    from syscall_watcher.detect.dns import parse
+
+    query = dns.message.make_query("example.com", "A")
+    reply = dns.message.make_response(query)
+    reply.answer.append(dns.rrset.from_text("example.com.", 60, "IN", "CNAME", "edge.cdn.net."))
+    reply.answer.append(dns.rrset.from_text("edge.cdn.net.", 60, "IN", "A", "93.184.216.34"))
+    wire = reply.to_wire()
+    assert parse(wire) == ("example.com", ["93.184.216.34"])
+    assert parse(len(wire).to_bytes(2, "big") + wire) == ("example.com", ["93.184.216.34"])
+    assert parse(query.to_wire()) is None
+    assert parse(wire[:20]) is None
+    failed = dns.message.make_response(query)
+    failed.set_rcode(dns.rcode.NXDOMAIN)
+    assert parse(failed.to_wire()) is None
