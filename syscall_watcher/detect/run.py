@@ -108,15 +108,16 @@ def from_target(target: Target) -> Source:
 
 def from_pins(pin_dir: Path) -> Source:
     """No target given: the tracer `swatch load` pinned (its target is detect's)."""
-    from syscall_watcher.trace.tracer import TRACER
     from syscall_watcher.detect.session import open_pinned
+    from syscall_watcher.kernel.libbpf import to_str
+    from syscall_watcher.trace.tracer import TRACER
 
     if TRACER.status(pin_dir).state == "absent":
         raise SwatchError("nothing to observe: no tracer is loaded and no target was given "
                           "(swatch detect --pid PID | --container NAME | --all | -- CMD, or "
                           "swatch load first)")
     session, maps = open_pinned(pin_dir)
-    label = bytes(session.meta().target_label).split(b"\0", 1)[0].decode(errors="replace")
+    label = to_str(session.meta().target_label)
     mode_pid = session.meta().mode == 1
     alive = (lambda: bool(session.pids())) if mode_pid else None
     return Source(maps, label, alive, _closer(maps, session.close))
