@@ -571,7 +571,7 @@ def _cgroup_of(pid: int) -> str | None:
 
 def _sid(pid: int) -> int | None:
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[4])
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
     except OSError:
         return None  # gone meanwhile
 
