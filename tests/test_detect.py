@@ -142,12 +142,16 @@ def test_counters_exact(tmp_path: Path) -> None:
 
 
 def test_detect_flag_from_header() -> None:
-    """The connect marker Python writes into syscall_info is the header's SW_DT_CONNECT."""
+    """The detect markers Python writes into syscall_info are the header's SW_DT_*."""
     assert syscalls._DT_CONNECT == lib.SW_DT_CONNECT
-    connect = next(r for r in syscalls.rules().values() if r.name == "connect")
-    assert connect.info(False)[-1] == lib.SW_DT_CONNECT
-    read = next(r for r in syscalls.rules().values() if r.name == "read")
-    assert read.info(False)[-1] == 0
+    assert (syscalls._DT_DNS, syscalls._DT_DNS_MSG, syscalls._DT_DNS_FROM) == (
+        lib.SW_DT_DNS, lib.SW_DT_DNS_MSG, lib.SW_DT_DNS_FROM)
+    by_name = {r.name: r for r in syscalls.rules().values()}
+    assert by_name["connect"].info(False)[-1] == lib.SW_DT_CONNECT
+    assert by_name["read"].info(False)[-1] == lib.SW_DT_DNS
+    assert by_name["recvfrom"].info(False)[-1] == lib.SW_DT_DNS | lib.SW_DT_DNS_FROM
+    assert by_name["recvmsg"].info(False)[-1] == lib.SW_DT_DNS | lib.SW_DT_DNS_MSG
+    assert by_name["write"].info(False)[-1] == 0
 
 
 def test_command_exits_mid_window() -> None:
