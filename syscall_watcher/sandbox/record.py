@@ -209,11 +209,12 @@ def make_profile(obs: Observation, with_args: bool = False,
 
 def _written_dirs(obs: Observation) -> set[str]:
     dirs: set[str] = set()
-    for name in ("open", "openat", "openat2", "creat"):
+    # (openat2's flags are in memory, out of the event: its opens are not counted here)
+    for name in ("open", "openat", "creat"):
         for e in obs.events_of(name):
             if e.get("ret", -1) < 0 or "path" not in e:
                 continue
-            flags = int(e["args"][{"open": 1, "creat": 1}.get(name, 2)]) if "args" in e else 0
+            flags = int(e["args"][1 if name in ("open", "creat") else 2]) if "args" in e else 0
             if name != "creat" and not (flags & _O_ACCMODE or flags & (_O_CREAT | _O_TRUNC)):
                 continue
             p = e["path"]
