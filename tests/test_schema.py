@@ -37,13 +37,14 @@ def _schema_tables():  # type: ignore[no-untyped-def]
 def test_the_schema_is_draft_2020_12() -> None:
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     Draft202012Validator.check_schema(SCHEMA)
-    assert set(RECORD_TYPES) == {"syscall", "exec", "fork", "exit", "denied", "lost", "summary"}
+    assert set(RECORD_TYPES) == {"syscall", "exec", "fork", "exit", "denied", "lost", "oom_kill",
+                                 "limits", "summary"}
 
 
 def test_every_task_record_has_the_same_header_in_the_schema() -> None:
     defs = SCHEMA["$defs"]
     headers = {name: {k: v for k, v in defs[name]["properties"].items()
-                      if k in TASK_HEADER[1:] + ["container"]}
+                      if k in TASK_HEADER[1:] + ["container", "kubernetes"]}
                for name in ("syscall", "exec", "fork", "exit", "denied")}
     first = headers["syscall"]
     assert all(h == first for h in headers.values()), headers
