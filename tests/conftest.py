@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
-from syscall_watcher.data import record_schema
+from syscall_watcher.data import audit_schema, record_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 SWATCH = str(Path(sys.executable).parent / "swatch")
@@ -108,6 +109,45 @@ def parse_record(line: str | bytes) -> dict:  # type: ignore[type-arg]
 
 def read_events(path: Path) -> list[dict]:  # type: ignore[type-arg]
     return [parse_record(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# The audit log's records (data/schema/audit.schema.json): an `event` record's event is a record
+# of the output schema (by its $id). Tests that append made-up events (test_audit's) check the
+# envelope only.
+AUDIT_SCHEMA = audit_schema()
+_AUDIT_REGISTRY = Registry().with_resources(
+    [(s["$id"], Resource.from_contents(s)) for s in (AUDIT_SCHEMA, SCHEMA)])
+_AUDIT = Draft202012Validator(AUDIT_SCHEMA, registry=_AUDIT_REGISTRY)
+_ENVELOPE_SCHEMA = json.loads(json.dumps(AUDIT_SCHEMA))
+_ENVELOPE_SCHEMA["$defs"]["event"]["properties"]["event"] = {"type": "object"}
+_ENVELOPE = Draft202012Validator(_ENVELOPE_SCHEMA, registry=_AUDIT_REGISTRY)
+_CHECKPOINT = Draft202012Validator({"$ref": "urn:swatch:schema:audit#/$defs/checkpoint"},
+                                   registry=_AUDIT_REGISTRY)
+
+
+def check_audit_record(rec: dict, real: bool = True) -> dict:  # type: ignore[type-arg]
+    """An audit log record validated against the audit schema (``real``: its event, too,
+    against the output schema); returned as it is."""
+    errors = list((_AUDIT if real else _ENVELOPE).iter_errors(rec))
+    if errors:
+        best = min(errors, key=lambda e: len(list(e.absolute_path)))
+        raise AssertionError(f"not a valid audit record ({best.message} at "
+                             f"{'/'.join(map(str, best.absolute_path)) or '(top)'}): {rec}")
+    return rec
+
+
+def read_audit(audit_dir: Path, real: bool = True) -> list[dict]:  # type: ignore[type-arg]
+    """Every record of an audit log, in order, each validated (and every checkpoint line)."""
+    recs = []
+    for f in sorted(audit_dir.glob("records-*.jsonl")):
+        recs += [check_audit_record(json.loads(line), real)
+                 for line in f.read_bytes().splitlines()]
+    cps = audit_dir / "checkpoints.jsonl"
+    if cps.exists():
+        for line in cps.read_bytes().splitlines():
+            _CHECKPOINT.validate(json.loads(line))
+    assert [r["seq"] for r in recs] == list(range(len(recs)))
+    return recs
 
 
 def our_prog_ids() -> set[int]:
