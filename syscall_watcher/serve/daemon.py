@@ -470,6 +470,9 @@ def serve(config: ServeConfig, audit: AuditOptions | None = None) -> int:
                                  f"{config.audit.next_seq}; signing key {key}, public key "
                                  f"{audit.audit_dir / 'audit.pub'}; events "
                                  f"{config.events.describe()})\n")
+            if config.audit.key_created:  # keep a copy of it away from this machine
+                tell(config.notices, "swatch: serve: the audit log's new public key:\n"
+                                     + config.audit.public_key_pem)
         try:
             if server is not None:
                 host, port = server.server_address[:2]
@@ -477,11 +480,24 @@ def serve(config: ServeConfig, audit: AuditOptions | None = None) -> int:
             instance = Serve(config)
             holder.append(instance)
             with ServeSignals() as signals:
-                return instance.run(signals)
+                code = instance.run(signals)
         finally:
-            if config.audit is not None:
-                config.audit.close()
+            closed = _close_audit(config)
+        return code if closed else 1
     finally:
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def _close_audit(config: ServeConfig) -> bool:
+    """A stop record and a last checkpoint; False (and one line) if they cannot be written."""
+    if config.audit is None:
+        return True
+    try:
+        config.audit.close()
+    except OSError as err:
+        tell(config.notices, f"swatch: cannot write to {config.audit.audit_dir}: "
+                             f"{err.strerror or err}\n")
+        return False
+    return True

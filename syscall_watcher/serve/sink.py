@@ -122,6 +122,9 @@ class ServeOutput(Output):
                 self._batch_gapped[1] += record["dropped"]
             self._batch.append({"kind": "gap", "lost": record["dropped"], "detail": detail,
                                 "what": "denials" if ring == "denials" else "trace events"})
+        elif kind == "phase":  # `swatch policy phase`: the policy's rules switched
+            self._batch.append({"kind": "lifecycle", "component": "policy", "action": "phase",
+                                "detail": record})
         elif kind == "denied" or self.events.wants(record):
             self._batch.append({"kind": "event", "event": record})
             self._batch_denials += kind == "denied"
