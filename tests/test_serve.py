@@ -132,9 +132,7 @@ def test_prometheus_reads_the_kernels_counts(pin_dir: Path, policy_pin_dir: Path
     (detect_dir / "junk.json").write_text("{not json")
     os.environ["SWATCH_POLICY_TIER"] = "cgroup"
     try:
-        denied = gated_py("for _ in range(7):\n    try:\n        socket.socket()\n"
-                          "    except OSError:\n        pass\n"
-                          "for _ in range(4):\n    try:\n        socket.socket(socket.AF_UNIX)\n"
+        denied = gated_py("for _ in range(11):\n    try:\n        socket.socket()\n"
                           "    except OSError:\n        pass\n")
         swatch("policy-load", "--pid", str(denied.pid), "--policy", "no-network", "--pin-dir",
                str(policy_pin_dir), check=True)
