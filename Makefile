@@ -74,7 +74,7 @@ deps:
 bench-deps: deps
 	@tools/install-deps --venv $(VENV) --python $(PYTHON) --apt "$(APT_BENCH)" --pip "$(PIP_BENCH)"
 
-$(STAMP): pyproject.toml setup.py syscall_watcher/kernel/_build.py $(wildcard syscall_watcher/kernel/shim/*.[ch]) syscall_watcher/kernel/_shim.h bpf/watcher.h bpf/policy.h \
+$(STAMP): pyproject.toml setup.py syscall_watcher/kernel/_build.py $(wildcard syscall_watcher/kernel/shim/*.[ch]) syscall_watcher/kernel/_shim.h bpf/watcher.h bpf/policy.h bpf/tls.h \
 	bpf/include/common.h
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel cffi

@@ -30,6 +30,9 @@ from syscall_watcher.cli.options import (
     StringLimitOpt,
     SyscallsOpt,
     TimestampsOpt,
+    TlsBytesOpt,
+    TlsLibOpt,
+    TlsOpt,
     UidOpt,
     WatchPolicyPinDirOpt,
     WatchSyscallsOpt,
@@ -237,10 +240,15 @@ def run(
     require_preventive: Annotated[bool, typer.Option(
         "--require-preventive", help="With --policy: refuse to run if an operation cannot be "
         "held by Landlock or seccomp here.")] = False,
+    tls: TlsOpt = False,
+    tls_bytes: TlsBytesOpt = 16384,
+    tls_lib: TlsLibOpt = None,
 ) -> None:
     """Run CMD traced from its first syscall (help: RUN_HELP)."""
     from syscall_watcher.trace.run import run_command
     from syscall_watcher.trace.view import ViewOptions
+
+    tls_settings = tls_options(tls, tls_bytes, tls_lib)
 
     view = ViewOptions(json=json, failed_only=failed, show_duration=durations, t_count=t_count,
                        relative=relative, strsize=strsize, ancestry=ancestry)
@@ -249,7 +257,21 @@ def run(
                                  follow_children=not no_children, ring_size=ring_size,
                                  max_pids=max_pids or 0,
                                  limits=(memory, cpu, pids, oom_score_adj),
-                                 policy=policy, require_preventive=require_preventive))
+                                 policy=policy, require_preventive=require_preventive,
+                                 tls=tls_settings))
+
+
+def tls_options(tls: bool, tls_bytes: int, tls_lib: list[str] | None):  # type: ignore[no-untyped-def]
+    """--tls, --tls-bytes, --tls-lib as TlsSettings (None without --tls); checked here."""
+    from syscall_watcher.tls.probes import MAX_CAPTURE, TlsSettings
+
+    if not tls:
+        if tls_lib or tls_bytes != 16384:
+            raise SwatchError("--tls-bytes and --tls-lib go with --tls")
+        return None
+    if not 1 <= tls_bytes <= MAX_CAPTURE:
+        raise SwatchError(f"--tls-bytes {tls_bytes}: give a number from 1 to {MAX_CAPTURE}")
+    return TlsSettings(capture_bytes=tls_bytes, libraries=tuple(tls_lib or ()))
 
 
 @commands.command()
