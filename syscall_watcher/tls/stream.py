@@ -323,7 +323,8 @@ class TlsLines:
                     (" stream" if fields["stream"] else ""))
         else:
             tok = fields["tokens"]
-            text = (f"RESPONSE tool_calls=[{', '.join(render_call(c) for c in fields['tool_calls'])}]"
+            calls = ", ".join(render_call(c) for c in fields["tool_calls"])
+            text = (f"RESPONSE tool_calls=[{calls}]"
                     f" tokens={tok['input'] if tok['input'] is not None else '?'}/"
                     f"{tok['output'] if tok['output'] is not None else '?'}"
                     f" finish={fields['finish_reason']}")
@@ -355,6 +356,9 @@ class TlsLines:
         if c["no_room"]["calls"]:
             lines.append(f"TLS: {c['no_room']['calls']} calls not followed (in-flight table "
                          "full)")
+        if not self.probes.covered:
+            lines.append("TLS: no traced process mapped libssl or libgnutls: no TLS plaintext "
+                         "to see (the rest is traced as usual)")
         for pid, comm in sorted(self.probes.uncovered.items()):
             lines.append(f"TLS: NOT covered: pid {pid} ({comm}) used TCP with no "
                          "libssl/libgnutls mapped (statically linked TLS)")
