@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import SWATCH, our_prog_ids, read_events, swatch
+from conftest import SWATCH, our_prog_ids, read_events, swatch, wait_for
 from fake_model import TOOL_CALLS, FakeModelServer, make_certs
 
 SECRETS = ["sk-swatchtest0123456789abcdef", "AKIAABCDEFGHIJKLMNOP", "cookie-secret-value",
@@ -290,3 +291,58 @@ def test_ring_full_drops_counted_per_type(model, tmp_path: Path) -> None:  # typ
         in proc.stderr or "records dropped (ring full): write " in proc.stderr
     http = [r for r in recs if r["type"] == "http" and r["direction"] == "request"]
     assert not http or http[0]["body_cut"] > 0 or not http[0]["complete"]
+
+
+GATED = r"""
+import json, ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[1])   # libssl is mapped before swatch loads
+print("ready", flush=True)
+sys.stdin.readline()
+body = json.dumps({"model": "fake-gpt", "messages": [{"role": "user", "content": "hi"}],
+                   "tools": [{"type": "function", "function": {"name": "run_shell"}}]})
+req = urllib.request.Request(sys.argv[2], data=body.encode(), headers={
+    "Authorization": "Bearer sk-swatchtest0123456789abcdef", "Content-Type": "application/json"})
+print(urllib.request.urlopen(req, context=ctx).status, flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_watch_tls_on_a_loaded_tracer(model, tmp_path: Path, pin_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """`load --pid` a process that already mapped libssl, then `watch --tls`: its request and
+    the model's tool calls are seen; the probes go when the watch ends."""
+    script = tmp_path / "gated.py"
+    script.write_text(GATED)
+    target = subprocess.Popen([sys.executable, str(script), str(model.ca),
+                               model.url + "/v1/chat/completions"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    out = tmp_path / "w.jsonl"
+    watch = None
+    try:
+        assert target.stdout.readline() == "ready\n"  # type: ignore[union-attr]
+        swatch("load", "--pid", str(target.pid), "--pin-dir", str(pin_dir), check=True)
+        watch = subprocess.Popen([SWATCH, "watch", "--tls", "--json", "-o", str(out),
+                                  "--pin-dir", str(pin_dir)], stderr=subprocess.PIPE, text=True)
+        first = watch.stderr.readline()  # type: ignore[union-attr]
+        assert first.startswith("swatch: --tls: uprobes on ") and "libssl.so" in first, first
+        # that notice is out once the stream is open: the kernel emits from then on
+        target.stdin.write("go\n")  # type: ignore[union-attr]
+        target.stdin.flush()  # type: ignore[union-attr]
+        assert target.stdout.readline() == "200\n"  # type: ignore[union-attr]
+        assert wait_for(lambda: '"kind":"response"' in out.read_text(), timeout=20)
+        watch.send_signal(signal.SIGTERM)
+        _, err = watch.communicate(timeout=30)
+        assert watch.returncode == 0, err
+    finally:
+        if watch is not None and watch.poll() is None:
+            watch.kill()
+            watch.wait()
+        target.stdin.close()  # type: ignore[union-attr]
+        target.wait(timeout=30)
+    recs = read_events(out)
+    llm = [r for r in recs if r["type"] == "llm"]
+    assert [r["kind"] for r in llm] == ["request", "response"]
+    assert llm[0]["tools"] == ["run_shell"] and llm[1]["tool_calls"] == expected_calls()
+    assert all(r["pid"] == target.pid for r in recs if r["type"] in ("tls", "http", "llm"))
+    assert "swatch: TLS: " in err and "1 LLM responses" in err
+    assert not tls_prog_names(), "the TLS probes left with the watch"
+    no_secret(out.read_text(), err)

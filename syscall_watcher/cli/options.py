@@ -118,7 +118,7 @@ TlsOpt = Annotated[bool, typer.Option(
     "libssl/libgnutls): TLS, HTTP and LLM lines, secrets redacted. Off by default.")]
 TlsBytesOpt = Annotated[int, typer.Option(
     "--tls-bytes", metavar="N", help="Plaintext bytes copied per TLS call (1 to 65536; the "
-    "rest is counted, not copied) [default 16384].")]
+    "rest is counted, not copied).")]
 TlsLibOpt = Annotated[list[str] | None, typer.Option(
     "--tls-lib", metavar="PATH", help="Also probe this TLS library file (a bundled libssl or "
     "libgnutls); repeatable.")]

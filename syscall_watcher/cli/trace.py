@@ -107,6 +107,9 @@ def watch(
     ancestry: AncestryOpt = False,
     pin_dir: PinDirOpt = None,
     policy_pin_dir: WatchPolicyPinDirOpt = None,
+    tls: TlsOpt = False,
+    tls_bytes: TlsBytesOpt = 16384,
+    tls_lib: TlsLibOpt = None,
 ) -> None:
     """Stream the loaded tracer's events, and a loaded policy's denials (help: WATCH_HELP)."""
     from syscall_watcher.policy.enforcer import pin_dir_default as policy_pin_dir_default
@@ -114,11 +117,12 @@ def watch(
     from syscall_watcher.trace.watch import watch as watch_pinned
 
     positive_seconds("--duration", duration)
+    tls_settings = tls_options(tls, tls_bytes, tls_lib)
     view = ViewOptions(json=json, failed_only=failed, show_duration=durations, t_count=t_count,
                        relative=relative, strsize=strsize, ancestry=ancestry)
     if not watch_pinned(pin_dir_default(pin_dir), policy_pin_dir_default(policy_pin_dir),
                         view=view, exprs=syscalls_expr, output=output, color=color.value,
-                        duration=duration):
+                        duration=duration, tls=tls_settings):
         raise typer.Exit(1)
 
 

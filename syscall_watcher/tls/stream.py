@@ -121,11 +121,18 @@ class TlsLines:
         self.counts = {"tls": 0, "http": 0, "llm_request": 0, "llm_response": 0,
                        "conns_forgotten": 0, "calls_incomplete": 0, "body_cut": 0}
         self._drops_seen = {"write": 0, "read": 0}
-        for note in probes.describe():
-            tell(notices, f"swatch: --tls: {note}\n")
+        self._announced = False
+
+    def announce(self) -> None:
+        """Say what is probed (once): call when the stream is open (the kernel emits)."""
+        if not self._announced:
+            self._announced = True
+            for note in self.probes.describe():
+                tell(self.notices, f"swatch: --tls: {note}\n")
 
     # -- the source protocol -------------------------------------------------------------
     def take(self, timeout_ms: int = 0) -> list[tuple[int, bytes]]:
+        self.announce()
         self.probes.scan(self.pids())
         for note in self.probes.take_notes():
             tell(self.notices, f"swatch: --tls: {note}\n")
@@ -363,3 +370,73 @@ class TlsLines:
             lines.append(f"TLS: NOT covered: pid {pid} ({comm}) used TCP with no "
                          "libssl/libgnutls mapped (statically linked TLS)")
         return lines
+
+
+def traced_pids(session: Any) -> Callable[[], set[int]]:
+    """Whom a pinned tracer traces, for the library scan: its pid set, or the processes in its
+    cgroup tree; uid/comm/system-wide: every process the tracer has counted (pid_stats)."""
+    from syscall_watcher.kernel.libbpf import to_str
+    from syscall_watcher.trace.tracer import MODE_IDS
+
+    meta = session.meta()
+    if meta.mode == MODE_IDS["pid"]:
+        return lambda: set(session.pids())
+    if meta.mode == MODE_IDS["cgroup"]:
+        root = to_str(meta.cgroup_path)
+
+        def in_cgroup() -> set[int]:
+            import os
+
+            found: set[int] = set()
+            for d, _, _ in os.walk(root):
+                try:
+                    with open(os.path.join(d, "cgroup.procs")) as f:
+                        found.update(int(x) for x in f.read().split())
+                except OSError:
+                    continue
+            return found
+        return in_cgroup
+    return lambda: {pid for pid in session.pid_stats() if _alive(pid)}
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    return os.path.exists(f"/proc/{pid}")
+
+
+def open_for_session(session: Any, tls: Any, *, json_lines: bool, color: bool,
+                     notices: TextIO | None, view: Any) -> tuple[TlsProbes, TlsLines]:
+    """`watch --tls`: the TLS probes loaded next to a pinned tracer (its membership maps and
+    target, from its pins), living as long as this consumer."""
+    from pathlib import Path
+
+    from syscall_watcher.kernel.libbpf import to_str
+    from syscall_watcher.targets.target import Target
+    from syscall_watcher.trace.stream import clock_offset_ns
+    from syscall_watcher.trace.tracer import MODE_NAMES
+
+    meta = session.meta()
+    mode = MODE_NAMES[meta.mode]
+    level = 0
+    cgroup_path = to_str(meta.cgroup_path)
+    if mode == "cgroup" and cgroup_path:
+        from syscall_watcher.targets.containers import cgroup_v2_root
+
+        level = len(Path(cgroup_path).relative_to(cgroup_v2_root()).parts)
+    target = Target(mode=mode, pid=meta.target_pid, uid=meta.target_uid,
+                    comm=to_str(meta.target_comm), cgroup_id=meta.target_cgroup,
+                    cgroup_level=level, follow_children=bool(meta.follow_children))
+    probes = TlsProbes.load(session, target, capture_bytes=tls.capture_bytes,
+                            ring_size=max(int(meta.ring_size) // 4, 1 << 16),
+                            extra_libraries=tls.libraries)
+    try:
+        pids = traced_pids(session)
+        probes.scan(pids(), force=True)
+        lines = TlsLines(probes, pids, json_lines=json_lines, color=color, notices=notices,
+                         preview=view.strsize if view is not None and view.strsize else PREVIEW,
+                         clock_offset_ns=clock_offset_ns())
+    except BaseException:
+        probes.close()
+        raise
+    return probes, lines

@@ -234,6 +234,8 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
     from syscall_watcher.sandbox.preventive import plan_for_run
 
     run_limits = parse_limits(*limits)
+    if tls is not None and stats_only:
+        raise SwatchError("--tls shows TLS lines: it does not go with --count/-c")
     if require_preventive and policy is None:
         raise SwatchError("--require-preventive goes with --policy")
     require_root()
