@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 HEAD_MAX = 64 << 10
 _REQUEST = re.compile(rb"^([A-Z]{3,10}) (\S+) HTTP/(1\.[01])\r?$")
 _RESPONSE = re.compile(rb"^HTTP/(1\.[01]) (\d{3})(?: ([^\r\n]*))?\r?$")
-_START = re.compile(rb"^(?:[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n|HTTP/1\.[01] \d{3})")
+_START = re.compile(rb"^(?:[A-Z]{3,10} [!-~]|HTTP/1\.[01] )")
+_START_PREFIX = re.compile(rb"[A-Z]{1,10} ?|H(?:T(?:T(?:P(?:/(?:1(?:\.[01]?)?)?)?)?)?)?")
+
+
+def starts_message(data: bytes) -> bool:
+    """Could data be the start of an HTTP/1.x request or response (or a prefix of one)?"""
+    return bool(_START.match(data)) or (len(data) < 12 and
+                                        _START_PREFIX.fullmatch(data) is not None)
 
 
 @dataclass
@@ -69,11 +76,11 @@ class HttpStream:
         gap = total - len(data)
         out: list[HttpMessage] = []
         if self._lost:
-            if not _START.match(data):
+            if not starts_message(data):
                 return out
             self._lost = False
             self.resyncs += 1
-        if self._msg is None and not self._buf and not _START.match(data):
+        if self._msg is None and not self._buf and not starts_message(data):
             # Not HTTP/1.1 (HTTP/2, a WebSocket frame, another protocol): nothing to parse.
             self._lost = True
             return out
