@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -275,6 +276,9 @@ def tls_options(tls: bool, tls_bytes: int, tls_lib: list[str] | None):  # type: 
         return None
     if not 1 <= tls_bytes <= MAX_CAPTURE:
         raise SwatchError(f"--tls-bytes {tls_bytes}: give a number from 1 to {MAX_CAPTURE}")
+    for path in tls_lib or ():
+        if not os.path.isfile(path):
+            raise SwatchError(f"--tls-lib {path}: no such file")
     return TlsSettings(capture_bytes=tls_bytes, libraries=tuple(tls_lib or ()))
 
 
