@@ -25,7 +25,8 @@ from syscall_watcher.kernel import libbpf
 from syscall_watcher.kernel.libbpf import BpfObject, Link, MapSet, RingConsumer, lib
 from syscall_watcher.targets.target import Target
 
-SCAN_S = 0.1
+SCAN_S = 0.1      # how often the traced processes are looked at
+RESCAN_S = 1.0    # how often one process that maps no TLS library is looked at again
 DEFAULT_CAPTURE = 16384
 MAX_CAPTURE = lib.SW_TLS_CHUNK * lib.SW_TLS_MAX_CHUNKS
 _OPENSSL = re.compile(r"(^|/)libssl\.so(\.[0-9.]+)?$")
@@ -163,6 +164,7 @@ class TlsProbes:
         self.fd_tracking = True
         self.counters = TlsCounters({"tls_counters": obj.map("tls_counters")})
         self._next_scan = 0.0
+        self._next_look: dict[int, float] = {}  # pid -> when to read its maps again
 
     @classmethod
     def load(cls, session: MapSet, target: Target, capture_bytes: int = DEFAULT_CAPTURE,
@@ -272,14 +274,19 @@ class TlsProbes:
 
     def scan(self, pids: set[int], now: float | None = None, force: bool = False) -> None:
         """Every SCAN_S: the TLS libraries the traced processes map (new files get probes);
-        a process with TCP sockets and no TLS library is noted once as not covered."""
+        a process with TCP sockets and no TLS library is noted once as not covered. A new
+        process is looked at on the first scan that sees it, then every RESCAN_S until it
+        maps a TLS library (a busy tree's hundreds of processes cost little)."""
         now = time.monotonic() if now is None else now
         if not force and now < self._next_scan:
             return
         self._next_scan = now + SCAN_S
+        for gone in [p for p in self._next_look if p not in pids]:
+            del self._next_look[gone]
         for pid in pids:
-            if pid in self.covered:
+            if pid in self.covered or self._next_look.get(pid, 0.0) > now:
                 continue
+            self._next_look[pid] = now + RESCAN_S
             libs = mapped_libraries(pid)
             if libs:
                 self.covered.add(pid)
