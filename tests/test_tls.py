@@ -126,16 +126,16 @@ def test_python_anthropic_streamed_human_lines(model, tmp_path: Path) -> None:  
                   str(model.ca), url, "stream")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
-    llm = [line.split(" LLM ", 1)[1].strip() for line in lines if " LLM " in line]
+    llm = [line.split(" LLM ", 1)[1].strip() for line in lines if " LLM     " in line]
     assert llm == [
         "REQUEST model=fake-gpt messages=2 tools=[run_shell, read_file] stream",
         'RESPONSE tool_calls=[run_shell({"cmd":"ls /tmp","timeout":5}), '
         'read_file({"path":"/etc/hostname"})] tokens=30/12 finish=tool_use (streamed)'], llm
-    http = [line.split(" HTTP ", 1)[1].strip() for line in lines if " HTTP " in line]
+    http = [line.split(" HTTP ", 1)[1].strip() for line in lines if " HTTP    " in line]
     assert http[0].startswith("> POST /v1/messages HTTP/1.1 (host 127.0.0.1:")
     assert http[1].startswith("< HTTP/1.1 200 OK (4 headers, text/event-stream, body ")
     assert " chunked) on fd " in http[1]
-    tls = [line for line in lines if " TLS " in line]
+    tls = [line for line in lines if " TLS     " in line]
     assert any(f"WRITE {len(model.received[-1][2])} bytes on fd " in t for t in tls)
     assert all(f"(TCP 127.0.0.1:{model.server_address[1]})" in t for t in tls)
     assert "swatch: TLS: 2 writes," in proc.stderr
@@ -147,10 +147,13 @@ def test_curl_openai_streamed(model, tmp_path: Path) -> None:  # type: ignore[no
     body = json.dumps({"model": "fake-gpt", "stream": True, "messages": [{"role": "user",
                        "content": "hi"}], "tools": [{"type": "function",
                                                      "function": {"name": "run_shell"}}]})
+    # the secrets from a file: on the command line they would be in the EXEC line's argv,
+    # which --tls does not redact (the tracer's record)
+    headers = tmp_path / "headers"
+    headers.write_text("Authorization: Bearer sk-swatchtest0123456789abcdef\n"
+                       "Cookie: sess=sess-cookie-123\nContent-Type: application/json\n")
     proc, recs, raw = run_json(model, tmp_path, [
-        "curl", "-sS", "--cacert", str(model.ca), "-H",
-        "Authorization: Bearer sk-swatchtest0123456789abcdef", "-b", "sess=sess-cookie-123",
-        "-H", "Content-Type: application/json", "--data-binary", body,
+        "curl", "-sS", "--cacert", str(model.ca), "-H", f"@{headers}", "--data-binary", body,
         model.url + "/v1/chat/completions"])
     assert "[DONE]" in proc.stdout
     assert model.received[-1][1]["Authorization"].endswith("sk-swatchtest0123456789abcdef")
@@ -171,7 +174,7 @@ def test_curl_openai_streamed(model, tmp_path: Path) -> None:  # type: ignore[no
 
 NODE = r"""
 const https = require('https'); const fs = require('fs');
-const req = https.request(process.argv[2], {method: 'POST', ca: fs.readFileSync(process.argv[1]),
+const req = https.request(process.argv[3], {method: 'POST', ca: fs.readFileSync(process.argv[2]),
   headers: {'content-type': 'application/json'}}, res => {
   res.on('data', () => {}); res.on('end', () => {
     process.stdout.write('done\n'); process.stdin.on('data', () => {});
@@ -206,8 +209,7 @@ def test_node_static_openssl_named_not_covered(model, tmp_path: Path) -> None:  
             seen.append(line)
             if "maps no libssl/libgnutls" in line:
                 break
-        p.stdin.close()  # type: ignore[union-attr]
-        out, err = p.communicate(timeout=60)
+        out, err = p.communicate(input="", timeout=60)  # closes node's stdin: it ends
     finally:
         if p.poll() is None:
             p.kill()
@@ -335,9 +337,10 @@ def test_watch_tls_on_a_loaded_tracer(model, tmp_path: Path, pin_dir: Path) -> N
         target.stdin.write("go\n")  # type: ignore[union-attr]
         target.stdin.flush()  # type: ignore[union-attr]
         assert target.stdout.readline() == "200\n"  # type: ignore[union-attr]
-        assert wait_for(lambda: '"kind":"response"' in out.read_text(), timeout=20)
+        seen = wait_for(lambda: '"kind":"response"' in out.read_text(), timeout=20)
         watch.send_signal(signal.SIGTERM)
         _, err = watch.communicate(timeout=30)
+        assert seen, (err, out.read_text()[-3000:])
         assert watch.returncode == 0, err
     finally:
         if watch is not None and watch.poll() is None:

@@ -23,10 +23,10 @@ def _json(body: bytes) -> Any:
 
 def api_of(msg: HttpMessage, body: dict[str, Any]) -> str:
     path = msg.target.split("?")[0]
-    if path.endswith("/messages") or msg.header("anthropic-version"):
-        return "anthropic"
     if path.endswith("/chat/completions"):
         return "openai"
+    if path.endswith("/messages") or msg.header("anthropic-version"):
+        return "anthropic"
     return "openai-compatible"
 
 
