@@ -15,10 +15,11 @@ SYSCALL_TABLE := syscall_watcher/data/syscall_table.json
 # (tools/install-deps: one apt-get, one pip, nothing when all is present). Nothing else installs.
 APT_BUILD := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev gcc make \
 	python3 python3-venv python3-dev pkg-config
-# tests and demo: docker + a busybox image (tests/docker-env.sh), curl (a --tls client); the
-# preventive-tier VMs (tools/vm-run.sh): QEMU and Debian 12's two kernels, 6.1 and 6.12 (bookworm-security)
+# tests and demo: docker + a busybox image (tests/docker-env.sh), curl and wget (--tls clients:
+# OpenSSL, GnuTLS); the preventive-tier VMs (tools/vm-run.sh): QEMU and Debian 12's two
+# kernels, 6.1 and 6.12 (bookworm-security)
 APT_TEST := iproute2 strace procps util-linux kmod file docker.io busybox-static \
-	qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 jq tmux git curl
+	qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 jq tmux git curl wget
 # for the next features: seccomp, io_uring, the Prometheus server, clean Debian roots
 APT_NEXT := libseccomp-dev python3-seccomp liburing-dev prometheus debootstrap
 APT_PACKAGES := $(APT_BUILD) $(APT_TEST) $(APT_NEXT)

@@ -356,3 +356,31 @@ def test_watch_tls_on_a_loaded_tracer(model, tmp_path: Path, pin_dir: Path) -> N
     assert "swatch: TLS: " in err and "1 LLM responses" in err
     assert not tls_prog_names(), "the TLS probes left with the watch"
     no_secret(out.read_text(), err)
+
+
+@pytest.mark.skipif(shutil.which("wget") is None, reason="wget is in APT_TEST: make deps")
+def test_wget_gnutls_openai_plain(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Debian's wget is a GnuTLS client: gnutls_record_send/recv."""
+    body = json.dumps({"model": "fake-gpt", "messages": [{"role": "user", "content": "hi"}],
+                       "tools": [{"type": "function", "function": {"name": "read_file"}}]})
+    (tmp_path / "body.json").write_text(body)
+    rc = tmp_path / "wgetrc"  # the secret in a file, not in argv
+    rc.write_text("header = Authorization: Bearer sk-swatchtest0123456789abcdef\n"
+                  "header = Content-Type: application/json\n")
+    out = tmp_path / "trace.jsonl"
+    proc = swatch("run", "--tls", "--json", "-o", str(out), "--", "wget", "-q", "-O", "-",
+                  f"--ca-certificate={model.ca}", f"--post-file={tmp_path / 'body.json'}",
+                  model.url + "/v1/chat/completions", env={"WGETRC": str(rc)})
+    assert proc.returncode == 0, proc.stderr
+    assert model.received[-1][1]["Authorization"].endswith("sk-swatchtest0123456789abcdef")
+    assert model.received[-1][2].decode() == body
+    recs = read_events(out)
+    tls = [r for r in recs if r["type"] == "tls"]
+    assert tls and all(r["lib"] == "gnutls" and r["comm"] == "wget" for r in tls)
+    assert body in "".join(r["data"] for r in tls if r["op"] == "write")
+    assert all(r["peer"] == {"proto": "TCP", "addr": "127.0.0.1",
+                             "port": model.server_address[1]} for r in tls)
+    llm = [r for r in recs if r["type"] == "llm"]
+    assert [r["kind"] for r in llm] == ["request", "response"]
+    assert llm[0]["tools"] == ["read_file"] and llm[1]["tool_calls"] == expected_calls()
+    no_secret(out.read_text(), proc.stdout, proc.stderr)
