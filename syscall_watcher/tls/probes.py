@@ -194,6 +194,10 @@ class TlsProbes:
             obj.set_max_entries("tls_events", ring_size)
             obj.load()
             probes = cls(obj, capture_bytes)
+        except BaseException:
+            obj.close()
+            raise
+        try:
             for call in SOCKET_CALLS:
                 try:
                     probes.links.append(obj.programs[f"sw_tls_{call}"].attach())
@@ -210,7 +214,7 @@ class TlsProbes:
                 probes.attach_library(path, path)
             return probes
         except BaseException:
-            obj.close()
+            probes.close()  # its links, then the object
             raise
 
     def ring(self) -> RingConsumer:
