@@ -245,6 +245,10 @@ def run(
     require_preventive: Annotated[bool, typer.Option(
         "--require-preventive", help="With --policy: refuse to run if an operation cannot be "
         "held by Landlock or seccomp here.")] = False,
+    seccomp: Annotated[str | None, typer.Option(
+        "--seccomp", metavar="FILE", help="Apply this OCI seccomp profile (`swatch record`'s, "
+        "Docker's) to CMD with libseccomp right before its exec; denials are DENIED lines "
+        "(tier seccomp).")] = None,
     tls: TlsOpt = False,
     tls_bytes: TlsBytesOpt = 16384,
     tls_lib: TlsLibOpt = None,
@@ -263,6 +267,7 @@ def run(
                                  max_pids=max_pids or 0,
                                  limits=(memory, cpu, pids, oom_score_adj),
                                  policy=policy, require_preventive=require_preventive,
+                                 seccomp=seccomp,
                                  tls=tls_settings))
 
 
