@@ -27,7 +27,8 @@ WORKLOADS = ROOT / "build" / "workloads"
 # Pins a test session makes carry its pid, so a session clears only its own dead runs' pins,
 # never those of another session running at the same time (another worktree, the lead's suite).
 TEST_PIN_PREFIX = f"/sys/fs/bpf/swatch-test-{os.getpid()}-"
-OUR_PROGS = {"sw_sys_enter", "sw_sys_exit", "sw_exec", "sw_fork", "sw_exit"}
+OUR_PROGS = {"sw_sys_enter", "sw_sys_exit", "sw_exec", "sw_fork", "sw_exit",
+             "sw_uring_submit", "sw_uring_comple"}  # (the kernel keeps 15 bytes of a name)
 # The enforcer's programs all start with this (kernel names are cut at 15 characters).
 OUR_PROG_PREFIX = "swp_"
 
