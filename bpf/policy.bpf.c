@@ -20,6 +20,7 @@
 #include "syscall_args.bpf.h"
 #include "targets.bpf.h"
 #include "vfs_path.bpf.h"
+#include "uring.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -220,14 +221,17 @@ static __always_inline struct scratch *get_scratch(void)
 	return bpf_map_lookup_elem(&scratch, &zero);
 }
 
-/* Count the denial and send its record; the caller fills s->ev's target fields first. */
-static __always_inline void report(struct scratch *s, u32 op, u8 tier, int rule, u32 nr)
+/* Count the denial and send its record; the caller fills s->ev's target fields first, and
+ * with own_hdr the header too. */
+static __always_inline void report_as(struct scratch *s, u32 op, u8 tier, int rule, u32 nr,
+				      bool own_hdr)
 {
 	struct swp_counts *c = bpf_map_lookup_elem(&counts, &zero);
 	struct swp_denial *ev = &s->ev;
 	long err;
 
-	fill_hdr(&ev->hdr, SWP_EV_DENIAL, bpf_get_current_pid_tgid());
+	if (!own_hdr)
+		fill_hdr(&ev->hdr, SWP_EV_DENIAL, bpf_get_current_pid_tgid());
 	ev->hdr.size = sizeof(*ev);
 	ev->op = op;
 	ev->tier = tier;
@@ -244,6 +248,11 @@ static __always_inline void report(struct scratch *s, u32 op, u8 tier, int rule,
 	__sync_fetch_and_add(&c->emitted, 1);
 	if (err)
 		__sync_fetch_and_add(&c->dropped, 1);
+}
+
+static __always_inline void report(struct scratch *s, u32 op, u8 tier, int rule, u32 nr)
+{
+	report_as(s, op, tier, rule, nr, false);
 }
 
 static __always_inline void set_target_none(struct scratch *s)
@@ -1136,7 +1145,19 @@ static __always_inline int uring_reactive(u64 req_addr)
 	if (packed < 0)
 		return 0;
 	opcode = BPF_CORE_READ((struct io_kiocb *)req_addr, opcode);
-	report(s, (packed >> 8) & 0xff, SWP_TIER_REACTIVE, packed & 0xff, SWP_NR_URING | opcode);
+	{
+		/* the ring's owner's record, not its SQPOLL kernel thread's */
+		struct task_struct *owner = uring_owner_task(bpf_get_current_task_btf());
+		u64 id = bpf_get_current_pid_tgid();
+		bool sqpoll;
+
+		fill_hdr(&s->ev.hdr, SWP_EV_DENIAL, id);
+		s->ev.hdr.tid = uring_owner_tid((struct io_kiocb *)req_addr, (u32)id, &sqpoll);
+		BPF_CORE_READ_STR_INTO(&s->ev.hdr.comm, owner, comm);
+		s->ev.hdr.ppid = BPF_CORE_READ(owner, real_parent, tgid);
+	}
+	report_as(s, (packed >> 8) & 0xff, SWP_TIER_REACTIVE, packed & 0xff,
+		  SWP_NR_URING | opcode, true);
 	verdict(SWP_TIER_REACTIVE);
 	return 0;
 }

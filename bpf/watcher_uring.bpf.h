@@ -20,8 +20,8 @@
  * submission (6.1 copies it only when the operation runs; 6.4+ at prep, into a structure whose
  * layout differs): a racing thread can change it between our read and the kernel's. */
 
-#define PF_IO_WORKER 0x00000010    /* an io_uring worker or SQPOLL thread (of the ring's owner) */
-#define SW_IORING_SETUP_SQPOLL 2   /* uapi */
+#include "uring.bpf.h"
+
 #define SW_REQ_F_FIXED_FILE 1ULL   /* IOSQE_FIXED_FILE */
 
 struct uring_pending {
@@ -198,10 +198,9 @@ static __always_inline u64 req_key(u64 *ctx, int arg)
 static __always_inline int uring_submit(struct io_kiocb *req, u64 key)
 {
 	struct task_struct *cur = bpf_get_current_task_btf();
-	struct task_struct *owner = cur;
+	struct task_struct *owner;
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32, tid = (u32)id;
-	struct io_ring_ctx *ctx;
 	struct sw_uring_info *info;
 	struct uring_scratch *s;
 	struct uring_pending *pd;
@@ -210,9 +209,7 @@ static __always_inline int uring_submit(struct io_kiocb *req, u64 key)
 	u32 op, off = 0;
 	bool sqpoll = false;
 
-	/* (direct reads: a BTF pointer the task-storage helper accepts) */
-	if (cur->flags & PF_IO_WORKER)
-		owner = cur->group_leader;
+	owner = uring_owner_task(cur); /* a BTF pointer, as the task-storage helper wants */
 	if (!uring_traced(owner, tgid))
 		return 0;
 	op = BPF_CORE_READ(req, opcode);
@@ -223,14 +220,7 @@ static __always_inline int uring_submit(struct io_kiocb *req, u64 key)
 	if (!info || !s)
 		return 0;
 	pd = &s->pend;
-	ctx = BPF_CORE_READ(req, ctx);
-	if (BPF_CORE_READ(ctx, flags) & SW_IORING_SETUP_SQPOLL) {
-		u32 creator = BPF_CORE_READ(ctx, sq_data, task_pid);
-
-		sqpoll = true;
-		if (creator)
-			tid = creator;
-	}
+	tid = uring_owner_tid(req, tid, &sqpoll);
 	pd->ts = bpf_ktime_get_ns();
 	pd->tgid = tgid;
 	pd->op = op;
