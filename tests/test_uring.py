@@ -90,7 +90,7 @@ def test_uring_file_and_network_ops(work_dir: Path, listener, workload) -> None:
     assert (ren["path"], ren["path2"]) == (f"{d}/out.txt", f"{d}/sub/moved.txt")
     assert unl["path"] == f"{d}/sub/moved.txt"
     assert (bad["fd"], bad["fd_kind"], bad["error"]) == (999, "bad", "EBADF")
-    assert (conn["addr"], conn["family"], conn["fd_kind"]) == (f"127.0.0.1:{port}", "AF_INET",
+    assert (conn["addr"], conn["family"], conn["fd_kind"]) == (f"127.0.0.1:{port}", "inet",
                                                                "tcp")
     assert (send["fd"], send["fd_kind"], send["bytes"]) == (conn["fd"], "tcp", 5)
     assert wait_for(lambda: received == [b"ping\n"]), received
