@@ -62,6 +62,11 @@ build/workloads/%: tests/workloads/%.c | build
 	mkdir -p build/workloads
 	gcc -O2 -Wall -o $@ $<
 
+# io_uring operations through liburing (liburing-dev, in APT_NEXT)
+build/workloads/uring_ops: tests/workloads/uring_ops.c | build
+	mkdir -p build/workloads
+	gcc -O2 -Wall -o $@ $< -luring
+
 # Regenerate the vendored vmlinux.h from the running kernel's BTF.
 vmlinux:
 	mkdir -p vmlinux/$(ARCH)
