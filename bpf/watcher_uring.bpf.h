@@ -377,7 +377,7 @@ int sw_uring_complete(u64 *ctx)
 
 			t.args[0] = pd->fd;
 			t.args[1] = pd->addr;
-			count_connect(&t, ps);
+			count_connect(&t, ps, bpf_ktime_get_ns());
 		}
 	}
 	if (pd->has_ev && !((info->flags & SW_SC_FAILED_ONLY) && !err) && streaming()) {
