@@ -158,7 +158,8 @@ def test_exactly_max_paths_is_accepted(tmp_path: Path) -> None:
             "1:3",
             (
                 "unknown directive 'blok' (did you mean 'block'?); expected 'block <op> [op ...]', "
-                "'protect <path> <op> [op ...]' or a '#' comment"
+                "'protect <path> <op> [op ...]', 'phase <name>' (and in a phase 'unblock', "
+                "'unprotect') or a '#' comment"
             ),
         ),
         (
@@ -166,7 +167,8 @@ def test_exactly_max_paths_is_accepted(tmp_path: Path) -> None:
             "1:1",
             (
                 "unknown directive 'allow'; expected 'block <op> [op ...]', "
-                "'protect <path> <op> [op ...]' or a '#' comment"
+                "'protect <path> <op> [op ...]', 'phase <name>' (and in a phase 'unblock', "
+                "'unprotect') or a '#' comment"
             ),
         ),
         (
@@ -174,7 +176,8 @@ def test_exactly_max_paths_is_accepted(tmp_path: Path) -> None:
             "2:1",
             (
                 "unknown directive 'BLOCK'; expected 'block <op> [op ...]', "
-                "'protect <path> <op> [op ...]' or a '#' comment"
+                "'protect <path> <op> [op ...]', 'phase <name>' (and in a phase 'unblock', "
+                "'unprotect') or a '#' comment"
             ),
         ),
         (
@@ -378,12 +381,13 @@ def test_yaml_suffixes_select_the_parser(tmp_path: Path) -> None:
         (
             "blocks: [exec]\n",
             "1:1",
-            "unknown key 'blocks' (did you mean 'block'?); expected one of 'description', 'block', 'protect'",
+            "unknown key 'blocks' (did you mean 'block'?); expected one of 'description', 'block', 'protect', 'phases'",
         ),
         (
             "block: [exec]\n1: x\n",
             "2:1",
-            "the value '1' where one of 'description', 'block', 'protect' belongs; expected one of 'description', 'block', 'protect'",
+            "the value '1' where one of 'description', 'block', 'protect', 'phases' belongs; "
+            "expected one of 'description', 'block', 'protect', 'phases'",
         ),
         (
             "block: [exec, conect]\n",

@@ -95,17 +95,21 @@ def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool,
     def going() -> bool:
         return not stop.requested and not out.failed and (end is None or time.monotonic() < end)
 
+    from syscall_watcher.policy.phases import PhaseLines
+
     sources: list[Source] = [TraceSource(session)] if session is not None else []
+    phases = None
     if policy is not None:
         sources.append(DenialSource(policy))
+        phases = PhaseLines(policy, json_lines=json, color=color)  # `policy phase` switches
     if session is None:  # a policy alone: its denials
         with Streamer(sources, out, json=json, color=color, notices=notices) as s:
             while going():
-                s.pump(LIVE_MS)
+                s.pump(LIVE_MS, extra=phases)
                 if policy_status(policy_dir) != "loaded":
                     tell(notices, "swatch: the policy was unloaded\n")
                     break
-            s.finish()
+            s.finish(extra=phases)
         return
     meta = session.meta()
     cgroup_path = to_str(meta.cgroup_path)
@@ -115,7 +119,7 @@ def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool,
     with Streamer(sources, out, json=json, color=color, notices=notices, view=view) as s:
         container_gone = False
         while going():
-            s.pump(LIVE_MS)
+            s.pump(LIVE_MS, extra=phases)
             if not tracer_alive(tracer_dir):
                 tell(notices, "swatch: the tracer was unloaded\n")
                 break
@@ -123,6 +127,6 @@ def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool,
                 container_gone = True
                 tell(notices, f"swatch: {label} has exited; its counts are kept "
                               "(`swatch status`)\n")
-        s.finish()
+        s.finish(extra=phases)
         tell(notices, f"swatch: events delivered={s.delivered} dropped={s.dropped_during} "
                       f"written={out.lines}\n")
