@@ -237,6 +237,10 @@ def run(
     require_preventive: Annotated[bool, typer.Option(
         "--require-preventive", help="With --policy: refuse to run if an operation cannot be "
         "held by Landlock or seccomp here.")] = False,
+    phase: Annotated[Optional[str], typer.Option(
+        "--phase", metavar="NAME", help="With --policy: the phase of a policy with phases to "
+        "apply (default: its first). Fixed for the run: Landlock and seccomp only tighten.")
+    ] = None,
 ) -> None:
     """Run CMD traced from its first syscall (help: RUN_HELP)."""
     from syscall_watcher.trace.run import run_command
@@ -249,7 +253,8 @@ def run(
                                  follow_children=not no_children, ring_size=ring_size,
                                  max_pids=max_pids or 0,
                                  limits=(memory, cpu, pids, oom_score_adj),
-                                 policy=policy, require_preventive=require_preventive))
+                                 policy=policy, require_preventive=require_preventive,
+                                 phase=phase))
 
 
 @commands.command()

@@ -38,6 +38,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     sandbox: object = None  # a SandboxReport when the run had limits
     seccomp_denied: dict | None = None  # type: ignore[type-arg]  # syscall → denials seen
+    landlock_denied: dict | None = None  # type: ignore[type-arg]  # operation → denials seen
 
 
 def _held_child(path: str, argv: list[str],
@@ -89,6 +90,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
     tracer = None
     box = None
     seccomp_denials = None
+    landlock_denials = None
     forwarded: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
@@ -121,6 +123,20 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                 preventive.policy.name,
                 lambda: {pid, *loaded.pids(), *loaded.pid_stats()}, json_lines=json, color=color)
             extra = Merged(box, seccomp_denials)
+        if preventive is not None and preventive.ruleset is not None:
+            from syscall_watcher.sandbox import landlock_denials as lld
+            from syscall_watcher.sandbox.denials import Merged
+
+            why = lld.unavailable(preventive.ruleset.abi)
+            if why:
+                tell(notices, why)
+            else:
+                traced = tracer
+                landlock_denials = lld.LandlockDenials(
+                    preventive.policy.name,
+                    lambda: {pid, *traced.pids(), *traced.pid_stats()}, json_lines=json,
+                    color=color)
+                extra = Merged(extra, landlock_denials)
         start = time.monotonic()
         if stats_only:
             os.close(release)
@@ -129,6 +145,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             delivered = dropped = written = 0
             if seccomp_denials is not None:
                 seccomp_denials.take_all()  # counted for the summary
+            if landlock_denials is not None:
+                landlock_denials.take_all()
         else:
             with Streamer(tracer, out, json=json, color=color, notices=notices,
                           view=view) as streamer:
@@ -159,6 +177,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             warnings=membership_warnings(counters, tracer.max_pids),
             sandbox=report,
             seccomp_denied=dict(seccomp_denials.by_syscall) if seccomp_denials else None,
+            landlock_denied=dict(landlock_denials.by_op) if landlock_denials else None,
         )
     finally:
         if release >= 0:
@@ -172,6 +191,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             os.waitpid(pid, 0)
         if seccomp_denials is not None:
             seccomp_denials.close()
+        if landlock_denials is not None:
+            landlock_denials.close()
         if preventive is not None:
             preventive.close()
         if box is not None:
@@ -194,7 +215,8 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                 ring_size: int = DEFAULT_RING_SIZE, max_pids: int = 0,
                 limits: tuple[str | None, str | None, int | None, int | None] = (
                     None, None, None, None),
-                policy: str | None = None, require_preventive: bool = False) -> int:
+                policy: str | None = None, require_preventive: bool = False,
+                phase: str | None = None) -> int:
     """`swatch run`: CMD traced, the trace to ``output`` (stderr by default, `-` stdout), the
     summary to stderr — one last JSON line of type "summary" when JSON lines share stderr.
     ``profile`` and ``exprs`` are --filter and -e. Returns the exit status for the shell
@@ -209,10 +231,12 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
     run_limits = parse_limits(*limits)
     if require_preventive and policy is None:
         raise SwatchError("--require-preventive goes with --policy")
+    if phase is not None and policy is None:
+        raise SwatchError("--phase goes with --policy")
     require_root()
     sel = select_syscalls(profile, exprs)
-    plan = (plan_for_run(policy, argv, require_preventive, sys.stderr) if policy is not None
-            else None)
+    plan = (plan_for_run(policy, argv, require_preventive, sys.stderr, phase=phase)
+            if policy is not None else None)
     trace_view = view.for_selection(sel)
     out = open_output(output, 2, "stderr")
     try:

@@ -209,7 +209,15 @@ def render_run_summary(argv: list[str], result,  # type: ignore[no-untyped-def]
               f"emitted={result.emitted} written={result.written}\n"
             + "".join(f"swatch: WARNING: {w}\n" for w in getattr(result, "warnings", []))
             + (limits_summary(box) if box else "")
-            + _seccomp_line(getattr(result, "seccomp_denied", None)))
+            + _seccomp_line(getattr(result, "seccomp_denied", None))
+            + _denied_line("landlock", getattr(result, "landlock_denied", None)))
+
+
+def _denied_line(tier: str, denied: dict | None) -> str:  # type: ignore[type-arg]
+    if denied is None:
+        return ""
+    return (f"swatch: DENIED by {tier}: "
+            + (", ".join(f"{name} ×{n}" for name, n in sorted(denied.items())) or "none") + "\n")
 
 
 def _seccomp_line(denied: dict | None) -> str:  # type: ignore[type-arg]
@@ -234,8 +242,10 @@ def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped
         "warnings": list(getattr(result, "warnings", [])),
         **({"sandbox": box.as_json(), "ended_by": box.ended_by(result.exit_code)}
            if (box := getattr(result, "sandbox", None)) else {}),
-        **({"denied": {"seccomp": result.seccomp_denied}}
-           if getattr(result, "seccomp_denied", None) is not None else {}),
+        **({"denied": {k: v for k in ("seccomp", "landlock")
+                       if (v := getattr(result, f"{k}_denied", None)) is not None}}
+           if any(getattr(result, f"{k}_denied", None) is not None
+                  for k in ("seccomp", "landlock")) else {}),
     }) + "\n"
 
 
