@@ -3,8 +3,8 @@
 Written once at load (``PolicySession.write_policy``): ``rules`` (blocked operations, path
 rules, the tier of each operation; one entry per phase), ``phase`` (which entry the checks
 read; `swatch policy phase` rewrites it, policy/phases.py), ``reactive`` (per syscall: which
-operation it is and which arguments hold its path, second path and fd), ``meta`` (policy, target, mode) and, for
-a pid target, ``targets``. Read by ``policy-summary`` and the denial streamer through the same
+operation it is and which arguments hold its path, second path and fd), ``meta`` (policy,
+target, mode) and, for a pid target, ``targets``. Read by ``policy-summary`` and the denial streamer through the same
 session class, whether the object was loaded by this process or opened from pins.
 """
 
