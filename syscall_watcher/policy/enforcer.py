@@ -236,7 +236,8 @@ def render_summary(s: dict) -> str:  # type: ignore[type-arg]
     for op, n in s["denials"].items():
         lines.append(f"  {op:12} {s['tiers'].get(op, '-'):9} {n:>9,}")
     if s["rules"]:
-        labels = [f"{r['path']} ({' '.join(r['ops'])})" for r in s["rules"]]
+        labels = [f"{r['path']} ({' '.join(r['ops']) or 'not in this phase'})"
+                  for r in s["rules"]]
         width = max(22, *(len(label) for label in labels))
         lines.append(f"  {'PATH RULE':{width}} {'DENIALS':>9}")
         for label, r in zip(labels, s["rules"]):
