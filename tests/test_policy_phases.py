@@ -205,19 +205,20 @@ def test_bad_phase_input_changes_nothing(ppin: Path, tmp_path: Path) -> None:
 def test_run_policy_phase(tmp_path: Path) -> None:
     """`swatch run --policy P --phase NAME`: that phase's rules, with Landlock, for the run."""
     pol, logs, data = phased_policy(tmp_path)
-    script = f"echo x > {logs}/f; echo $? > {tmp_path}/rc1; echo y > {data}/f; " \
-             f"echo $? > {tmp_path}/rc2"
+    out = tmp_path / "out"  # a sibling of work/: creating in an ancestor of a protected path
+    out.mkdir()             # is denied too under Landlock (README, "Sandboxed runs")
+    script = f"echo x > {logs}/f; echo $? > {out}/rc1; echo y > {data}/f; echo $? > {out}/rc2"
     r = swatch("run", "--policy", str(pol), "--phase", "write_logs", "-c", "--",
                "/bin/sh", "-c", script)
     assert r.returncode == 0, r.stderr
     assert "swatch: policy agent (phase write_logs) applied to /bin/sh before exec:" in r.stderr
     assert (logs / "f").read_text() == "x\n" and not (data / "f").exists()
-    assert ((tmp_path / "rc1").read_text(), (tmp_path / "rc2").read_text()) == ("0\n", "2\n")
+    assert ((out / "rc1").read_text(), (out / "rc2").read_text()) == ("0\n", "2\n")
     (logs / "f").unlink()
     r = swatch("run", "--policy", str(pol), "-c", "--", "/bin/sh", "-c", script)  # read_only
     assert "swatch: policy agent (phase read_only) applied" in r.stderr
     assert not (logs / "f").exists() and not (data / "f").exists()
-    assert ((tmp_path / "rc1").read_text(), (tmp_path / "rc2").read_text()) == ("2\n", "2\n")
+    assert ((out / "rc1").read_text(), (out / "rc2").read_text()) == ("2\n", "2\n")
     for args, msg in ((["--policy", str(pol), "--phase", "nope"],
                        "has no phase 'nope'; its phases: read_only, write_logs"),
                       (["--policy", "no-exec", "--phase", "x"], "defines no phases"),
