@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import parse_record, swatch
+from conftest import check_record, swatch
 from syscall_watcher.sandbox import landlock
 from syscall_watcher.sandbox.landlock_denials import audit_enabled
 
@@ -55,13 +55,17 @@ def protect_policy(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.mark.parametrize("audit", [True], indirect=True)
 def test_landlock_denial_shown_and_counted(audit: None, tmp_path: Path) -> None:
     pol, prot = protect_policy(tmp_path)
-    script = f"echo x > {prot}/f; echo rc=$?; echo y > {tmp_path}/ok"
+    (tmp_path / "out").mkdir()  # a sibling: creating directly in an ancestor of prot is denied
+    script = f"echo x > {prot}/f; echo rc=$?; echo y > {tmp_path}/out/ok"
     r = swatch("run", "--policy", str(pol), "--", "/bin/sh", "-c", script)
     assert r.returncode == 0, r.stderr
     assert "rc=2" in r.stdout and not (prot / "f").exists()  # EACCES: sh says 2
-    assert (tmp_path / "ok").read_text() == "y\n"  # outside the protected path: written
-    denied = [ln for ln in r.stderr.splitlines() if " DENIED " in ln]
+    assert (tmp_path / "out" / "ok").read_text() == "y\n"  # outside the protected path
+    denied = [ln for ln in r.stderr.splitlines()
+              if " DENIED " in ln and not ln.startswith("swatch:")]
     assert len(denied) == 1, r.stderr
+    # in time order: the denial comes before the process's exit in the stream
+    assert r.stderr.index(" DENIED write ") < r.stderr.index(" EXIT "), r.stderr
     assert denied[0].split(" ", 1)[1].startswith("sh[")
     assert denied[0].endswith(f"DENIED write {prot} at openat (policy p, tier landlock: EACCES, "
                               "fs.make_reg)"), denied
@@ -74,7 +78,7 @@ def test_landlock_denial_shown_and_counted(audit: None, tmp_path: Path) -> None:
     assert [(d["op"], d["target"], d["tier"], d["action"], d["syscall"], d["comm"],
              d["blockers"]) for d in recs] == [
         ("write", str(prot), "landlock", "EACCES", "openat", "sh", ["fs.make_reg"])]
-    execs = [parse_record(rec) for rec in lines if rec.get("type") == "exec"]
+    execs = [check_record(rec) for rec in lines if rec.get("type") == "exec"]
     assert recs[0]["pid"] == execs[0]["pid"]  # the run's own process (sh), by its pid
     summary = [rec for rec in lines if rec.get("type") == "summary"][-1]
     assert summary["denied"]["landlock"] == {"write": 1}

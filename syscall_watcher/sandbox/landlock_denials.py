@@ -47,7 +47,7 @@ BLOCKER_OPS = {
     "fs.ioctl_dev": "file_open", "net.bind_tcp": "bind", "net.connect_tcp": "connect",
     "scope.signal": "kill",
 }
-_SERIAL = re.compile(r"^audit\(\d+\.\d+:(\d+)\): ")
+_SERIAL = re.compile(r"^audit\((\d+)\.(\d+):(\d+)\): ")
 _FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
 
 
@@ -97,7 +97,8 @@ class LandlockDenials:
         self.seen = 0
         self.by_op: dict[str, int] = {}
         self.lost = 0  # netlink overruns: records the kernel dropped on our socket
-        self._events: dict[str, dict[int, str]] = {}  # serial → record type → text
+        # serial → record type → text (0: the event's wall time, ns)
+        self._events: dict[str, dict[int, str]] = {}
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                                    NETLINK_AUDIT)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -127,13 +128,16 @@ class LandlockDenials:
                 m = _SERIAL.match(text)
                 if not m:
                     continue
-                event = self._events.setdefault(m.group(1), {})
+                serial = m.group(3)
+                event = self._events.setdefault(serial, {})
                 if kind == AUDIT_EOE:
-                    del self._events[m.group(1)]
+                    del self._events[serial]
                     if AUDIT_LANDLOCK_ACCESS in event:
                         done.append(event)
                 else:
                     event[kind] = text[m.end():]
+                    # the event's time (CLOCK_REALTIME, ms): when the call was denied
+                    event[0] = str(int(m.group(1)) * 10**9 + int(m.group(2)) * 10**6)
 
     def take(self, timeout_ms: int = 0) -> list[tuple[int, bytes]]:
         return self._lines(self._read())
@@ -157,8 +161,12 @@ class LandlockDenials:
             nr = int(call["syscall"]) if call.get("syscall", "").isdigit() else None
             self.seen += 1
             self.by_op[op] = self.by_op.get(op, 0) + 1
-            lines.append((time.monotonic_ns(), self._line(
-                pid, call.get("comm") or domain.get("comm", "?"), op,
+            wall_ns = int(event[0])
+            # merged into the stream by kernel time: the record's wall time on the monotonic
+            # clock the ring buffers' records carry
+            ktime = wall_ns - (time.time_ns() - time.monotonic_ns())
+            lines.append((ktime, self._line(
+                wall_ns, pid, call.get("comm") or domain.get("comm", "?"), op,
                 access.get("path", ""), blockers, nr, call.get("exit", ""))))
         return lines
 
@@ -181,18 +189,18 @@ class LandlockDenials:
                 return lines
             select.select([self._sock], [], [], 0.01)
 
-    def _line(self, pid: int, comm: str, op: str, path: str, blockers: list[str],
-              nr: int | None, exit_code: str) -> bytes:
+    def _line(self, wall_ns: int, pid: int, comm: str, op: str, path: str,
+              blockers: list[str], nr: int | None, exit_code: str) -> bytes:
         name = syscalls.names().get(nr, f"nr{nr}") if nr is not None else None
         err = _errno_name(exit_code)
         if self.json:
-            rec = {"type": "denied", "time_ns": time.time_ns(), "pid": pid, "comm": comm,
+            rec = {"type": "denied", "time_ns": wall_ns, "pid": pid, "comm": comm,
                    "op": op, "target": path, "tier": "landlock", "action": err or "denied",
                    "policy": self.policy, "blockers": blockers}
             if name is not None:
                 rec |= {"syscall": name, "nr": nr}
             return (json.dumps(rec, separators=(",", ":")) + "\n").encode()
-        t = time.time()
+        t = wall_ns / 1e9
         ts = time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
         word = "\033[1;31mDENIED\033[0m" if self.color else "DENIED"
         call = f" at {name}" if name else ""
