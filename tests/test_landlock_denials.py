@@ -74,13 +74,13 @@ def test_landlock_denial_shown_and_counted(audit: None, tmp_path: Path) -> None:
     r = swatch("run", "--json", "--policy", str(pol), "--", "/bin/sh", "-c", script)
     assert r.returncode == 0, r.stderr
     lines = [json.loads(ln) for ln in r.stderr.splitlines() if ln.startswith("{")]
-    recs = [rec for rec in lines if rec.get("type") == "denied"]
-    assert [(d["op"], d["target"], d["tier"], d["action"], d["syscall"], d["comm"],
+    recs = [check_record(rec) for rec in lines if rec.get("type") == "denied"]
+    assert [(d["op"], d["target"], d["tier"], d["action"], d["errno"], d["syscall"], d["comm"],
              d["blockers"]) for d in recs] == [
-        ("write", str(prot), "landlock", "EACCES", "openat", "sh", ["fs.make_reg"])]
+        ("write", str(prot), "landlock", "blocked", "EACCES", "openat", "sh", ["fs.make_reg"])]
     execs = [check_record(rec) for rec in lines if rec.get("type") == "exec"]
     assert recs[0]["pid"] == execs[0]["pid"]  # the run's own process (sh), by its pid
-    summary = [rec for rec in lines if rec.get("type") == "summary"][-1]
+    summary = check_record([rec for rec in lines if rec.get("type") == "summary"][-1])
     assert summary["denied"]["landlock"] == {"write": 1}
 
 

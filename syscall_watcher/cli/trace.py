@@ -237,6 +237,10 @@ def run(
     require_preventive: Annotated[bool, typer.Option(
         "--require-preventive", help="With --policy: refuse to run if an operation cannot be "
         "held by Landlock or seccomp here.")] = False,
+    seccomp: Annotated[str | None, typer.Option(
+        "--seccomp", metavar="FILE", help="Apply this OCI seccomp profile (`swatch record`'s, "
+        "Docker's) to CMD with libseccomp right before its exec; denials are DENIED lines "
+        "(tier seccomp).")] = None,
     phase: Annotated[Optional[str], typer.Option(
         "--phase", metavar="NAME", help="With --policy: the phase of a policy with phases to "
         "apply (default: its first). Fixed for the run: Landlock and seccomp only tighten.")
@@ -254,7 +258,7 @@ def run(
                                  max_pids=max_pids or 0,
                                  limits=(memory, cpu, pids, oom_score_adj),
                                  policy=policy, require_preventive=require_preventive,
-                                 phase=phase))
+                                 seccomp=seccomp, phase=phase))
 
 
 @commands.command()

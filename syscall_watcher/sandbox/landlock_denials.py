@@ -165,8 +165,9 @@ class LandlockDenials:
             # merged into the stream by kernel time: the record's wall time on the monotonic
             # clock the ring buffers' records carry
             ktime = wall_ns - (time.time_ns() - time.monotonic_ns())
+            uid = int(call.get("uid") or domain.get("uid") or 0)
             lines.append((ktime, self._line(
-                wall_ns, pid, call.get("comm") or domain.get("comm", "?"), op,
+                wall_ns, pid, uid, call.get("comm") or domain.get("comm", "?"), op,
                 access.get("path", ""), blockers, nr, call.get("exit", ""))))
         return lines
 
@@ -189,13 +190,14 @@ class LandlockDenials:
                 return lines
             select.select([self._sock], [], [], 0.01)
 
-    def _line(self, wall_ns: int, pid: int, comm: str, op: str, path: str,
+    def _line(self, wall_ns: int, pid: int, uid: int, comm: str, op: str, path: str,
               blockers: list[str], nr: int | None, exit_code: str) -> bytes:
         name = syscalls.names().get(nr, f"nr{nr}") if nr is not None else None
         err = _errno_name(exit_code)
         if self.json:
-            rec = {"type": "denied", "time_ns": wall_ns, "pid": pid, "comm": comm,
-                   "op": op, "target": path, "tier": "landlock", "action": err or "denied",
+            rec = {"type": "denied", "time_ns": wall_ns, "pid": pid, "uid": uid,
+                   "comm": comm, "op": op, "target": path, "tier": "landlock",
+                   "action": "blocked", **({"errno": err} if err else {}),
                    "policy": self.policy, "blockers": blockers}
             if name is not None:
                 rec |= {"syscall": name, "nr": nr}
