@@ -978,3 +978,5 @@ int BPF_PROG(sw_exit, struct task_struct *task)
 	}
 	return 0;
 }
+
+#include "watcher_uring.bpf.h"

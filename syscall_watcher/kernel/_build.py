@@ -38,6 +38,8 @@ struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct 
 struct bpf_program *bpf_object__next_program(const struct bpf_object *obj,
                                              struct bpf_program *prog);
 
+int libbpf_find_vmlinux_btf_id(const char *name, int attach_type);
+
 const char *bpf_program__name(const struct bpf_program *prog);
 const char *bpf_program__section_name(const struct bpf_program *prog);
 int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);

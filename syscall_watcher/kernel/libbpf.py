@@ -9,6 +9,7 @@ binding's size is libbpf's surface we use (objects, maps, links, ring buffer, fo
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterator
@@ -407,6 +408,15 @@ class ProgRunStats:
     run_time_ns: int
 
 
+_BPF_TRACE_RAW_TP = 23  # enum bpf_attach_type: what tp_btf programs attach as
+
+
+@functools.cache
+def kernel_has_tracepoint(name: str) -> bool:
+    """Does the running kernel's BTF have the raw tracepoint ``name`` (a tp_btf target)?"""
+    return lib.libbpf_find_vmlinux_btf_id(name.encode(), _BPF_TRACE_RAW_TP) > 0
+
+
 def enable_run_stats() -> int:
     """bpf_enable_stats(BPF_STATS_RUN_TIME): the kernel counts every program's runs and run
     time while the returned fd is open (close it to stop). SwatchError if it cannot."""
@@ -513,12 +523,16 @@ def count_lines(data: bytes | memoryview) -> int:
 
 
 def set_format_tables(
-    syscalls: dict[int, tuple[str, int, int]], errnames: dict[int, str]
+    syscalls: dict[int, tuple[str, int, int]], errnames: dict[int, str],
+    uring_ops: dict[int, tuple[str, int, int]] | None = None,
 ) -> None:
-    """Tell the formatter each syscall's (name, verb, flags) and each errno's name."""
+    """Tell the formatter each syscall's (name, verb, flags), each io_uring opcode's, and each
+    errno's name."""
     lib.sw_fmt_reset()
     for nr, (name, verb, flags) in syscalls.items():
         lib.sw_fmt_set_syscall(nr, name.encode(), verb, flags)
+    for op, (name, verb, flags) in (uring_ops or {}).items():
+        lib.sw_fmt_set_uring_op(op, name.encode(), verb, flags)
     for err, name in errnames.items():
         lib.sw_fmt_set_errno(err, name.encode())
 
@@ -552,6 +566,16 @@ def set_cgroup_label(cgroup_id: int, label: str) -> None:
     if err < 0:
         raise SwatchError(f"cannot label cgroup {cgroup_id} ({label}): {os.strerror(-err)}; "
                           f"{lib.sw_fmt_cgroup_labels()} cgroups labelled")
+
+
+def set_cgroup_kubernetes(cgroup_id: int, namespace: str, pod: str, container: str) -> None:
+    """Name the pod of a labelled cgroup's container (JSON ``kubernetes``, ``pod=`` in human
+    lines); ``container`` may be empty."""
+    err = lib.sw_fmt_set_cgroup_kubernetes(cgroup_id, namespace.encode(), pod.encode(),
+                                           container.encode())
+    if err < 0:
+        raise SwatchError(f"cannot name the pod of cgroup {cgroup_id} ({namespace}/{pod}): "
+                          f"{os.strerror(-err)}")
 
 
 def cgroup_labels() -> int:

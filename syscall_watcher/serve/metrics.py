@@ -52,10 +52,12 @@ class KernelCollector(Collector):
     rings since it attached to the component now loaded)."""
 
     def __init__(self, tracer_pin_dir: Path, policy_pin_dir: Path,
-                 delivered: Callable[[], dict[str, int]] = dict) -> None:
+                 delivered: Callable[[], dict[str, int]] = dict,
+                 detect_dir: Path | None = None) -> None:
         self.tracer_pin_dir = tracer_pin_dir
         self.policy_pin_dir = policy_pin_dir
         self.delivered = delivered
+        self.detect_dir = detect_dir
         self._lock = threading.Lock()
 
     def describe(self) -> list[Metric]:
@@ -78,6 +80,8 @@ class KernelCollector(Collector):
             for kind, n in sorted(self.delivered().items()):
                 delivered.add_metric([kind], n)
             yield delivered
+            if self.detect_dir is not None:
+                yield from _detect_metrics(self.detect_dir)
 
     def _tracer_metrics(self, emitted: CounterMetricFamily,
                         dropped: CounterMetricFamily) -> Iterator[Metric]:
@@ -92,7 +96,7 @@ class KernelCollector(Collector):
             target = _cstr(session.meta().target_label)
             loaded.add_metric([target], 1)
             yield loaded
-            yield from _syscall_metrics(session.syscall_stats(), target)
+            yield from _syscall_metrics(session.call_stats(), target)
             counters = session.counters()
             for kind in sorted(counters.emitted):
                 emitted.add_metric([kind], counters.emitted[kind])
@@ -132,6 +136,24 @@ class KernelCollector(Collector):
         yield denials
 
 
+def _detect_metrics(directory: Path) -> Iterator[Metric]:
+    """The last score `swatch detect` published per target (scores.py)."""
+    from syscall_watcher.serve.scores import read_scores
+
+    scores, bad = read_scores(directory)
+    score = GaugeMetricFamily("swatch_detect_score", "The last anomaly score swatch detect "
+                              "published for the target", labels=["target"])
+    when = GaugeMetricFamily("swatch_detect_score_timestamp_seconds", "When that score was "
+                             "published (seconds since the epoch)", labels=["target"])
+    for target, (value, time_ns) in sorted(scores.items()):
+        score.add_metric([target], value)
+        when.add_metric([target], time_ns / 1e9)
+    unreadable = GaugeMetricFamily("swatch_detect_score_unreadable", "Files in the detect "
+                                   "directory that are not a published score")
+    unreadable.add_metric([], bad)
+    yield from (score, when, unreadable)
+
+
 def _syscall_metrics(stats: dict, target: str) -> Iterator[Metric]:  # type: ignore[type-arg]
     names = syscalls.names()
     labels = ["syscall", "target"]
@@ -144,8 +166,9 @@ def _syscall_metrics(stats: dict, target: str) -> Iterator[Metric]:  # type: ign
                                     "out (write, send...)", labels=labels)
     latency = HistogramMetricFamily("swatch_syscall_duration_seconds", "Time from entry to "
                                     "exit, in the kernel's log2 buckets", labels=labels)
-    for nr, s in sorted(stats.items()):
-        key = [names.get(nr, f"nr{nr}"), target]
+    for nr, s in sorted(stats.items(), key=lambda kv: str(kv[0]) if isinstance(kv[0], str)
+                        else f"{kv[0]:09d}"):  # syscalls by number, then io_uring ops
+        key = [nr if isinstance(nr, str) else names.get(nr, f"nr{nr}"), target]
         calls.add_metric(key, s["count"])
         errors.add_metric(key, s["errors"])
         bytes_in.add_metric(key, s["bytes_in"])

@@ -61,6 +61,11 @@ def tracer_status(path: Path, programs: bool = False) -> TracerStatus:
             "pid_filter_full": counters.pid_filter_full,
             "pid_stats_full": counters.pid_stats_full,
             "untracked": counters.untracked,
+            "io_uring": {"traced": (path / "links" / "io_uring_complete").exists(),
+                         "submitted": counters.uring_submitted,
+                         "completed": counters.uring_completed,
+                         "ops_counted": sum(int(s["count"])
+                                            for s in session.uring_stats().values())},
         }
         if programs:
             info["program_stats"] = sample_programs(path, session)
@@ -74,6 +79,9 @@ def tracer_status(path: Path, programs: bool = False) -> TracerStatus:
     lines += [
         f"  watching   {'pid ' + str(consumer) if streaming else 'no consumer attached'}",
         f"  syscalls   {info['syscalls_counted']:,} counted",
+        (f"  io_uring   {counters.uring_submitted:,} operations submitted, "
+         f"{counters.uring_completed:,} completed" if info["io_uring"]["traced"] else
+         "  io_uring   NOT traced (this kernel has no io_uring tracepoints)"),
         (f"  events     {counters.total_emitted:,} emitted, {counters.total_dropped:,} "
          "dropped (ring buffer full)"),
     ]

@@ -174,10 +174,13 @@ static int sw_log_print(enum libbpf_print_level level, const char *fmt, va_list 
 {
 	char line[1024];
 	size_t have, n;
+	va_list whole;
 
+	va_copy(whole, ap);
+	if (sw_log_verbose) /* whole: a verifier log is one message, far longer than line */
+		vfprintf(stderr, fmt, whole);
+	va_end(whole);
 	vsnprintf(line, sizeof(line), fmt, ap);
-	if (sw_log_verbose)
-		fputs(line, stderr);
 	if (level == LIBBPF_DEBUG)
 		return 0;
 	have = strlen(sw_log_buf);

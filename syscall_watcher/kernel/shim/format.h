@@ -26,6 +26,7 @@ struct sw_sc_fmt {
 };
 
 extern struct sw_sc_fmt sw_sc[SW_MAX_SYSCALLS];
+extern struct sw_sc_fmt sw_uring[SW_URING_OPS]; /* io_uring opcodes: "OPENAT", verb, flags */
 extern char sw_errname[4096][16];
 extern int64_t sw_clock_offset;
 extern int sw_utc_offset;
@@ -37,6 +38,14 @@ extern const char *const sw_fd_label[9];
 
 /* The label of a cgroup (a container's "<short id> (<name>)"), or NULL. */
 const char *sw_cgroup_label(uint64_t id);
+/* The Kubernetes names of a labelled cgroup's container (container may be ""). */
+struct sw_kubernetes {
+	char *namespace_;
+	char *pod;
+	char *container;
+};
+/* The Kubernetes names of a cgroup, or NULL when its container is not in a pod. */
+const struct sw_kubernetes *sw_cgroup_kubernetes(uint64_t id);
 /* sw_fmt_set_name()'s tables: the name of id in table, or NULL if none was set. */
 const char *sw_name(int table, unsigned id);
 /* The loaded policy's name and its path rules (for denial records). */
@@ -97,7 +106,7 @@ struct sw_denial_view {
 	const char *rule;
 	char rule_buf[24];
 	const char *syscall;    /* NULL: not the reactive tier */
-	char syscall_buf[16];
+	char syscall_buf[48];
 };
 
 void sw_view_denial(const struct swp_denial *d, struct sw_denial_view *v);
