@@ -285,6 +285,22 @@ class Program:
         )
         return Link(ptr, self.name)
 
+    def attach_uprobe(self, binary_path: str, func_name: str, retprobe: bool = False,
+                      cookie: int = 0) -> Link:
+        """A uprobe (or uretprobe) on func_name of the ELF file binary_path, for every process
+        that maps the file (now or later); ``cookie`` is bpf_get_attach_cookie()'s value."""
+        lib.sw_log_clear()
+        opts = ffi.new("struct bpf_uprobe_opts *")
+        opts.sz = ffi.sizeof("struct bpf_uprobe_opts")
+        opts.bpf_cookie = cookie
+        opts.retprobe = retprobe
+        name = ffi.new("char[]", func_name.encode())
+        opts.func_name = name
+        ptr = _check_ptr(
+            f"attach {'uretprobe' if retprobe else 'uprobe'} {func_name} in {binary_path}",
+            lib.bpf_program__attach_uprobe_opts(self._ptr, -1, binary_path.encode(), 0, opts))
+        return Link(ptr, f"{self.name}:{func_name}")
+
 
 class BpfObject:
     """An opened (then loaded) ``.bpf.o``. Close it to free the programs it did not pin."""
@@ -332,6 +348,10 @@ class BpfObject:
                 _check("set .rodata", lib.bpf_map__set_initial_value(m, value, size))
                 return
         raise BpfError(f"find .rodata in {self.path}", 2)
+
+    def reuse_map(self, name: str, fd: int) -> None:
+        """Before load: map ``name`` is the existing map fd (another object's), not a new one."""
+        _check(f"reuse map {name}", lib.bpf_map__reuse_fd(self._map(name), fd))
 
     def set_max_entries(self, name: str, n: int) -> None:
         _check(f"resize map {name}", lib.bpf_map__set_max_entries(self._map(name), n))

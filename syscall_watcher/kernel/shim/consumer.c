@@ -11,6 +11,7 @@
 
 #include "watcher.h"
 #include "policy.h"
+#include "tls.h"
 #include "_shim.h"
 
 /* Our callback's "batch full" return. libbpf stops only on a negative return and hands
@@ -28,10 +29,12 @@ struct sw_consumer {
 };
 
 #define SW_MAX2(a, b) ((a) > (b) ? (a) : (b))
-/* The largest record of any ring: the tracer's syscall and exec events, a denial. */
-static const size_t sw_max_record = SW_MAX2(SW_MAX2(sizeof(struct sw_syscall_event),
-						     sizeof(struct sw_exec_event)),
-					    sizeof(struct swp_denial));
+/* The largest record of any ring: the tracer's syscall and exec events, a denial, a chunk
+ * of TLS plaintext. */
+static const size_t sw_max_record = SW_MAX2(SW_MAX2(SW_MAX2(sizeof(struct sw_syscall_event),
+							    sizeof(struct sw_exec_event)),
+						    sizeof(struct swp_denial)),
+					    sizeof(struct sw_tls_event));
 
 /* The sample is only valid during the callback: copy it out, and ask libbpf
  * to stop while one maximum-size record still fits. */
