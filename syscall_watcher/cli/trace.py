@@ -121,13 +121,19 @@ def watch(
 
 @commands.command()
 @user_errors
-def status(json: JsonOpt = False, pin_dir: PinDirOpt = None) -> None:
+def status(
+    json: JsonOpt = False,
+    programs: Annotated[bool, typer.Option(
+        "--programs", help="Also sample each program's ns per run and runs per second for 1 s "
+        "(BPF run-time statistics are enabled for that second only).")] = False,
+    pin_dir: PinDirOpt = None,
+) -> None:
     """What is loaded: target, filter, traced pids, event and drop counters."""
     import json as jsonlib
 
     from syscall_watcher.trace.status import tracer_status
 
-    report = tracer_status(pin_dir_default(pin_dir))
+    report = tracer_status(pin_dir_default(pin_dir), programs)
     if json:
         typer.echo(jsonlib.dumps(report.info))
         return

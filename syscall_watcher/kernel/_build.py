@@ -75,6 +75,22 @@ struct bpf_map_info {
     ...;
 };
 int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);
+struct bpf_link_info {
+    __u32 type;
+    __u32 id;
+    __u32 prog_id;
+    ...;
+};
+struct bpf_prog_info {
+    __u32 id;
+    char name[16];
+    __u64 run_time_ns;
+    __u64 run_cnt;
+    ...;
+};
+int bpf_prog_get_fd_by_id(__u32 id);
+#define BPF_STATS_RUN_TIME ...
+int bpf_enable_stats(int type);
 
 typedef int... __fsword_t;
 struct statfs {

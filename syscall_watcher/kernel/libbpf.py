@@ -396,6 +396,48 @@ def open_pinned_map(path: str | Path) -> MapFd:
     return MapFd.open_pinned(path, 0, 0)
 
 
+@dataclass(frozen=True)
+class ProgRunStats:
+    """A loaded program's run statistics as the kernel keeps them (run_* grow only while
+    BPF run-time statistics are enabled)."""
+
+    prog_id: int
+    name: str
+    run_cnt: int
+    run_time_ns: int
+
+
+def enable_run_stats() -> int:
+    """bpf_enable_stats(BPF_STATS_RUN_TIME): the kernel counts every program's runs and run
+    time while the returned fd is open (close it to stop). SwatchError if it cannot."""
+    fd = lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME)
+    if fd < 0:
+        err = ffi.errno or -fd
+        raise SwatchError(f"cannot enable BPF run-time statistics: {os.strerror(err)}")
+    return fd
+
+
+def linked_prog_stats(link_path: str | Path) -> ProgRunStats:
+    """The run statistics of the program behind the BPF link pinned at link_path."""
+    link_fd = _check(f"open pinned link {link_path}", lib.bpf_obj_get(str(link_path).encode()))
+    try:
+        linfo = ffi.new("struct bpf_link_info *")
+        size = ffi.new("__u32 *", ffi.sizeof("struct bpf_link_info"))
+        _check(f"read link {link_path}", lib.bpf_obj_get_info_by_fd(link_fd, linfo, size))
+        prog_id = int(linfo.prog_id)
+    finally:
+        os.close(link_fd)
+    prog_fd = _check(f"open program {prog_id}", lib.bpf_prog_get_fd_by_id(prog_id))
+    try:
+        pinfo = ffi.new("struct bpf_prog_info *")
+        size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
+        _check(f"read program {prog_id}", lib.bpf_obj_get_info_by_fd(prog_fd, pinfo, size))
+        return ProgRunStats(prog_id, ffi.string(pinfo.name).decode(errors="replace"),
+                            int(pinfo.run_cnt), int(pinfo.run_time_ns))
+    finally:
+        os.close(prog_fd)
+
+
 class RingConsumer:
     """Drains a ring buffer in batches (C shim) and formats whole batches (C shim)."""
 

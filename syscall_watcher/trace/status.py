@@ -16,6 +16,8 @@ from syscall_watcher.trace.tracer import (
     PinnedSession,
     membership_warnings,
     pin_state,
+    program_lines,
+    sample_programs,
 )
 
 
@@ -28,8 +30,10 @@ class TracerStatus:
     warnings: list[str] = field(default_factory=list)
 
 
-def tracer_status(path: Path) -> TracerStatus:
-    """Read the tracer pinned at ``path``; a stale or foreign pin dir is a SwatchError."""
+def tracer_status(path: Path, programs: bool = False) -> TracerStatus:
+    """Read the tracer pinned at ``path``; a stale or foreign pin dir is a SwatchError.
+    ``programs``: also sample each program's cost (sample_programs: 1 s, BPF run-time
+    statistics on for that second only)."""
     require_root()
     if pin_state(path).state == "absent":
         return TracerStatus({"loaded": False, "pin_dir": str(path)},
@@ -58,6 +62,8 @@ def tracer_status(path: Path) -> TracerStatus:
             "pid_stats_full": counters.pid_stats_full,
             "untracked": counters.untracked,
         }
+        if programs:
+            info["program_stats"] = sample_programs(path, session)
     finally:
         session.close()
     lines = [f"swatch: loaded at {info['pin_dir']} since {info['loaded_at']}",
@@ -71,4 +77,6 @@ def tracer_status(path: Path) -> TracerStatus:
         (f"  events     {counters.total_emitted:,} emitted, {counters.total_dropped:,} "
          "dropped (ring buffer full)"),
     ]
+    if programs:
+        lines += program_lines(info["program_stats"])
     return TracerStatus(info, lines, membership_warnings(counters, int(meta.max_pids)))

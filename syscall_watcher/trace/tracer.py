@@ -314,6 +314,53 @@ class PinnedSession(PinnedComponent, Session):
     COMPONENT = TRACER
 
 
+PROGRAM_SAMPLE_S = 1.0
+
+
+def sample_programs(pin_dir: Path, session: Session,
+                    seconds: float = PROGRAM_SAMPLE_S) -> dict[str, object]:
+    """What each attached tracer program costs, from the kernel's own BPF statistics: BPF
+    run-time statistics (bpf_enable_stats) are on only for this sample window, since they add
+    two clock reads to every run of every BPF program on the machine. Programs run for every
+    syscall on the machine (bystanders return early), so runs count more than the traced
+    calls; `syscalls_counted` is what swatch counted in the same window."""
+    links = [(prog, pin) for prog, pin in PROGRAMS.items()
+             if (pin_dir / "links" / pin).exists()]
+    fd = libbpf.enable_run_stats()
+    try:
+        before = {prog: libbpf.linked_prog_stats(pin_dir / "links" / pin) for prog, pin in links}
+        counted0 = sum(int(s["count"]) for s in session.syscall_stats().values())
+        t0 = time.monotonic()
+        time.sleep(seconds)  # the sample window (not a barrier)
+        counted1 = sum(int(s["count"]) for s in session.syscall_stats().values())
+        after = {prog: libbpf.linked_prog_stats(pin_dir / "links" / pin) for prog, pin in links}
+        window = time.monotonic() - t0
+    finally:
+        os.close(fd)
+    progs = []
+    for prog, pin in links:
+        runs = after[prog].run_cnt - before[prog].run_cnt
+        ns = after[prog].run_time_ns - before[prog].run_time_ns
+        progs.append({"program": prog, "attached_to": pin, "prog_id": after[prog].prog_id,
+                      "runs": runs, "run_time_ns": ns,
+                      "ns_per_run": round(ns / runs, 1) if runs else None,
+                      "runs_per_sec": round(runs / window, 1)})
+    return {"window_s": round(window, 3), "stats_enabled": "only during this window",
+            "syscalls_counted": counted1 - counted0, "programs": progs}
+
+
+def program_lines(sample: dict) -> list[str]:  # type: ignore[type-arg]
+    """`swatch status --programs`' lines for a sample_programs() result."""
+    lines = [f"  programs   sampled {sample['window_s']:.1f} s with the kernel's BPF run-time "
+             "statistics (on for that window only); runs are every syscall on the machine, "
+             f"{sample['syscalls_counted']:,} of them counted by swatch"]
+    for p in sample["programs"]:
+        ns = f"{p['ns_per_run']:8.1f} ns/run" if p["ns_per_run"] is not None else "     - ns/run"
+        lines.append(f"    {p['program']:<14} {p['attached_to']:<20} {ns} "
+                     f"{p['runs_per_sec']:>12,.0f} runs/s")
+    return lines
+
+
 def pin_state(pin_dir: Path) -> PinState:
     """What pin_dir holds (component.py defines absent / loaded / stale / foreign)."""
     return TRACER.status(pin_dir)
