@@ -14,8 +14,8 @@ from typing import Any
 from bench import peers, progstats
 from bench.procs import kill_group, log, med, oneline, parse_result, read_text, reap, spawn, tail
 from bench.setups import (
-    BNone, BSwatch, BystanderTracer, Setup, SwatchPinned, SwatchStats, SwatchStream, Tools,
-    Untraced,
+    Before, BNone, BSwatch, BystanderTracer, Setup, SwatchPinned, SwatchStats,
+    SwatchStatsBefore, SwatchStream, SwatchStreamBefore, Tools, Untraced,
 )
 from bench.trial import TrialRunner
 from bench.workloads import BUILD, BY_NAME, WORKLOADS
@@ -25,7 +25,8 @@ def syscall_setups(tools: Tools, pin_dir: str) -> list[Setup]:
     return [Untraced(tools), peers.StraceF(tools), peers.StraceFC(tools),
             peers.PerfTrace(tools), peers.BpftraceCount(tools), peers.BpftracePrintf(tools),
             peers.Syscount(tools), SwatchStats(tools), SwatchPinned(tools, pin_dir),
-            SwatchStream(tools)]
+            SwatchStream(tools)] + (
+                [SwatchStatsBefore(tools), SwatchStreamBefore(tools)] if Before.obj() else [])
 
 
 def stream_setups(tools: Tools) -> list[Setup]:
@@ -41,7 +42,11 @@ def bystander_tracers(tools: Tools, runner: TrialRunner) -> list[BystanderTracer
             peers.BBpftrace("bpftrace count enter+exit", *a, exit_probe=True),
             BSwatch("swatch load --pid OTHER", *a, pin_dir=runner.pin_dir, filter_all=False),
             BSwatch("swatch load --pid OTHER --filter all", *a, pin_dir=runner.pin_dir,
-                    filter_all=True)]
+                    filter_all=True)] + (
+                [BSwatch("swatch load --pid OTHER (before)", tools,
+                         {**runner.env(), "SWATCH_BPF_OBJ": str(Before.obj())},
+                         runner.ready_timeout, pin_dir=runner.pin_dir, filter_all=False)]
+                if Before.obj() else [])
 
 
 def summarize(runs: list[dict[str, Any]], baseline_med: float | None) -> dict[str, Any]:

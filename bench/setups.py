@@ -18,6 +18,7 @@ on stderr, `swatch summary --json --once` prints the loaded tracer's counters.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import tempfile
@@ -217,6 +218,32 @@ class SwatchStream(Setup):
         if t.wl and t.wl.name == "forkexec":
             out["children_seen"] = n["child_execs"]
         return out
+
+
+class Before:
+    """A swatch setup run with another BPF object (env BENCH_SWATCH_BEFORE_OBJ, e.g. main's
+    watcher.bpf.o from `bench/steps.py`): "before" and "after" of a change in one interleaved
+    run. Only the BPF object differs; swatch's Python is this tree's."""
+
+    OBJ_ENV = "BENCH_SWATCH_BEFORE_OBJ"
+
+    @staticmethod
+    def obj() -> str | None:
+        return os.environ.get(Before.OBJ_ENV) or None
+
+
+class SwatchStatsBefore(SwatchStats):
+    name = "swatch stats (before)"
+
+    def launch_argv(self, cmd: list[str], t: Trial) -> list[Any]:
+        return ["env", f"SWATCH_BPF_OBJ={Before.obj()}", *super().launch_argv(cmd, t)]
+
+
+class SwatchStreamBefore(SwatchStream):
+    name = "swatch json (before)"
+
+    def launch_argv(self, cmd: list[str], t: Trial) -> list[Any]:
+        return ["env", f"SWATCH_BPF_OBJ={Before.obj()}", *super().launch_argv(cmd, t)]
 
 
 class SwatchPinned(Setup):
