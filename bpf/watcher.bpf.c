@@ -361,11 +361,12 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	p->nr = nr;
 	p->args_ok = 0;
-	if (nr < SW_MAX_SYSCALLS) {
+	/* Arguments matter only for events: when nobody streams (stats-only), neither they nor
+	 * the syscall's info are looked at. */
+	if (nr < SW_MAX_SYSCALLS && streaming()) {
 		struct sw_syscall_info *info = bpf_map_lookup_elem(&syscall_info, &nr);
 
-		/* Arguments matter only for events: skip reading them when nobody streams. */
-		if (info && (info->flags & SW_SC_ENABLED) && streaming()) {
+		if (info && (info->flags & SW_SC_ENABLED)) {
 			regs = (struct pt_regs *)ctx->args[0];
 			syscall_args(regs, p->args);
 			p->args_ok = 1;
