@@ -45,6 +45,9 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
     # sys_enter without the syscall_info + streaming lookups (stats-only: no args read anyway)
     "no_enter_info": [("\tif (nr < SW_MAX_SYSCALLS && streaming()) {",
                        "\tif (0) {")],
+    # no clock reads: the entry's timestamp and the duration are constants
+    "no_ktime": [("\tp->ts = bpf_ktime_get_ns();\n", "\tp->ts = 1;\n"),
+                 ("\tdur = bpf_ktime_get_ns() - ts;\n", "\tdur = ts;\n")],
     # both programs return at once: the floor (raw_tp dispatch + the statistics' own clocks)
     "empty": [
         ("\tu32 nr;\n\n\tif (cfg.mode == SW_TARGET_PID) {", "\tu32 nr;\n\n\treturn 0;\n"
