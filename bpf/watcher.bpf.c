@@ -93,9 +93,28 @@ struct {
 	__type(value, struct sw_stat);
 } stats SEC(".maps");
 
+/* Per-process statistics: each process (tgid) gets a slot at its first syscall or exec
+ * (pid_slot: tgid -> slot), and its threads keep the slot in their task storage, so a call
+ * is counted with an array access, not a hash lookup. Slots are never reused: a reused tgid
+ * keeps its slot, as it kept its hash entry before. Both sized by the loader (--max-pids);
+ * a process that finds no slot is counted in counters.pid_stats_full. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, u32);
+	__type(value, u32);
+} pid_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u32);
+} pid_slots_used SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 16384);
 	__type(key, u32);
 	__type(value, struct sw_pid_stat);
@@ -405,12 +424,51 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 			(slot)->bytes_out += (out);                       \
 	} while (0)
 
+/* The current process's pid_stats slot (this CPU's copy), allocated and named on first use;
+ * NULL when there is no room. */
+static __always_inline struct sw_pid_stat *process_stat(u32 tgid, u32 *slot_out)
+{
+	u32 *slot = bpf_map_lookup_elem(&pid_slot, &tgid);
+	struct sw_pid_stat *ps;
+	u32 *used, n;
+
+	if (slot) {
+		n = *slot;
+		*slot_out = n;
+		return bpf_map_lookup_elem(&pid_stats, &n);
+	}
+	used = bpf_map_lookup_elem(&pid_slots_used, &zero);
+	if (!used)
+		return NULL;
+	n = __sync_fetch_and_add(used, 1);
+	if (!bpf_map_lookup_elem(&pid_stats, &n))
+		return NULL; /* every slot taken */
+	if (bpf_map_update_elem(&pid_slot, &tgid, &n, BPF_NOEXIST)) {
+		/* another thread of the process won the race (its slot), or pid_slot is full */
+		slot = bpf_map_lookup_elem(&pid_slot, &tgid);
+		if (!slot)
+			return NULL;
+		n = *slot;
+		*slot_out = n;
+		return bpf_map_lookup_elem(&pid_stats, &n);
+	}
+	*slot_out = n;
+	ps = bpf_map_lookup_elem(&pid_stats, &n);
+	if (ps) { /* a new process: name it once */
+		bpf_get_current_comm(ps->comm, sizeof(ps->comm));
+		ps->comm_ns = bpf_ktime_get_ns();
+		ps->cgroup_id = bpf_get_current_cgroup_id();
+	}
+	return ps;
+}
+
 static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, u64 dur,
 				    u8 flags)
 {
 	u32 tgid = id >> 32;
 	struct sw_stat *s = bpf_map_lookup_elem(&stats, &nr);
-	struct sw_pid_stat *ps = bpf_map_lookup_elem(&pid_stats, &tgid);
+	struct sw_pid_stat *ps = NULL;
+	u32 slot = p->pid_slot - 1;
 	bool err = ret < 0 && ret > -4096;
 	u64 in = ret > 0 && (flags & SW_SC_BYTES_IN) ? ret : 0;
 	u64 out = ret > 0 && (flags & SW_SC_BYTES_OUT) ? ret : 0;
@@ -422,22 +480,22 @@ static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, 
 		add_call(s, dur, err, in, out);
 		s->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)] += 1;
 	}
-	if (!ps) { /* first syscall of this process: name it once */
-		struct sw_pid_stat fresh = {};
-
+	if (p->pid_slot) {
+		ps = bpf_map_lookup_elem(&pid_stats, &slot);
+	} else { /* the thread's first syscall: find (or make) its process's slot */
 		if (p->stat_missed)
 			return; /* no room for this process: tried once, counted once */
-		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
-		fresh.comm_ns = bpf_ktime_get_ns();
-		fresh.cgroup_id = bpf_get_current_cgroup_id();
-		ps = lookup_or_init(&pid_stats, &tgid, &fresh);
+		ps = process_stat(tgid, &slot);
 		if (!ps) {
 			p->stat_missed = 1;
 			if ((u32)id == tgid) /* once per process: its main thread */
 				count_one(&counters, struct sw_counters, pid_stats_full);
 			return;
 		}
+		p->pid_slot = slot + 1;
 	}
+	if (!ps)
+		return;
 	add_call(ps, dur, err, in, out);
 }
 
@@ -643,17 +701,16 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
  * newest comm_ns wins when userspace sums the per-CPU copies). */
 static __always_inline void name_process(u32 tgid)
 {
-	struct sw_pid_stat fresh = {};
 	struct sw_pid_stat *ps;
+	u32 slot;
 
-	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
-	fresh.comm_ns = bpf_ktime_get_ns();
-	fresh.cgroup_id = bpf_get_current_cgroup_id();
-	ps = lookup_or_init(&pid_stats, &tgid, &fresh);
+	ps = process_stat(tgid, &slot);
 	if (!ps)
 		return;
 	bpf_get_current_comm(ps->comm, sizeof(ps->comm));
-	ps->comm_ns = fresh.comm_ns;
+	ps->comm_ns = bpf_ktime_get_ns();
+	if (!ps->cgroup_id)
+		ps->cgroup_id = bpf_get_current_cgroup_id();
 }
 
 /* The exec'ing task's parents, nearest first, SW_ANCESTRY_MAX at most; stops after pid 1. */

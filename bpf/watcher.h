@@ -180,6 +180,8 @@ struct sw_task {
 	uint32_t args_ok;       /* args[] were read at sys_enter (a consumer was streaming) */
 	uint32_t excluded;      /* swatch's own: never traced, nor its children and threads */
 	uint32_t stat_missed;   /* pid_stats had no room for this process (counted once) */
+	uint32_t pid_slot;      /* 1 + the process's slot in pid_stats; 0: not looked up yet */
+	uint32_t pad;
 };
 
 /* What was loaded, for `status` (array map "meta", one entry). */

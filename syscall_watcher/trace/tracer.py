@@ -51,6 +51,7 @@ MAPS = {
     "pid_range": ("uint32_t", "struct sw_pid_range"),
     "syscall_info": ("uint32_t", "struct sw_syscall_info"),
     "stats": ("uint32_t", "struct sw_stat"),
+    "pid_slot": ("uint32_t", "uint32_t"),
     "pid_stats": ("uint32_t", "struct sw_pid_stat"),
     "counters": ("uint32_t", "struct sw_counters"),
     "state": ("uint32_t", "struct sw_state"),
@@ -78,6 +79,7 @@ TRACER = Component(
     kind="tracer", noun="pins", maps=tuple(MAPS), links=tuple(PROGRAMS.values()),
     version=VERSION, meta_type="struct sw_meta", object_path=bpf_object_path,
     unload_cmd="swatch unload", load_hint="swatch load --pid PID",
+    sized_at_load=("pid_stats",),  # --max-pids
 )
 
 
@@ -188,8 +190,11 @@ class Session(MapSet):
 
     def pid_stats(self) -> dict[int, dict[str, int | str]]:
         out: dict[int, dict[str, int | str]] = {}
-        for key in list(self.maps["pid_stats"].keys("uint32_t *")):
-            vals = self.maps["pid_stats"].lookup_per_cpu(key, "struct sw_pid_stat")
+        slot = libbpf.new("uint32_t *")
+        for key in list(self.maps["pid_slot"].keys("uint32_t *")):  # tgid -> its slot
+            if not self.maps["pid_slot"].lookup(key, slot):
+                continue
+            vals = self.maps["pid_stats"].lookup_per_cpu(slot, "struct sw_pid_stat")
             if vals is None:
                 continue
             # the CPU slot named last (first syscall, then each exec) has the current name
@@ -237,6 +242,7 @@ class LoadedTracer(LoadedComponent, Session):
             obj.set_max_entries("events", ring_size)
             max_pids = max_pids_for(target)
             obj.set_max_entries("pid_filter", max_pids)
+            obj.set_max_entries("pid_slot", max_pids)
             obj.set_max_entries("pid_stats", max_pids)
             obj.load()
             tracer = cls(obj, {})
