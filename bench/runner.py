@@ -14,7 +14,7 @@ from typing import Any
 from bench import peers, progstats
 from bench.procs import kill_group, log, med, oneline, parse_result, read_text, reap, spawn, tail
 from bench.setups import (
-    Before, BNone, BSwatch, BystanderTracer, Setup, SwatchPinned, SwatchStats,
+    Before, BNone, BSwatch, BSwatchBefore, BystanderTracer, Setup, SwatchPinned, SwatchStats,
     SwatchStatsBefore, SwatchStream, SwatchStreamBefore, Tools, Untraced,
 )
 from bench.trial import TrialRunner
@@ -26,7 +26,7 @@ def syscall_setups(tools: Tools, pin_dir: str) -> list[Setup]:
             peers.PerfTrace(tools), peers.BpftraceCount(tools), peers.BpftracePrintf(tools),
             peers.Syscount(tools), SwatchStats(tools), SwatchPinned(tools, pin_dir),
             SwatchStream(tools)] + (
-                [SwatchStatsBefore(tools), SwatchStreamBefore(tools)] if Before.obj() else [])
+                [SwatchStatsBefore(tools), SwatchStreamBefore(tools)] if Before.swatch() else [])
 
 
 def stream_setups(tools: Tools) -> list[Setup]:
@@ -43,10 +43,9 @@ def bystander_tracers(tools: Tools, runner: TrialRunner) -> list[BystanderTracer
             BSwatch("swatch load --pid OTHER", *a, pin_dir=runner.pin_dir, filter_all=False),
             BSwatch("swatch load --pid OTHER --filter all", *a, pin_dir=runner.pin_dir,
                     filter_all=True)] + (
-                [BSwatch("swatch load --pid OTHER (before)", tools,
-                         {**runner.env(), "SWATCH_BPF_OBJ": str(Before.obj())},
-                         runner.ready_timeout, pin_dir=runner.pin_dir, filter_all=False)]
-                if Before.obj() else [])
+                [BSwatchBefore("swatch load --pid OTHER (before)", *a, pin_dir=runner.pin_dir,
+                               filter_all=False)]
+                if Before.swatch() else [])
 
 
 def summarize(runs: list[dict[str, Any]], baseline_med: float | None) -> dict[str, Any]:

@@ -221,29 +221,29 @@ class SwatchStream(Setup):
 
 
 class Before:
-    """A swatch setup run with another BPF object (env BENCH_SWATCH_BEFORE_OBJ, e.g. main's
-    watcher.bpf.o from `bench/steps.py`): "before" and "after" of a change in one interleaved
-    run. Only the BPF object differs; swatch's Python is this tree's."""
+    """A swatch setup run with another swatch (env BENCH_SWATCH_BEFORE: its executable, e.g.
+    /work/main/.venv/bin/swatch, with its own Python and BPF object): "before" and "after" of
+    a change in one interleaved run."""
 
-    OBJ_ENV = "BENCH_SWATCH_BEFORE_OBJ"
+    ENV = "BENCH_SWATCH_BEFORE"
 
     @staticmethod
-    def obj() -> str | None:
-        return os.environ.get(Before.OBJ_ENV) or None
+    def swatch() -> str | None:
+        return os.environ.get(Before.ENV) or None
 
 
 class SwatchStatsBefore(SwatchStats):
     name = "swatch stats (before)"
 
     def launch_argv(self, cmd: list[str], t: Trial) -> list[Any]:
-        return ["env", f"SWATCH_BPF_OBJ={Before.obj()}", *super().launch_argv(cmd, t)]
+        return [Before.swatch(), *super().launch_argv(cmd, t)[1:]]
 
 
 class SwatchStreamBefore(SwatchStream):
     name = "swatch json (before)"
 
     def launch_argv(self, cmd: list[str], t: Trial) -> list[Any]:
-        return ["env", f"SWATCH_BPF_OBJ={Before.obj()}", *super().launch_argv(cmd, t)]
+        return [Before.swatch(), *super().launch_argv(cmd, t)[1:]]
 
 
 class SwatchPinned(Setup):
@@ -375,3 +375,11 @@ class BSwatch(BystanderTracer):
             if rc != 0:
                 rec["error"] = f"swatch unload rc={rc}: {tail(out)}"
         return rec
+
+
+class BSwatchBefore(BSwatch):
+    """The bystander's swatch, with the "before" swatch (BENCH_SWATCH_BEFORE)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.tools = Tools({**self.tools.bins, "swatch": str(Before.swatch())}, self.tools.missing)

@@ -2,8 +2,9 @@
 
 Builds variants of bpf/watcher.bpf.c with one step cut out each (a text edit of a copy, never
 of the source), loads each with `swatch load --pid` on a getppid storm (build/workloads/storm)
-and reads each program's ns per run from `swatch status --programs --json` (the kernel's BPF
-run-time statistics, on only while it samples). The difference between a variant and `full`
+and reads each program's ns per run over 1 s with the kernel's BPF run-time statistics on
+(what `swatch status --programs` shows, read here from the link pins so that main's swatch can
+be measured the same way). The difference between a variant and `full`
 is what the step costs. Variants are interleaved over --runs rounds; medians are printed.
 
     flock /tmp/swatch-kernel.lock .venv/bin/python bench/steps.py --runs 3
@@ -24,12 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "bench" / "steps"
 SWATCH = str(ROOT / ".venv" / "bin" / "swatch")
+MAIN_SWATCH = os.environ.get("BENCH_SWATCH_BEFORE", "/work/main/.venv/bin/swatch")
 STORM = str(ROOT / "build" / "workloads" / "storm")
 
 ACCOUNT_PID = "\t}\n\tif (!ps) { /* first syscall of this process: name it once */"
 # name -> [(text in watcher.bpf.c, its replacement)]; every text must be found once.
 VARIANTS: dict[str, list[tuple[str, str]]] = {
-    "main": [],  # watcher.bpf.c as it is on the branch main (the "before" of a change)
+    "main": [],  # main's swatch as it is (BENCH_SWATCH_BEFORE, default /work/main/.venv/bin/swatch)
     "full": [],
     # sys_exit without the per-process per-CPU hash lookup and its adds
     "no_pid_stats": [
@@ -80,28 +82,48 @@ def build(name: str, edits: list[tuple[str, str]]) -> Path:
     return obj
 
 
-def measure(obj: Path) -> dict[str, float]:
+def sample(pin: str, seconds: float = 1.0) -> dict[str, float]:
+    """ns per run and runs of sys_enter/sys_exit over `seconds`, BPF statistics on meanwhile
+    (read from the link pins directly: main's swatch has no `status --programs`)."""
+    import time
+
+    from syscall_watcher.kernel import libbpf
+
+    links = {"sw_sys_enter": Path(pin) / "links" / "sys_enter",
+             "sw_sys_exit": Path(pin) / "links" / "sys_exit"}
+    fd = libbpf.enable_run_stats()
+    try:
+        before = {n: libbpf.linked_prog_stats(p) for n, p in links.items()}
+        time.sleep(seconds)
+        after = {n: libbpf.linked_prog_stats(p) for n, p in links.items()}
+    finally:
+        os.close(fd)
+    out: dict[str, float] = {}
+    for n in links:
+        runs = after[n].run_cnt - before[n].run_cnt
+        out[n] = (after[n].run_time_ns - before[n].run_time_ns) / max(1, runs)
+        out[n + "_runs"] = runs
+    return out
+
+
+def measure(name: str, obj: Path) -> dict[str, float]:
     pin = f"/sys/fs/bpf/swatch-bench-steps-{os.getpid()}"
-    env = {**os.environ, "SWATCH_BPF_OBJ": str(obj)}
+    swatch, env = SWATCH, {**os.environ, "SWATCH_BPF_OBJ": str(obj)}
+    if name == "main":  # main's own swatch: its Python and its object
+        swatch, env = MAIN_SWATCH, {k: v for k, v in os.environ.items()
+                                    if k != "SWATCH_BPF_OBJ"}
     storm = subprocess.Popen([STORM, "getppid", str(10**15), "gate"], stdin=subprocess.PIPE)
     try:
-        subprocess.run([SWATCH, "load", "--pid", str(storm.pid), "--pin-dir", pin], env=env,
+        subprocess.run([swatch, "load", "--pid", str(storm.pid), "--pin-dir", pin], env=env,
                        check=True, capture_output=True)
         assert storm.stdin is not None
         storm.stdin.write(b"g")
         storm.stdin.flush()
-        r = subprocess.run([SWATCH, "status", "--json", "--programs", "--pin-dir", pin],
-                           env=env, check=True, capture_output=True, text=True)
-        sample = json.loads(r.stdout)["program_stats"]
+        return sample(pin)
     finally:
         storm.kill()
         storm.wait()
-        subprocess.run([SWATCH, "unload", "--pin-dir", pin], env=env, capture_output=True)
-    out = {p["program"]: p["ns_per_run"] or 0.0 for p in sample["programs"]}
-    out["runs_per_counted"] = (sum(p["runs"] for p in sample["programs"]
-                                   if p["program"] == "sw_sys_exit")
-                               / max(1, sample["syscalls_counted"]))
-    return out
+        subprocess.run([swatch, "unload", "--pin-dir", pin], env=env, capture_output=True)
 
 
 def main() -> None:
@@ -114,13 +136,13 @@ def main() -> None:
     got: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     for _ in range(args.runs):
         for n in names:
-            got[n].append(measure(objs[n]))
+            got[n].append(measure(n, objs[n]))
     print(f"{'variant':<18} {'sys_enter ns/run':>17} {'sys_exit ns/run':>16} "
-          f"{'exit runs/counted':>18}   (medians of {args.runs})")
+          f"{'sys_exit runs/s':>16}   (medians of {args.runs})")
     for n in names:
         med = {k: statistics.median(r[k] for r in got[n]) for k in got[n][0]}
         print(f"{n:<18} {med.get('sw_sys_enter', 0):>17.1f} {med.get('sw_sys_exit', 0):>16.1f} "
-              f"{med['runs_per_counted']:>18.3f}")
+              f"{med['sw_sys_exit_runs']:>16.0f}")
     print(json.dumps(got), file=sys.stderr)
 
 
