@@ -18,12 +18,13 @@ APT_BUILD := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev 
 # tests and demo: docker + a busybox image (tests/docker-env.sh); the preventive-tier VMs
 # (tools/vm-run.sh): QEMU and Debian 12's two kernels, 6.1 and 6.12 (bookworm-security)
 APT_TEST := iproute2 strace procps util-linux kmod file docker.io busybox-static \
-	qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 jq tmux
+	qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 jq tmux git
 # for the next features: seccomp, io_uring, the Prometheus server, clean Debian roots
 APT_NEXT := libseccomp-dev python3-seccomp liburing-dev prometheus debootstrap
 APT_PACKAGES := $(APT_BUILD) $(APT_TEST) $(APT_NEXT)
-# pip, into .venv: the VM runner; a ctypes libseccomp binding the venv can import
-PIP_PACKAGES := virtme-ng==1.42 pyseccomp==0.1.2
+# pip, into .venv: the VM runner; a ctypes libseccomp binding the venv can import; the audit
+# log's Ed25519 signatures; `swatch serve`'s /metrics (both also dependencies in pyproject.toml)
+PIP_PACKAGES := virtme-ng==1.42 pyseccomp==0.1.2 cryptography==50.0.2 prometheus-client==0.26.0
 # benchmark peers (make bench-deps, run by make bench)
 APT_BENCH := strace linux-perf bpftrace libbpf-tools
 PIP_BENCH := matplotlib
@@ -39,7 +40,7 @@ PREFIX ?= /usr/local
 MANDIR ?= $(PREFIX)/share/man/man1
 MANPAGE := build/swatch.1
 
-.PHONY: all bpf deps bench-deps venv demo test load watch unload status summary bench vmlinux clean \
+.PHONY: all bpf deps bench-deps venv demo test load watch unload status summary detect bench vmlinux clean \
 	policy-load policy-summary policy-unload test-vm man install
 
 all: bpf $(SYSCALL_TABLE) $(patsubst tests/workloads/%.c,build/workloads/%,$(wildcard tests/workloads/*.c))
@@ -73,7 +74,7 @@ deps:
 bench-deps: deps
 	@tools/install-deps --venv $(VENV) --python $(PYTHON) --apt "$(APT_BENCH)" --pip "$(PIP_BENCH)"
 
-$(STAMP): pyproject.toml setup.py syscall_watcher/kernel/_build.py syscall_watcher/kernel/_shim.c syscall_watcher/kernel/_shim.h bpf/watcher.h bpf/policy.h \
+$(STAMP): pyproject.toml setup.py syscall_watcher/kernel/_build.py $(wildcard syscall_watcher/kernel/shim/*.[ch]) syscall_watcher/kernel/_shim.h bpf/watcher.h bpf/policy.h \
 	bpf/include/common.h
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel cffi
@@ -106,6 +107,12 @@ status: venv
 
 summary: venv
 	$(SWATCH) summary
+
+# Is it an AI agent? The loaded tracer's target, or PID= / CONTAINER= (docs/detect.md).
+DETECT_SAMPLES ?= 10
+DETECT_INTERVAL ?= 3
+detect: all venv
+	$(SWATCH) detect $(SW_TARGET) --samples $(DETECT_SAMPLES) --interval $(DETECT_INTERVAL)
 
 policy-load: all venv
 	@test -n "$(POLICY_FILE)" || { echo "usage: make policy-load PID=1234|CONTAINER=name POLICY_FILE=policies/no-network.policy" >&2; exit 2; }

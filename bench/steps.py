@@ -36,17 +36,18 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
     # sys_exit without the per-process per-CPU hash lookup and its adds
     "no_pid_stats": [
         ("bpf_map_lookup_elem(&pid_stats, &tgid);\n\tbool err", "NULL;\n\tbool err"),
-        (ACCOUNT_PID, "\t}\n\treturn;\n" + ACCOUNT_PID[3:]),
+        (ACCOUNT_PID, "\t}\n\treturn NULL;\n" + ACCOUNT_PID[3:]),
     ],
-    # sys_exit without account(): no per-syscall nor per-process statistics
-    "no_account": [("\taccount(p, id, nr, ret, dur, info->flags);\n", "")],
+    # sys_exit without account(): no per-syscall nor per-process statistics (nor detect's)
+    "no_account": [("\t\tstruct sw_pid_stat *ps = account(p, id, nr, ret, dur, info->flags);\n",
+                    "\t\tstruct sw_pid_stat *ps = NULL;\n")],
     # sys_exit stops once the thread's syscall in flight is ended (filter + task storage)
     "exit_filter_only": [("\tnr = p->nr;\n\tif (nr >= SW_MAX_SYSCALLS)\n\t\treturn 0;\n\tret",
                           "\treturn 0;\n\tnr = p->nr;\n\tif (nr >= SW_MAX_SYSCALLS)\n"
                           "\t\treturn 0;\n\tret")],
     # sys_enter without the syscall_info + streaming lookups (stats-only: no args read anyway)
-    "no_enter_info": [("\tif (nr < SW_MAX_SYSCALLS && streaming()) {",
-                       "\tif (0) {")],
+    "no_enter_info": [("\tif (nr < SW_MAX_SYSCALLS) {\n\t\tstruct sw_syscall_info *info",
+                       "\tif (0) {\n\t\tstruct sw_syscall_info *info")],
     # no clock reads: the entry's timestamp and the duration are constants
     "no_ktime": [("\tp->ts = bpf_ktime_get_ns();\n", "\tp->ts = 1;\n"),
                  ("\tdur = bpf_ktime_get_ns() - ts;\n", "\tdur = ts;\n")],

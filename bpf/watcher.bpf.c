@@ -5,6 +5,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "watcher.h"
 #include "defs.bpf.h"
 #include "maps.bpf.h"
@@ -16,6 +17,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#define S_IFREG 0100000
+#define EINPROGRESS 115
 #define SW_PATH_MASK (SW_PATH_MAX - 1)
 _Static_assert(SW_PATH_MAX == VFS_PATH_MAX, "event paths and walked paths differ in size");
 
@@ -93,28 +96,9 @@ struct {
 	__type(value, struct sw_stat);
 } stats SEC(".maps");
 
-/* Per-process statistics: each process (tgid) gets a slot at its first syscall or exec
- * (pid_slot: tgid -> slot), and its threads keep the slot in their task storage, so a call
- * is counted with an array access, not a hash lookup. Slots are never reused: a reused tgid
- * keeps its slot, as it kept its hash entry before. Both sized by the loader (--max-pids);
- * a process that finds no slot is counted in counters.pid_stats_full. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 16384);
-	__type(key, u32);
-	__type(value, u32);
-} pid_slot SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, u32);
-} pid_slots_used SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 16384);
 	__type(key, u32);
 	__type(value, struct sw_pid_stat);
@@ -126,6 +110,23 @@ struct {
 	__type(key, u32);
 	__type(value, struct sw_counters);
 } counters SEC(".maps");
+
+/* swatch detect's evidence (docs/detect.md): the remote endpoints the target connected to and
+ * the regular files it wrote, keyed by session so `detect --all` can split them per tree.
+ * Bounded; an entry that finds no room is counted in counters.evidence_full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct sw_endpoint_key);
+	__type(value, u64);
+} endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2048);
+	__type(key, struct sw_file_key);
+	__type(value, struct sw_file_stat);
+} files_written SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -380,12 +381,11 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	p->nr = nr;
 	p->args_ok = 0;
-	/* Arguments matter only for events: when nobody streams (stats-only), neither they nor
-	 * the syscall's info are looked at. */
-	if (nr < SW_MAX_SYSCALLS && streaming()) {
+	if (nr < SW_MAX_SYSCALLS) {
 		struct sw_syscall_info *info = bpf_map_lookup_elem(&syscall_info, &nr);
 
-		if (info && (info->flags & SW_SC_ENABLED)) {
+		/* Arguments matter only for events: skip reading them when nobody streams. */
+		if (info && (info->flags & SW_SC_ENABLED) && streaming()) {
 			regs = (struct pt_regs *)ctx->args[0];
 			syscall_args(regs, p->args);
 			p->args_ok = 1;
@@ -406,6 +406,17 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 				}
 			}
 		}
+		/* detect's counters need the fd of a bytes-in/out call (file bytes) and connect's
+		 * address even when nobody streams: at most three register reads, only for them. */
+		if (info && !p->args_ok && (info->detect ||
+		    ((info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) && info->fd_arg == 0))) {
+			regs = (struct pt_regs *)ctx->args[0];
+			p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+			if (info->detect & SW_DT_CONNECT) {
+				p->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
+				p->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+			}
+		}
 	}
 	p->ts = bpf_ktime_get_ns();
 	return 0;
@@ -424,51 +435,25 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 			(slot)->bytes_out += (out);                       \
 	} while (0)
 
-/* The current process's pid_stats slot (this CPU's copy), allocated and named on first use;
- * NULL when there is no room. */
-static __always_inline struct sw_pid_stat *process_stat(u32 tgid, u32 *slot_out)
+/* A new pid_stats entry for the current process: its name, cgroup, session and parent. */
+static __always_inline void fresh_pid_stat(struct sw_pid_stat *fresh)
 {
-	u32 *slot = bpf_map_lookup_elem(&pid_slot, &tgid);
-	struct sw_pid_stat *ps;
-	u32 *used, n;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct pid *sid = BPF_CORE_READ(task, signal, pids[PIDTYPE_SID]);
 
-	if (slot) {
-		n = *slot;
-		*slot_out = n;
-		return bpf_map_lookup_elem(&pid_stats, &n);
-	}
-	used = bpf_map_lookup_elem(&pid_slots_used, &zero);
-	if (!used)
-		return NULL;
-	n = __sync_fetch_and_add(used, 1);
-	if (!bpf_map_lookup_elem(&pid_stats, &n))
-		return NULL; /* every slot taken */
-	if (bpf_map_update_elem(&pid_slot, &tgid, &n, BPF_NOEXIST)) {
-		/* another thread of the process won the race (its slot), or pid_slot is full */
-		slot = bpf_map_lookup_elem(&pid_slot, &tgid);
-		if (!slot)
-			return NULL;
-		n = *slot;
-		*slot_out = n;
-		return bpf_map_lookup_elem(&pid_stats, &n);
-	}
-	*slot_out = n;
-	ps = bpf_map_lookup_elem(&pid_stats, &n);
-	if (ps) { /* a new process: name it once */
-		bpf_get_current_comm(ps->comm, sizeof(ps->comm));
-		ps->comm_ns = bpf_ktime_get_ns();
-		ps->cgroup_id = bpf_get_current_cgroup_id();
-	}
-	return ps;
+	bpf_get_current_comm(fresh->comm, sizeof(fresh->comm));
+	fresh->comm_ns = bpf_ktime_get_ns();
+	fresh->cgroup_id = bpf_get_current_cgroup_id();
+	fresh->sid = BPF_CORE_READ(sid, numbers[0].nr);
+	fresh->ppid = BPF_CORE_READ(task, real_parent, tgid);
 }
 
-static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, u64 dur,
-				    u8 flags)
+static __always_inline struct sw_pid_stat *account(struct sw_task *p, u64 id, u32 nr, s64 ret,
+						   u64 dur, u8 flags)
 {
 	u32 tgid = id >> 32;
 	struct sw_stat *s = bpf_map_lookup_elem(&stats, &nr);
-	struct sw_pid_stat *ps = NULL;
-	u32 slot = p->pid_slot - 1;
+	struct sw_pid_stat *ps = bpf_map_lookup_elem(&pid_stats, &tgid);
 	bool err = ret < 0 && ret > -4096;
 	u64 in = ret > 0 && (flags & SW_SC_BYTES_IN) ? ret : 0;
 	u64 out = ret > 0 && (flags & SW_SC_BYTES_OUT) ? ret : 0;
@@ -480,23 +465,128 @@ static __always_inline void account(struct sw_task *p, u64 id, u32 nr, s64 ret, 
 		add_call(s, dur, err, in, out);
 		s->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)] += 1;
 	}
-	if (p->pid_slot) {
-		ps = bpf_map_lookup_elem(&pid_stats, &slot);
-	} else { /* the thread's first syscall: find (or make) its process's slot */
+	if (!ps) { /* first syscall of this process: name it once */
+		struct sw_pid_stat fresh = {};
+
 		if (p->stat_missed)
-			return; /* no room for this process: tried once, counted once */
-		ps = process_stat(tgid, &slot);
+			return NULL; /* no room for this process: tried once, counted once */
+		fresh_pid_stat(&fresh);
+		ps = lookup_or_init(&pid_stats, &tgid, &fresh);
 		if (!ps) {
 			p->stat_missed = 1;
 			if ((u32)id == tgid) /* once per process: its main thread */
 				count_one(&counters, struct sw_counters, pid_stats_full);
+			return NULL;
+		}
+	}
+	add_call(ps, dur, err, in, out);
+	return ps;
+}
+
+/* detect: a write to a regular file, kept as evidence (bytes and writes per file). */
+static __always_inline void note_file_written(struct file *f, u64 bytes, u32 sid)
+{
+	struct sw_file_key key = {};
+	struct sw_file_stat *fs;
+
+	key.sid = sid;
+	key.ino = BPF_CORE_READ(f, f_inode, i_ino);
+	key.dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+	fs = bpf_map_lookup_elem(&files_written, &key);
+	if (!fs) {
+		struct sw_file_stat fresh = {};
+
+		bpf_probe_read_kernel_str(fresh.name, sizeof(fresh.name),
+					  BPF_CORE_READ(f, f_path.dentry, d_name.name));
+		bpf_map_update_elem(&files_written, &key, &fresh, BPF_NOEXIST);
+		fs = bpf_map_lookup_elem(&files_written, &key); /* ours, or another CPU's */
+		if (!fs) {
+			count_one(&counters, struct sw_counters, evidence_full); /* full */
 			return;
 		}
-		p->pid_slot = slot + 1;
 	}
-	if (!ps)
+	__sync_fetch_and_add(&fs->bytes, bytes);
+	__sync_fetch_and_add(&fs->writes, 1);
+}
+
+/* detect: a connect that succeeded or is under way, by family and socket type; inet remote
+ * endpoints are kept as evidence. */
+static __always_inline void count_connect(struct sw_task *p, struct sw_pid_stat *ps)
+{
+	struct sw_endpoint_key key = {};
+	u16 family = 0;
+	u16 port = 0;
+	u64 *n;
+
+	if (bpf_probe_read_user(&family, sizeof(family), (void *)p->args[1]))
 		return;
-	add_call(ps, dur, err, in, out);
+	if (family == AF_UNIX) {
+		ps->connects_unix += 1;
+		return;
+	}
+	if (family != AF_INET && family != AF_INET6) {
+		if (family) /* AF_UNSPEC dissolves a UDP association: not a connect */
+			ps->connects_other += 1;
+		return;
+	}
+	{
+		struct file *f = current_fd_file(p->args[0]);
+		struct socket *sock = f ? BPF_CORE_READ(f, private_data) : NULL;
+		short type = sock ? BPF_CORE_READ(sock, type) : 0;
+
+		if (type == SOCK_STREAM)
+			ps->connects_tcp += 1;
+		else
+			ps->connects_udp += 1;
+	}
+	bpf_probe_read_user(&port, sizeof(port), (void *)(p->args[1] + 2));
+	key.sid = ps->sid;
+	key.family = family;
+	key.port = bpf_ntohs(port);
+	if (family == AF_INET)
+		bpf_probe_read_user(key.addr, 4, (void *)(p->args[1] + 4));
+	else
+		bpf_probe_read_user(key.addr, 16, (void *)(p->args[1] + 8));
+	n = bpf_map_lookup_elem(&endpoints, &key);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	{
+		u64 one = 1;
+
+		if (!bpf_map_update_elem(&endpoints, &key, &one, BPF_NOEXIST))
+			return;
+		n = bpf_map_lookup_elem(&endpoints, &key); /* another CPU made it first? */
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			count_one(&counters, struct sw_counters, evidence_full); /* full */
+	}
+}
+
+/* detect: bytes moved to or from regular files, and connects (docs/detect.md). Only for the
+ * calls that carry them: the rest pay one flag test. */
+static __always_inline void detect_io(struct sw_task *p, struct sw_pid_stat *ps,
+				      struct sw_syscall_info *info, s64 ret)
+{
+	if ((info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) && info->fd_arg == 0) {
+		struct file *f;
+
+		if (ret <= 0)
+			return;
+		f = current_fd_file(p->args[0]);
+		if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFREG)
+			return;
+		if (info->flags & SW_SC_BYTES_IN) {
+			ps->file_bytes_in += ret;
+		} else {
+			ps->file_bytes_out += ret;
+			note_file_written(f, ret, ps->sid);
+		}
+	} else if ((info->detect & SW_DT_CONNECT) && (ret == 0 || ret == -EINPROGRESS)) {
+		count_connect(p, ps);
+	}
 }
 
 /* sys_exit, step 1: the thread's syscall in flight ends. Only traced threads have one: this
@@ -679,8 +769,12 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	info = bpf_map_lookup_elem(&syscall_info, &nr);
 	if (!info)
 		return 0;
-	account(p, id, nr, ret, dur, info->flags);
+	{
+		struct sw_pid_stat *ps = account(p, id, nr, ret, dur, info->flags);
 
+		if (ps)
+			detect_io(p, ps, info, ret); /* swatch detect's counters */
+	}
 	if (!wants_event(p, info, ret))
 		return 0;
 	s = bpf_map_lookup_elem(&scratch, &zero);
@@ -701,16 +795,16 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
  * newest comm_ns wins when userspace sums the per-CPU copies). */
 static __always_inline void name_process(u32 tgid)
 {
+	struct sw_pid_stat fresh = {};
 	struct sw_pid_stat *ps;
-	u32 slot;
 
-	ps = process_stat(tgid, &slot);
+	fresh_pid_stat(&fresh);
+	ps = lookup_or_init(&pid_stats, &tgid, &fresh);
 	if (!ps)
 		return;
 	bpf_get_current_comm(ps->comm, sizeof(ps->comm));
-	ps->comm_ns = bpf_ktime_get_ns();
-	if (!ps->cgroup_id)
-		ps->cgroup_id = bpf_get_current_cgroup_id();
+	ps->comm_ns = fresh.comm_ns;
+	__sync_fetch_and_add(&ps->execs, 1); /* detect's execve rate */
 }
 
 /* The exec'ing task's parents, nearest first, SW_ANCESTRY_MAX at most; stops after pid 1. */
@@ -817,6 +911,17 @@ int BPF_PROG(sw_fork, struct task_struct *parent, struct task_struct *child)
 	}
 	if (thread)
 		return 0; /* a new thread of a process: no event */
+	{
+		/* detect's fork fan-out: the parent's count (the current task is the parent) */
+		struct sw_pid_stat fresh = {};
+		u32 tgid = id >> 32;
+		struct sw_pid_stat *ps;
+
+		fresh_pid_stat(&fresh);
+		ps = lookup_or_init(&pid_stats, &tgid, &fresh);
+		if (ps)
+			__sync_fetch_and_add(&ps->forks, 1);
+	}
 	if (!streaming())
 		return 0;
 	fill_hdr(&ev.hdr, SW_EV_FORK, id);
@@ -852,6 +957,17 @@ int BPF_PROG(sw_exit, struct task_struct *task)
 		leave_process(&pid_filter, tgid);
 	if (!ours)
 		return 0;
+	{
+		/* detect's fork fan-out: did it live less than SW_SHORT_LIVED_NS from its fork? */
+		struct sw_pid_stat *ps = bpf_map_lookup_elem(&pid_stats, &tgid);
+		u64 born = BPF_CORE_READ(task, group_leader, start_time);
+
+		if (ps) {
+			ps->exited = 1;
+			if (bpf_ktime_get_ns() - born < SW_SHORT_LIVED_NS)
+				ps->short_lived = 1;
+		}
+	}
 	if (streaming()) {
 		code = BPF_CORE_READ(task, exit_code);
 		fill_hdr(&ev.hdr, SW_EV_EXIT, id);

@@ -71,8 +71,14 @@ struct sw_syscall_info {
 	uint8_t addr_arg;     /* arg index of a struct sockaddr pointer, or SW_NONE */
 	uint8_t addrlen_arg;
 	uint8_t empty_path_fd_arg; /* fd arg to name when the path is "" (AT_EMPTY_PATH), or SW_NONE */
-	uint8_t pad;
+	uint8_t detect;       /* SW_DT_*: what swatch detect counts for this syscall */
 };
+
+/* struct sw_syscall_info.detect (swatch detect's in-kernel counters, docs/detect.md) */
+#define SW_DT_CONNECT 1     /* connect(fd, addr, len): counted by family and socket type */
+/* A process that exits sooner than this after its fork counts as short-lived (fork fan-out). */
+#define SW_SHORT_LIVED_NS 5000000000ULL
+#define SW_DT_FILE_NAME 32  /* bytes of a written file's name kept as evidence */
 
 /* SW_TARGET_PID: every traced tgid lies in [lo, hi] (array map "pid_range"), so most
  * untraced tasks are turned away by two compares before any hash lookup. */
@@ -159,6 +165,40 @@ struct sw_pid_stat {
 	uint64_t comm_ns;       /* when comm was set (first syscall, then each exec): the CPU
 				 * slot with the newest wins, so a child shows its exec'd name */
 	char comm[SW_TASK_COMM_LEN];
+	/* swatch detect's counters (docs/detect.md), per process like the rest */
+	uint64_t execs;          /* successful execs (sched_process_exec) */
+	uint64_t forks;          /* new processes this one forked (not threads) */
+	uint64_t short_lived;    /* 1 once the process exited within SW_SHORT_LIVED_NS of its fork */
+	uint64_t exited;         /* 1 once the process exited */
+	uint64_t file_bytes_in;  /* bytes read from regular files (fd arg 0 of a bytes-in call) */
+	uint64_t file_bytes_out; /* bytes written to regular files */
+	uint64_t connects_tcp;   /* connect() to AF_INET/AF_INET6 stream sockets, 0 or EINPROGRESS */
+	uint64_t connects_udp;   /* ... datagram sockets (DNS lookups connect their UDP socket) */
+	uint64_t connects_unix;  /* AF_UNIX */
+	uint64_t connects_other; /* every other family */
+	uint32_t sid;            /* session id when first seen: swatch detect --all groups by it */
+	uint32_t ppid;           /* parent when first seen */
+};
+
+/* swatch detect's evidence: remote endpoints connected to (hash "endpoints"). */
+struct sw_endpoint_key {
+	uint32_t sid;
+	uint16_t family;        /* AF_INET / AF_INET6 */
+	uint16_t port;          /* host order */
+	uint8_t addr[16];       /* 4 bytes used for AF_INET */
+};
+
+/* swatch detect's evidence: regular files written (hash "files_written"). */
+struct sw_file_key {
+	uint32_t sid;
+	uint32_t dev;
+	uint64_t ino;
+};
+
+struct sw_file_stat {
+	uint64_t bytes;
+	uint64_t writes;
+	char name[SW_DT_FILE_NAME]; /* the file's last path component (its dentry name) */
 };
 
 /* Per-CPU event accounting: emitted == delivered + dropped. The rest count membership
@@ -169,6 +209,7 @@ struct sw_counters {
 	uint64_t pid_filter_full;  /* children not listed in pid_filter (traced all the same) */
 	uint64_t pid_stats_full;   /* processes not counted per process (pid_stats full) */
 	uint64_t untracked;        /* children that could not be marked at fork: not traced */
+	uint64_t evidence_full;    /* detect evidence not recorded (endpoints/files_written full) */
 };
 
 /* Per-thread state (task-local storage "pending"): the syscall in flight and the thread's
@@ -180,8 +221,6 @@ struct sw_task {
 	uint32_t args_ok;       /* args[] were read at sys_enter (a consumer was streaming) */
 	uint32_t excluded;      /* swatch's own: never traced, nor its children and threads */
 	uint32_t stat_missed;   /* pid_stats had no room for this process (counted once) */
-	uint32_t pid_slot;      /* 1 + the process's slot in pid_stats; 0: not looked up yet */
-	uint32_t pad;
 };
 
 /* What was loaded, for `status` (array map "meta", one entry). */

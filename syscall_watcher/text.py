@@ -1,7 +1,7 @@
 """Text a workload or a user controls, made safe to print and exact in JSON.
 
-The same two conventions as the C formatter (``_shim.c``: ``put_human_text``,
-``put_json_str``):
+The same two conventions as the C formatter (``kernel/shim/text.c``: ``sw_put_human_text``,
+``sw_put_json_str``):
 
 - Bytes that are not UTF-8 are kept as Python's ``surrogateescape`` does (byte 0xXY becomes
   U+DCXY); ``json.dumps`` writes them as ``\\udcXY``, and
@@ -13,7 +13,7 @@ The same two conventions as the C formatter (``_shim.c``: ``put_human_text``,
 
 from __future__ import annotations
 
-# C1 controls and the bidirectional marks, overrides and isolates (as _shim.c's unsafe_cp).
+# C1 controls and the bidirectional marks, overrides and isolates (as kernel/shim/text.c: sw_unsafe_cp).
 _UNSAFE = {*range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E,
            0x200F, 0x061C}
 

@@ -17,6 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
+
+from syscall_watcher.data import record_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 SWATCH = str(Path(sys.executable).parent / "swatch")
@@ -65,8 +68,46 @@ def swatch(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
     return proc
 
 
+# The JSON Schema of swatch's output (syscall_watcher/data/schema/): every JSON line a test reads
+# through read_events / events_until (and the status/summary documents it parses) is validated.
+SCHEMA = record_schema()
+RECORD_TYPES = tuple(ref["$ref"].rsplit("/", 1)[1] for ref in SCHEMA["oneOf"])
+_VALIDATORS = {name: Draft202012Validator(d) for name, d in SCHEMA["$defs"].items()}
+_WHOLE = Draft202012Validator(SCHEMA)
+
+
+def _check(name: str, doc: object) -> None:
+    errors = sorted(_VALIDATORS[name].iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        where = "/".join(map(str, errors[0].absolute_path)) or "(top)"
+        raise AssertionError(f"not a valid `{name}` ({len(errors)} errors; first at {where}: "
+                             f"{errors[0].message}): {doc}")
+
+
+def check_record(doc: dict) -> dict:  # type: ignore[type-arg]
+    """A JSON line swatch wrote, validated against the schema (its type's definition, and the
+    schema as a whole: exactly one record type); returned as it is."""
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    if kind not in RECORD_TYPES:
+        raise AssertionError(f"a record of no known type ({', '.join(RECORD_TYPES)}): {doc}")
+    _check(kind, doc)
+    _WHOLE.validate(doc)
+    return doc
+
+
+def check_document(name: str, doc: object) -> object:
+    """A document a command printed (`summary_doc`, `status_doc`, `policy_summary_doc`),
+    validated against the schema; returned as it is."""
+    _check(name, doc)
+    return doc
+
+
+def parse_record(line: str | bytes) -> dict:  # type: ignore[type-arg]
+    return check_record(json.loads(line))
+
+
 def read_events(path: Path) -> list[dict]:  # type: ignore[type-arg]
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [parse_record(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def our_prog_ids() -> set[int]:
@@ -138,7 +179,9 @@ def watching(pin_dir: Path, watcher: subprocess.Popen[bytes] | subprocess.Popen[
     def attached() -> bool:
         r = subprocess.run([SWATCH, "status", "--json", "--pin-dir", str(pin_dir)],
                            capture_output=True, text=True)
-        return r.returncode == 0 and json.loads(r.stdout).get("watching") == pid
+        return (r.returncode == 0
+                and check_document("status_doc", json.loads(r.stdout)).get("watching")  # type: ignore[attr-defined]
+                == pid)
 
     assert wait_for(attached, timeout), f"swatch watch (pid {pid}) never attached"
 
@@ -152,7 +195,7 @@ def events_until(out: Path, cond: Callable[[list[dict]], bool],  # type: ignore[
         except FileNotFoundError:
             return []
         # the last line may still be half written
-        return [json.loads(line) for line in lines if line.strip().endswith("}")]
+        return [parse_record(line) for line in lines if line.strip().endswith("}")]
 
     assert wait_for(lambda: cond(read()), timeout), \
         f"{out}: condition not met in {timeout}s; last events: {read()[-3:]}"

@@ -33,7 +33,8 @@ def test_root_help_lists_sections_group_and_old_spellings() -> None:
     out = _help()
     sections = [line for line in out.splitlines() if line and not line.startswith(" ")]
     assert sections[sections.index("Options:") + 1:] == [
-        "Trace:", "Targets:", "Sandbox:", "Policy:", "Other:", "Old spellings (still accepted):"]
+        "Trace:", "Targets:", "Sandbox:", "Serve:", "Detect:", "Policy:", "Audit:", "Other:",
+        "Old spellings (still accepted):"]
     trace = out.split("Trace:\n", 1)[1].split("\n\n", 1)[0]
     assert [line.split()[0] for line in trace.splitlines()] == [
         "load", "watch", "status", "summary", "unload", "run", "profiles"]

@@ -114,7 +114,9 @@ def test_enforcer_tiers_actions_and_reactive_flags() -> None:
 
 
 def test_denial_families_and_types_are_the_kernels() -> None:
-    for number, name in enforcer._FAMILIES.items():
+    from syscall_watcher.policy import denials
+
+    for number, name in denials.FAMILIES.items():
         assert getattr(socket, name) == number, name
-    for number, name in enforcer._TYPES.items():
+    for number, name in denials.TYPES.items():
         assert getattr(socket, name) == number, name

@@ -20,7 +20,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SWATCH, read_events
+from conftest import SWATCH, parse_record, read_events
 
 EVIL_COMM = b"\x1b[2J\xffevil\x9b"  # 15 bytes at most: the kernel's TASK_COMM_LEN
 EVIL_NAME = b"f\x1b]0;pwn\x07\xff\xc2\x9b\xe2\x80\xaez"
@@ -115,7 +115,7 @@ def _format_exec(filename: bytes, argv: list[bytes], comm: bytes, mode: int) -> 
     from syscall_watcher.trace import stream
     from syscall_watcher.kernel._libbpf import ffi, lib
 
-    stream._setup_formatter()
+    stream.setup_formatter()
     ev = ffi.new("struct sw_exec_event *")
     ev.hdr.type = lib.SW_EV_EXEC
     ev.hdr.pid = 4242
@@ -146,7 +146,7 @@ def test_json_is_surrogateescape_of_the_bytes(filename: bytes, args: list[bytes]
 
     comm = comm.replace(b"\0", b"\1")
     line = _format_exec(filename, args, comm, lib.SW_OUT_JSON)
-    doc = json.loads(line)
+    doc = parse_record(line)
     assert doc["filename"] == filename.decode("utf-8", "surrogateescape")
     assert [a.encode("utf-8", "surrogateescape") for a in doc["argv"]] == args
     assert doc["comm"].encode("utf-8", "surrogateescape") == comm
@@ -171,21 +171,21 @@ def test_human_line_has_no_control_bytes(filename: bytes, args: list[bytes],
 # ------------------------------------------------------------------------------- denials
 
 
-def test_denial_escaped_and_cut_marked(tmp_path: Path) -> None:
+def _denied_write(tmp_path: Path, json_lines: bool) -> str:
     """A write through an fd opened before load, to a file whose path is too long for the
-    kernel's walk, by a process that renamed itself: the denial's target is ".../tail" and its
-    name comes back exactly in JSON and escaped in the human line."""
+    kernel's walk, by a process that renamed itself, under read-only-fs; what `swatch watch`
+    (JSON or human lines) wrote about it once the denial is in."""
     import uuid
 
-    from syscall_watcher.policy.enforcer import denial_line
-
-    from test_policy_enforce import Watch, load
+    from conftest import new_pin_dir, stop, wait_for
+    from test_policy_enforce import load
 
     deep = Path(os.path.realpath(tmp_path)) / "spoof" / ("x" * 250) / "etc"
-    deep.mkdir(parents=True)
+    deep.mkdir(parents=True, exist_ok=True)
     target = deep / "shadow"
     target.write_text("")
     ppin = Path(f"/sys/fs/bpf/swatch-test-policy-{uuid.uuid4().hex[:10]}")
+    out = tmp_path / f"watch-{uuid.uuid4().hex[:8]}"
     fd = os.open(target, os.O_WRONLY)  # before load: only the write itself can be denied
     try:
         t = _gated_with_fd(fd, f"import ctypes\nctypes.CDLL(None).prctl(15, {EVIL_COMM!r}, 0, "
@@ -195,21 +195,33 @@ def test_denial_escaped_and_cut_marked(tmp_path: Path) -> None:
     w = None
     try:
         load(ppin, t, "read-only-fs")
-        w = Watch(ppin)
+        w = subprocess.Popen([SWATCH, "watch", *(["--json"] if json_lines else []),
+                              "--pin-dir", str(new_pin_dir("none")), "--policy-pin-dir",
+                              str(ppin), "--output", str(out), "--duration", "30"])
         t.go()
-        denied = w.denials()
+        word = b'"type":"denied"' if json_lines else b"DENIED"
+        assert wait_for(lambda: out.exists() and word in out.read_bytes(), timeout=10)
     finally:
         if w is not None:
-            w.stop()
+            stop(w)
         subprocess.run([SWATCH, "policy-unload", "--pin-dir", str(ppin)], capture_output=True)
         if t.proc.poll() is None:
             t.proc.send_signal(signal.SIGKILL)
-    d = denied[0]
+    return out.read_text(errors="strict")
+
+
+def test_denial_escaped_and_cut_marked(tmp_path: Path) -> None:
+    """The denial's target is ".../tail" and its process name comes back exactly in JSON and
+    escaped in the human line (both written by the C formatter, as trace records are)."""
+    denied = [parse_record(line) for line in _denied_write(tmp_path, True).splitlines()]
+    d = next(e for e in denied if e["type"] == "denied")
     assert d["target"] == ".../etc/shadow" and d["truncated"] is True, d
+    assert d["truncated_fields"] == ["target"], d
     assert d["comm"].encode("utf-8", "surrogateescape") == EVIL_COMM
-    line = denial_line(d)
+    line = next(ln for ln in _denied_write(tmp_path, False).splitlines() if "DENIED" in ln)
     assert "\x1b" not in line and "\x9b" not in line
-    assert "\\x1b[2J\\xffevil\\x9b[" in line and " .../etc/shadow " in line, line
+    # the same prefix as a trace line: TIME PID COMM (pid first, comm padded), then the verb
+    assert "\\x1b[2J\\xffevil\\x9b " in line and " .../etc/shadow " in line, line
 
 
 def _gated_with_fd(fd: int, code: str):  # type: ignore[no-untyped-def]

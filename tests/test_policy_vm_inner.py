@@ -125,15 +125,11 @@ def summary(ppin: Path) -> dict:  # type: ignore[type-arg]
 
 def denials(ppin: Path) -> list[dict]:  # type: ignore[type-arg]
     """The denial records in the policy's ring buffer (kept there until someone reads them)."""
-    import io
+    from syscall_watcher.policy.denials import read_denials
 
     session = enforcer.PinnedPolicy.open(ppin)
     try:
-        with enforcer.DenialStreamer(session, io.BytesIO(), json_lines=True) as stream:
-            found: list[dict] = []  # type: ignore[type-arg]
-            while stream._consumer is not None and stream._consumer.drain():
-                found += list(stream.records())
-            return found
+        return [d for d in read_denials(session) if d["type"] == "denied"]
     finally:
         session.close()
 

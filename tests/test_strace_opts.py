@@ -276,7 +276,7 @@ STARTUP_RE = re.compile(r'^"(/[^"]*)" -> fd \d+$')
 
 
 def _startup_kind(path: str) -> str | None:
-    """The start-up classes the folded EXEC line counts (as _shim.c's startup_kind)."""
+    """The start-up classes the folded EXEC line counts (as kernel/shim/format.c's startup_kind)."""
     base = path.rsplit("/", 1)[1]
     if path.startswith(("/usr/lib/locale/", "/usr/share/locale/")) or "/gconv/" in path:
         return "locale"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SWATCH, read_events, swatch, wait_for
+from conftest import SWATCH, check_document, parse_record, read_events, swatch, wait_for
 
 # A target that does nothing until it reads a line on stdin; then, per line: "once" opens the
 # marker file once; "busy" opens it in a loop (about 2 events per ms) until the next line.
@@ -69,7 +69,8 @@ def tell_target(p: subprocess.Popen, cmd: str) -> None:  # type: ignore[type-arg
 
 
 def status(pin_dir: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads(swatch("status", "--json", "--pin-dir", str(pin_dir), check=True).stdout)
+    return check_document("status_doc", json.loads(swatch("status", "--json", "--pin-dir",  # type: ignore[return-value]
+                                                          str(pin_dir), check=True).stdout))
 
 
 def kernel_delivered(pin_dir: Path) -> int:
@@ -283,14 +284,14 @@ def test_run_trace_never_mixes_with_cmd_output() -> None:
     p = swatch("run", "--json", "--", "sh", "-c", "echo hi")
     assert p.returncode == 0, p.stderr
     assert p.stdout == "hi\n"
-    events = [json.loads(line) for line in p.stderr.splitlines()]
+    events = [parse_record(line) for line in p.stderr.splitlines()]
     assert any(e["type"] == "exec" for e in events)
     assert events[-1]["type"] == "summary" and events[-1]["exit_code"] == 0
     assert events[-1]["events"]["written"] == len(events) - 1
 
     p = swatch("run", "--json", "-o", "-", "--", "sh", "-c", "echo hi >&2")
     assert p.returncode == 0, p.stderr
-    events = [json.loads(line) for line in p.stdout.splitlines()]
+    events = [parse_record(line) for line in p.stdout.splitlines()]
     assert any(e["type"] == "exec" for e in events)
     assert p.stderr.splitlines()[0] == "hi"
     assert "events delivered=" in p.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_with_stalled_consumer, swatch
+from conftest import check_document, run_with_stalled_consumer, swatch
 
 
 def _held_counts(workload, n: int, m: int, k: int) -> subprocess.Popen:  # type: ignore[no-untyped-def,type-arg]
@@ -28,8 +28,8 @@ def test_exact_counts_bytes_errors(pin_dir: Path, workload, n: int, m: int, k: i
         assert p.wait(timeout=30) == 0
     finally:
         p.kill()
-    doc = json.loads(swatch("summary", "--once", "--json", "--pin-dir", str(pin_dir),
-                            check=True).stdout)
+    doc: dict = check_document("summary_doc", json.loads(  # type: ignore[assignment,type-arg]
+        swatch("summary", "--once", "--json", "--pin-dir", str(pin_dir), check=True).stdout))
     rows = {r["name"]: r for r in doc["rows"]}
     # The read() it was blocked in began before load, so it is not counted: exactly n.
     assert rows["read"]["count"] == n
@@ -41,8 +41,9 @@ def test_exact_counts_bytes_errors(pin_dir: Path, workload, n: int, m: int, k: i
     assert doc["total"]["count"] == sum(r["count"] for r in doc["rows"])
     assert doc["processes"] == 1
 
-    by_pid = json.loads(swatch("summary", "--once", "--json", "--by", "pid",
-                               "--pin-dir", str(pin_dir), check=True).stdout)
+    by_pid: dict = check_document("summary_doc", json.loads(  # type: ignore[assignment,type-arg]
+        swatch("summary", "--once", "--json", "--by", "pid", "--pin-dir", str(pin_dir),
+               check=True).stdout))
     assert [(r["pid"], r["name"], r["bytes_in"]) for r in by_pid["rows"]] == [
         (p.pid, "counts", n * m)]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SWATCH, read_events, swatch, wait_for, watching
+from conftest import SWATCH, check_document, read_events, swatch, wait_for, watching
 
 PY = sys.executable
 
@@ -31,12 +31,14 @@ def ppin():  # type: ignore[no-untyped-def]
 
 
 def status(pin_dir: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads(swatch("status", "--json", "--pin-dir", str(pin_dir), check=True).stdout)
+    return check_document("status_doc", json.loads(  # type: ignore[return-value]
+        swatch("status", "--json", "--pin-dir", str(pin_dir), check=True).stdout))
 
 
 def summary_json(pin_dir: Path, by: str = "syscall") -> dict:  # type: ignore[type-arg]
-    return json.loads(swatch("summary", "--once", "--json", "--by", by, "--pin-dir",
-                             str(pin_dir), check=True).stdout)
+    return check_document("summary_doc", json.loads(  # type: ignore[return-value]
+        swatch("summary", "--once", "--json", "--by", by, "--pin-dir", str(pin_dir),
+               check=True).stdout))
 
 
 class Gated:

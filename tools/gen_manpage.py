@@ -92,6 +92,8 @@ def render() -> str:
         ".TP", "\\fBSWATCH_PIN_DIR\\fR", esc("bpffs directory of the tracer's pins "
                                              "(--pin-dir)."),
         ".TP", "\\fBSWATCH_POLICY_PIN_DIR\\fR", esc("bpffs directory of the policy's pins."),
+        ".TP", "\\fBSWATCH_AUDIT_DIR\\fR", esc("the audit log's directory (--audit-dir of "
+                                               "`swatch audit`)."),
         ".TP", "\\fBNO_COLOR\\fR", esc("no colours in human lines (as --color never)."),
         ".SH EXIT STATUS",
         esc("0 on success, 1 on an error (one line on stderr). `swatch run` exits with CMD's "

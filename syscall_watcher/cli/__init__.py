@@ -7,6 +7,10 @@
     trace.py     load, watch, status, summary, unload, run, profiles (top level)
     policy.py    swatch policy load | summary | unload
     targets.py   containers
+    detect.py    detect (top level: is this workload an AI agent?)
+    sandbox.py   cleanup (and the stale-run sweep every command does first)
+    serve.py     serve (metrics, the JSON log; the long-running consumer)
+    audit.py     swatch audit init | verify | show | tail | prove | check-proof | repair …
 
 Add a group: write cli/NAME.py with ``app = typer.Typer(name="NAME", ...)`` and its commands,
 then add one line to app.py: ``app.add_typer(NAME.app, rich_help_panel="Title")``.

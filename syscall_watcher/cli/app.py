@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - older typer on the system click
             """Never raised by this click."""
 
 from syscall_watcher import __version__
-from syscall_watcher.cli import policy, sandbox, targets, trace
+from syscall_watcher.cli import audit, detect, policy, sandbox, serve, targets, trace
 from syscall_watcher.cli.errors import error_line
 from syscall_watcher.cli.groups import RootGroup
 
@@ -72,8 +72,11 @@ def add_commands(group: typer.Typer, section: str) -> None:
 
 add_commands(trace.commands, "Trace")
 app.add_typer(policy.app, rich_help_panel="Policy")
+app.add_typer(audit.audit_app, name="audit", rich_help_panel="Audit")
 add_commands(targets.commands, "Targets")
 add_commands(sandbox.commands, "Sandbox")
+add_commands(serve.commands, "Serve")
+add_commands(detect.commands, "Detect")
 
 
 @app.command(rich_help_panel="Other")

@@ -1,5 +1,6 @@
-"""Package data, and where to find it: the syscall table and profiles (here), the compiled BPF
-objects (``bpf/``) and the built-in policies (``policies/``) that a wheel carries here too.
+"""Package data, and where to find it: the syscall table and profiles (here), the output's JSON
+Schema (``schema/``), the compiled BPF objects (``bpf/``) and the built-in policies
+(``policies/``) that a wheel carries here too.
 
 In a checkout (editable install, ``make`` targets) the BPF objects are make's ``build/`` and the
 policies the checkout's ``policies/``.
@@ -18,6 +19,18 @@ CHECKOUT_ROOT = DATA_DIR.parent.parent
 PACKAGED_BPF_DIR = DATA_DIR / "bpf"
 #: Where ``make`` builds them in a checkout.
 CHECKOUT_BPF_DIR = CHECKOUT_ROOT / "build"
+
+
+#: The JSON Schema (draft 2020-12) of every record swatch writes (JSON lines) and of the
+#: documents its commands print with --json.
+RECORD_SCHEMA = DATA_DIR / "schema" / "records.schema.json"
+
+
+def record_schema() -> dict:  # type: ignore[type-arg]
+    """The JSON Schema of swatch's output (see RECORD_SCHEMA)."""
+    import json
+
+    return json.loads(RECORD_SCHEMA.read_text())
 
 
 def built_object(name: str, env: str) -> Path:

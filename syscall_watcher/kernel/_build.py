@@ -1,4 +1,5 @@
-"""cffi (API mode) build of ``syscall_watcher.kernel._libbpf``: the system libbpf plus our C shim.
+"""cffi (API mode) build of ``syscall_watcher.kernel._libbpf``: the system libbpf plus our C shim
+(``_shim.h``, sources in ``shim/``).
 
 The event structs come from ``bpf/include/common.h``, ``bpf/watcher.h`` and ``bpf/policy.h``, the
 headers the BPF programs include; cffi checks every field offset against the compiler's, so a
@@ -16,6 +17,9 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 BPF_DIR = ROOT / "bpf"
+
+# The C shim (see _shim.h): the ring consumer and the batch formatter's files.
+SHIM_SOURCES = sorted((HERE / "shim").glob("*.c"))
 
 LIBBPF_CDEF = """
 typedef uint8_t __u8;
@@ -132,7 +136,7 @@ ffibuilder.set_source(
     # setuptools insists on paths relative to setup.py's directory (the build's cwd)
     include_dirs=[os.path.relpath(BPF_DIR), os.path.relpath(BPF_DIR / "include"),
                   os.path.relpath(HERE)],
-    sources=[os.path.relpath(HERE / "_shim.c")],
+    sources=[os.path.relpath(p) for p in SHIM_SOURCES],
     extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
 )
 

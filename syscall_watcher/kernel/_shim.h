@@ -1,6 +1,7 @@
-/* The C side of the binding that is ours, not libbpf's: a ring-buffer consumer
- * that copies records out in batches, and a formatter that turns a batch into
- * human lines or JSON lines without a Python call per event. */
+/* The C side of the binding that is ours, not libbpf's (sources in shim/): a ring-buffer
+ * consumer that copies records out in batches (shim/consumer.c), and a formatter that turns
+ * a batch — the tracer's events or the enforcer's denials — into human lines or JSON lines
+ * without a Python call per record (shim/format.c, human.c, json.c, text.c, tables.c). */
 #ifndef SWATCH_SHIM_H
 #define SWATCH_SHIM_H
 
@@ -55,6 +56,18 @@ struct sw_fmt_opts {
 	uint32_t fold_ms;      /* a held EXEC line is written after this long at the latest */
 };
 
+/* Record types a consumer counts (struct sw_event_hdr.type below this: SW_EV_*,
+ * SWP_EV_DENIAL). */
+#define SW_REC_TYPES 32
+
+/* sw_fmt_set_name() tables: the names a denial record is written with. */
+#define SW_NAMES_OP 0         /* SWP_OP_* -> "exec", "connect", ... */
+#define SW_NAMES_TIER 1       /* SWP_TIER_* -> "lsm", ... */
+#define SW_NAMES_ACTION 2     /* SWP_ACT_* -> "blocked", "killed", "audit" */
+#define SW_NAMES_FAMILY 3     /* AF_* -> "AF_INET", ... */
+#define SW_NAMES_SOCKTYPE 4   /* SOCK_* -> "SOCK_STREAM", ... */
+#define SW_NAME_TABLES 5
+
 #define SW_OUT_HUMAN 0
 #define SW_OUT_JSON 1
 
@@ -85,13 +98,21 @@ void sw_fmt_reset(void);
 void sw_fmt_set_syscall(uint32_t nr, const char *name, uint8_t verb, uint8_t flags);
 void sw_fmt_set_errno(int err, const char *name);
 void sw_fmt_set_clock(int64_t realtime_minus_monotonic_ns, int utc_offset_s);
-void sw_fmt_set_cgroup_label(uint64_t cgroup_id, const char *label);
+/* Label a cgroup's records (JSON "container", "[label]" in human lines). Any number of
+ * labels; returns 0, or -ENOMEM / -EINVAL (cgroup id 0): the caller says so. */
+int sw_fmt_set_cgroup_label(uint64_t cgroup_id, const char *label);
+size_t sw_fmt_cgroup_labels(void);
+/* Names for denial records (SW_NAMES_*, ids below 64, names below 24 bytes): 0 or -EINVAL. */
+int sw_fmt_set_name(int table, unsigned id, const char *name);
+/* The loaded policy's name and its path rules (a denial names the rule that matched). */
+void sw_fmt_set_policy(const char *name);
+int sw_fmt_set_policy_rule(unsigned i, const char *path);
 void sw_fmt_set_options(const struct sw_fmt_opts *opts);
 /* Write the EXEC lines held for start-up folding that are older than max_age_ns at
  * now_ns (CLOCK_MONOTONIC), all of them if max_age_ns is 0; returns the bytes written. */
 size_t sw_fmt_release_held(uint64_t now_ns, uint64_t max_age_ns, int color, char *out,
 			   size_t cap);
-/* Format records [*pos, len) of a batch; appends to out (cap bytes), advances
+/* Format records [*pos, len) of a batch (of any ring: trace events and denials alike); appends to out (cap bytes), advances
  * *pos past the records formatted, returns the bytes written. */
 size_t sw_format(const char *recs, size_t len, size_t *pos, int mode, int color, char *out,
 		 size_t cap);

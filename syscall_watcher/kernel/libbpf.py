@@ -81,9 +81,8 @@ class MapSpec:
     def mismatch(self, expected: MapSpec) -> str:
         """'' if this map can be used as ``expected``; else what differs, in words.
 
-        max_entries is compared for arrays only (they are indexed up to it), unless expected's
-        is 0 (an array sized at load time); hash maps and the ring buffer are sized at load
-        time by options."""
+        max_entries is compared for arrays only (they are indexed up to it); hash maps and the
+        ring buffer are sized at load time by options."""
         diffs = []
         if self.type != expected.type:
             diffs.append(f"type {MAP_TYPE_NAMES.get(self.type, self.type)}, expected "
@@ -92,7 +91,7 @@ class MapSpec:
             diffs.append(f"key size {self.key_size}, expected {expected.key_size}")
         if self.value_size != expected.value_size:
             diffs.append(f"value size {self.value_size}, expected {expected.value_size}")
-        if (not diffs and self.type in _ARRAY_TYPES and expected.max_entries
+        if (not diffs and self.type in _ARRAY_TYPES
                 and self.max_entries != expected.max_entries):
             diffs.append(f"max_entries {self.max_entries}, expected {expected.max_entries}")
         return "; ".join(diffs)
@@ -467,6 +466,21 @@ class RingConsumer:
     def batch(self) -> bytes:
         return bytes(ffi.buffer(lib.sw_consumer_data(self._c), lib.sw_consumer_len(self._c)))
 
+    @property
+    def position(self) -> int:
+        """Where in the current batch formatting goes on."""
+        return int(self._pos[0])
+
+    @property
+    def pending(self) -> bool:
+        """Records of the current batch not formatted yet?"""
+        return self._pos[0] + ffi.sizeof("struct sw_event_hdr") <= lib.sw_consumer_len(self._c)
+
+    def next_ktime(self) -> int:
+        """The kernel time of the next record to format (every record starts with the header)."""
+        hdr = ffi.cast("struct sw_event_hdr *", lib.sw_consumer_data(self._c) + self._pos[0])
+        return int(hdr.ktime_ns)
+
     def format(self, mode: int, color: bool, until_ns: int | None = None) -> Iterator[memoryview]:
         """The current batch as text, in chunks of whole lines (views valid until the next
         chunk), from where the last call stopped; with ``until_ns``, only up to the first
@@ -533,7 +547,31 @@ def set_format_clock(realtime_minus_monotonic_ns: int, utc_offset_s: int) -> Non
 
 
 def set_cgroup_label(cgroup_id: int, label: str) -> None:
-    lib.sw_fmt_set_cgroup_label(cgroup_id, label.encode())
+    """Label a cgroup's records (JSON ``container``, ``[label]`` in human lines)."""
+    err = lib.sw_fmt_set_cgroup_label(cgroup_id, label.encode())
+    if err < 0:
+        raise SwatchError(f"cannot label cgroup {cgroup_id} ({label}): {os.strerror(-err)}; "
+                          f"{lib.sw_fmt_cgroup_labels()} cgroups labelled")
+
+
+def cgroup_labels() -> int:
+    """How many cgroups the formatter has a label for."""
+    return int(lib.sw_fmt_cgroup_labels())
+
+
+def set_denial_names(table: int, names: dict[int, str]) -> None:
+    """The names a denial record is written with (lib.SW_NAMES_*: op, tier, action, ...)."""
+    for ident, name in names.items():
+        if lib.sw_fmt_set_name(table, ident, name.encode()) < 0:
+            raise SwatchError(f"formatter name table {table}: cannot hold {ident}={name!r}")
+
+
+def set_denial_policy(name: str, rule_paths: list[str]) -> None:
+    """The loaded policy's name and path rules, for its denial records."""
+    lib.sw_fmt_set_policy(name.encode())
+    for i, path in enumerate(rule_paths):
+        if lib.sw_fmt_set_policy_rule(i, os.fsencode(path)) < 0:
+            raise SwatchError(f"policy rule {i} ({path!r}) does not fit the formatter")
 
 
 def const(name: str) -> int:

@@ -25,6 +25,7 @@ _NONE = 255
 _SC_ENABLED, _SC_BYTES_IN, _SC_BYTES_OUT, _SC_FD_AT_ENTER = 1, 2, 4, 8
 _SC_ADDRLEN_PTR, _SC_EXEC, _SC_CLONE3, _SC_FAILED_ONLY = 16, 32, 64, 128
 FMT_RET_FD, FMT_BYTES, FMT_HIDDEN = 1, 2, 4
+_DT_CONNECT = 1  # struct sw_syscall_info.detect: SW_DT_CONNECT
 # data/syscalls.yaml's boolean keys → struct sw_syscall_info.flags bits
 _BOOL_FLAGS = {"fd_at_enter": _SC_FD_AT_ENTER, "addrlen_ptr": _SC_ADDRLEN_PTR, "exec": _SC_EXEC,
                "clone3": _SC_CLONE3}
@@ -50,8 +51,9 @@ class SyscallRule:
         """The ``struct sw_syscall_info`` fields, in order."""
         flags = self.flags | (_SC_ENABLED if enabled else 0)
         flags |= _SC_FAILED_ONLY if failed_only else 0
+        detect = _DT_CONNECT if self.verb == "CONNECT" else 0  # swatch detect counts connects
         return (flags, self.fd, self.path, self.path2, self.addr, self.addrlen,
-                self.empty_path_fd)
+                self.empty_path_fd, detect)
 
 
 @cache

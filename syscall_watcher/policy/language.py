@@ -20,6 +20,10 @@ Both forms give the same :class:`Policy`. Every mistake raises :class:`PolicyErr
 Protected paths are stored the way the kernel reports them to BPF programs: absolute, with
 symlinks, ``.``, ``..``, repeated and trailing slashes resolved (``os.path.realpath``), so a rule
 matches the kernel's resolved path of the file an operation touches.
+
+Over 400 lines on purpose: one grammar with two spellings (lines, YAML), and a mistake in either
+must name file:line:column with what was expected — the parser, its validation and its messages
+change together, so they stay in one module a reader can follow top to bottom.
 """
 
 from __future__ import annotations

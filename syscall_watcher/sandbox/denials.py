@@ -128,7 +128,7 @@ def _marker_denial() -> int | None:
 
 
 class Merged:
-    """Several (ktime, line) sources as one, for Streamer.pump(denials=...)."""
+    """Several (ktime, line) sources as one, for Streamer.pump(extra=...)."""
 
     def __init__(self, *sources: object) -> None:
         self.sources = [s for s in sources if s is not None]

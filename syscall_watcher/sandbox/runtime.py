@@ -99,7 +99,7 @@ class Sandbox:
         where = f" ({self.where()})" if self.cgroup else ""
         return f"swatch: limits {self.describe()}{where}\n".encode()
 
-    # The event source the Streamer merges (as a policy's DenialStreamer): (ktime, line) pairs.
+    # The lines the Streamer merges in (trace.stream.LineSource): (ktime, line) pairs.
     def take(self, timeout_ms: int = 0) -> list[tuple[int, bytes]]:
         if self._oom is None:
             return []

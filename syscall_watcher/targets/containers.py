@@ -9,6 +9,10 @@ Whatever the runtime, the cgroup comes from the container's init pid: the ``0::/
 ``/proc/<pid>/cgroup`` joined to the cgroup2 mount.  That line is there in hybrid mode as well as on
 a v2-only machine, and the directory's inode number is what ``bpf_get_current_cgroup_id()``
 returns for tasks in it.
+
+Over 400 lines on purpose: the three runtimes and the /proc scan answer one question (reference →
+init pid → cgroup) with one fallback order and one error message naming what each runtime said;
+each runtime's part is a short function, and splitting them would scatter that order.
 """
 
 from __future__ import annotations

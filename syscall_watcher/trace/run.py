@@ -135,11 +135,11 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                 os.close(release)
                 release = -1
                 while status is None:
-                    streamer.pump(LIVE_MS, denials=extra)
+                    streamer.pump(LIVE_MS, extra=extra)
                     wpid, wstatus = os.waitpid(pid, os.WNOHANG)
                     if wpid:
                         status = wstatus
-                streamer.finish(denials=extra)
+                streamer.finish(extra=extra)
                 delivered = streamer.delivered
                 written = streamer.written
                 dropped = streamer.dropped_during

@@ -1,4 +1,6 @@
-"""Attach to a tracer's ring buffer and write its events as human lines or JSON lines.
+"""Attach to ring buffers — a tracer's events, a policy's denials — and write their records,
+merged in time order, as human lines or JSON lines (one C formatter for every record type; the JSON
+Schema of every record is data/schema/records.schema.json).
 
 Live: a poll waits at most LIVE_MS, then takes whatever is queued (woken or not), and every
 batch is written out at once, so a quiet stream's event is out within about LIVE_MS while a
@@ -9,220 +11,240 @@ ends writing once and says so, and SIGINT, SIGTERM and SIGHUP all stop a stream 
 
 from __future__ import annotations
 
-import errno
 import os
-import signal
-import stat
 import time
-from collections.abc import Iterable
-from typing import BinaryIO, TextIO
+from collections.abc import Sequence
+from typing import BinaryIO, Protocol, TextIO
 
 from syscall_watcher.kernel import libbpf, syscalls
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel.libbpf import RingConsumer, lib
-from syscall_watcher.trace.tracer import Counters, Session
+from syscall_watcher.trace.output import STOP_SIGNALS, Output, StopSignals, tell  # noqa: F401
+from syscall_watcher.trace.tracer import Session
 from syscall_watcher.trace.view import TraceView
 
 DROP_CHECK_S = 0.5
 # The longest a poll waits before it takes what is queued: records sent without a wakeup
 # (below the tracer's wakeup_bytes) reach the output within about this much.
 LIVE_MS = 50
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FOLD_MAX_AGE_NS = 100_000_000  # a held EXEC line goes out 100 ms after the exec at the latest
 
 
-def _setup_formatter() -> None:
+def clock_offset_ns() -> int:
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC now: what turns a record's ktime
+    (bpf_ktime_get_ns(), monotonic) into wall-clock ns since the epoch (JSON ``time_ns``)."""
+    return time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(
+        time.CLOCK_MONOTONIC)
+
+
+def setup_formatter() -> None:
+    """Give the C formatter its syscall and errno names and the clock, once per stream."""
     sc, errs = syscalls.format_tables()
     libbpf.set_format_tables(sc, errs)
-    offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(
-        time.CLOCK_MONOTONIC
-    )
-    libbpf.set_format_clock(offset, time.localtime().tm_gmtoff)
+    libbpf.set_format_clock(clock_offset_ns(), time.localtime().tm_gmtoff)
 
 
-def tell(stream: TextIO | None, text: str) -> None:
-    """Write a notice; if its stream is gone (EPIPE, ENOSPC) drop it, and point the stream's
-    fd at /dev/null so no later flush (at exit) fails and changes our exit status."""
-    if stream is None:
-        return
-    try:
-        stream.write(text)
-        stream.flush()
-    except (OSError, ValueError):
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, stream.fileno())
-            os.close(null)
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+def lost_record(ring: str, dropped: int, total: int) -> bytes:
+    """The JSON line that says a ring lost records (schema: ``lost``): it has the common
+    ``type`` and ``time_ns`` (when swatch saw the loss), no process fields."""
+    return (f'{{"type":"lost","time_ns":{time.time_ns()},"ring":"{ring}","dropped":{dropped},'
+            f'"total_dropped":{total}}}\n').encode()
 
 
-class Output:
-    """Where a stream's lines go. Writes whole batches straight to the fd (no buffer for a
-    signal to lose); the first failure (EPIPE, ENOSPC, EIO...) ends writing for good, and a
-    regular file is cut back to its last whole line. ``lines`` counts the lines written."""
+class Source:
+    """One ring buffer a stream reads (the tracer's events, a policy's denials): how to attach
+    to it, stop it emitting, and what its kernel counters say was lost. A Streamer merges the
+    records of its sources in time order and writes them through the one C formatter."""
 
-    def __init__(self, dest: int | BinaryIO, name: str = "") -> None:
-        self._file: BinaryIO | None = None
-        if isinstance(dest, int):
-            self.fd = dest
-        else:
-            dest.flush()
-            try:
-                self.fd = dest.fileno()
-            except (OSError, ValueError, AttributeError):
-                self.fd = -1  # no fd (an in-memory file): write through the object
-                self._file = dest
-        self.name = name or getattr(dest, "name", "") or f"fd {self.fd}"
-        self.regular = self.fd >= 0 and stat.S_ISREG(os.fstat(self.fd).st_mode)
-        self.lines = 0
-        self.error: OSError | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-    def write(self, data: bytes | memoryview) -> bool:
-        """Write whole lines; False once writing has failed (the data is not written)."""
-        if self.error is not None:
-            return False
-        view = memoryview(data)
-        if self._file is not None:
-            self._file.write(view)
-            self.lines += libbpf.count_lines(view)
-            return True
-        done = 0
-        try:
-            while done < len(view):
-                done += os.write(self.fd, view[done:])
-        except OSError as err:
-            self.error = err
-            self._cut_back(view, done)
-            return False
-        self.lines += libbpf.count_lines(view)
-        return True
-
-    def _cut_back(self, view: memoryview, done: int) -> None:
-        """A write failed after ``done`` bytes: keep only the whole lines of them."""
-        written = view[:done].tobytes()
-        keep = written.rfind(b"\n") + 1
-        self.lines += written.count(b"\n")
-        if keep < done and self.regular:
-            try:
-                end = os.lseek(self.fd, 0, os.SEEK_CUR)
-                os.ftruncate(self.fd, end - (done - keep))
-            except OSError:
-                pass
-
-    def describe_error(self) -> str:
-        assert self.error is not None
-        if self.error.errno == errno.EPIPE:
-            why = "the reader went away (broken pipe)"
-        else:
-            why = os.strerror(self.error.errno) if self.error.errno else str(self.error)
-        return f"cannot write events to {self.name}: {why}"
-
-    def close(self) -> None:
-        if self.fd > 2:
-            os.close(self.fd)
-        self.fd = -1
-
-
-class StopSignals:
-    """SIGINT, SIGTERM and SIGHUP each ask a stream to stop, the same way: the handler only
-    records the signal (and interrupts a poll); the loop sees ``requested`` and then writes
-    out everything delivered, detaches and clears the consumer state."""
+    ring = ""  # the JSON `lost` record's "ring"
 
     def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, object] = {}
+        self.consumer: RingConsumer | None = None
+        self._dropped_seen = 0
+        self.dropped_during = 0
 
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
+    def attach(self) -> RingConsumer:
+        raise NotImplementedError
 
-    def _on(self, signum: int, _frame: object) -> None:
-        self.signum = signum
+    def stop_emitting(self) -> None:
+        """Tell the kernel side nobody reads any more (if it cares)."""
 
-    def __enter__(self) -> StopSignals:
-        self._old = {s: signal.signal(s, self._on) for s in STOP_SIGNALS}
-        return self
+    def dropped(self) -> int:
+        """Records the kernel could not queue (ring full), since load."""
+        raise NotImplementedError
 
-    def __exit__(self, *exc: object) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)  # type: ignore[arg-type]
+    def drop_notice(self, new: int, total: int) -> str:
+        raise NotImplementedError
+
+    def notices(self) -> list[str]:
+        """Other things the kernel could not record since the last call (one line each)."""
+        return []
+
+    def delivered(self) -> int:
+        assert self.consumer is not None
+        return sum(self.consumer.delivered(t) for t in range(1, lib.SW_REC_TYPES))
+
+    def open(self) -> None:
+        self._dropped_seen = self.dropped()  # before the kernel emits for us
+        self.consumer = self.attach()
+
+    def new_drops(self) -> tuple[int, int]:
+        """(dropped since the last call, dropped since load)."""
+        total = self.dropped()
+        new = total - self._dropped_seen
+        if new > 0:
+            self._dropped_seen = total
+            self.dropped_during += new
+        return max(new, 0), total
+
+    def close(self) -> None:
+        try:
+            self.stop_emitting()
+        finally:
+            if self.consumer is not None:
+                self.consumer.close()
+                self.consumer = None
+
+
+class TraceSource(Source):
+    """A tracer's event ring: one consumer at a time; the kernel emits only while it streams."""
+
+    ring = "events"
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self._streaming = False
+        self._lost_seen = (0, 0, 0)
+
+    def attach(self) -> RingConsumer:
+        streaming, consumer = self.session.state()
+        if streaming and consumer and consumer != os.getpid() and os.path.isdir(f"/proc/{consumer}"):
+            raise SwatchError(f"another `swatch watch` (pid {consumer}) is already attached")
+        ring = RingConsumer(self.session.maps["events"])
+        # Never trace our own writes, whatever the target (even a tree we are part of): the
+        # mark is in our task-local storage and goes when we exit.
+        self.session.exclude(os.getpid())
+        c = self.session.counters()
+        self._lost_seen = (c.pid_filter_full, c.pid_stats_full, c.untracked)
+        self.session.set_streaming(True, os.getpid())
+        self._streaming = True
+        return ring
+
+    def stop_emitting(self) -> None:
+        if self._streaming:
+            self._streaming = False
+            self.session.set_streaming(False, 0)
+
+    def delivered(self) -> int:
+        assert self.consumer is not None
+        return sum(self.consumer.delivered(t) for t in range(1, lib.SW_EV_TYPES))
+
+    def dropped(self) -> int:
+        return self.session.counters().total_dropped
+
+    def drop_notice(self, new: int, total: int) -> str:
+        return f"swatch: {new} events dropped (ring buffer full); {total} since load\n"
+
+    def notices(self) -> list[str]:
+        """A notice line when the kernel could not record a process (maps full, no memory)."""
+        counters = self.session.counters()
+        now = (counters.pid_filter_full, counters.pid_stats_full, counters.untracked)
+        new = [b - a for a, b in zip(self._lost_seen, now)]
+        self._lost_seen = now
+        out = []
+        if new[2] > 0:
+            out.append(f"swatch: {new[2]} new processes could not be marked at fork and are "
+                       f"NOT traced; {now[2]} since load\n")
+        if new[1] > 0:
+            out.append(f"swatch: {new[1]} processes not counted per process (pid_stats full, "
+                       f"--max-pids); {now[1]} since load\n")
+        if new[0] > 0:
+            out.append(f"swatch: {new[0]} children not listed in pid_filter (full, "
+                       f"--max-pids; still traced); {now[0]} since load\n")
+        return out
+
+
+class LineSource(Protocol):
+    """Lines made in Python, merged into a stream by kernel time: ``take()`` what is there now,
+    ``take_all()`` everything up to now (at the end), as (ktime_ns, line) pairs."""
+
+    def take(self, timeout_ms: int = 0) -> list[tuple[int, bytes]]: ...
+
+    def take_all(self) -> list[tuple[int, bytes]]: ...
 
 
 class Streamer:
-    """One consumer of a tracer's events. Use as a context manager."""
+    """One consumer of one or more rings (a tracer's events, a policy's denials), merged in
+    kernel-time order into one output. Use as a context manager."""
 
-    def __init__(self, session: Session, out: Output | BinaryIO, json: bool = False,
-                 color: bool = False, notices: TextIO | None = None,
+    def __init__(self, sources: Session | Source | Sequence[Source], out: Output | BinaryIO,
+                 json: bool = False, color: bool = False, notices: TextIO | None = None,
                  view: TraceView | None = None) -> None:
-        self.session = session
+        if isinstance(sources, Source):
+            sources = [sources]
+        elif not isinstance(sources, Sequence):
+            sources = [TraceSource(sources)]
+        self.sources: list[Source] = list(sources)
         self.view = view if view is not None else TraceView()
         self.out = out if isinstance(out, Output) else Output(out)
         self.mode = lib.SW_OUT_JSON if json else lib.SW_OUT_HUMAN
         self.color = color
         self.notices = notices
-        self._consumer: RingConsumer | None = None
-        self._streaming = False
-        self._dropped_seen = 0
-        self._lost_seen = (0, 0, 0)
         self._next_drop_check = 0.0
-        self.dropped_during = 0
         self.told_failure = False
 
     def __enter__(self) -> Streamer:
-        streaming, consumer = self.session.state()
-        if streaming and consumer and consumer != os.getpid() and os.path.isdir(f"/proc/{consumer}"):
-            raise SwatchError(f"another `swatch watch` (pid {consumer}) is already attached")
-        _setup_formatter()
+        setup_formatter()
         self.view.apply()
-        self._consumer = RingConsumer(self.session.maps["events"])
-        # Never trace our own writes, whatever the target (even a tree we are part of): the
-        # mark is in our task-local storage and goes when we exit.
-        self.session.exclude(os.getpid())
-        counters = self.session.counters()
-        self._dropped_seen = counters.total_dropped
-        self._lost_seen = (counters.pid_filter_full, counters.pid_stats_full,
-                           counters.untracked)
-        self.session.set_streaming(True, os.getpid())
-        self._streaming = True
+        try:
+            for source in self.sources:
+                source.open()
+        except BaseException:
+            self._close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            self._stop_emitting()
-        finally:
-            if self._consumer is not None:
-                self._consumer.close()
-                self._consumer = None
+        self._close()
+
+    def _close(self) -> None:
+        for source in self.sources:
+            source.close()
 
     def _stop_emitting(self) -> None:
-        if self._streaming:
-            self._streaming = False
-            self.session.set_streaming(False, 0)
+        for source in self.sources:
+            source.stop_emitting()
+
+    def _traced(self) -> list[Source]:
+        return [s for s in self.sources if s.ring == "events"]
 
     @property
     def delivered(self) -> int:
-        assert self._consumer is not None
-        return sum(self._consumer.delivered(t) for t in range(1, lib.SW_EV_TYPES))
+        """Trace events delivered to us (the `events delivered=` of the end line)."""
+        return sum(s.delivered() for s in self._traced())
+
+    @property
+    def dropped_during(self) -> int:
+        """Trace events the kernel dropped while we streamed."""
+        return sum(s.dropped_during for s in self._traced())
 
     @property
     def written(self) -> int:
-        """Lines written to the output (events, and `lost` lines in JSON mode)."""
+        """Lines written to the output (records, and `lost` lines in JSON mode)."""
         return self.out.lines
 
-    def pump(self, timeout_ms: int = LIVE_MS, denials: object = None) -> int:
-        """Wait up to timeout_ms for events, write them out; returns how many. A
-        DenialStreamer's lines are merged in, in time order."""
-        assert self._consumer is not None
-        n = self._consumer.poll(timeout_ms)
-        extra = denials.take() if denials is not None else []  # type: ignore[attr-defined]
-        if n or extra:
-            self._write(extra)
+    def pump(self, timeout_ms: int = LIVE_MS, extra: LineSource | None = None) -> int:
+        """Wait up to timeout_ms for records (on the first source; the others are taken as
+        they are), write them out in time order; returns how many. ``extra``: lines made in
+        Python (a run's OOM kills, seccomp denials), merged in by their ktime."""
+        n = 0
+        for i, source in enumerate(self.sources):
+            assert source.consumer is not None
+            n += source.consumer.poll(timeout_ms if i == 0 else 0)
+        lines = extra.take() if extra is not None else []
+        if n or lines:
+            self._write(lines)
         if self.view.fold_startup:
             self._release_held(FOLD_MAX_AGE_NS)
         now = time.monotonic()
@@ -231,30 +253,46 @@ class Streamer:
             self.check_drops()
         return n
 
-    def finish(self, denials: object = None) -> None:
+    def finish(self, extra: LineSource | None = None) -> None:
         """Stop the kernel emitting, then write out everything still queued and report any
-        final drops: every event delivered to us is written (unless the output failed)."""
-        assert self._consumer is not None
+        final drops: every record delivered to us is written (unless the output failed)."""
         self._stop_emitting()
+        lines = extra.take_all() if extra is not None else []
         while True:
-            n = self._consumer.drain()
-            extra = denials.take_all() if denials is not None else []  # type: ignore[attr-defined]
-            if not n and not extra:
+            n = 0
+            for source in self.sources:
+                assert source.consumer is not None
+                n += source.consumer.drain()
+            if not n and not lines:
                 break
-            self._write(extra)
+            self._write(lines)
+            lines = []
         if self.view.fold_startup:
             self._release_held(0)
         self.check_drops()
 
-    def _write(self, extra: Iterable[tuple[int, bytes]] = ()) -> None:
-        """The batch, with ``extra`` (ktime, line) pairs put among its records in time order."""
-        assert self._consumer is not None
-        for ktime, line in sorted(extra):
-            for chunk in self._consumer.format(self.mode, self.color, until_ns=ktime):
+    def _write(self, lines: list[tuple[int, bytes]] | None = None) -> None:
+        """The sources' current batches, merged by kernel time: the source whose next record
+        is oldest is written up to the next record of any other (or of ``lines``, (ktime,
+        line) pairs made in Python)."""
+        extra = sorted(lines or [], key=lambda x: x[0])
+        live = [s.consumer for s in self.sources if s.consumer is not None and s.consumer.pending]
+        while live:
+            live.sort(key=lambda c: c.next_ktime())
+            first = live[0]
+            while extra and extra[0][0] <= first.next_ktime():
+                self._emit(extra.pop(0)[1])
+            untils = ([live[1].next_ktime()] if len(live) > 1 else []) + (
+                [extra[0][0]] if extra else [])
+            until = min(untils) if untils else None
+            before = first.position
+            for chunk in first.format(self.mode, self.color, until_ns=until):
                 self._emit(chunk)
+            if first.position == before:  # a malformed record: the formatter stops there
+                live.remove(first)
+            live = [c for c in live if c.pending]
+        for _, line in extra:
             self._emit(line)
-        for chunk in self._consumer.format(self.mode, self.color):
-            self._emit(chunk)
 
     def _emit(self, data: bytes | memoryview) -> None:
         if self.out.write(data) or self.told_failure:
@@ -267,36 +305,20 @@ class Streamer:
 
     def _release_held(self, max_age_ns: int) -> None:
         """Write the EXEC lines held for start-up folding that are old enough (0: all)."""
-        assert self._consumer is not None
-        chunk = self._consumer.release_held(max_age_ns, self.color)
+        consumer = self.sources[0].consumer
+        assert consumer is not None
+        chunk = consumer.release_held(max_age_ns, self.color)
         if chunk.nbytes:
             self._emit(chunk)
 
     def check_drops(self) -> None:
-        counters = self.session.counters()
-        self._check_membership(counters)
-        total = counters.total_dropped
-        new = total - self._dropped_seen
-        if new <= 0:
-            return
-        self._dropped_seen = total
-        self.dropped_during += new
-        if self.mode == lib.SW_OUT_JSON:
-            self._emit(f'{{"type":"lost","dropped":{new},"total_dropped":{total}}}\n'.encode())
-        tell(self.notices, f"swatch: {new} events dropped (ring buffer full); {total} since "
-                           "load\n")
-
-    def _check_membership(self, counters: Counters) -> None:
-        """A notice line when the kernel could not record a process (maps full, no memory)."""
-        now = (counters.pid_filter_full, counters.pid_stats_full, counters.untracked)
-        new = [b - a for a, b in zip(self._lost_seen, now)]
-        self._lost_seen = now
-        if new[2] > 0:
-            tell(self.notices, f"swatch: {new[2]} new processes could not be marked at fork "
-                               f"and are NOT traced; {now[2]} since load\n")
-        if new[1] > 0:
-            tell(self.notices, f"swatch: {new[1]} processes not counted per process "
-                               f"(pid_stats full, --max-pids); {now[1]} since load\n")
-        if new[0] > 0:
-            tell(self.notices, f"swatch: {new[0]} children not listed in pid_filter (full, "
-                               f"--max-pids; still traced); {now[0]} since load\n")
+        """Say what each source's kernel side could not queue or record since the last check:
+        a notice line, and in JSON a `lost` record in the stream."""
+        for source in self.sources:
+            for line in source.notices():
+                tell(self.notices, line)
+            new, total = source.new_drops()
+            if new:
+                if self.mode == lib.SW_OUT_JSON:
+                    self._emit(lost_record(source.ring, new, total))
+                tell(self.notices, source.drop_notice(new, total))

@@ -225,7 +225,8 @@ def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped
     """The same as one JSON line, for when the trace (JSON lines) shares stderr with it."""
     rows = syscall_rows(result.tracer_stats)
     return json.dumps({
-        "type": "summary", "command": argv, "exit_code": result.exit_code,
+        "type": "summary", "time_ns": time.time_ns(), "command": argv,
+        "exit_code": result.exit_code,
         "wall_s": round(result.wall_s, 3), "processes": len(result.pid_stats),
         "syscalls": sum(r.count for r in rows), "errors": sum(r.errors for r in rows),
         "events": {"delivered": result.delivered, "dropped": result.dropped,

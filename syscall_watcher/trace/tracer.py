@@ -51,12 +51,14 @@ MAPS = {
     "pid_range": ("uint32_t", "struct sw_pid_range"),
     "syscall_info": ("uint32_t", "struct sw_syscall_info"),
     "stats": ("uint32_t", "struct sw_stat"),
-    "pid_slot": ("uint32_t", "uint32_t"),
     "pid_stats": ("uint32_t", "struct sw_pid_stat"),
     "counters": ("uint32_t", "struct sw_counters"),
     "state": ("uint32_t", "struct sw_state"),
     "meta": ("uint32_t", "struct sw_meta"),
     "pending": ("int", "struct sw_task"),
+    # swatch detect's evidence (syscall_watcher/detect)
+    "endpoints": ("struct sw_endpoint_key", "uint64_t"),
+    "files_written": ("struct sw_file_key", "struct sw_file_stat"),
 }
 # Numbers from bpf/watcher.h through cffi, never copied (tests/test_constants.py ties the names).
 EV_NAMES = {lib.SW_EV_SYSCALL: "syscall", lib.SW_EV_EXEC: "exec", lib.SW_EV_FORK: "fork",
@@ -79,7 +81,6 @@ TRACER = Component(
     kind="tracer", noun="pins", maps=tuple(MAPS), links=tuple(PROGRAMS.values()),
     version=VERSION, meta_type="struct sw_meta", object_path=bpf_object_path,
     unload_cmd="swatch unload", load_hint="swatch load --pid PID",
-    sized_at_load=("pid_stats",),  # --max-pids
 )
 
 
@@ -190,11 +191,8 @@ class Session(MapSet):
 
     def pid_stats(self) -> dict[int, dict[str, int | str]]:
         out: dict[int, dict[str, int | str]] = {}
-        slot = libbpf.new("uint32_t *")
-        for key in list(self.maps["pid_slot"].keys("uint32_t *")):  # tgid -> its slot
-            if not self.maps["pid_slot"].lookup(key, slot):
-                continue
-            vals = self.maps["pid_stats"].lookup_per_cpu(slot, "struct sw_pid_stat")
+        for key in list(self.maps["pid_stats"].keys("uint32_t *")):
+            vals = self.maps["pid_stats"].lookup_per_cpu(key, "struct sw_pid_stat")
             if vals is None:
                 continue
             # the CPU slot named last (first syscall, then each exec) has the current name
@@ -242,7 +240,6 @@ class LoadedTracer(LoadedComponent, Session):
             obj.set_max_entries("events", ring_size)
             max_pids = max_pids_for(target)
             obj.set_max_entries("pid_filter", max_pids)
-            obj.set_max_entries("pid_slot", max_pids)
             obj.set_max_entries("pid_stats", max_pids)
             obj.load()
             tracer = cls(obj, {})
@@ -282,7 +279,7 @@ class LoadedTracer(LoadedComponent, Session):
                 continue
             key[0] = nr
             (info.flags, info.fd_arg, info.path_arg, info.path2_arg, info.addr_arg,
-             info.addrlen_arg, info.empty_path_fd_arg) = rule.info(rule.name in enabled,
+             info.addrlen_arg, info.empty_path_fd_arg, info.detect) = rule.info(rule.name in enabled,
                                                                    failed_only)
             info_map.update(key, info)
         empty = libbpf.new("struct sw_pid_range *", {"lo": 0xFFFFFFFF, "hi": 0})
@@ -407,4 +404,3 @@ def load_pinned(target: Target, profile: str, pin_dir: Path, ring_size: int,
     finally:
         tracer.close()
     return pin_dir
-

@@ -13,7 +13,8 @@ from typing import Any, TextIO
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel.libbpf import set_cgroup_label, to_str
 from syscall_watcher.kernel.system import require_root
-from syscall_watcher.trace.stream import LIVE_MS, Output, StopSignals, Streamer, tell
+from syscall_watcher.trace.stream import (LIVE_MS, Output, Source, StopSignals, Streamer,
+                                          TraceSource, tell)
 from syscall_watcher.trace.tracer import MODE_IDS, PinnedSession, pin_status
 from syscall_watcher.trace.view import TraceView, ViewOptions, use_color
 
@@ -86,44 +87,42 @@ def watch(tracer_dir: Path, policy_dir: Path, *, view: ViewOptions,
 def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool, color: bool,
             duration: float | None, tracer_dir: Path, policy_dir: Path, stop: StopSignals,
             view: TraceView | None, notices: TextIO) -> None:
-    from syscall_watcher.policy.enforcer import DenialStreamer, policy_status
+    from syscall_watcher.policy.denials import DenialSource
+    from syscall_watcher.policy.enforcer import policy_status
 
-    denials = (DenialStreamer(policy, out, json_lines=json, color=color, notices=notices)
-               if policy is not None else None)
     end = time.monotonic() + duration if duration else None
 
     def going() -> bool:
         return not stop.requested and not out.failed and (end is None or time.monotonic() < end)
 
-    try:
-        if session is None:  # a policy alone: its denials
-            assert denials is not None
+    sources: list[Source] = [TraceSource(session)] if session is not None else []
+    if policy is not None:
+        sources.append(DenialSource(policy))
+    if session is None:  # a policy alone: its denials
+        with Streamer(sources, out, json=json, color=color, notices=notices) as s:
             while going():
-                denials.pump(LIVE_MS)
+                s.pump(LIVE_MS)
                 if policy_status(policy_dir) != "loaded":
                     tell(notices, "swatch: the policy was unloaded\n")
                     break
-            denials.finish()
-            return
-        meta = session.meta()
-        cgroup_path = to_str(meta.cgroup_path)
-        label = to_str(meta.target_label)
-        if meta.mode == MODE_IDS["cgroup"]:
-            label_container_cgroups(cgroup_path, label)
-        with Streamer(session, out, json=json, color=color, notices=notices, view=view) as s:
-            container_gone = False
-            while going():
-                s.pump(LIVE_MS, denials)
-                if not tracer_alive(tracer_dir):
-                    tell(notices, "swatch: the tracer was unloaded\n")
-                    break
-                if cgroup_path and not container_gone and not os.path.isdir(cgroup_path):
-                    container_gone = True
-                    tell(notices, f"swatch: {label} has exited; its counts are kept "
-                                  "(`swatch status`)\n")
-            s.finish(denials)
-            tell(notices, f"swatch: events delivered={s.delivered} dropped={s.dropped_during} "
-                          f"written={out.lines}\n")
-    finally:
-        if denials is not None:
-            denials.close()
+            s.finish()
+        return
+    meta = session.meta()
+    cgroup_path = to_str(meta.cgroup_path)
+    label = to_str(meta.target_label)
+    if meta.mode == MODE_IDS["cgroup"]:
+        label_container_cgroups(cgroup_path, label)
+    with Streamer(sources, out, json=json, color=color, notices=notices, view=view) as s:
+        container_gone = False
+        while going():
+            s.pump(LIVE_MS)
+            if not tracer_alive(tracer_dir):
+                tell(notices, "swatch: the tracer was unloaded\n")
+                break
+            if cgroup_path and not container_gone and not os.path.isdir(cgroup_path):
+                container_gone = True
+                tell(notices, f"swatch: {label} has exited; its counts are kept "
+                              "(`swatch status`)\n")
+        s.finish()
+        tell(notices, f"swatch: events delivered={s.delivered} dropped={s.dropped_during} "
+                      f"written={out.lines}\n")

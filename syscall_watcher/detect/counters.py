@@ -1,0 +1,133 @@
+"""swatch detect's inputs: differential snapshots of the tracer's in-kernel counters.
+
+Every number comes from maps the tracer keeps in the kernel (``pid_stats``' detect fields,
+``endpoints``, ``files_written``): nothing is derived from events, so a score is exact when the
+ring buffer overflows and costs nothing per event here. A snapshot reads them; the difference
+between two snapshots is what the target did in between.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+
+from syscall_watcher.kernel import libbpf
+from syscall_watcher.kernel.libbpf import MapFd, lib
+
+PID_FIELDS = ("count", "execs", "forks", "short_lived", "exited", "file_bytes_in",
+              "file_bytes_out", "connects_tcp", "connects_udp", "connects_unix",
+              "connects_other")
+
+
+
+@dataclass
+class ProcCounters:
+    comm: str
+    sid: int
+    ppid: int
+    cgroup_id: int
+    values: dict[str, int]
+
+
+@dataclass
+class Snapshot:
+    procs: dict[int, ProcCounters]
+    endpoints: dict[tuple[int, int, int, bytes], int] = field(default_factory=dict)
+    files: dict[tuple[int, int, int], tuple[int, int, str]] = field(default_factory=dict)
+    evidence_full: int = 0   # evidence the kernel had no room for (endpoints/files_written)
+    pid_stats_full: int = 0  # processes the kernel could not count (pid_stats full)
+
+
+def _sum(vals, name: str) -> int:  # type: ignore[no-untyped-def]
+    return sum(getattr(vals[c], name) for c in range(libbpf.NUM_CPUS))
+
+
+def read_procs(pid_stats: MapFd) -> dict[int, ProcCounters]:
+    out: dict[int, ProcCounters] = {}
+    vals = libbpf.new("struct sw_pid_stat[]", libbpf.NUM_CPUS)
+    cpus = range(libbpf.NUM_CPUS)
+    for key in list(pid_stats.keys("uint32_t *")):
+        if not pid_stats.lookup(key, vals):
+            continue  # gone between the key walk and the lookup
+        newest = max(cpus, key=lambda c: vals[c].comm_ns)
+        comm = bytes(libbpf.to_bytes(vals[newest].comm)).split(b"\0", 1)[0]
+        out[int(key[0])] = ProcCounters(
+            comm=comm.decode(errors="replace"),
+            sid=max(vals[c].sid for c in cpus),
+            ppid=max(vals[c].ppid for c in cpus),
+            cgroup_id=max(vals[c].cgroup_id for c in cpus),
+            values={f: _sum(vals, f) for f in PID_FIELDS},
+        )
+    return out
+
+
+def read_losses(counters: MapFd) -> tuple[int, int]:
+    """(evidence_full, pid_stats_full), summed over CPUs."""
+    key = libbpf.new("uint32_t *", 0)
+    vals = libbpf.new("struct sw_counters[]", libbpf.NUM_CPUS)
+    if not counters.lookup(key, vals):
+        return 0, 0
+    return _sum(vals, "evidence_full"), _sum(vals, "pid_stats_full")
+
+
+def read_endpoints(m: MapFd) -> dict[tuple[int, int, int, bytes], int]:
+    out = {}
+    val = libbpf.new("uint64_t *")
+    for key in list(m.keys("struct sw_endpoint_key *")):
+        if m.lookup(key, val):
+            k = key[0]
+            out[(int(k.sid), int(k.family), int(k.port), bytes(k.addr))] = int(val[0])
+    return out
+
+
+def read_files(m: MapFd) -> dict[tuple[int, int, int], tuple[int, int, str]]:
+    out = {}
+    val = libbpf.new("struct sw_file_stat *")
+    for key in list(m.keys("struct sw_file_key *")):
+        if m.lookup(key, val):
+            k = key[0]
+            name = bytes(libbpf.to_bytes(val.name)).split(b"\0", 1)[0]
+            out[(int(k.sid), int(k.dev), int(k.ino))] = (
+                int(val.bytes), int(val.writes), name.decode(errors="replace"))
+    return out
+
+
+def format_endpoint(family: int, port: int, addr: bytes) -> str:
+    if family == socket.AF_INET:
+        return f"{ipaddress.IPv4Address(addr[:4])}:{port}"
+    return f"[{ipaddress.IPv6Address(addr[:16])}]:{port}"
+
+
+def delta(before: Snapshot, after: Snapshot, pids: set[int] | None = None,
+          sids: set[int] | None = None) -> dict[str, object]:
+    """What the processes in ``pids`` (or in sessions ``sids``; else every one) did between two
+    snapshots: the totals of each counter, and the evidence."""
+    totals: Counter[str] = Counter()
+    execs_by_comm: Counter[str] = Counter()
+    for pid, now in after.procs.items():
+        if pids is not None and pid not in pids:
+            continue
+        if sids is not None and now.sid not in sids:
+            continue
+        was = before.procs.get(pid)
+        d = {f: now.values[f] - (was.values[f] if was else 0) for f in PID_FIELDS}
+        totals.update({k: v for k, v in d.items() if v > 0})
+        if d["execs"] > 0:
+            execs_by_comm[now.comm] += d["execs"]
+    endpoints: Counter[str] = Counter()
+    for (sid, fam, port, addr), n in after.endpoints.items():
+        if sids is not None and sid not in sids:
+            continue
+        gained = n - before.endpoints.get((sid, fam, port, addr), 0)
+        if gained > 0:
+            endpoints[format_endpoint(fam, port, addr)] += gained
+    files: Counter[str] = Counter()
+    for key, (nbytes, _writes, name) in after.files.items():
+        if sids is not None and key[0] not in sids:
+            continue
+        gained = nbytes - before.files.get(key, (0, 0, ""))[0]
+        if gained > 0:
+            files[name or f"inode {key[2]}"] += gained
+    return {"totals": totals, "execs": execs_by_comm, "endpoints": endpoints, "files": files}

@@ -1,0 +1,1 @@
+"""`swatch serve`: one long-running consumer of what is pinned (metrics, JSON-lines log)."""

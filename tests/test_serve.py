@@ -1,0 +1,327 @@
+"""`swatch serve`: /metrics scraped by a real Prometheus server, the JSON-lines log (rotation by
+rename, SIGHUP, restart without duplicates), following loads and unloads, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import SWATCH, new_pin_dir, swatch, wait_for
+from syscall_watcher.serve.jsonlog import RotatingJsonLog
+
+PROMETHEUS = "/usr/bin/prometheus"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_serve(err: Path, *args: str) -> subprocess.Popen:  # type: ignore[type-arg]
+    return subprocess.Popen([SWATCH, "serve", *args], stdout=subprocess.DEVNULL,
+                            stderr=err.open("w"))
+
+
+def _said(err: Path, text: str, times: int = 1, timeout: float = 15) -> bool:
+    return bool(wait_for(lambda: err.read_text().count(text) >= times, timeout=timeout))
+
+
+def _end(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:  # type: ignore[type-arg]
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def _held_counts(workload, n: int, m: int, k: int) -> subprocess.Popen:  # type: ignore[no-untyped-def,type-arg]
+    return subprocess.Popen([workload("counts"), str(n), str(m), str(k)], stdin=subprocess.PIPE)
+
+
+def _release(p: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    assert p.stdin is not None
+    p.stdin.write(b"g")
+    p.stdin.close()
+    assert p.wait(timeout=30) == 0
+
+
+@pytest.fixture
+def policy_pin_dir():  # type: ignore[no-untyped-def]
+    d = new_pin_dir("policy")
+    yield d
+    subprocess.run([SWATCH, "policy-unload", "--pin-dir", str(d)], capture_output=True)
+    assert not d.exists(), f"{d} left behind"
+
+
+class Prometheus:
+    """A real Prometheus server on 127.0.0.1 scraping serve every second."""
+
+    def __init__(self, tmp: Path, target_port: int) -> None:
+        self.port = _free_port()
+        config = tmp / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n"
+            "scrape_configs:\n  - job_name: swatch\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{target_port}']\n")
+        self.log = tmp / "prometheus.log"
+        self.proc = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def query(self, promql: str) -> list[dict]:  # type: ignore[type-arg]
+        url = (f"http://127.0.0.1:{self.port}/api/v1/query?"
+               + urllib.parse.urlencode({"query": promql}))
+        with urllib.request.urlopen(url, timeout=5) as r:
+            doc = json.load(r)
+        assert doc["status"] == "success", doc
+        return doc["data"]["result"]
+
+    def value(self, promql: str) -> float:
+        result = self.query(promql)
+        assert len(result) == 1, (promql, result)
+        return float(result[0]["value"][1])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # by its pid (Popen)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def test_prometheus_reads_the_kernels_counts(pin_dir: Path, policy_pin_dir: Path, workload,  # type: ignore[no-untyped-def]
+                                             tmp_path: Path) -> None:
+    n, m, k = 300, 512, 23
+    p = _held_counts(workload, n, m, k)
+    serve_port = _free_port()
+    err = tmp_path / "serve.err"
+    serve = prom = None
+    try:
+        swatch("load", "--pid", str(p.pid), "--pin-dir", str(pin_dir), check=True)
+        serve = _start_serve(err, "--pin-dir", str(pin_dir), "--policy-pin-dir",
+                             str(policy_pin_dir), "--metrics", f"127.0.0.1:{serve_port}")
+        assert _said(err, "attached to the tracer"), err.read_text()
+        prom = Prometheus(tmp_path, serve_port)
+        assert wait_for(prom.ready, timeout=30), prom.log.read_text()[-2000:]
+        _release(p)
+        done_s = time.time()
+        # Wait for a scrape taken after the workload ended (Prometheus's own timestamp).
+        assert wait_for(lambda: any(float(r["value"][1]) > done_s + 0.1 for r in prom.query(
+            'timestamp(swatch_syscalls_total{syscall="read"})')), timeout=30), \
+            (prom.query('up'), _scrape_text(serve_port), err.read_text())
+
+        from syscall_watcher.trace.tracer import PinnedSession
+        session = PinnedSession.open(pin_dir)
+        try:
+            stats = {s: v for s, v in session.syscall_stats().items()}
+        finally:
+            session.close()
+        from syscall_watcher.kernel import syscalls
+        by_name = {syscalls.names()[nr]: v for nr, v in stats.items()}
+        read, openat = by_name["read"], by_name["openat"]
+        # The kernel's counts are what the workload did (test_summary checks them the same way)
+        assert (read["count"], read["bytes_in"], openat["count"], openat["errors"]) == (
+            n, n * m, k + 1, k)
+        # ... and Prometheus holds exactly the kernel's counts.
+        sel = f'syscall="read",target="pid {p.pid}"'
+        assert prom.value(f"swatch_syscalls_total{{{sel}}}") == n
+        assert prom.value(f"swatch_syscall_read_bytes_total{{{sel}}}") == n * m
+        assert prom.value(f"swatch_syscall_errors_total{{{sel}}}") == 0
+        assert prom.value('swatch_syscall_errors_total{syscall="openat"}') == k
+        assert prom.value('swatch_syscalls_total{syscall="openat"}') == k + 1
+        assert prom.value("sum(swatch_syscalls_total)") == sum(v["count"] for v in stats.values())
+        assert prom.value('swatch_syscall_duration_seconds_count{syscall="read"}') == n
+        assert prom.value('swatch_syscall_duration_seconds_sum{syscall="read"}') == pytest.approx(
+            read["total_ns"] / 1e9)
+        buckets = {float(r["metric"]["le"]): float(r["value"][1]) for r in prom.query(
+            'swatch_syscall_duration_seconds_bucket{syscall="read"}')}
+        cumulative = 0
+        for b, count in enumerate(read["hist"]):  # bucket b: [2^b, 2^(b+1)) ns
+            cumulative += count
+            assert buckets[(1 << (b + 1)) / 1e9] == cumulative, b
+        assert buckets[float("inf")] == n
+        # A quantile Prometheus computes lies in the kernel's bucket for it.
+        p50 = prom.value('histogram_quantile(0.5, swatch_syscall_duration_seconds_bucket'
+                         '{syscall="read"})')
+        assert 0 < p50 <= (1 << len(read["hist"])) / 1e9
+        assert prom.value("swatch_tracer_loaded") == 1
+        assert prom.value("swatch_process_resident_memory_bytes") > 0
+        assert prom.value("swatch_process_cpu_seconds_total") > 0
+        assert prom.value('up{job="swatch"}') == 1
+    finally:
+        if prom is not None:
+            prom.stop()
+        if p.poll() is None:
+            p.kill()
+        if serve is not None:
+            assert _end(serve) == 0, err.read_text()
+
+
+def _lines(log: Path) -> list[dict]:  # type: ignore[type-arg]
+    files = sorted(log.parent.glob(log.name + "*"))
+    out = []
+    for f in files:
+        for line in f.read_text().splitlines():
+            out.append(json.loads(line))  # every line whole, in every file
+    return out
+
+
+def test_json_log_follows_loads_rotates_and_restarts(pin_dir: Path, policy_pin_dir: Path,  # type: ignore[no-untyped-def]
+                                                     workload, tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    err = tmp_path / "serve.err"
+    args = ("--pin-dir", str(pin_dir), "--policy-pin-dir", str(policy_pin_dir),
+            "--json-log", str(log), "--json-log-max-bytes", "8192", "--json-log-keep", "1000")
+    serve = _start_serve(err, *args)
+    try:
+        assert _said(err, "nothing pinned"), err.read_text()
+        swatch("load", "--comm", "counts", "--pin-dir", str(pin_dir), check=True)
+        assert _said(err, "attached to the tracer"), err.read_text()
+        first = _held_counts(workload, 3, 1, 150)
+        _release(first)
+        assert _end(serve) == 0, err.read_text()  # drains, fsyncs
+        # Restart: the same log, appended to; nothing repeated or skipped.
+        serve = _start_serve(err, *args)
+        assert _said(err, "attached to the tracer"), err.read_text()
+        second = _held_counts(workload, 3, 1, 90)
+        _release(second)
+        swatch("unload", "--pin-dir", str(pin_dir), check=True)
+        assert _said(err, "unloaded; detached"), err.read_text()
+        assert _said(err, "nothing pinned"), err.read_text()
+        # SIGHUP reopens by name (what logrotate's create mode needs).
+        log.rename(tmp_path / "moved.jsonl.keep")
+        serve.send_signal(signal.SIGHUP)
+        assert _said(err, "SIGHUP: reopened"), err.read_text()
+        assert log.exists()
+        assert _end(serve, signal.SIGINT) == 0, err.read_text()
+    finally:
+        if serve.poll() is None:
+            _end(serve)
+    events = _lines(log) + [json.loads(x) for x in
+                            (tmp_path / "moved.jsonl.keep").read_text().splitlines()]
+
+    def missing_opens(pid: int) -> int:
+        return sum(1 for e in events if e.get("pid") == pid and e.get("syscall") == "openat"
+                   and "/nonexistent/swatch-counts" in json.dumps(e))
+    assert missing_opens(first.pid) == 150
+    assert missing_opens(second.pid) == 90
+    rotated = sorted(tmp_path.glob("events.jsonl.*"))
+    assert rotated, "no rotation at 8192 bytes"
+    for f in rotated:
+        assert f.stat().st_size <= 8192, f
+
+
+def test_rotation_by_rename_never_splits_a_line(tmp_path: Path) -> None:
+    """No kernel: the writer alone. Lines of 100 bytes, files of at most 1000, keep 3."""
+    path = tmp_path / "x.jsonl"
+    out = RotatingJsonLog(path, max_bytes=1000, keep=3)
+    reader = path.open("rb")  # a shipper holding the first file open, by inode
+    ino = os.fstat(reader.fileno()).st_ino
+    lines = [json.dumps({"n": i, "pad": "x" * (81 - len(str(i)))}).encode() + b"\n"
+             for i in range(55)]
+    assert all(len(line) == 100 for line in lines)
+    out.write(b"".join(lines[:25]))
+    for line in lines[25:]:
+        out.write(line)
+    out.close()
+    assert out.rotations == 5
+    files = [path.with_name(f"x.jsonl.{i}") for i in (3, 2, 1)] + [path]
+    got = [json.loads(line)["n"] for f in files for line in f.read_text().splitlines()]
+    assert got == list(range(20, 55))  # the three newest rotated files and the current one
+    assert not path.with_name("x.jsonl.4").exists()
+    assert all(f.stat().st_size == 1000 for f in files[:3])
+    # The first file was renamed, never truncated: its reader still sees all it held.
+    assert [json.loads(x)["n"] for x in reader.read().splitlines()] == list(range(10))
+    assert os.fstat(reader.fileno()).st_ino == ino
+    reader.close()
+
+
+def test_bad_input_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = swatch("serve", "--metrics", f"127.0.0.1:{port}", "--pin-dir",
+                   str(new_pin_dir("none")), timeout=20)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"swatch: error: --metrics 127.0.0.1:{port}: cannot listen: Address already in use"]
+    r = swatch("serve", "--json-log", "/etc/hostname/events.jsonl", timeout=20)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["swatch: error: --json-log /etc/hostname/events.jsonl: "
+                                     "cannot open for writing: Not a directory"]
+    r = swatch("serve", "--metrics", "127.0.0.1:http", timeout=20)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def _scrape_text(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            return r.read().decode()[:3000]
+    except OSError as e:
+        return f"{e}: {getattr(e, 'read', lambda: b'')()[:3000]!r}"
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """One scrape of serve's /metrics, parsed by prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_denials_reach_the_log_and_metrics(policy_pin_dir: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_policy_enforce import gated_py
+
+    monkeypatch.setenv("SWATCH_POLICY_TIER", "cgroup")
+    t = gated_py("n = 0\nfor _ in range(3):\n    try:\n        socket.socket()\n"
+                 "    except OSError:\n        n += 1\nsys.exit(n)")
+    swatch("policy-load", "--pid", str(t.pid), "--policy", "no-network", "--pin-dir",
+           str(policy_pin_dir), check=True)
+    log, err, port = tmp_path / "events.jsonl", tmp_path / "serve.err", _free_port()
+    serve = _start_serve(err, "--pin-dir", str(new_pin_dir("none")), "--policy-pin-dir",
+                         str(policy_pin_dir), "--json-log", str(log), "--metrics",
+                         f"127.0.0.1:{port}")
+    try:
+        assert _said(err, "attached to policy no-network"), err.read_text()
+        rc, _, _ = t.go()
+        assert rc == 3  # three sockets refused
+        key = ("swatch_denials_total", (("operation", "socket"), ("tier", "cgroup")))
+        assert wait_for(lambda: _scrape(port).get(key) == 3, timeout=15), _scrape(port)
+        delivered = ("swatch_events_delivered_total", (("type", "denial"),))
+        assert wait_for(lambda: _scrape(port).get(delivered) == 3, timeout=15), _scrape(port)
+        metrics = _scrape(port)
+        assert metrics[("swatch_events_emitted_total", (("type", "denial"),))] == 3
+        assert metrics[("swatch_events_dropped_total", (("type", "denial"),))] == 0
+        assert metrics[("swatch_policy_loaded", (("policy", "no-network"),))] == 1
+    finally:
+        assert _end(serve) == 0, err.read_text()
+    denied = [e for e in _lines(log) if e.get("type") == "denied"]
+    assert [(d["pid"], d["op"], d["tier"], d["action"]) for d in denied] == [
+        (t.pid, "socket", "cgroup", "blocked")] * 3
