@@ -81,8 +81,9 @@ class MapSpec:
     def mismatch(self, expected: MapSpec) -> str:
         """'' if this map can be used as ``expected``; else what differs, in words.
 
-        max_entries is compared for arrays only (they are indexed up to it); hash maps and the
-        ring buffer are sized at load time by options."""
+        max_entries is compared for arrays only (they are indexed up to it), unless expected's
+        is 0 (an array sized at load time); hash maps and the ring buffer are sized at load
+        time by options."""
         diffs = []
         if self.type != expected.type:
             diffs.append(f"type {MAP_TYPE_NAMES.get(self.type, self.type)}, expected "
@@ -91,7 +92,7 @@ class MapSpec:
             diffs.append(f"key size {self.key_size}, expected {expected.key_size}")
         if self.value_size != expected.value_size:
             diffs.append(f"value size {self.value_size}, expected {expected.value_size}")
-        if (not diffs and self.type in _ARRAY_TYPES
+        if (not diffs and self.type in _ARRAY_TYPES and expected.max_entries
                 and self.max_entries != expected.max_entries):
             diffs.append(f"max_entries {self.max_entries}, expected {expected.max_entries}")
         return "; ".join(diffs)
