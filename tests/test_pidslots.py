@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import swatch
 
 CHILDREN = 12
@@ -19,8 +18,8 @@ READ_SIZE = 4096
 def _run_children(pin_dir: Path, workload, slots: int) -> dict[int, dict]:  # type: ignore[no-untyped-def,type-arg]
     """A traced shell runs CHILDREN `counts` one after another, child i doing i reads of
     READ_SIZE bytes and i failed opens; their rows of `summary --by pid`."""
-    script = ('read go; i=0; while [ "$i" -lt %d ]; do %s "$i" %d "$i" </dev/zero || exit 9; '
-              'i=$((i+1)); done' % (CHILDREN, workload("counts"), READ_SIZE))
+    script = (f'read go; i=0; while [ "$i" -lt {CHILDREN} ]; do {workload("counts")} "$i" '
+              f'{READ_SIZE} "$i" </dev/zero || exit 9; i=$((i+1)); done')
     sh = subprocess.Popen(["/bin/sh", "-c", script], stdin=subprocess.PIPE)
     try:
         swatch("load", "--pid", str(sh.pid), "--stats-slots", str(slots), "--pin-dir",
@@ -89,3 +88,44 @@ def test_bad_stats_slots(pin_dir: Path, args: list[str], needle: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("swatch: error: ") and needle in lines[0], \
         r.stderr
     assert not pin_dir.exists() or not any(pin_dir.iterdir())
+
+
+def test_snapshots_during_slot_churn(pin_dir: Path, workload) -> None:  # type: ignore[no-untyped-def]
+    """Read the per-process counts over and over while 40 processes take and give back two
+    slots: a child's count never goes down from one read to the next and never exceeds its
+    final count (a slot's next holder counted as its previous one, or a process counted both
+    in its slot and in pid_done, would), and every child ends with the same exact count."""
+    from syscall_watcher.trace.tracer import PinnedSession
+
+    kids, calls = 40, 3000
+    script = (f'read go; i=0; while [ "$i" -lt {kids} ]; do {workload("storm")} getppid '
+              f'{calls} || exit 9; i=$((i+1)); done')
+    sh = subprocess.Popen(["/bin/sh", "-c", script], stdin=subprocess.PIPE)
+    seen: dict[int, list[int]] = {}
+    try:
+        swatch("load", "--pid", str(sh.pid), "--stats-slots", "2", "--pin-dir", str(pin_dir),
+               check=True)
+        session = PinnedSession.open(pin_dir)
+        try:
+            assert sh.stdin is not None
+            sh.stdin.write(b"g\n")
+            sh.stdin.close()
+            reads = 0
+            while sh.poll() is None or reads == 0:
+                for pid, pc in session.processes().items():
+                    if pc.comm == "storm":
+                        seen.setdefault(pid, []).append(pc.values["count"])
+                reads += 1
+            final = {pid: pc.values["count"] for pid, pc in session.processes().items()
+                     if pc.comm == "storm"}
+        finally:
+            session.close()
+        assert sh.wait(timeout=60) == 0
+    finally:
+        sh.kill()
+    assert len(final) == kids, final
+    assert len(set(final.values())) == 1, final  # the same program, the same calls
+    assert reads > kids, reads  # the reads overlapped the churn
+    for pid, counts in seen.items():
+        assert counts == sorted(counts), (pid, counts)
+        assert counts[-1] <= final[pid], (pid, counts, final[pid])
