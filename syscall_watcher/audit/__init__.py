@@ -33,7 +33,9 @@ _WHERE = {"Checkpoint": "checkpoints", "load_public": "checkpoints",
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value  # over the submodule the import set (repair.repair)
+    return value
 
 
 __all__ = ["DEFAULT_DIR", "AuditError", "AuditLog", "Checkpoint", "CorruptLog", "LogState",

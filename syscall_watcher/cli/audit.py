@@ -333,7 +333,7 @@ def repair(audit_dir: Path = AuditDir,
                                               "the audit directory).")) -> None:
     """Cut a corrupt log back to what verifies; move the rest to quarantine/ (nothing is
     deleted) and record the repair as a signed entry."""
-    from syscall_watcher.audit import repair as do_repair
+    from syscall_watcher.audit.repair import repair as do_repair
 
     report = do_repair(audit_dir, key)
     if report.problem is None:
