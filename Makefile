@@ -16,9 +16,10 @@ SYSCALL_TABLE := syscall_watcher/data/syscall_table.json
 APT_BUILD := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev gcc make \
 	python3 python3-venv python3-dev pkg-config
 # tests and demo: docker + a busybox image (tests/docker-env.sh); the preventive-tier VMs
-# (tools/vm-run.sh): QEMU and Debian 12's two kernels, 6.1 and 6.12 (bookworm-security)
+# (tools/vm-run.sh): QEMU and Debian 12's two kernels, 6.1 and 6.12 (bookworm-security);
+# man-db renders the generated man page (a minimal Debian 12 has no `man`)
 APT_TEST := iproute2 strace procps util-linux kmod file docker.io busybox-static \
-	qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 jq tmux git
+	qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 jq tmux git man-db
 # for the next features: seccomp, io_uring, the Prometheus server, clean Debian roots
 APT_NEXT := libseccomp-dev python3-seccomp liburing-dev prometheus debootstrap
 APT_PACKAGES := $(APT_BUILD) $(APT_TEST) $(APT_NEXT)
