@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SWATCH, child_running, swatch, wait_for
+from conftest import SWATCH, child_running, parse_record, swatch, wait_for
 
 PY = sys.executable
 CGROOT = Path("/sys/fs/cgroup")
@@ -115,7 +115,8 @@ def test_oom_kill_event_and_summary_in_json() -> None:
     hog = "b = []\nwhile True: b.append(b'\\1' * (1 << 20))"
     res = swatch("run", "--json", "--memory", "32M", "-e", "getppid", "--", PY, "-c", hog)
     assert res.returncode == 128 + signal.SIGKILL
-    records = [json.loads(ln) for ln in res.stderr.splitlines() if ln.startswith("{")]
+    # every record (limits, oom_kill, summary) validated against records.schema.json
+    records = [parse_record(ln) for ln in res.stderr.splitlines() if ln.startswith("{")]
     limits = next(r for r in records if r["type"] == "limits")
     assert int(limits["limits"].get("memory.max") or
                limits["limits"]["memory.limit_in_bytes"]) == 32 << 20

@@ -37,7 +37,8 @@ def _schema_tables():  # type: ignore[no-untyped-def]
 def test_the_schema_is_draft_2020_12() -> None:
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     Draft202012Validator.check_schema(SCHEMA)
-    assert set(RECORD_TYPES) == {"syscall", "exec", "fork", "exit", "denied", "lost", "summary"}
+    assert set(RECORD_TYPES) == {"syscall", "exec", "fork", "exit", "denied", "lost", "oom_kill",
+                                 "limits", "summary"}
 
 
 def test_every_task_record_has_the_same_header_in_the_schema() -> None:

@@ -8,7 +8,7 @@
     policy.py    swatch policy load | summary | unload
     targets.py   containers
     detect.py    detect (top level: is this workload an AI agent?)
-    sandbox.py   cleanup (and the stale-run sweep every command does first)
+    sandbox.py   record (a seccomp profile from a run), cleanup (and the stale-run sweep)
     serve.py     serve (metrics, the JSON log; the long-running consumer)
     audit.py     swatch audit init | verify | show | tail | prove | check-proof | repair …
 

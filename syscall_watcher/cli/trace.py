@@ -240,6 +240,10 @@ def run(
     require_preventive: Annotated[bool, typer.Option(
         "--require-preventive", help="With --policy: refuse to run if an operation cannot be "
         "held by Landlock or seccomp here.")] = False,
+    seccomp: Annotated[str | None, typer.Option(
+        "--seccomp", metavar="FILE", help="Apply this OCI seccomp profile (`swatch record`'s, "
+        "Docker's) to CMD with libseccomp right before its exec; denials are DENIED lines "
+        "(tier seccomp).")] = None,
 ) -> None:
     """Run CMD traced from its first syscall (help: RUN_HELP)."""
     from syscall_watcher.trace.run import run_command
@@ -252,7 +256,8 @@ def run(
                                  follow_children=not no_children, ring_size=ring_size,
                                  max_pids=max_pids or 0, stats_slots=stats_slots,
                                  limits=(memory, cpu, pids, oom_score_adj),
-                                 policy=policy, require_preventive=require_preventive))
+                                 policy=policy, require_preventive=require_preventive,
+                                 seccomp=seccomp))
 
 
 @commands.command()

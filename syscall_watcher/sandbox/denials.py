@@ -7,6 +7,7 @@ denials shows only some; the summary says so when the kernel reports suppressed 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -15,7 +16,13 @@ from collections.abc import Callable
 
 from syscall_watcher.kernel import syscalls
 
-_SECCOMP = re.compile(rb"audit: type=1326 .*? pid=(\d+) comm=\"([^\"]*)\".*? syscall=(\d+) ")
+_SECCOMP = re.compile(rb"audit: type=1326 .*? uid=(\d+) .*? pid=(\d+) comm=\"([^\"]*)\".*? "
+                      rb"arch=([0-9a-f]+) syscall=(\d+) .*?code=0x([0-9a-f]+)")
+# SECCOMP_RET_* (the action part of the filter's return value, audit's code=) → the record's
+# action; the low 16 bits of an ERRNO return are the errno.
+_ACTIONS = {0x80000000: "killed", 0x00000000: "killed", 0x00030000: "trapped",
+            0x00050000: "blocked", 0x7FC00000: "notified", 0x7FF00000: "traced",
+            0x7FFC0000: "audit"}
 _SUPPRESSED = re.compile(rb"(\d+) callbacks suppressed")
 
 
@@ -23,8 +30,13 @@ class SeccompDenials:
     """Reads /dev/kmsg from now on; ``take()`` gives (ktime, line) for the run's denials."""
 
     def __init__(self, policy: str, pids: Callable[[], set[int]], json_lines: bool = False,
-                 color: bool = False) -> None:
+                 color: bool = False, source: str = "policy",
+                 errno_of: Callable[[str], int] | None = None) -> None:
         self.policy = policy
+        # The audit record has the action, not the errno (the kernel logs the return value's
+        # action part only): the filter's builder says which errno a denied call got.
+        self.errno_of = errno_of or (lambda _name: errno.EPERM)
+        self.source = source  # "policy" (run --policy) or "profile" (run --seccomp)
         self.pids = pids
         self.json = json_lines
         self.color = color
@@ -56,17 +68,23 @@ class SeccompDenials:
                 if (s := _SUPPRESSED.search(rec)) and b"kauditd" in rec:
                     self.suppressed += int(s.group(1))
                 continue
-            pid = int(m.group(1))
+            uid, pid = int(m.group(1)), int(m.group(2))
             if pids is None:
                 pids = self.pids()
             if pid not in pids:
                 continue
-            nr = int(m.group(3))
-            name = syscalls.names().get(nr, f"nr{nr}")
+            nr = int(m.group(5))
+            name = _syscall_name(int(m.group(4), 16), nr)
+            code = int(m.group(6), 16)
+            action = _ACTIONS.get(code & 0xFFFF0000, "blocked")
+            err = None
+            if action == "blocked":
+                e = self.errno_of(name)
+                err = errno.errorcode.get(e, f"E{e}")
             self.seen += 1
             self.by_syscall[name] = self.by_syscall.get(name, 0) + 1
-            lines.append((time.monotonic_ns(), self._line(pid, m.group(2).decode(errors="replace"),
-                                                          name, nr)))
+            lines.append((time.monotonic_ns(), self._line(
+                pid, uid, m.group(3).decode(errors="replace"), name, nr, action, err)))
         return lines
 
     def take_all(self) -> list[tuple[int, bytes]]:
@@ -85,22 +103,43 @@ class SeccompDenials:
                 return lines
             time.sleep(0.005)
 
-    def _line(self, pid: int, comm: str, name: str, nr: int) -> bytes:
+    def _line(self, pid: int, uid: int, comm: str, name: str, nr: int, action: str,
+              err: str | None) -> bytes:
+        """The kernel's audit record names the process (pid: the tgid), its real uid and
+        comm — not the thread, the parent or the cgroup, so the record has none of those."""
         if self.json:
-            return (json.dumps({"type": "denied", "time_ns": time.time_ns(), "pid": pid,
-                                "comm": comm, "op": name, "syscall": name, "nr": nr,
-                                "tier": "seccomp", "action": "EPERM", "policy": self.policy},
-                               separators=(",", ":")) + "\n").encode()
+            rec = {"type": "denied", "time_ns": time.time_ns(), "pid": pid, "uid": uid,
+                   "comm": comm, "op": name, "syscall": name, "nr": nr, "tier": "seccomp",
+                   "action": action, **({"errno": err} if err else {}),
+                   self.source: self.policy}
+            return (json.dumps(rec, separators=(",", ":")) + "\n").encode()
         t = time.time()
         ts = time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
         word = "\033[1;31mDENIED\033[0m" if self.color else "DENIED"
-        return (f"{ts} {comm}[{pid}] {word} {name} (policy {self.policy}, tier seccomp: "
-                "EPERM)\n").encode()
+        return (f"{ts} {comm}[{pid}] {word} {name} ({self.source} {self.policy}, tier seccomp: "
+                f"{err or action})\n").encode()
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _syscall_name(audit_arch: int, nr: int) -> str:
+    """The name of syscall ``nr`` of the audit record's architecture (a compat call from a
+    32-bit program has another table); libseccomp's arch tokens are the AUDIT_ARCH_ values."""
+    if audit_arch == AUDIT_ARCH_NATIVE:
+        return syscalls.names().get(nr, f"nr{nr}")
+    try:
+        from syscall_watcher.sandbox.oci import seccomp_binding
+
+        name = seccomp_binding().resolve_syscall(audit_arch, nr)
+        return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception:  # noqa: BLE001 — no binding, or a number it does not know
+        return f"nr{nr} (arch {audit_arch:#x})"
+
+
+AUDIT_ARCH_NATIVE = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}.get(os.uname().machine, 0)
 
 
 def _marker_denial() -> int | None:

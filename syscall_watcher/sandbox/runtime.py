@@ -92,7 +92,7 @@ class Sandbox:
     def start_line(self, json_line: bool) -> bytes:
         """The limits as read back: a JSON line of type "limits", or a human line."""
         if json_line:
-            return (json.dumps({"type": "limits", "limits": dict(
+            return (json.dumps({"type": "limits", "time_ns": time.time_ns(), "limits": dict(
                 (self.cgroup.readback if self.cgroup else []) + self.readback),
                 "cgroups": [str(p) for p in self.cgroup.paths] if self.cgroup else []},
                 separators=(",", ":")) + "\n").encode()

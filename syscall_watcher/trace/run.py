@@ -25,6 +25,19 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class SeccompProfileRun:
+    """`run --seccomp FILE`: the profile's libseccomp filter, built before the fork, loaded in
+    CMD's process right before its exec."""
+
+    label: str  # the profile's file name, as denials name it
+    filter: object  # pyseccomp.SyscallFilter
+    errno_for: Callable[[str], int]  # the errno a denied syscall gets
+
+    def load(self) -> None:
+        self.filter.load()  # type: ignore[attr-defined]
+
+
+@dataclass
 class RunResult:
     exit_code: int
     wall_s: float
@@ -41,9 +54,12 @@ class RunResult:
 
 
 def _held_child(path: str, argv: list[str],
-                before_exec: Callable[[], None] | None = None) -> tuple[int, int]:
+                before_exec: Callable[[], None] | None = None,
+                after_release: Callable[[], None] | None = None) -> tuple[int, int]:
     """Fork a child that waits on a pipe, then execs; returns (pid, release fd).
-    ``before_exec`` (Landlock, seccomp) runs in the child before it waits: untraced."""
+    ``before_exec`` (Landlock, seccomp) runs in the child before it waits: untraced.
+    ``after_release`` (an OCI profile's filter) runs after the wait, just before exec: the
+    filter must allow only what CMD does, and the wait's read is not CMD's."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: untraced until the parent releases it
@@ -58,6 +74,8 @@ def _held_child(path: str, argv: list[str],
                 before_exec()
             if os.read(r, 1) != b"":
                 os._exit(126)
+            if after_release is not None:
+                after_release()
             os.execv(path, argv)  # the pipe is O_CLOEXEC: exec is the first traced syscall
         except BaseException as exc:  # noqa: BLE001 — nothing may escape a forked child
             try:
@@ -75,7 +93,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                enabled: frozenset[str] | None = None, failed_only: bool = False,
                view: TraceView | None = None, max_pids: int = 0,
                stats_slots: int | None = None, limits: Limits | None = None,
-               preventive: PreventivePlan | None = None) -> RunResult:
+               preventive: PreventivePlan | None = None,
+               seccomp_profile: SeccompProfileRun | None = None) -> RunResult:
     if not argv:
         raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
@@ -84,7 +103,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
     if not isinstance(out, Output):  # the trace goes to stderr unless told otherwise
         out = Output(out) if out is not None else Output(sys.stderr.fileno(), "stderr")
     pid, release = _held_child(path, argv,
-                               preventive.apply_in_child if preventive is not None else None)
+                               preventive.apply_in_child if preventive is not None else None,
+                               seccomp_profile.load if seccomp_profile is not None else None)
     status: int | None = None
     tracer = None
     box = None
@@ -121,6 +141,15 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             seccomp_denials = SeccompDenials(
                 preventive.policy.name,
                 lambda: {pid, *loaded.pids(), *loaded.pid_stats()}, json_lines=json, color=color)
+            extra = Merged(box, seccomp_denials)
+        elif seccomp_profile is not None:
+            from syscall_watcher.sandbox.denials import Merged, SeccompDenials
+
+            loaded = tracer
+            seccomp_denials = SeccompDenials(
+                seccomp_profile.label, lambda: {pid, *loaded.pids(), *loaded.pid_stats()},
+                json_lines=json, color=color, source="profile",
+                errno_of=seccomp_profile.errno_for)
             extra = Merged(box, seccomp_denials)
         start = time.monotonic()
         if stats_only:
@@ -193,9 +222,11 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                 output: str | Path | None = None, color: str = "auto",
                 stats_only: bool = False, follow_children: bool = True,
                 ring_size: int = DEFAULT_RING_SIZE, max_pids: int = 0,
-                stats_slots: int | None = None, limits: tuple[str | None, str | None, int | None, int | None] = (
+                stats_slots: int | None = None,
+                limits: tuple[str | None, str | None, int | None, int | None] = (
                     None, None, None, None),
-                policy: str | None = None, require_preventive: bool = False) -> int:
+                policy: str | None = None, require_preventive: bool = False,
+                seccomp: str | None = None) -> int:
     """`swatch run`: CMD traced, the trace to ``output`` (stderr by default, `-` stdout), the
     summary to stderr — one last JSON line of type "summary" when JSON lines share stderr.
     ``profile`` and ``exprs`` are --filter and -e. Returns the exit status for the shell
@@ -212,6 +243,19 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
         raise SwatchError("--require-preventive goes with --policy")
     require_root()
     sel = select_syscalls(profile, exprs)
+    if seccomp is not None and policy is not None:
+        raise SwatchError("--seccomp and --policy: give one (each installs its own filter)")
+    profile_run = None
+    if seccomp is not None:
+        from syscall_watcher.sandbox import oci
+
+        profile = oci.read_profile(seccomp)
+        profile_run = SeccompProfileRun(profile.label, oci.build_filter(profile),
+                                        profile.errno_for)
+        tell(sys.stderr, f"swatch: seccomp profile {seccomp} applied to {argv[0] if argv else ''}"
+             f" before exec: default {profile.default_action}, {len(profile.rules)} rules"
+             + (f" ({profile.skipped} left out by includes/excludes)" if profile.skipped
+                else "") + "\n")
     plan = (plan_for_run(policy, argv, require_preventive, sys.stderr) if policy is not None
             else None)
     trace_view = view.for_selection(sel)
@@ -229,7 +273,8 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                             failed_only=view.failed_only, view=trace_view, max_pids=max_pids,
                             stats_slots=stats_slots,
                             limits=run_limits if run_limits.wants_cgroup or
-                            run_limits.oom_score_adj is not None else None, preventive=plan)
+                            run_limits.oom_score_adj is not None else None, preventive=plan,
+                            seccomp_profile=profile_run)
     finally:
         out.close()
     tell(sys.stderr, run_summary_json(argv, result) if json_on_stderr
