@@ -49,7 +49,7 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
                        "\tif (0) {\n\t\tstruct sw_syscall_info *info")],
     # no clock reads: the entry's timestamp and the duration are constants
     "no_ktime": [("\tp->ts = bpf_ktime_get_ns();\n", "\tp->ts = 1;\n"),
-                 ("\tdur = bpf_ktime_get_ns() - ts;\n", "\tdur = ts;\n")],
+                 ("\tnow = bpf_ktime_get_ns();\n", "\tnow = 2;\n")],
     # both programs return at once: the floor (raw_tp dispatch + the statistics' own clocks)
     "empty": [
         ("\tu32 nr;\n\n\tif (cfg.mode == SW_TARGET_PID) {", "\tu32 nr;\n\n\treturn 0;\n"

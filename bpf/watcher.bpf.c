@@ -387,14 +387,15 @@ static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, u32 *
 	}
 }
 
-SEC("raw_tp/sys_enter")
-int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+/* tp_btf, not raw_tp: the same tracepoint and dispatch, but regs is a typed kernel pointer, so
+ * the arguments are plain loads from it instead of one bpf_probe_read_kernel() call each. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sw_sys_enter, struct pt_regs *regs, long syscall_nr)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tid = (u32)id;
 	u32 tgid = id >> 32;
-	struct pt_regs *regs;
+	struct task_struct *task;
 	struct sw_task *p = NULL;
 	u32 nr;
 
@@ -404,13 +405,16 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		 * after that, no hash lookup. */
 		if (!in_pid_range(tgid))
 			return 0;
+		task = bpf_get_current_task_btf();
 		p = task_mark(&pending, task);
 		if (!p && !tgid_listed(&pid_filter, tgid))
 			return 0;
 	} else if (!mode_matches()) {
 		return 0;
+	} else {
+		task = bpf_get_current_task_btf();
 	}
-	nr = ctx->args[1];
+	nr = syscall_nr;
 	if (!p)
 		p = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!p || p->excluded)
@@ -422,8 +426,7 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
 		/* Arguments matter only for events: skip reading them when nobody streams. */
 		if (info && (info->flags & SW_SC_ENABLED) && streaming()) {
-			regs = (struct pt_regs *)ctx->args[0];
-			syscall_args(regs, p->args);
+			syscall_args_btf(regs, p->args);
 			p->args_ok = 1;
 			/* close: the name is gone by sys_exit, so take it now. */
 			if ((info->flags & SW_SC_FD_AT_ENTER) && info->fd_arg < 6) {
@@ -446,11 +449,10 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		 * address even when nobody streams: at most three register reads, only for them. */
 		if (info && !p->args_ok && (info->detect ||
 		    ((info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) && info->fd_arg == 0))) {
-			regs = (struct pt_regs *)ctx->args[0];
-			p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+			p->args[0] = PT_REGS_PARM1_SYSCALL(regs);
 			if (info->detect & SW_DT_CONNECT) {
-				p->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
-				p->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+				p->args[1] = PT_REGS_PARM2_SYSCALL(regs);
+				p->args[2] = PT_REGS_PARM3_SYSCALL(regs);
 			}
 		}
 	}
@@ -885,22 +887,23 @@ static __always_inline void add_sockaddr(struct sw_syscall_event *ev, struct sw_
 }
 
 /* Step 8: the header, and out, data[] cut to the off bytes used. */
-static __always_inline void emit_syscall_event(struct sw_syscall_event *ev, u64 id, u32 off)
+static __always_inline void emit_syscall_event(struct sw_syscall_event *ev, u64 id, u32 off,
+					       u64 now)
 {
-	fill_hdr(&ev->hdr, SW_EV_SYSCALL, id);
+	fill_hdr_at(&ev->hdr, SW_EV_SYSCALL, id, now);
 	off = bounded(off, sizeof(ev->data));
 	ev->hdr.size = offsetof(struct sw_syscall_event, data) + off;
 	output(ev, offsetof(struct sw_syscall_event, data) + off, SW_EV_SYSCALL);
 }
 
-SEC("raw_tp/sys_exit")
-int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sw_sys_exit, struct pt_regs *regs, long syscall_ret)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	struct sw_syscall_info *info;
 	struct scratch *s;
 	struct sw_task *p;
-	u64 ts, dur;
+	u64 ts, dur, now;
 	u32 nr, off;
 	s64 ret;
 
@@ -910,8 +913,9 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	nr = p->nr;
 	if (nr >= SW_MAX_SYSCALLS)
 		return 0;
-	ret = ctx->args[1];
-	dur = bpf_ktime_get_ns() - ts;
+	ret = syscall_ret;
+	now = bpf_ktime_get_ns();
+	dur = now - ts;
 	info = bpf_map_lookup_elem(&syscall_info, &nr);
 	if (!info)
 		return 0;
@@ -934,7 +938,7 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	add_sockaddr(&s->sc, p, info, ret, &off);
 	if (info->flags & SW_SC_CLONE3)
 		bpf_probe_read_user(&s->sc.aux, sizeof(s->sc.aux), (void *)p->args[0]);
-	emit_syscall_event(&s->sc, id, off);
+	emit_syscall_event(&s->sc, id, off, now);
 	return 0;
 }
 
