@@ -41,7 +41,7 @@ PREFIX ?= /usr/local
 MANDIR ?= $(PREFIX)/share/man/man1
 MANPAGE := build/swatch.1
 
-.PHONY: all bpf deps bench-deps venv demo test load watch unload status summary detect bench vmlinux clean \
+.PHONY: all bpf deps bench-deps venv demo test image load watch unload status summary detect bench vmlinux clean \
 	policy-load policy-summary policy-unload test-vm man install
 
 all: bpf $(SYSCALL_TABLE) $(patsubst tests/workloads/%.c,build/workloads/%,$(wildcard tests/workloads/*.c))
@@ -89,6 +89,13 @@ demo: deps all venv
 
 test: deps all venv
 	$(VENV)/bin/python -m pytest -v tests
+
+# The container image (deploy/Dockerfile, README "Kubernetes"): IMAGE_BASE=debootstrap builds
+# the Debian 12 base here (no registry) and keeps it for the next build.
+IMAGE_TAG ?= swatch:local
+IMAGE_BASE ?= debian:bookworm-slim
+image: all venv
+	$(VENV)/bin/python tools/build_image.py --tag $(IMAGE_TAG) --base $(IMAGE_BASE)
 
 # Only the tests that boot Debian 12's kernels 6.1 and 6.12 in QEMU (make test runs them too).
 test-vm: deps all venv

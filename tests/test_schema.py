@@ -44,7 +44,7 @@ def test_the_schema_is_draft_2020_12() -> None:
 def test_every_task_record_has_the_same_header_in_the_schema() -> None:
     defs = SCHEMA["$defs"]
     headers = {name: {k: v for k, v in defs[name]["properties"].items()
-                      if k in TASK_HEADER[1:] + ["container"]}
+                      if k in TASK_HEADER[1:] + ["container", "kubernetes"]}
                for name in ("syscall", "exec", "fork", "exit", "denied")}
     first = headers["syscall"]
     assert all(h == first for h in headers.values()), headers

@@ -101,6 +101,11 @@ void sw_fmt_set_clock(int64_t realtime_minus_monotonic_ns, int utc_offset_s);
 /* Label a cgroup's records (JSON "container", "[label]" in human lines). Any number of
  * labels; returns 0, or -ENOMEM / -EINVAL (cgroup id 0): the caller says so. */
 int sw_fmt_set_cgroup_label(uint64_t cgroup_id, const char *label);
+/* The Kubernetes pod a labelled cgroup's container belongs to (the runtime's io.kubernetes.*
+ * labels): JSON "kubernetes", "pod=NS/POD container=NAME" in human lines. container may be "".
+ * 0, or -ENOENT (no label set for the cgroup) / -ENOMEM. */
+int sw_fmt_set_cgroup_kubernetes(uint64_t cgroup_id, const char *namespace_, const char *pod,
+				 const char *container);
 size_t sw_fmt_cgroup_labels(void);
 /* Names for denial records (SW_NAMES_*, ids below 64, names below 24 bytes): 0 or -EINVAL. */
 int sw_fmt_set_name(int table, unsigned id, const char *name);

@@ -560,6 +560,16 @@ def set_cgroup_label(cgroup_id: int, label: str) -> None:
                           f"{lib.sw_fmt_cgroup_labels()} cgroups labelled")
 
 
+def set_cgroup_kubernetes(cgroup_id: int, namespace: str, pod: str, container: str) -> None:
+    """Name the pod of a labelled cgroup's container (JSON ``kubernetes``, ``pod=`` in human
+    lines); ``container`` may be empty."""
+    err = lib.sw_fmt_set_cgroup_kubernetes(cgroup_id, namespace.encode(), pod.encode(),
+                                           container.encode())
+    if err < 0:
+        raise SwatchError(f"cannot name the pod of cgroup {cgroup_id} ({namespace}/{pod}): "
+                          f"{os.strerror(-err)}")
+
+
 def cgroup_labels() -> int:
     """How many cgroups the formatter has a label for."""
     return int(lib.sw_fmt_cgroup_labels())

@@ -40,7 +40,36 @@ CONTAINERD_SOCKETS: tuple[str, ...] = (
 )
 CLI_TIMEOUT_S = 10.0
 
+# The labels the kubelet puts on every container it makes through the CRI (containerd, CRI-O,
+# cri-dockerd): the pod's name and namespace, and the container's name in the pod spec.
+POD_NAME_LABEL = "io.kubernetes.pod.name"
+POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+POD_CONTAINER_LABEL = "io.kubernetes.container.name"
+
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class PodNames:
+    """Where a container sits in Kubernetes, from its runtime labels."""
+
+    namespace: str
+    pod: str
+    container: str  # "" for a pod's sandbox ("pause") container
+
+    def as_json(self) -> dict[str, str]:
+        doc = {"namespace": self.namespace, "pod": self.pod}
+        return {**doc, "container": self.container} if self.container else doc
+
+
+def pod_names(labels: dict[str, str] | None) -> PodNames | None:
+    """The Kubernetes names in a container's labels, or None when it is not in a pod."""
+    labels = labels or {}
+    pod, namespace = labels.get(POD_NAME_LABEL), labels.get(POD_NAMESPACE_LABEL)
+    if not pod or not namespace:
+        return None
+    return PodNames(namespace=str(namespace), pod=str(pod),
+                    container=str(labels.get(POD_CONTAINER_LABEL) or ""))
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -55,6 +84,7 @@ class Container:
     cgroup_id: int
     pids: tuple[int, ...]
     state: str
+    kubernetes: PodNames | None = None
 
     @property
     def short_id(self) -> str:
@@ -62,8 +92,12 @@ class Container:
 
     def as_json(self) -> dict[str, object]:
         """`swatch containers --json`'s object for this container."""
-        return {"runtime": self.runtime, "id": self.id, "name": self.name,
-                "cgroup": self.cgroup_path, "cgroup_id": self.cgroup_id, "pids": list(self.pids)}
+        doc: dict[str, object] = {
+            "runtime": self.runtime, "id": self.id, "name": self.name,
+            "cgroup": self.cgroup_path, "cgroup_id": self.cgroup_id, "pids": list(self.pids)}
+        if self.kubernetes is not None:
+            doc["kubernetes"] = self.kubernetes.as_json()
+        return doc
 
 
 @dataclass
@@ -76,6 +110,7 @@ class _Candidate:
     state: str
     pid: int  # the init pid, 0 when the container has no running process
     aliases: tuple[str, ...] = field(default=())
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
@@ -193,6 +228,7 @@ def _container_from(candidate: _Candidate, root: str) -> Container:
         cgroup_id=cgroup_id,
         pids=_cgroup_pids(path) or (candidate.pid,),
         state=candidate.state,
+        kubernetes=pod_names(candidate.labels),
     )
 
 
@@ -261,6 +297,7 @@ def _docker_candidates(known: set[str]) -> list[_Candidate]:
                     state=state,
                     pid=pid,
                     aliases=tuple(names[1:]),
+                    labels=dict(entry.get("Labels") or {}),
                 )
             )
         return candidates
@@ -292,16 +329,20 @@ def _containerd_sockets() -> list[str]:
     return list(seen.values())
 
 
-def _containerd_name(ctr: list[str], cid: str) -> str:
-    """The name a higher layer gave the container (nerdctl, Kubernetes), else its short id."""
+def _containerd_labels(ctr: list[str], cid: str) -> dict[str, str]:
+    """A containerd container's labels (empty if ``ctr containers info`` fails)."""
     try:
         info = json.loads(_run_cli([*ctr, "containers", "info", cid]))
     except (_Unreachable, ValueError):
-        return cid[:12]
-    labels: dict[str, str] = info.get("Labels") or {}
-    for key in ("nerdctl/name", "io.kubernetes.container.name"):
+        return {}
+    return dict(info.get("Labels") or {})
+
+
+def _containerd_name(labels: dict[str, str], cid: str) -> str:
+    """The name a higher layer gave the container (nerdctl, Kubernetes), else its short id."""
+    for key in ("nerdctl/name", POD_CONTAINER_LABEL):
         if labels.get(key):
-            pod = labels.get("io.kubernetes.pod.name")
+            pod = labels.get(POD_NAME_LABEL)
             return (
                 f"{pod}/{labels[key]}" if pod and key.startswith("io.kubernetes") else labels[key]
             )
@@ -335,14 +376,16 @@ def _containerd_candidates(known: set[str]) -> list[_Candidate]:
                     continue
                 pid, status = tasks.get(cid, (0, "created"))
                 running = status in ("running", "paused", "pausing")
+                labels = _containerd_labels(ctr, cid)
                 candidates.append(
                     _Candidate(
                         id=cid,
-                        name=_containerd_name(ctr, cid),
+                        name=_containerd_name(labels, cid),
                         runtime="containerd",
                         state=status,
                         pid=pid if running else 0,
                         aliases=(f"{ns}/{cid}",),
+                        labels=labels,
                     )
                 )
     if not reached:
@@ -387,7 +430,7 @@ def _crio_candidates(known: set[str]) -> list[_Candidate]:
                 pid = 0
         labels: dict[str, str] = entry.get("labels") or {}
         name = str((entry.get("metadata") or {}).get("name") or cid[:12])
-        pod = labels.get("io.kubernetes.pod.name")
+        pod = labels.get(POD_NAME_LABEL)
         candidates.append(
             _Candidate(
                 id=cid,
@@ -396,6 +439,7 @@ def _crio_candidates(known: set[str]) -> list[_Candidate]:
                 state=state,
                 pid=pid,
                 aliases=(f"{pod}/{name}",) if pod else (),
+                labels=labels,
             )
         )
     return candidates
@@ -547,7 +591,8 @@ def list_containers(*, runtimes: Sequence[str] = RUNTIMES) -> list[Container]:
 
 
 class _CgroupNames:
-    """cgroup id → (short id, name), refreshed from the runtimes when an unknown id shows up.
+    """cgroup id → (short id, name) and → the pod's names, refreshed from the runtimes when an
+    unknown id shows up.
 
     An id still unknown after a refresh is remembered as a miss for ``miss_ttl_s`` so that host
     processes (in no container) do not make every lookup ask the runtimes again.
@@ -555,6 +600,7 @@ class _CgroupNames:
 
     def __init__(self, min_refresh_s: float = 2.0, miss_ttl_s: float = 30.0) -> None:
         self._names: dict[int, tuple[str, str]] = {}
+        self._pods: dict[int, PodNames] = {}
         self._misses: dict[int, float] = {}
         self._last_refresh = float("-inf")
         self._min_refresh_s = min_refresh_s
@@ -576,20 +622,31 @@ class _CgroupNames:
                 self._misses.update((i, now) for i in unknown - self._names.keys())
             return {i: self._names[i] for i in wanted if i in self._names}
 
+    def pods(self, ids: Iterable[int]) -> dict[int, PodNames]:
+        wanted = set(ids)
+        known = self.lookup(wanted)
+        with self._lock:
+            return {i: self._pods[i] for i in known if i in self._pods}
+
     def _refresh(self) -> None:
         try:
             containers = list_containers()
         except SwatchError:
             return
         names: dict[int, tuple[str, str]] = {}
+        pods: dict[int, PodNames] = {}
         for c in containers:
             for cgroup_id in _subcgroup_ids(c.cgroup_path):
                 names[cgroup_id] = (c.short_id, c.name)
+                if c.kubernetes is not None:
+                    pods[cgroup_id] = c.kubernetes
         self._names = names
+        self._pods = pods
 
     def clear(self) -> None:
         with self._lock:
             self._names.clear()
+            self._pods.clear()
             self._misses.clear()
             self._last_refresh = float("-inf")
 
@@ -604,6 +661,14 @@ def container_of_cgroup_id(ids: Iterable[int]) -> dict[int, tuple[str, str]]:
     nested inside a container's cgroup map to that container too.
     """
     return _cgroup_names.lookup(ids)
+
+
+def pod_of_cgroup_id(ids: Iterable[int]) -> dict[int, PodNames]:
+    """For the cgroup ids of running containers that are in a Kubernetes pod: id → its names.
+
+    The same cache as ``container_of_cgroup_id``.
+    """
+    return _cgroup_names.pods(ids)
 
 
 def clear_container_cache() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from syscall_watcher.errors import SwatchError
-from syscall_watcher.kernel.libbpf import set_cgroup_label, to_str
+from syscall_watcher.kernel.libbpf import set_cgroup_kubernetes, set_cgroup_label, to_str
 from syscall_watcher.kernel.system import require_root
 from syscall_watcher.trace.stream import (LIVE_MS, Output, Source, StopSignals, Streamer,
                                           TraceSource, tell)
@@ -33,13 +33,25 @@ def open_output(output: str | Path | None, default_fd: int, default_name: str) -
 
 
 def label_container_cgroups(cgroup_path: str, label: str) -> None:
-    """Events from the container's cgroup (and those below it) carry its short ID and name."""
+    """Events from the container's cgroup (and those below it) carry its short ID and name, and
+    its pod's namespace, name and container name when the runtime labelled it for Kubernetes."""
+    from syscall_watcher.targets.containers import pod_of_cgroup_id
+
     short = label.removeprefix("container ")
+    labelled: list[int] = []
     for d, _, _ in os.walk(cgroup_path):
         try:
-            set_cgroup_label(os.stat(d).st_ino, short)
+            cgroup_id = os.stat(d).st_ino
         except OSError:
-            pass
+            continue
+        set_cgroup_label(cgroup_id, short)
+        labelled.append(cgroup_id)
+    if not labelled:
+        return
+    pod = pod_of_cgroup_id(labelled[:1]).get(labelled[0])
+    if pod is not None:
+        for cgroup_id in labelled:
+            set_cgroup_kubernetes(cgroup_id, pod.namespace, pod.pod, pod.container)
 
 
 def tracer_alive(pin_dir: Path) -> bool:

@@ -37,6 +37,14 @@ extern const char *const sw_fd_label[9];
 
 /* The label of a cgroup (a container's "<short id> (<name>)"), or NULL. */
 const char *sw_cgroup_label(uint64_t id);
+/* The Kubernetes names of a labelled cgroup's container (container may be ""). */
+struct sw_kubernetes {
+	char *namespace_;
+	char *pod;
+	char *container;
+};
+/* The Kubernetes names of a cgroup, or NULL when its container is not in a pod. */
+const struct sw_kubernetes *sw_cgroup_kubernetes(uint64_t id);
 /* sw_fmt_set_name()'s tables: the name of id in table, or NULL if none was set. */
 const char *sw_name(int table, unsigned id);
 /* The loaded policy's name and its path rules (for denial records). */

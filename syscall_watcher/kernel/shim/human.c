@@ -81,8 +81,20 @@ static void sw_human_prefix(struct sw_out *o, const struct sw_event_hdr *h, int 
 		sw_put(o, " ", 1);
 	sw_put(o, " ", 1);
 	if (label) {
+		const struct sw_kubernetes *k8s = sw_cgroup_kubernetes(h->cgroup_id);
+
 		sw_put(o, "[", 1);
 		sw_put_human_text(o, label, strlen(label), 0);
+		if (k8s) {
+			sw_puts(o, " pod=");
+			sw_put_human_text(o, k8s->namespace_, strlen(k8s->namespace_), 0);
+			sw_put(o, "/", 1);
+			sw_put_human_text(o, k8s->pod, strlen(k8s->pod), 0);
+			if (k8s->container[0]) {
+				sw_puts(o, " container=");
+				sw_put_human_text(o, k8s->container, strlen(k8s->container), 0);
+			}
+		}
 		sw_put(o, "] ", 2);
 	}
 	if (color)

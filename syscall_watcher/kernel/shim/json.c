@@ -7,7 +7,8 @@
 #include "format.h"
 
 /* The header every record carries: type, time_ns (wall clock, ns since the epoch), pid, tid,
- * ppid, uid, cgroup_id, comm, and container when the cgroup is labelled. */
+ * ppid, uid, cgroup_id, comm, and container when the cgroup is labelled (with kubernetes when
+ * the container is in a pod). */
 static void sw_json_hdr(struct sw_out *o, const struct sw_event_hdr *h, const char *type)
 {
 	const char *label = sw_cgroup_label(h->cgroup_id);
@@ -29,8 +30,22 @@ static void sw_json_hdr(struct sw_out *o, const struct sw_event_hdr *h, const ch
 	sw_puts(o, ",\"comm\":");
 	sw_put_json_str(o, h->comm, sizeof(h->comm), SW_CUT_NONE);
 	if (label) {
+		const struct sw_kubernetes *k8s = sw_cgroup_kubernetes(h->cgroup_id);
+
 		sw_puts(o, ",\"container\":");
 		sw_put_json_str(o, label, strlen(label), SW_CUT_NONE);
+		if (k8s) {
+			sw_puts(o, ",\"kubernetes\":{\"namespace\":");
+			sw_put_json_str(o, k8s->namespace_, strlen(k8s->namespace_), SW_CUT_NONE);
+			sw_puts(o, ",\"pod\":");
+			sw_put_json_str(o, k8s->pod, strlen(k8s->pod), SW_CUT_NONE);
+			if (k8s->container[0]) {
+				sw_puts(o, ",\"container\":");
+				sw_put_json_str(o, k8s->container, strlen(k8s->container),
+						SW_CUT_NONE);
+			}
+			sw_puts(o, "}");
+		}
 	}
 }
 

@@ -72,6 +72,7 @@ void sw_fmt_set_clock(int64_t offset_ns, int utc_offset_s)
 struct sw_label {
 	uint64_t id;            /* 0: free */
 	char *label;
+	struct sw_kubernetes k8s; /* pod NULL: not in a pod */
 };
 
 static struct sw_label *sw_labels;
@@ -126,15 +127,48 @@ int sw_fmt_set_cgroup_label(uint64_t id, const char *label)
 	return 0;
 }
 
-size_t sw_fmt_cgroup_labels(void) { return sw_labels_used; }
-
-const char *sw_cgroup_label(uint64_t id)
+static struct sw_label *sw_label_find(uint64_t id)
 {
 	if (!sw_labels_used || id == 0)
 		return NULL;
 	struct sw_label *slot = &sw_labels[sw_label_slot(sw_labels, sw_labels_cap, id)];
 
-	return slot->id ? slot->label : NULL;
+	return slot->id ? slot : NULL;
+}
+
+int sw_fmt_set_cgroup_kubernetes(uint64_t id, const char *namespace_, const char *pod,
+				 const char *container)
+{
+	struct sw_label *slot = sw_label_find(id);
+	struct sw_kubernetes k8s = {strdup(namespace_), strdup(pod), strdup(container)};
+
+	if (!slot || !k8s.namespace_ || !k8s.pod || !k8s.container) {
+		free(k8s.namespace_);
+		free(k8s.pod);
+		free(k8s.container);
+		return slot ? -ENOMEM : -ENOENT;
+	}
+	free(slot->k8s.namespace_);
+	free(slot->k8s.pod);
+	free(slot->k8s.container);
+	slot->k8s = k8s;
+	return 0;
+}
+
+size_t sw_fmt_cgroup_labels(void) { return sw_labels_used; }
+
+const char *sw_cgroup_label(uint64_t id)
+{
+	struct sw_label *slot = sw_label_find(id);
+
+	return slot ? slot->label : NULL;
+}
+
+const struct sw_kubernetes *sw_cgroup_kubernetes(uint64_t id)
+{
+	struct sw_label *slot = sw_label_find(id);
+
+	return slot && slot->k8s.pod ? &slot->k8s : NULL;
 }
 
 /* ------------------------------------------------------------ denial names */
