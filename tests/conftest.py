@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
-from syscall_watcher.data import record_schema
+from syscall_watcher.data import audit_schema, record_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 SWATCH = str(Path(sys.executable).parent / "swatch")
@@ -108,6 +109,59 @@ def parse_record(line: str | bytes) -> dict:  # type: ignore[type-arg]
 
 def read_events(path: Path) -> list[dict]:  # type: ignore[type-arg]
     return [parse_record(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# The audit log's records (data/schema/audit.schema.json): an `event` record's event is a record
+# of the output schema (by its $id). Tests that append made-up events (test_audit's) check the
+# envelope only.
+AUDIT_SCHEMA = audit_schema()
+_AUDIT_REGISTRY = Registry().with_resources(
+    [(s["$id"], Resource.from_contents(s)) for s in (AUDIT_SCHEMA, SCHEMA)])
+_ENVELOPE_SCHEMA = json.loads(json.dumps(AUDIT_SCHEMA))
+_ENVELOPE_SCHEMA["$defs"]["event"]["properties"]["event"] = {"type": "object"}
+_ENVELOPE_REGISTRY = Registry().with_resources(
+    [(s["$id"], Resource.from_contents(s)) for s in (_ENVELOPE_SCHEMA, SCHEMA)])
+# One validator per kind (the whole schema's oneOf costs ~1 ms a record; these ~50 us), the
+# event inside checked by its own type's definition.
+AUDIT_KINDS = tuple(ref["$ref"].rsplit("/", 1)[1] for ref in AUDIT_SCHEMA["oneOf"])
+_AUDIT_KIND = {k: Draft202012Validator({"$ref": f"urn:swatch:schema:audit#/$defs/{k}"},
+                                       registry=_ENVELOPE_REGISTRY) for k in AUDIT_KINDS}
+_CHECKPOINT = Draft202012Validator({"$ref": "urn:swatch:schema:audit#/$defs/checkpoint"},
+                                   registry=_AUDIT_REGISTRY)
+
+
+def check_audit_record(rec: dict, real: bool = True) -> dict:  # type: ignore[type-arg]
+    """An audit log record validated against its kind's definition in the audit schema
+    (``real``: its event, too, against its type's in the output schema); returned as it is."""
+    kind = rec.get("kind") if isinstance(rec, dict) else None
+    if kind not in _AUDIT_KIND:
+        raise AssertionError(f"an audit record of no known kind ({', '.join(AUDIT_KINDS)}): "
+                             f"{rec}")
+    errors = list(_AUDIT_KIND[kind].iter_errors(rec))
+    if errors:
+        best = min(errors, key=lambda e: len(list(e.absolute_path)))
+        raise AssertionError(f"not a valid audit record ({best.message} at "
+                             f"{'/'.join(map(str, best.absolute_path)) or '(top)'}): {rec}")
+    if kind == "event" and real:
+        event = rec["event"]
+        if event.get("type") not in RECORD_TYPES:
+            raise AssertionError(f"an audit event of no known record type: {rec}")
+        _check(event["type"], event)
+    return rec
+
+
+def read_audit(audit_dir: Path, real: bool = True) -> list[dict]:  # type: ignore[type-arg]
+    """Every record of an audit log, in order, each validated (and every checkpoint line)."""
+    recs = []
+    for f in sorted(audit_dir.glob("records-*.jsonl")):
+        recs += [check_audit_record(json.loads(line), real)
+                 for line in f.read_bytes().splitlines()]
+    cps = audit_dir / "checkpoints.jsonl"
+    if cps.exists():
+        for line in cps.read_bytes().splitlines():
+            _CHECKPOINT.validate(json.loads(line))
+    assert [r["seq"] for r in recs] == list(range(len(recs)))
+    return recs
 
 
 def our_prog_ids() -> set[int]:

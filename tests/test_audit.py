@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, new_pin_dir, swatch, wait_for
+from conftest import ROOT, check_audit_record, new_pin_dir, read_audit, swatch, wait_for
 
 from syscall_watcher.audit import AuditError, AuditLog, CorruptLog, load_public, merkle, walk
 from syscall_watcher.audit.records import seal
@@ -42,6 +42,7 @@ def log_dir(tmp_path: Path) -> Path:
     with AuditLog.open(d, checkpoint_every=10) as log:
         for i in range(49):
             log.append(event(i))
+    assert len(read_audit(d, real=False)) == 51  # every record valid (audit.schema.json)
     return d
 
 
@@ -148,8 +149,9 @@ def test_show_tail_and_gap_records(tmp_path: Path) -> None:
     assert out[3].split(None, 2)[2] == "gap       GAP 12 denials lost between seq 2 and 3"
     assert out[4].endswith("lifecycle policy load pid=42 policy=no-network")
     r = audit("tail", "-n", "2", "--json", "--audit-dir", str(d))
-    recs = [json.loads(ln) for ln in r.stdout.splitlines()]
+    recs = [check_audit_record(json.loads(ln), real=False) for ln in r.stdout.splitlines()]
     assert [x["seq"] for x in recs] == [4, 5] and recs[1]["what"] == "stop"
+    assert len(read_audit(d, real=False)) == 6
     assert audit("show", "--since", "1h", "--audit-dir", str(d)).stdout.count("\n") == 6
     assert audit("show", "--since", "2999-01-01T00:00:00", "--audit-dir", str(d)).stdout == ""
     assert audit("show", "--from-seq", "3", "--json", "--audit-dir",
@@ -663,7 +665,7 @@ def test_real_denials_logged_verified_and_proven(tmp_path: Path,
     assert len(denials) == 5 and not lost
     assert all(x["op"] == "socket" and x["pid"] == t.pid and x["action"] == "blocked"
                for x in denials)
-    recs = [json.loads(ln) for ln in lines_of(d)]
+    recs = read_audit(d)  # each validated: the envelope, and each denial as an output record
     assert [r["kind"] for r in recs] == ["log", "lifecycle"] + ["event"] * 5 + \
         ["lifecycle", "log"]
     assert [r["event"] for r in recs[2:7]] == denials  # kept exactly as the stream gave them

@@ -245,3 +245,14 @@ def test_more_than_64_cgroup_labels() -> None:
             if k.is_dir():
                 k.rmdir()
         root.rmdir()
+
+
+def test_readme_audit_tables_are_generated_from_the_audit_schema() -> None:
+    from conftest import AUDIT_SCHEMA
+
+    Draft202012Validator.check_schema(AUDIT_SCHEMA)
+    mod = _schema_tables()
+    readme = (ROOT / "README.md").read_text()
+    assert mod.readme_block(readme, mod.AUDIT_BEGIN, mod.AUDIT_END) == \
+        mod.audit_tables(AUDIT_SCHEMA), \
+        "README.md's audit tables differ from audit.schema.json: run tools/schema_tables.py --write"

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SWATCH, new_pin_dir, swatch, wait_for
+from conftest import SWATCH, new_pin_dir, parse_record, read_audit, swatch, wait_for
 from syscall_watcher.serve.jsonlog import RotatingJsonLog
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -114,15 +115,36 @@ class Prometheus:
 
 def test_prometheus_reads_the_kernels_counts(pin_dir: Path, policy_pin_dir: Path, workload,  # type: ignore[no-untyped-def]
                                              tmp_path: Path) -> None:
+    from test_policy_enforce import gated_py
+
+    from syscall_watcher.serve.scores import publish
+
     n, m, k = 300, 512, 23
     p = _held_counts(workload, n, m, k)
     serve_port = _free_port()
     err = tmp_path / "serve.err"
     serve = prom = None
+    # `swatch detect` publishes its last score per target through scores.publish (the file
+    # serve reads at each scrape); written here directly, as detect would.
+    detect_dir = tmp_path / "detect"
+    publish(detect_dir, "pid 4242", 0.375)
+    publish(detect_dir, "cgroup /agents/a", 2.5)
+    (detect_dir / "junk.json").write_text("{not json")
+    os.environ["SWATCH_POLICY_TIER"] = "cgroup"
     try:
+        denied = gated_py("for _ in range(11):\n    try:\n        socket.socket()\n"
+                          "    except OSError:\n        pass\n")
+        swatch("policy-load", "--pid", str(denied.pid), "--policy", "no-network", "--pin-dir",
+               str(policy_pin_dir), check=True)
+    finally:
+        del os.environ["SWATCH_POLICY_TIER"]
+    try:
+        assert denied.go()[0] == 0
         swatch("load", "--pid", str(p.pid), "--pin-dir", str(pin_dir), check=True)
         serve = _start_serve(err, "--pin-dir", str(pin_dir), "--policy-pin-dir",
-                             str(policy_pin_dir), "--metrics", f"127.0.0.1:{serve_port}")
+                             str(policy_pin_dir), "--metrics", f"127.0.0.1:{serve_port}",
+                             "--audit-dir", str(tmp_path / "audit"), "--detect-dir",
+                             str(detect_dir))
         assert _said(err, "attached to the tracer"), err.read_text()
         prom = Prometheus(tmp_path, serve_port)
         assert wait_for(prom.ready, timeout=30), prom.log.read_text()[-2000:]
@@ -171,6 +193,29 @@ def test_prometheus_reads_the_kernels_counts(pin_dir: Path, policy_pin_dir: Path
         assert prom.value("swatch_process_resident_memory_bytes") > 0
         assert prom.value("swatch_process_cpu_seconds_total") > 0
         assert prom.value('up{job="swatch"}') == 1
+        # Denials per operation and tier, and the denial ring's emitted/delivered/dropped,
+        # are the kernel's counts (serve took all 11 off the ring into its audit log).
+        from syscall_watcher.policy.enforcer import PinnedPolicy
+        policy = PinnedPolicy.open(policy_pin_dir)
+        try:
+            counts = policy.counts()
+        finally:
+            policy.close()
+        assert counts.by_op["socket"] == 11 and counts.emitted == 11 and counts.dropped == 0
+        assert prom.value('swatch_denials_total{operation="socket",tier="cgroup"}') == 11
+        assert prom.value('swatch_events_emitted_total{type="denial"}') == 11
+        assert prom.value('swatch_events_dropped_total{type="denial"}') == 0
+        assert prom.value('swatch_events_delivered_total{type="denial"}') == 11
+        assert prom.value('swatch_policy_loaded{policy="no-network"}') == 1
+        # The tracer's ring per record type (serve does not stream it: nothing asked for it)
+        emitted = {r["metric"]["type"]: float(r["value"][1])
+                   for r in prom.query("swatch_events_emitted_total")}
+        assert set(emitted) >= {"syscall", "exec", "fork", "exit", "denial"}
+        # detect's last score per target, and the file that is not one counted
+        assert prom.value('swatch_detect_score{target="pid 4242"}') == 0.375
+        assert prom.value('swatch_detect_score{target="cgroup /agents/a"}') == 2.5
+        assert prom.value("swatch_detect_score_unreadable") == 1
+        assert prom.value('swatch_detect_score_timestamp_seconds{target="pid 4242"}') > 1e9
     finally:
         if prom is not None:
             prom.stop()
@@ -194,7 +239,8 @@ def test_json_log_follows_loads_rotates_and_restarts(pin_dir: Path, policy_pin_d
     log = tmp_path / "events.jsonl"
     err = tmp_path / "serve.err"
     args = ("--pin-dir", str(pin_dir), "--policy-pin-dir", str(policy_pin_dir),
-            "--json-log", str(log), "--json-log-max-bytes", "8192", "--json-log-keep", "1000")
+            "--json-log", str(log), "--json-log-max-bytes", "8192", "--json-log-keep", "1000",
+            "--no-audit")
     serve = _start_serve(err, *args)
     try:
         assert _said(err, "nothing pinned"), err.read_text()
@@ -265,11 +311,12 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
         taken.listen(1)
         port = taken.getsockname()[1]
         r = swatch("serve", "--metrics", f"127.0.0.1:{port}", "--pin-dir",
-                   str(new_pin_dir("none")), timeout=20)
+                   str(new_pin_dir("none")), "--audit-dir", str(tmp_path / "a"), timeout=20)
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
         f"swatch: error: --metrics 127.0.0.1:{port}: cannot listen: Address already in use"]
-    r = swatch("serve", "--json-log", "/etc/hostname/events.jsonl", timeout=20)
+    assert not (tmp_path / "a").exists()  # the port is bound before the audit log is opened
+    r = swatch("serve", "--json-log", "/etc/hostname/events.jsonl", "--no-audit", timeout=20)
     assert r.returncode == 1
     assert r.stderr.splitlines() == ["swatch: error: --json-log /etc/hostname/events.jsonl: "
                                      "cannot open for writing: Not a directory"]
@@ -307,7 +354,7 @@ def test_denials_reach_the_log_and_metrics(policy_pin_dir: Path, tmp_path: Path,
     log, err, port = tmp_path / "events.jsonl", tmp_path / "serve.err", _free_port()
     serve = _start_serve(err, "--pin-dir", str(new_pin_dir("none")), "--policy-pin-dir",
                          str(policy_pin_dir), "--json-log", str(log), "--metrics",
-                         f"127.0.0.1:{port}")
+                         f"127.0.0.1:{port}", "--audit-dir", str(tmp_path / "audit"))
     try:
         assert _said(err, "attached to policy no-network"), err.read_text()
         rc, _, _ = t.go()
@@ -325,3 +372,216 @@ def test_denials_reach_the_log_and_metrics(policy_pin_dir: Path, tmp_path: Path,
     denied = [e for e in _lines(log) if e.get("type") == "denied"]
     assert [(d["pid"], d["op"], d["tier"], d["action"]) for d in denied] == [
         (t.pid, "socket", "cgroup", "blocked")] * 3
+
+
+# ------------------------------------------------------------------------ the audit log
+
+# N denied socket() calls per line read, about 10,000 a second (bursts of 100): a storm that
+# lasts long enough to kill and restart serve in the middle of it.
+STORM = ("import socket, sys, time\n"
+         "for line in sys.stdin:\n"
+         "    for i in range(int(line)):\n"
+         "        try:\n"
+         "            socket.socket()\n"
+         "        except OSError:\n"
+         "            pass\n"
+         "        if i % 100 == 99:\n"
+         "            time.sleep(0.01)\n"
+         "    print('done', flush=True)\n")
+
+
+def _policy_counts(ppin: Path):  # type: ignore[no-untyped-def]
+    from syscall_watcher.policy.enforcer import PinnedPolicy
+
+    session = PinnedPolicy.open(ppin)
+    try:
+        return session.counts()
+    finally:
+        session.close()
+
+
+def _denials_logged(d: Path) -> int:
+    """Denial records in the audit log now (lines fsynced so far; a torn tail is skipped)."""
+    n = 0
+    for f in d.glob("records-*.jsonl"):
+        n += f.read_bytes().count(b'"type":"denied"')
+    return n
+
+
+def test_audit_log_restart_mid_storm(policy_pin_dir: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A denial storm; serve is killed with SIGKILL in the middle of it and started again while
+    it goes on. Every denial the kernel counted is in the audit log exactly once or inside a
+    gap record; the policy's load is logged once, its unload once; the log verifies."""
+    monkeypatch.setenv("SWATCH_POLICY_TIER", "cgroup")
+    storm = subprocess.Popen([sys.executable, "-B", "-c", STORM], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert storm.stdin is not None and storm.stdout is not None
+    d, err = tmp_path / "audit", tmp_path / "serve.err"
+    args = ("--audit-dir", str(d), "--pin-dir", str(new_pin_dir("none")), "--policy-pin-dir",
+            str(policy_pin_dir), "--checkpoint-every", "5000")
+    serve = None
+    try:
+        swatch("policy-load", "--pid", str(storm.pid), "--policy", "no-network", "--pin-dir",
+               str(policy_pin_dir), check=True)
+        serve = _start_serve(err, *args)
+        assert _said(err, "attached to policy no-network"), err.read_text()
+        storm.stdin.write("2000\n")
+        storm.stdin.flush()
+        assert storm.stdout.readline() == "done\n"
+        assert wait_for(lambda: _denials_logged(d) == 2000, timeout=15), _denials_logged(d)
+        total = 2000 + 40_000
+        storm.stdin.write("40000\n")
+        storm.stdin.flush()
+        assert wait_for(lambda: _denials_logged(d) >= 6000, timeout=30)
+        serve.kill()  # SIGKILL, mid-storm
+        serve.wait()
+        at_kill = _policy_counts(policy_pin_dir)
+        assert at_kill.emitted < total, "the storm was over before serve was killed"
+        # What a SIGKILL in the middle of a write() leaves: part of a line. (Made here: the
+        # kill cannot be timed to land inside one; the next start must cut it and say so.)
+        segment = sorted(d.glob("records-*.jsonl"))[-1]
+        partial = b'{"event":{"action":"blocked","comm":"pyth'
+        with segment.open("ab") as f:
+            f.write(partial)
+        size_at_kill = segment.stat().st_size
+        # While serve is down the ring (1 MiB) fills and the kernel counts what it drops.
+        assert wait_for(lambda: _policy_counts(policy_pin_dir).dropped > at_kill.dropped,
+                        timeout=30)
+        err = tmp_path / "serve2.err"
+        serve = _start_serve(err, *args)
+        assert _said(err, "attached to policy no-network"), err.read_text()
+        assert _policy_counts(policy_pin_dir).emitted < total, "the storm ended before restart"
+        assert storm.stdout.readline() == "done\n"
+        counts = _policy_counts(policy_pin_dir)
+        assert counts.emitted == counts.by_op["socket"] == total
+
+        def accounted() -> bool:  # (read_audit below validates them all, once)
+            recs = [json.loads(x) for f in d.glob("records-*.jsonl")
+                    for x in f.read_bytes().splitlines(keepends=True)
+                    if x.endswith(b"\n")]  # a line being appended right now: next time
+            written = sum(1 for r in recs if r["kind"] == "event")
+            gapped = sum(r["lost"] for r in recs if r["kind"] == "gap")
+            return written + gapped == total
+        assert wait_for(accounted, timeout=30), err.read_text()
+        swatch("policy-unload", "--pin-dir", str(policy_pin_dir), check=True)
+        assert _said(err, "unloaded; detached"), err.read_text()
+        assert _end(serve) == 0, err.read_text()
+    finally:
+        if serve is not None and serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        storm.kill()
+        storm.wait()
+    recs = read_audit(d)  # each record valid against the audit schema (events: output schema)
+    denials = [r["event"] for r in recs if r["kind"] == "event"]
+    gaps = [r for r in recs if r["kind"] == "gap"]
+    assert all(e["type"] == "denied" and e["pid"] == storm.pid and e["op"] == "socket"
+               for e in denials)
+    keys = [(e["time_ns"], e["tid"]) for e in denials]
+    assert len(set(keys)) == len(keys), "a denial written twice"
+    assert keys == sorted(keys), "denials out of kernel-time order"
+    assert len(denials) + sum(g["lost"] for g in gaps) == total
+    assert all(g["what"] == "denials" and g["after_seq"] == g["seq"] - 1 for g in gaps)
+    full = [g for g in gaps if g["detail"]["cause"] == "ring buffer full"]
+    assert sum(g["lost"] for g in full) == counts.dropped > 0  # the kernel's exact drop count
+    life = [(r["component"], r["action"]) for r in recs if r["kind"] == "lifecycle"]
+    assert life == [("policy", "load"), ("policy", "unload")]
+    # the log's own entries: two starts, the torn line cut at the second, a stop
+    logged = [r for r in recs if r["kind"] == "log"]
+    assert [r["what"] for r in logged] == ["start", "torn_tail", "start", "stop"]
+    torn = logged[1]["detail"]
+    assert torn["file"] == segment.name and torn["bytes_cut"] >= len(partial)
+    assert torn["offset"] + torn["bytes_cut"] == size_at_kill  # all after the last whole line
+    r = swatch("audit", "verify", "--audit-dir", str(d))
+    assert r.returncode == 0, r.stdout + r.stderr
+    shown = swatch("audit", "show", "--audit-dir", str(d)).stdout
+    first = full[0]
+    assert (f"GAP {first['lost']} denials lost between seq {first['seq'] - 1} and "
+            f"{first['seq']}") in shown
+
+
+def test_trace_and_denials_interleaved_in_time_order(pin_dir: Path, policy_pin_dir: Path,  # type: ignore[no-untyped-def]
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One process is denied socket() and then opens a file, five times: serve's JSON log
+    and audit log (--events openat) hold them in that order, denials and trace events
+    interleaved, because one stream reads both rings."""
+    from test_policy_enforce import gated_py
+
+    monkeypatch.setenv("SWATCH_POLICY_TIER", "cgroup")
+    t = gated_py("for i in range(5):\n    try:\n        socket.socket()\n"
+                 "    except OSError:\n        pass\n    try:\n"
+                 "        open(f'/nonexistent/swatch-interleave-{i}')\n"
+                 "    except OSError:\n        pass\n")
+    log, d, err = tmp_path / "events.jsonl", tmp_path / "audit", tmp_path / "serve.err"
+    swatch("policy-load", "--pid", str(t.pid), "--policy", "no-network", "--pin-dir",
+           str(policy_pin_dir), check=True)
+    swatch("load", "--pid", str(t.pid), "--pin-dir", str(pin_dir), check=True)
+    serve = _start_serve(err, "--pin-dir", str(pin_dir), "--policy-pin-dir",
+                         str(policy_pin_dir), "--json-log", str(log), "--audit-dir", str(d),
+                         "--events", "openat")
+    try:
+        assert _said(err, "attached to the tracer"), err.read_text()
+        assert _said(err, "attached to policy"), err.read_text()
+        assert t.go()[0] == 0
+        assert wait_for(lambda: _denials_logged(d) == 5, timeout=15), err.read_text()
+    finally:
+        assert _end(serve) == 0, err.read_text()
+
+    def order(events: list[dict]) -> list[str]:  # type: ignore[type-arg]
+        out = []
+        for e in events:
+            if e.get("pid") != t.pid:
+                continue
+            if e["type"] == "denied":
+                out.append("denied")
+            elif e.get("syscall") == "openat" and "swatch-interleave-" in json.dumps(e):
+                out.append("open" + json.dumps(e).split("swatch-interleave-")[1][0])
+        return out
+
+    expected = [x for i in range(5) for x in ("denied", f"open{i}")]
+    assert order([parse_record(x) for x in log.read_text().splitlines()]) == expected
+    recs = read_audit(d)
+    assert order([r["event"] for r in recs if r["kind"] == "event"]) == expected
+    assert not [r for r in recs if r["kind"] == "event" and r["event"]["type"] != "denied"
+                and r["event"].get("syscall") != "openat"], "--events openat let others in"
+    assert [(r["component"], r["action"]) for r in recs if r["kind"] == "lifecycle"] == [
+        ("tracer", "load"), ("policy", "load")]
+
+
+def test_audit_bad_input_is_one_line(tmp_path: Path) -> None:
+    none = str(new_pin_dir("none"))
+    base = ("--pin-dir", none, "--policy-pin-dir", none)
+    r = swatch("serve", "--audit-dir", "/etc/hostname/audit", *base, timeout=20)
+    assert (r.returncode, r.stderr.splitlines()) == (1, [
+        "swatch: error: /etc/hostname/audit: cannot create the audit directory: "
+        "Not a directory"])
+    r = swatch("serve", "--events", "exec,bogus", *base, timeout=20)
+    assert (r.returncode, r.stderr.splitlines()) == (1, [
+        "swatch: error: --events exec,bogus: 'bogus' is neither a record type (syscall, exec, "
+        "fork, exit, denied) nor a system call name"])
+    # A log that does not verify: refused, where, and `swatch audit repair` offered.
+    d = tmp_path / "audit"
+    from syscall_watcher.audit import AuditLog
+    with AuditLog.open(d) as log:
+        log.append_batch([{"type": "denied", "n": i} for i in range(3)])
+    seg = d / "records-0000000000000000.jsonl"
+    data = bytearray(seg.read_bytes())
+    data[data.index(b'"n":1') + 4] = ord("7")
+    seg.write_bytes(bytes(data))
+    r = swatch("serve", "--audit-dir", str(d), *base, timeout=20)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"swatch: error: the audit log in {d} does not verify: seq 2")
+    assert f"run `swatch audit repair --audit-dir {d}`" in r.stderr
+    assert seg.read_bytes() == bytes(data)  # nothing appended
+    # A signing key others can read
+    d2 = tmp_path / "audit2"
+    AuditLog.open(d2).close()
+    (d2 / "audit.key").chmod(0o644)
+    r = swatch("serve", "--audit-dir", str(d2), *base, timeout=20)
+    assert (r.returncode, r.stderr.splitlines()) == (1, [
+        f"swatch: error: {d2 / 'audit.key'}: the signing key has mode 0644, readable or "
+        f"writable by others; it must be 0600 (chmod 600 {d2 / 'audit.key'})"])
+    r = swatch("serve", "--checkpoint-every", "0", *base, timeout=20)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr

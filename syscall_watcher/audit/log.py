@@ -200,18 +200,32 @@ class AuditLog:
             recs.append({"kind": "event", "event": ev})
         return self._write(recs)
 
-    def gap(self, what: str, lost: int, after_seq: int | None = None) -> int:
+    def gap(self, what: str, lost: int, after_seq: int | None = None,
+            detail: dict[str, Any] | None = None) -> int:
         """``lost`` records of ``what`` (e.g. "denials") never reached the log (ring buffer
-        full); ``after_seq`` defaults to the last record written."""
-        if after_seq is None and self.next_seq:
-            after_seq = self.next_seq - 1
-        return self._write([{"kind": "gap", "what": what, "lost": int(lost),
-                             "after_seq": after_seq}])[0]
+        full); ``after_seq`` defaults to the last record written; ``detail``: why, and where
+        from (serve: ``cause``, ``ring``, ``total_dropped``, ``load``)."""
+        body: dict[str, Any] = {"kind": "gap", "what": what, "lost": int(lost)}
+        if after_seq is not None:
+            body["after_seq"] = after_seq
+        if detail is not None:
+            body["detail"] = detail
+        return self._write([body])[0]
 
     def lifecycle(self, component: str, action: str, detail: dict[str, Any] | None = None) -> int:
-        """A kernel component loaded, unloaded, changed phase."""
+        """A kernel component loaded, unloaded, changed phase: any (component, action) pair,
+        so a new one (a policy's phase change) is one call."""
         return self._write([{"kind": "lifecycle", "component": component, "action": action,
                              "detail": detail or {}}])[0]
+
+    def append_records(self, bodies: list[dict[str, Any]]) -> list[int]:
+        """Records of any of the appendable kinds (``event``, ``gap``, ``lifecycle``), in order,
+        as one batch: one write, one fsync. A gap without ``after_seq`` gets the record just
+        before it."""
+        for body in bodies:
+            if body.get("kind") not in ("event", "gap", "lifecycle"):
+                raise AuditError(f"cannot append a record of kind {body.get('kind')!r}")
+        return self._write(bodies)
 
     def _write(self, bodies: list[dict[str, Any]]) -> list[int]:
         if self.closed:
@@ -224,6 +238,8 @@ class AuditLog:
         seq, prev = self.next_seq, self.last_hash
         leaves = []
         for body in bodies:
+            if body["kind"] == "gap" and body.get("after_seq") is None:
+                body["after_seq"] = seq - 1 if seq else None
             body["seq"], body["prev"], body["time_ns"] = seq, prev, now
             line, prev = seal(body)
             lines.append(line)

@@ -1,4 +1,4 @@
-"""`swatch serve`: parse, build the log and the config, run serve/daemon.py."""
+"""`swatch serve`: parse, check the options, run serve/daemon.py."""
 
 from __future__ import annotations
 
@@ -16,6 +16,22 @@ commands = typer.Typer()
 @commands.command()
 @user_errors
 def serve(
+    audit_dir: Path = typer.Option(
+        Path("/var/lib/swatch/audit"), "--audit-dir", envvar="SWATCH_AUDIT_DIR",
+        show_envvar=True, metavar="DIR",
+        help="Append denials, gaps, loads/unloads and the --events kinds to the tamper-evident "
+             "audit log in DIR (created 0700, with its signing key, on first start; "
+             "`swatch audit verify` checks it)."),
+    no_audit: bool = typer.Option(False, "--no-audit", help="Write no audit log."),
+    events: str = typer.Option(
+        "denied", "--events", metavar="KINDS",
+        help="What the audit log keeps besides denials: record types (exec, fork, exit, "
+             "syscall) and system call names (connect: its syscall records), comma-separated."),
+    checkpoint_every: int = typer.Option(
+        1000, "--checkpoint-every", metavar="N", help="Sign a checkpoint every N records..."),
+    checkpoint_seconds: float = typer.Option(
+        60.0, "--checkpoint-seconds", metavar="T",
+        help="... or T seconds after the first record not signed yet (and at shutdown)."),
     json_log: Optional[Path] = typer.Option(
         None, "--json-log", metavar="FILE",
         help="Append every event and denial as JSON lines to FILE, rotated by rename "
@@ -27,6 +43,10 @@ def serve(
     metrics: Optional[str] = typer.Option(
         None, "--metrics", metavar="HOST:PORT",
         help="Serve Prometheus metrics on http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)."),
+    detect_dir: Path = typer.Option(
+        Path("/run/swatch/detect"), "--detect-dir", metavar="DIR",
+        help="Where `swatch detect` publishes its last score per target (one JSON file each), "
+             "shown as swatch_detect_score{target=...}."),
     pin_dir: Optional[Path] = typer.Option(
         None, "--pin-dir", help="The tracer's pins (default $SWATCH_PIN_DIR or "
                                 "/sys/fs/bpf/syscall_watcher)."),
@@ -34,28 +54,40 @@ def serve(
         None, "--policy-pin-dir", help="The enforcer's pins (default $SWATCH_POLICY_PIN_DIR "
                                        "or /sys/fs/bpf/syscall_watcher_policy)."),
 ) -> None:
-    """Run as the long-lived consumer of whatever is pinned: metrics, JSON-lines log.
+    """Run as the long-lived consumer of whatever is pinned: audit log, metrics, JSON log.
 
     Follows `swatch load`/`unload` and `swatch policy load`/`unload` while it runs (and waits,
-    saying so, while nothing is pinned). SIGTERM/SIGINT drain, fsync and exit 0.
+    saying so, while nothing is pinned). SIGTERM/SIGINT drain, fsync, sign a last checkpoint
+    and exit 0; SIGHUP reopens the JSON log.
     """
+    from syscall_watcher.errors import SwatchError
+    from syscall_watcher.kernel import syscalls
+    from syscall_watcher.kernel.system import require_root
     from syscall_watcher.policy.enforcer import pin_dir_default as policy_pin_dir_default
-    from syscall_watcher.serve.daemon import ServeConfig
+    from syscall_watcher.serve.daemon import AuditOptions, ServeConfig
     from syscall_watcher.serve.daemon import serve as run_serve
     from syscall_watcher.serve.jsonlog import RotatingJsonLog
     from syscall_watcher.serve.metrics import parse_address
-    from syscall_watcher.kernel.system import require_root
+    from syscall_watcher.serve.sink import EventKinds
     from syscall_watcher.trace.tracer import pin_dir_default
 
+    # Every option checked before anything opens: one line each.
     if metrics is not None:
-        parse_address(metrics)  # a bad address is one line before anything opens
+        parse_address(metrics)
+    kinds = EventKinds.parse(events, set(syscalls.names().values()))
+    if checkpoint_every < 1:
+        raise SwatchError(f"--checkpoint-every {checkpoint_every}: give at least 1 record")
+    if not checkpoint_seconds > 0:
+        raise SwatchError(f"--checkpoint-seconds {checkpoint_seconds:g}: give more than 0")
     require_root()
+    audit = None if no_audit else AuditOptions(audit_dir, checkpoint_every, checkpoint_seconds)
     log = RotatingJsonLog(json_log, json_log_max_bytes, json_log_keep) if json_log else None
     config = ServeConfig(tracer_pin_dir=pin_dir_default(pin_dir),
                          policy_pin_dir=policy_pin_dir_default(policy_pin_dir),
-                         json_log=log, metrics=metrics, notices=sys.stderr)
+                         json_log=log, metrics=metrics, notices=sys.stderr, events=kinds,
+                         detect_dir=detect_dir)
     try:
-        code = run_serve(config)
+        code = run_serve(config, audit)
     finally:
         if log is not None:
             log.close()

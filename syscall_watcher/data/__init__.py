@@ -33,6 +33,18 @@ def record_schema() -> dict:  # type: ignore[type-arg]
     return json.loads(RECORD_SCHEMA.read_text())
 
 
+#: The JSON Schema of the audit log's records and checkpoints (`swatch serve --audit-dir`);
+#: an ``event`` record's ``event`` is a record of RECORD_SCHEMA (referenced by its $id).
+AUDIT_SCHEMA = DATA_DIR / "schema" / "audit.schema.json"
+
+
+def audit_schema() -> dict:  # type: ignore[type-arg]
+    """The JSON Schema of the audit log (see AUDIT_SCHEMA)."""
+    import json
+
+    return json.loads(AUDIT_SCHEMA.read_text())
+
+
 def built_object(name: str, env: str) -> Path:
     """The BPF object ``name``: the file the environment variable ``env`` names if set, else the
     one the package carries, else the one ``make`` built in the checkout's build/."""

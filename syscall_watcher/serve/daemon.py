@@ -2,12 +2,25 @@
 
 It attaches to the tracer and the enforcer when they are pinned and lets go when they are
 unloaded (checking every FOLLOW_S), so `swatch load` / `swatch unload` / `swatch policy load`
-may come and go while it runs; with nothing pinned it waits and says so once. While attached
-and given a JSON log, it takes every record off their ring buffers and appends them as JSON
-lines (denials merged in time order, a "lost" line where the kernel dropped records).
-SIGTERM/SIGINT: stop the kernel emitting, write out everything delivered, fsync, exit 0.
-SIGHUP: reopen the log by name. A restart neither repeats nor skips a record it had taken: the
-ring's consumer position lives in the kernel, and the log is only ever appended to.
+may come and go while it runs; with nothing pinned it waits and says so once. Every ring it
+reads (the tracer's events, the policy's denials) is a Source of ONE Streamer, so their records
+come out merged in kernel-time order, to the JSON log and to the audit log (sink.py).
+
+The audit log gets the denials, the kinds ``--events`` names, gaps (a full ring buffer, from
+the kernel's exact drop counters), and lifecycle records (tracer/policy load and unload).
+SIGTERM/SIGINT: stop the kernel emitting, write out everything delivered, fsync, sign a last
+checkpoint, exit 0. SIGHUP: reopen the JSON log by name.
+
+Restart without losing or duplicating a denial. The ring's consumer position lives in the
+kernel and moves when a record is taken off the ring, before serve writes it: what is in the
+ring at a restart was never written (so it is never duplicated), and what a killed serve had
+taken but not yet fsynced is gone from the ring. serve therefore keeps, per policy load, what
+the audit log holds of it (denial records written, denials counted in gap records; read back
+from the log at start) and compares it with the kernel's count of denials emitted since the
+load: whenever nothing is in flight (the count stood still for FOLLOW_S and nothing came off
+the ring) any difference becomes a gap record, and the ring-full drops that happened while
+serve was down become one at once. So every denial the kernel counted is in the log exactly
+once or inside a gap record.
 """
 
 from __future__ import annotations
@@ -16,18 +29,21 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from syscall_watcher.audit import AuditLog
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel import libbpf
 from syscall_watcher.kernel.system import require_root
 from syscall_watcher.policy import enforcer
 from syscall_watcher.serve.jsonlog import RotatingJsonLog
+from syscall_watcher.serve.sink import EventKinds, LoadAccount, ServeOutput
 from syscall_watcher.text import from_c
 from syscall_watcher.trace import tracer
-from syscall_watcher.trace.stream import LIVE_MS, Streamer, tell
+from syscall_watcher.trace.stream import LIVE_MS, Source, Streamer, TraceSource, tell
 
 FOLLOW_S = 0.5  # how often serve looks for a component loaded or unloaded
+IN_FLIGHT = "taken off the ring buffer by a serve that stopped before writing them"
 
 
 @dataclass
@@ -37,6 +53,9 @@ class ServeConfig:
     json_log: RotatingJsonLog | None = None
     metrics: str | None = None
     notices: TextIO | None = None
+    audit: AuditLog | None = None
+    events: EventKinds = field(default_factory=EventKinds)
+    detect_dir: Path | None = None
 
 
 class ServeSignals:
@@ -63,20 +82,64 @@ class ServeSignals:
             signal.signal(s, h)  # type: ignore[arg-type]
 
 
-def _identity(session) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _identity(session) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Which load this is (a reload under the same pins is another component)."""
     meta = session.meta()
-    return int(meta.loader_pid), int(meta.load_time_ns)
+    return {"loader_pid": int(meta.loader_pid), "load_time_ns": int(meta.load_time_ns)}
 
 
 @dataclass
 class Attached:
-    """The component serve is attached to now, and its ring's reader (with a JSON log)."""
+    """The component serve is attached to now, and its ring's Source (when serve streams)."""
 
-    session: object
-    identity: tuple[int, int]
-    reader: object = None
+    session: Any
+    identity: dict[str, int]
+    source: Source | None = None
     delivered: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Resume:
+    """What the audit log says about the components as it was left: the last tracer and
+    policy loads not followed by an unload (their lifecycle details), and the policy load's
+    account of denials."""
+
+    tracer: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None
+    account: LoadAccount | None = None
+
+
+def read_resume(audit: AuditLog) -> Resume:
+    from syscall_watcher.audit.verify import iter_records
+
+    out = Resume()
+    for rec in iter_records(audit.audit_dir):
+        kind = rec.get("kind")
+        if kind == "lifecycle":
+            detail = rec.get("detail") or {}
+            comp, action = rec.get("component"), rec.get("action")
+            if comp == "tracer":
+                out.tracer = detail if action == "load" else None if action == "unload" \
+                    else out.tracer
+            elif comp == "policy":
+                if action == "load":
+                    out.policy = detail
+                    out.account = LoadAccount(_ident(detail))
+                elif action == "unload":
+                    out.policy, out.account = None, None
+        elif out.account is None:
+            continue
+        elif kind == "event" and (rec.get("event") or {}).get("type") == "denied":
+            out.account.written += 1
+        elif kind == "gap" and rec.get("what") == "denials":
+            out.account.gapped += int(rec.get("lost", 0))
+            if (rec.get("detail") or {}).get("cause") == "ring buffer full":
+                out.account.ring_full += int(rec.get("lost", 0))
+    return out
+
+
+def _ident(detail: dict[str, Any]) -> dict[str, int]:
+    return {"loader_pid": detail.get("loader_pid"), "load_time_ns": detail.get("load_time_ns")}
 
 
 class Serve:
@@ -86,6 +149,13 @@ class Serve:
         self.policy: Attached | None = None
         self._next_follow = 0.0
         self._told_waiting = False
+        self.output: ServeOutput | None = None
+        self.streamer: Streamer | None = None
+        if config.json_log is not None or config.audit is not None:
+            self.output = ServeOutput(config.audit, config.json_log, config.events)
+            self.streamer = Streamer([], self.output, json=True, notices=config.notices)
+        self.resume = read_resume(config.audit) if config.audit is not None else Resume()
+        self._quiet: tuple[int, int] | None = None  # (emitted, delivered) at the last check
 
     # --- what Prometheus reads (from the HTTP thread)
     def delivered(self) -> dict[str, int]:
@@ -97,26 +167,37 @@ class Serve:
 
     # --- the loop
     def run(self, signals: ServeSignals) -> int:
+        if self.streamer is not None:
+            self.streamer.__enter__()
         try:
-            while signals.stop is None:
+            while signals.stop is None and not self._failed():
                 if signals.reopen:
                     signals.reopen = False
                     self._reopen()
                 if time.monotonic() >= self._next_follow:
                     self._next_follow = time.monotonic() + FOLLOW_S
                     self._follow()
+                    self._reconcile()
                 self._pump()
-            self._say(f"swatch: serve: {signal.Signals(signals.stop).name}: draining")
+            if signals.stop is not None:
+                self._say(f"swatch: serve: {signal.Signals(signals.stop).name}: draining")
         finally:
-            self._detach_tracer("released (serve stopping)")
-            self._detach_policy("released (serve stopping)")
-            if self.config.json_log is not None:
-                self.config.json_log.close()
-        log = self.config.json_log
-        if log is not None and log.error is not None:
-            self._say(f"swatch: {log.describe_error()}")
+            try:
+                self._detach_tracer("released (serve stopping)", unloaded=False)
+                self._detach_policy("released (serve stopping)", unloaded=False)
+            finally:
+                if self.streamer is not None:
+                    self.streamer.__exit__(None, None, None)
+                if self.config.json_log is not None:
+                    self.config.json_log.close()
+        if self._failed():
+            assert self.output is not None
+            self._say(f"swatch: {self.output.describe_error()}")
             return 1
         return 0
+
+    def _failed(self) -> bool:
+        return self.output is not None and self.output.error is not None
 
     def _say(self, text: str) -> None:
         tell(self.config.notices, text + "\n")
@@ -127,24 +208,39 @@ class Serve:
             self._say(f"swatch: serve: SIGHUP: reopened {self.config.json_log.path}")
 
     def _pump(self) -> None:
-        t = self.tracer.reader if self.tracer is not None else None
-        d = self.policy.reader if self.policy is not None else None
-        if isinstance(t, Streamer):
-            t.pump(LIVE_MS)
-            self._count_tracer(t)
-        if isinstance(d, Streamer):
-            d.pump(0 if isinstance(t, Streamer) else LIVE_MS)
-        elif not isinstance(t, Streamer):
-            time.sleep(LIVE_MS / 1000)  # a signal ends it early (its handler sets a flag)
-        if isinstance(d, Streamer):
-            self.policy.delivered = {  # type: ignore[union-attr]
-                "denial": sum(s.delivered() for s in d.sources)}
+        if self.streamer is None:
+            time.sleep(LIVE_MS / 1000)  # metrics only; a signal ends it early
+            return
+        self.streamer.pump(LIVE_MS)
+        self._flush()
+        self._count()
 
-    def _count_tracer(self, streamer: Streamer) -> None:
-        consumer = streamer.sources[0].consumer
-        if consumer is not None and self.tracer is not None:
+    def _flush(self) -> None:
+        if self.output is not None:
+            self.output.flush()
+        if self.config.audit is not None and self.output is not None \
+                and self.output.error is None:
+            try:
+                self.config.audit.tick()
+            except OSError as err:
+                self.output.error = err
+
+    def _count(self) -> None:
+        if self.tracer is not None and self.tracer.source is not None \
+                and self.tracer.source.consumer is not None:
+            consumer = self.tracer.source.consumer
             self.tracer.delivered = {name: consumer.delivered(t)
                                      for t, name in tracer.EV_NAMES.items()}
+        if self.policy is not None and self.policy.source is not None \
+                and self.policy.source.consumer is not None:
+            self.policy.delivered = {"denial": self.policy.source.delivered()}
+
+    def _lifecycle(self, component: str, action: str, detail: dict[str, Any]) -> None:
+        """One lifecycle record (load, unload, phase...) in stream order."""
+        if self.output is not None and self.config.audit is not None:
+            self.output.add([{"kind": "lifecycle", "component": component, "action": action,
+                              "detail": detail}])
+            self._flush()
 
     # --- following loads and unloads
     def _follow(self) -> None:
@@ -165,26 +261,37 @@ class Serve:
         if self.tracer is not None:
             if loaded and self._same(self.tracer, tracer.PinnedSession, pin_dir):
                 return
-            self._detach_tracer("unloaded" if not loaded else "reloaded")
+            self._detach_tracer("unloaded" if not loaded else "reloaded", unloaded=True)
         if not loaded:
+            if self.resume.tracer is not None:  # unloaded while serve was not running
+                self._lifecycle("tracer", "unload", {**self.resume.tracer,
+                                                     "seen": "at serve's start"})
+                self.resume.tracer = None
             return
         try:
             session = tracer.PinnedSession.open(pin_dir)
         except SwatchError:
             return  # unloaded between the check and the open
         attached = Attached(session, _identity(session))
-        if self.config.json_log is not None:
-            streamer = Streamer(session, self.config.json_log, json=True,
-                                notices=self.config.notices)
+        meta = session.meta()
+        label = from_c(libbpf.to_bytes(meta.target_label))
+        detail = {"pin_dir": str(pin_dir), "target": label, **attached.identity}
+        last = self.resume.tracer
+        if last is not None and _ident(last) != attached.identity:
+            self._lifecycle("tracer", "unload", {**last, "seen": "at serve's start"})
+        if last is None or _ident(last) != attached.identity:
+            self._lifecycle("tracer", "load", detail)
+        self.resume.tracer = None
+        wanted = self.config.json_log is not None or self.config.events.traced
+        if self.streamer is not None and wanted:
+            source = TraceSource(session)
             try:
-                streamer.__enter__()
+                self.streamer.add(source)
             except SwatchError as err:  # another consumer holds the ring: metrics only
                 self._say(f"swatch: serve: tracer in {pin_dir}: {err}; not streaming it")
             else:
-                attached.reader = streamer
+                attached.source = source
         self.tracer = attached
-        meta = attached.session.meta()  # type: ignore[attr-defined]
-        label = from_c(libbpf.to_bytes(meta.target_label))
         self._say(f"swatch: serve: attached to the tracer in {pin_dir} ({label})")
 
     def _follow_policy(self) -> None:
@@ -193,23 +300,71 @@ class Serve:
         if self.policy is not None:
             if loaded and self._same(self.policy, enforcer.PinnedPolicy, pin_dir):
                 return
-            self._detach_policy("unloaded" if not loaded else "reloaded")
+            self._detach_policy("unloaded" if not loaded else "reloaded", unloaded=True)
         if not loaded:
+            if self.resume.policy is not None:
+                self._lifecycle("policy", "unload", {**self.resume.policy,
+                                                     "seen": "at serve's start"})
+                self.resume.policy = self.resume.account = None
             return
         try:
             session = enforcer.PinnedPolicy.open(pin_dir)
         except SwatchError:
             return
         attached = Attached(session, _identity(session))
-        if self.config.json_log is not None:
+        detail = {"pin_dir": str(pin_dir), "policy": session.policy_name(),
+                  "tiers": session.tiers(), **attached.identity}
+        account = self.resume.account
+        if account is None or account.identity != attached.identity:
+            if self.resume.policy is not None:
+                self._lifecycle("policy", "unload", {**self.resume.policy,
+                                                     "seen": "at serve's start"})
+            self._lifecycle("policy", "load", detail)
+            account = LoadAccount(attached.identity)
+        self.resume.policy = self.resume.account = None
+        if self.streamer is not None:
             from syscall_watcher.policy.denials import DenialSource
 
-            streamer = Streamer(DenialSource(session), self.config.json_log, json=True,
-                                notices=self.config.notices)
-            streamer.__enter__()
-            attached.reader = streamer
+            source = DenialSource(session)
+            self.streamer.add(source)
+            if self.config.audit is not None:
+                # Ring-full drops the log has not counted yet (while serve was down) are
+                # reported by the next drop check, from the kernel's exact counter.
+                source._dropped_seen = account.ring_full
+            attached.source = source
+        if self.output is not None:
+            self.output.policy_load = account
+        self._quiet = None
         self.policy = attached
         self._say(f"swatch: serve: attached to policy {session.policy_name()} in {pin_dir}")
+
+    def _reconcile(self) -> None:
+        """Denials the kernel counted that are neither written nor in a gap record, once
+        nothing is in flight: a gap record (a killed serve's unwritten batch)."""
+        part, out = self.policy, self.output
+        if part is None or part.source is None or out is None or out.policy_load is None \
+                or self.config.audit is None or self.streamer is None:
+            return
+        emitted = part.session.counts().emitted
+        delivered = part.source.delivered()
+        now = (emitted, delivered)
+        quiet, self._quiet = self._quiet, now
+        if quiet != now:
+            return
+        self.streamer.check_drops()
+        out.flush()
+        account = out.policy_load
+        missing = emitted - account.written - account.gapped
+        if missing > 0:
+            out.add([{"kind": "gap", "what": "denials", "lost": missing,
+                      "detail": {"cause": IN_FLIGHT, "ring": "denials",
+                                 "load": account.identity}}])
+            account.gapped += missing
+            self._flush()
+            self._say(f"swatch: serve: {missing} denials were {IN_FLIGHT}; logged as a gap")
+        elif missing < 0:
+            self._say(f"swatch: serve: the audit log holds {-missing} more denial records of "
+                      f"policy load {account.identity} than the kernel counted")
 
     @staticmethod
     def _same(part: Attached, cls: type, pin_dir: Path) -> bool:
@@ -223,53 +378,126 @@ class Serve:
         finally:
             session.close()
 
-    def _detach_tracer(self, why: str) -> None:
+    def _detach_tracer(self, why: str, unloaded: bool) -> None:
         part, self.tracer = self.tracer, None
         if part is None:
             return
-        reader = part.reader
         try:
-            if isinstance(reader, Streamer):
-                reader.finish()
-                reader.__exit__(None, None, None)
+            if part.source is not None and self.streamer is not None:
+                self.streamer.remove(part.source)
+                self._flush()
+            if unloaded:
+                meta = part.session.meta()
+                self._lifecycle("tracer", "unload", {
+                    "pin_dir": str(self.config.tracer_pin_dir),
+                    "target": from_c(libbpf.to_bytes(meta.target_label)), **part.identity})
         finally:
-            part.session.close()  # type: ignore[attr-defined]
+            part.session.close()
         if self.config.json_log is not None:
             self.config.json_log.sync()
         self._say(f"swatch: serve: tracer in {self.config.tracer_pin_dir} {why}; detached")
 
-    def _detach_policy(self, why: str) -> None:
-        part, self.policy = self.policy, None
+    def _detach_policy(self, why: str, unloaded: bool) -> None:
+        part = self.policy
         if part is None:
             return
         try:
-            if isinstance(part.reader, Streamer):
-                part.reader.finish()
-                part.reader.__exit__(None, None, None)
+            if part.source is not None and self.streamer is not None:
+                self.streamer.remove(part.source)
+                self._flush()
+                if unloaded:
+                    # Nothing emits any more: the kernel's final count settles the account
+                    # (the maps are still open through this session).
+                    self._reconcile_unloaded(part)
+            if unloaded:
+                self._lifecycle("policy", "unload", {
+                    "pin_dir": str(self.config.policy_pin_dir),
+                    "policy": part.session.policy_name(), **part.identity})
         finally:
-            part.session.close()  # type: ignore[attr-defined]
+            self.policy = None
+            if self.output is not None:
+                self.output.policy_load = None
+            part.session.close()
         if self.config.json_log is not None:
             self.config.json_log.sync()
         self._say(f"swatch: serve: policy in {self.config.policy_pin_dir} {why}; detached")
 
+    def _reconcile_unloaded(self, part: Attached) -> None:
+        out = self.output
+        if out is None or out.policy_load is None or self.config.audit is None:
+            return
+        account = out.policy_load
+        missing = part.session.counts().emitted - account.written - account.gapped
+        if missing > 0:
+            out.add([{"kind": "gap", "what": "denials", "lost": missing,
+                      "detail": {"cause": IN_FLIGHT, "ring": "denials",
+                                 "load": account.identity}}])
+            account.gapped += missing
+            self._flush()
 
-def serve(config: ServeConfig) -> int:
-    """Run until SIGTERM/SIGINT; the exit status (0, or 1 if the log could not be written)."""
+
+@dataclass
+class AuditOptions:
+    """``--audit-dir`` and its checkpoint cadence; the log is opened by ``serve()``."""
+
+    audit_dir: Path
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 60.0
+
+
+def serve(config: ServeConfig, audit: AuditOptions | None = None) -> int:
+    """Run until SIGTERM/SIGINT; the exit status (0, or 1 if a log could not be written).
+    The metrics port is bound first, then the audit log opened (refused when it does not
+    verify), so a bad start leaves nothing behind."""
     require_root()
     server = None
-    instance = Serve(config)
+    holder: list[Serve] = []
     if config.metrics is not None:
         from syscall_watcher.serve.metrics import KernelCollector, start_server
 
-        collector = KernelCollector(config.tracer_pin_dir, config.policy_pin_dir,
-                                    delivered=instance.delivered)
+        collector = KernelCollector(
+            config.tracer_pin_dir, config.policy_pin_dir,
+            delivered=lambda: holder[0].delivered() if holder else {},
+            detect_dir=config.detect_dir)
         server, _thread = start_server(config.metrics, collector)
-        host, port = server.server_address[:2]
-        tell(config.notices, f"swatch: serve: metrics on http://{host}:{port}/metrics\n")
     try:
-        with ServeSignals() as signals:
-            return instance.run(signals)
+        if audit is not None:
+            config.audit = AuditLog.open(audit.audit_dir,
+                                         checkpoint_every=audit.checkpoint_every,
+                                         checkpoint_seconds=audit.checkpoint_seconds)
+            key = "created" if config.audit.key_created else "loaded"
+            tell(config.notices, f"swatch: serve: audit log {audit.audit_dir} (next seq "
+                                 f"{config.audit.next_seq}; signing key {key}, public key "
+                                 f"{audit.audit_dir / 'audit.pub'}; events "
+                                 f"{config.events.describe()})\n")
+            if config.audit.key_created:  # keep a copy of it away from this machine
+                tell(config.notices, "swatch: serve: the audit log's new public key:\n"
+                                     + config.audit.public_key_pem)
+        try:
+            if server is not None:
+                host, port = server.server_address[:2]
+                tell(config.notices, f"swatch: serve: metrics on http://{host}:{port}/metrics\n")
+            instance = Serve(config)
+            holder.append(instance)
+            with ServeSignals() as signals:
+                code = instance.run(signals)
+        finally:
+            closed = _close_audit(config)
+        return code if closed else 1
     finally:
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def _close_audit(config: ServeConfig) -> bool:
+    """A stop record and a last checkpoint; False (and one line) if they cannot be written."""
+    if config.audit is None:
+        return True
+    try:
+        config.audit.close()
+    except OSError as err:
+        tell(config.notices, f"swatch: cannot write to {config.audit.audit_dir}: "
+                             f"{err.strerror or err}\n")
+        return False
+    return True

@@ -52,10 +52,12 @@ class KernelCollector(Collector):
     rings since it attached to the component now loaded)."""
 
     def __init__(self, tracer_pin_dir: Path, policy_pin_dir: Path,
-                 delivered: Callable[[], dict[str, int]] = dict) -> None:
+                 delivered: Callable[[], dict[str, int]] = dict,
+                 detect_dir: Path | None = None) -> None:
         self.tracer_pin_dir = tracer_pin_dir
         self.policy_pin_dir = policy_pin_dir
         self.delivered = delivered
+        self.detect_dir = detect_dir
         self._lock = threading.Lock()
 
     def describe(self) -> list[Metric]:
@@ -78,6 +80,8 @@ class KernelCollector(Collector):
             for kind, n in sorted(self.delivered().items()):
                 delivered.add_metric([kind], n)
             yield delivered
+            if self.detect_dir is not None:
+                yield from _detect_metrics(self.detect_dir)
 
     def _tracer_metrics(self, emitted: CounterMetricFamily,
                         dropped: CounterMetricFamily) -> Iterator[Metric]:
@@ -130,6 +134,24 @@ class KernelCollector(Collector):
                 session.close()
         yield loaded
         yield denials
+
+
+def _detect_metrics(directory: Path) -> Iterator[Metric]:
+    """The last score `swatch detect` published per target (scores.py)."""
+    from syscall_watcher.serve.scores import read_scores
+
+    scores, bad = read_scores(directory)
+    score = GaugeMetricFamily("swatch_detect_score", "The last anomaly score swatch detect "
+                              "published for the target", labels=["target"])
+    when = GaugeMetricFamily("swatch_detect_score_timestamp_seconds", "When that score was "
+                             "published (seconds since the epoch)", labels=["target"])
+    for target, (value, time_ns) in sorted(scores.items()):
+        score.add_metric([target], value)
+        when.add_metric([target], time_ns / 1e9)
+    unreadable = GaugeMetricFamily("swatch_detect_score_unreadable", "Files in the detect "
+                                   "directory that are not a published score")
+    unreadable.add_metric([], bad)
+    yield from (score, when, unreadable)
 
 
 def _syscall_metrics(stats: dict, target: str) -> Iterator[Metric]:  # type: ignore[type-arg]

@@ -212,6 +212,24 @@ class Streamer:
         for source in self.sources:
             source.close()
 
+    def add(self, source: Source) -> None:
+        """Attach one more source to a running stream (serve follows loads while it runs)."""
+        source.open()
+        self.sources.append(source)
+
+    def remove(self, source: Source) -> None:
+        """Stop one source emitting, write out everything it still holds, say what it lost,
+        and let go of it; the other sources go on."""
+        try:
+            source.stop_emitting()
+            assert source.consumer is not None
+            while source.consumer.drain():
+                self._write()
+            self._check_source(source)
+        finally:
+            self.sources.remove(source)
+            source.close()
+
     def _stop_emitting(self) -> None:
         for source in self.sources:
             source.stop_emitting()
@@ -242,10 +260,12 @@ class Streamer:
         for i, source in enumerate(self.sources):
             assert source.consumer is not None
             n += source.consumer.poll(timeout_ms if i == 0 else 0)
+        if not self.sources and timeout_ms:
+            time.sleep(timeout_ms / 1000)  # nothing attached (yet): a signal ends it early
         lines = extra.take() if extra is not None else []
         if n or lines:
             self._write(lines)
-        if self.view.fold_startup:
+        if self.view.fold_startup and self.sources:
             self._release_held(FOLD_MAX_AGE_NS)
         now = time.monotonic()
         if now >= self._next_drop_check:
@@ -267,7 +287,7 @@ class Streamer:
                 break
             self._write(lines)
             lines = []
-        if self.view.fold_startup:
+        if self.view.fold_startup and self.sources:
             self._release_held(0)
         self.check_drops()
 
@@ -315,10 +335,13 @@ class Streamer:
         """Say what each source's kernel side could not queue or record since the last check:
         a notice line, and in JSON a `lost` record in the stream."""
         for source in self.sources:
-            for line in source.notices():
-                tell(self.notices, line)
-            new, total = source.new_drops()
-            if new:
-                if self.mode == lib.SW_OUT_JSON:
-                    self._emit(lost_record(source.ring, new, total))
-                tell(self.notices, source.drop_notice(new, total))
+            self._check_source(source)
+
+    def _check_source(self, source: Source) -> None:
+        for line in source.notices():
+            tell(self.notices, line)
+        new, total = source.new_drops()
+        if new:
+            if self.mode == lib.SW_OUT_JSON:
+                self._emit(lost_record(source.ring, new, total))
+            tell(self.notices, source.drop_notice(new, total))
