@@ -15,11 +15,12 @@ SYSCALL_TABLE := syscall_watcher/data/syscall_table.json
 # (tools/install-deps: one apt-get, one pip, nothing when all is present). Nothing else installs.
 APT_BUILD := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev gcc make \
 	python3 python3-venv python3-dev pkg-config
-# tests and demo: docker + a busybox image (tests/docker-env.sh); the preventive-tier VMs
-# (tools/vm-run.sh): QEMU and Debian 12's two kernels, 6.1 and 6.12 (bookworm-security);
-# man-db renders the generated man page (a minimal Debian 12 has no `man`)
+# tests and demo: docker + a busybox image (tests/docker-env.sh), curl and wget (--tls clients:
+# OpenSSL, GnuTLS); the preventive-tier VMs (tools/vm-run.sh): QEMU and Debian 12's two
+# kernels, 6.1 and 6.12 (bookworm-security); man-db renders the generated man page (a minimal
+# Debian 12 has no `man`)
 APT_TEST := iproute2 strace procps util-linux kmod file docker.io busybox-static \
-	qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 jq tmux git man-db
+	qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 jq tmux git man-db curl wget
 # for the next features: seccomp, io_uring, the Prometheus server, clean Debian roots
 APT_NEXT := libseccomp-dev python3-seccomp liburing-dev prometheus debootstrap
 APT_PACKAGES := $(APT_BUILD) $(APT_TEST) $(APT_NEXT)
@@ -61,6 +62,11 @@ build/workloads/%: tests/workloads/%.c | build
 	mkdir -p build/workloads
 	gcc -O2 -Wall -o $@ $<
 
+# io_uring operations through liburing (liburing-dev, in APT_NEXT)
+build/workloads/uring_ops: tests/workloads/uring_ops.c | build
+	mkdir -p build/workloads
+	gcc -O2 -Wall -o $@ $< -luring
+
 # Regenerate the vendored vmlinux.h from the running kernel's BTF.
 vmlinux:
 	mkdir -p vmlinux/$(ARCH)
@@ -75,7 +81,7 @@ deps:
 bench-deps: deps
 	@tools/install-deps --venv $(VENV) --python $(PYTHON) --apt "$(APT_BENCH)" --pip "$(PIP_BENCH)"
 
-$(STAMP): pyproject.toml setup.py syscall_watcher/kernel/_build.py $(wildcard syscall_watcher/kernel/shim/*.[ch]) syscall_watcher/kernel/_shim.h bpf/watcher.h bpf/policy.h \
+$(STAMP): pyproject.toml setup.py syscall_watcher/kernel/_build.py $(wildcard syscall_watcher/kernel/shim/*.[ch]) syscall_watcher/kernel/_shim.h bpf/watcher.h bpf/policy.h bpf/tls.h \
 	bpf/include/common.h
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel cffi

@@ -20,6 +20,7 @@
 #include "syscall_args.bpf.h"
 #include "targets.bpf.h"
 #include "vfs_path.bpf.h"
+#include "uring.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -220,14 +221,17 @@ static __always_inline struct scratch *get_scratch(void)
 	return bpf_map_lookup_elem(&scratch, &zero);
 }
 
-/* Count the denial and send its record; the caller fills s->ev's target fields first. */
-static __always_inline void report(struct scratch *s, u32 op, u8 tier, int rule, u32 nr)
+/* Count the denial and send its record; the caller fills s->ev's target fields first, and
+ * with own_hdr the header too. */
+static __always_inline void report_as(struct scratch *s, u32 op, u8 tier, int rule, u32 nr,
+				      bool own_hdr)
 {
 	struct swp_counts *c = bpf_map_lookup_elem(&counts, &zero);
 	struct swp_denial *ev = &s->ev;
 	long err;
 
-	fill_hdr(&ev->hdr, SWP_EV_DENIAL, bpf_get_current_pid_tgid());
+	if (!own_hdr)
+		fill_hdr(&ev->hdr, SWP_EV_DENIAL, bpf_get_current_pid_tgid());
 	ev->hdr.size = sizeof(*ev);
 	ev->op = op;
 	ev->tier = tier;
@@ -244,6 +248,11 @@ static __always_inline void report(struct scratch *s, u32 op, u8 tier, int rule,
 	__sync_fetch_and_add(&c->emitted, 1);
 	if (err)
 		__sync_fetch_and_add(&c->dropped, 1);
+}
+
+static __always_inline void report(struct scratch *s, u32 op, u8 tier, int rule, u32 nr)
+{
+	report_as(s, op, tier, rule, nr, false);
 }
 
 static __always_inline void set_target_none(struct scratch *s)
@@ -504,7 +513,8 @@ static long norm_step(u64 i, void *ctx)
  * cwd, or the directory of dirfd (relative path; AT_FDCWD or SWP_NONE: the cwd), then
  * normalised lexically into s->buf (s->buf2 if second) from offset 0, NUL-terminated.
  * Returns its length, or -UP_NONE / -UP_UNCHECKED. A global function: verified once. */
-__noinline int resolve_user_path(struct scratch *s, u32 second, u64 uptr, s64 dirfd)
+__noinline int resolve_user_path(struct scratch *s, u32 second, u64 uptr, s64 dirfd,
+			     u32 from_kernel)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct norm_ctx nc = { .s = s };
@@ -520,7 +530,9 @@ __noinline int resolve_user_path(struct scratch *s, u32 second, u64 uptr, s64 di
 		return -UP_UNCHECKED;
 	out = second ? s->buf2 : s->buf;
 	s->raw[0] = 0;
-	rlen = bpf_probe_read_user_str(s->raw, SWP_PATH_MAX, (void *)uptr);
+	/* from_kernel: io_uring's copy of the path (struct filename), made before submission */
+	rlen = from_kernel ? bpf_probe_read_kernel_str(s->raw, SWP_PATH_MAX, (void *)uptr)
+			   : bpf_probe_read_user_str(s->raw, SWP_PATH_MAX, (void *)uptr);
 	if (rlen < 0)
 		return uptr ? -UP_UNCHECKED : -UP_NONE; /* e.g. a page not faulted in yet */
 	if (rlen <= 1)
@@ -797,7 +809,7 @@ __noinline int check_file_call(u64 regs_addr, struct swp_syscall *sc, struct swp
 			    (int)syscall_arg(regs, sc->path_arg - 1) : AT_FDCWD;
 
 		have = true;
-		res = resolve_user_path(s, 0, syscall_arg(regs, sc->path_arg), dirfd);
+		res = resolve_user_path(s, 0, syscall_arg(regs, sc->path_arg), dirfd, 0);
 		if (res > 0) {
 			buf = s->buf;
 			anc = (fl & SWP_R_ANCESTOR) ? res : 0;
@@ -824,7 +836,7 @@ __noinline int check_file_call(u64 regs_addr, struct swp_syscall *sc, struct swp
 		s64 dirfd = (fl & SWP_R_AT) && sc->path2_arg > 0 ?
 			    (int)syscall_arg(regs, sc->path2_arg - 1) : AT_FDCWD;
 
-		res = resolve_user_path(s, 1, syscall_arg(regs, sc->path2_arg), dirfd);
+		res = resolve_user_path(s, 1, syscall_arg(regs, sc->path2_arg), dirfd, 0);
 		if (res > 0) {
 			rule = path_rule(r, &op2, wr, s->buf2, 0, 0);
 			if (rule >= 0) {
@@ -967,6 +979,208 @@ int swp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	report(s, op, SWP_TIER_REACTIVE, rule, nr);
 	verdict(SWP_TIER_REACTIVE);
 	return 0;
+}
+
+/* ------------------------------------------------------------------ reactive tier: io_uring */
+
+/* io_uring operations never pass sys_enter: the reactive tier sees their submission instead
+ * (tp_btf/io_uring_submit_req from 6.4, io_uring_submit_sqe on 6.1), after the kernel's prep
+ * copied the paths (struct filename): the path checked is the one the operation will use.
+ * A blocked submission SIGKILLs the ring's owner (an SQPOLL or io-wq thread belongs to it);
+ * like every reactive denial, the operation may already be under way ("killed after"). */
+#define SWP_IORING_OP_READV 1
+#define SWP_IORING_OP_WRITEV 2
+#define SWP_IORING_OP_WRITE_FIXED 5
+#define SWP_IORING_OP_CONNECT 16
+#define SWP_IORING_OP_OPENAT 18
+#define SWP_IORING_OP_WRITE 23
+#define SWP_IORING_OP_OPENAT2 28
+#define SWP_IORING_OP_RENAMEAT 35
+#define SWP_IORING_OP_UNLINKAT 36
+#define SWP_IORING_OP_MKDIRAT 37
+#define SWP_IORING_OP_WRITEV_FIXED 61
+#define SWP_REQ_F_FIXED_FILE 1ULL
+
+/* The denial for one submitted request, or -1: SWP_PACK(op, rule), s->ev's target filled.
+ * A global function: verified once for both submission programs. */
+__noinline int check_uring_req(u64 req_addr, struct swp_rules *r, struct scratch *s)
+{
+	struct io_kiocb *req = (struct io_kiocb *)req_addr;
+	struct filename *fn = NULL, *fn2 = NULL;
+	s64 dfd = AT_FDCWD, dfd2 = AT_FDCWD;
+	u32 op, opcode;
+	bool wr = false;
+	int rule, res;
+
+	if (!r || !s)
+		return -1;
+	opcode = BPF_CORE_READ(req, opcode);
+	switch (opcode) {
+	case SWP_IORING_OP_OPENAT:
+	case SWP_IORING_OP_OPENAT2:
+		if (!bpf_core_type_exists(struct io_open))
+			return -1;
+		op = SWP_OP_FILE_OPEN;
+		fn = BPF_CORE_READ((struct io_open *)req, filename);
+		dfd = BPF_CORE_READ((struct io_open *)req, dfd);
+		wr = BPF_CORE_READ((struct io_open *)req, how.flags) &
+		     (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC);
+		break;
+	case SWP_IORING_OP_UNLINKAT:
+		if (!bpf_core_type_exists(struct io_unlink))
+			return -1;
+		op = BPF_CORE_READ((struct io_unlink *)req, flags) & AT_REMOVEDIR ? SWP_OP_RMDIR
+										    : SWP_OP_UNLINK;
+		fn = BPF_CORE_READ((struct io_unlink *)req, filename);
+		dfd = BPF_CORE_READ((struct io_unlink *)req, dfd);
+		break;
+	case SWP_IORING_OP_MKDIRAT:
+		if (!bpf_core_type_exists(struct io_mkdir))
+			return -1;
+		op = SWP_OP_MKDIR;
+		fn = BPF_CORE_READ((struct io_mkdir *)req, filename);
+		dfd = BPF_CORE_READ((struct io_mkdir *)req, dfd);
+		break;
+	case SWP_IORING_OP_RENAMEAT:
+		if (!bpf_core_type_exists(struct io_rename))
+			return -1;
+		op = SWP_OP_RENAME;
+		wr = true; /* as rename(): its paths are writes too when write is held */
+		fn = BPF_CORE_READ((struct io_rename *)req, oldpath);
+		dfd = BPF_CORE_READ((struct io_rename *)req, old_dfd);
+		fn2 = BPF_CORE_READ((struct io_rename *)req, newpath);
+		dfd2 = BPF_CORE_READ((struct io_rename *)req, new_dfd);
+		break;
+	case SWP_IORING_OP_CONNECT: {
+		struct sockaddr *ua;
+		u16 family = 0;
+
+		if (!bpf_core_type_exists(struct io_connect) ||
+		    !(r->reactive & (1u << SWP_OP_CONNECT)))
+			return -1;
+		ua = BPF_CORE_READ((struct io_connect *)req, addr);
+		bpf_probe_read_user(&family, sizeof(family), ua);
+		if ((family == AF_INET || family == AF_INET6) &&
+		    r->tier[SWP_OP_CONNECT] == SWP_TIER_CGROUP)
+			return -1; /* the cgroup tier's connect4/6 hooks see io_uring's connects */
+		set_target_addr(s, ua, BPF_CORE_READ((struct io_connect *)req, addr_len), true);
+		rule = denied_by(r, SWP_OP_CONNECT, NULL, 0);
+		return rule < 0 ? -1 : SWP_PACK(SWP_OP_CONNECT, rule);
+	}
+	case SWP_IORING_OP_WRITE:
+	case SWP_IORING_OP_WRITEV:
+	case SWP_IORING_OP_WRITE_FIXED:
+	case SWP_IORING_OP_WRITEV_FIXED: {
+		struct file *f;
+		u32 start, trunc = 0;
+
+		if (!(r->reactive & (1u << SWP_OP_WRITE)) ||
+		    (BPF_CORE_READ(req, flags) & SWP_REQ_F_FIXED_FILE))
+			return -1; /* a registered file: opened (and checked) earlier */
+		f = current_fd_file(BPF_CORE_READ(req, cqe.fd));
+		if (!f)
+			return -1;
+		start = file_user_path(f, s->buf, &trunc);
+		rule = denied_by(r, SWP_OP_WRITE, s->buf, start);
+		if (rule < 0)
+			return -1;
+		set_target_path(s, s->buf, start, trunc);
+		return SWP_PACK(SWP_OP_WRITE, rule);
+	}
+	default:
+		return -1;
+	}
+	if (!(r->reactive & (1u << SWP_OP_WRITE)) || op == SWP_OP_WRITE)
+		wr = false;
+	if (!(r->reactive & (1u << op)) && !wr)
+		return -1;
+	if (!(r->reactive & (1u << op)) && op == SWP_OP_FILE_OPEN)
+		op = SWP_OP_WRITE; /* only writes are held: an open for writing is one */
+	res = fn ? resolve_user_path(s, 0, (u64)BPF_CORE_READ(fn, name), dfd, 1) : -UP_NONE;
+	if (res > 0) {
+		rule = path_rule(r, &op, wr, s->buf, 0, op == SWP_OP_RENAME ? res : 0);
+		if (rule >= 0) {
+			set_target_path(s, s->buf, 0, 0);
+			return SWP_PACK(op, rule);
+		}
+	} else if (res == -UP_UNCHECKED && path_rules_for(r, op, wr)) {
+		set_target_none(s);
+		s->ev.target_kind = SWP_TGT_PATH;
+		bpf_probe_read_kernel_str(s->ev.target, SWP_PATH_MAX, s->raw);
+		s->ev.trunc = 1;
+		return SWP_PACK(op, SWP_RULE_UNCHECKED);
+	}
+	if (fn2) {
+		u32 op2 = SWP_OP_RENAME;
+
+		res = resolve_user_path(s, 1, (u64)BPF_CORE_READ(fn2, name), dfd2, 1);
+		if (res > 0) {
+			rule = path_rule(r, &op2, wr, s->buf2, 0, 0);
+			if (rule >= 0) {
+				set_target_path(s, s->buf2, 0, 0);
+				return SWP_PACK(op2, rule);
+			}
+		}
+	}
+	/* a plain 'block' rule with no path (block rename) */
+	rule = denied_by(r, op, NULL, 0);
+	if (rule >= 0) {
+		set_target_none(s);
+		return SWP_PACK(op, rule);
+	}
+	return -1;
+}
+
+static __always_inline int uring_reactive(u64 req_addr)
+{
+	struct swp_rules *r;
+	struct scratch *s;
+	int packed;
+	u32 opcode;
+
+	if (!targeted() || !(r = get_rules()) || !(s = get_scratch()))
+		return 0;
+	set_target_none(s);
+	packed = check_uring_req(req_addr, r, s);
+	if (packed < 0)
+		return 0;
+	opcode = BPF_CORE_READ((struct io_kiocb *)req_addr, opcode);
+	{
+		/* the ring's owner's record, not its SQPOLL kernel thread's */
+		struct task_struct *owner = uring_owner_task(bpf_get_current_task_btf());
+		u64 id = bpf_get_current_pid_tgid();
+		bool sqpoll;
+
+		fill_hdr(&s->ev.hdr, SWP_EV_DENIAL, id);
+		s->ev.hdr.tid = uring_owner_tid((struct io_kiocb *)req_addr, (u32)id, &sqpoll);
+		BPF_CORE_READ_STR_INTO(&s->ev.hdr.comm, owner, comm);
+		s->ev.hdr.ppid = BPF_CORE_READ(owner, real_parent, tgid);
+	}
+	report_as(s, (packed >> 8) & 0xff, SWP_TIER_REACTIVE, packed & 0xff,
+		  SWP_NR_URING | opcode, true);
+	verdict(SWP_TIER_REACTIVE);
+	return 0;
+}
+
+/* The request's address as a number (a global function takes no kernel pointer). */
+static __always_inline u64 swp_req_addr(u64 *ctx)
+{
+	u64 a = 0;
+
+	bpf_probe_read_kernel(&a, sizeof(a), &ctx[0]);
+	return a;
+}
+
+SEC("tp_btf/io_uring_submit_req")
+int swp_uring_submit_req(u64 *ctx)
+{
+	return uring_reactive(swp_req_addr(ctx));
+}
+
+SEC("tp_btf/io_uring_submit_sqe")
+int swp_uring_submit_sqe(u64 *ctx)
+{
+	return uring_reactive(swp_req_addr(ctx));
 }
 
 /* ------------------------------------------------------------------ LSM / fmod_ret tiers */

@@ -76,6 +76,8 @@
 /* swp_denial.rule for a reactive denial that compared no rule: the argument could not be
  * checked (unreadable, or longer than SWP_PATH_MAX once joined to the cwd), so it is denied */
 #define SWP_RULE_UNCHECKED 254
+/* swp_denial.nr of a reactive denial of an io_uring submission: this bit | the opcode */
+#define SWP_NR_URING 0x10000
 
 #define SWP_EV_DENIAL 16           /* swp_denial.type (outside the tracer's SW_EV_*) */
 #define SWP_NONE 255
@@ -128,7 +130,8 @@ struct swp_denial {
 	uint8_t target_kind;
 	uint8_t trunc;
 	uint16_t target_len;
-	uint32_t nr;           /* the syscall (reactive tier), else 0xffffffff */
+	uint32_t nr;           /* the syscall (reactive tier), SWP_NR_URING | opcode for an io_uring
+				* submission, else 0xffffffff */
 	uint32_t pad;
 	int64_t aux;
 	int64_t aux2;

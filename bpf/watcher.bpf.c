@@ -588,6 +588,21 @@ static __always_inline struct sw_pid_stat *process_stat(struct sw_task *p, u64 i
 	return ps;
 }
 
+/* The counts of process tgid, which need not be the current one (an io_uring completion),
+ * for this CPU: its slot's copy, else its pid_done entry (*shared); NULL if it has neither. */
+static __always_inline struct sw_pid_stat *pid_stat_of(u32 tgid, bool *shared)
+{
+	struct sw_pid_slot *ent = bpf_map_lookup_elem(&pid_slot, &tgid);
+
+	*shared = !ent;
+	if (ent) {
+		u32 slot = ent->slot;
+
+		return bpf_map_lookup_elem(&pid_stats, &slot);
+	}
+	return shared_pid_stat(tgid, false);
+}
+
 /* Add v to field of ps: plainly on a per-CPU copy, atomically on a shared entry. */
 #define ps_add(ps, shared, field, v)                                      \
 	do {                                                              \
@@ -1229,3 +1244,5 @@ int BPF_PROG(sw_exit, struct task_struct *task)
 	}
 	return 0;
 }
+
+#include "watcher_uring.bpf.h"

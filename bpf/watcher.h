@@ -20,7 +20,8 @@
 #define SW_EV_EXEC 2
 #define SW_EV_FORK 3
 #define SW_EV_EXIT 4
-#define SW_EV_TYPES 5
+#define SW_EV_URING 5   /* an io_uring operation: a struct sw_syscall_event, nr = the opcode */
+#define SW_EV_TYPES 6
 
 /* struct sw_syscall_info.flags */
 #define SW_SC_ENABLED 1     /* in the filter profile: emit events */
@@ -38,6 +39,8 @@
 #define SW_F_FDNAME_TRUNC 4
 #define SW_F_ARGV_TRUNC 8
 #define SW_F_FD_SOCKET 16
+#define SW_F_URING_SQPOLL 32 /* io_uring: submitted by the ring's SQPOLL kernel thread */
+#define SW_F_URING_FIXED 64  /* io_uring: the fd is an index into the ring's registered files */
 
 /* What sw_syscall_event.fd_kind says about the fd named by the fd arg. */
 #define SW_FD_NONE 0
@@ -81,6 +84,19 @@ struct sw_syscall_info {
 /* A process that exits sooner than this after its fork counts as short-lived (fork fan-out). */
 #define SW_SHORT_LIVED_NS 5000000000ULL
 #define SW_DT_FILE_NAME 32  /* bytes of a written file's name kept as evidence */
+
+/* io_uring operations (SW_EV_URING): opcodes below SW_URING_OPS are looked up in the array map
+ * "uring_info" (filled from syscall_watcher/kernel/uring.py) and counted in "uring_stats". */
+#define SW_URING_OPS 64
+/* struct sw_uring_info.flags: SW_SC_ENABLED, SW_SC_BYTES_IN, SW_SC_BYTES_OUT and
+ * SW_SC_FAILED_ONLY mean what they mean for a syscall; and: */
+#define SW_UR_FD 256         /* the sqe's fd names a file (the kernel's needs_file) */
+
+struct sw_uring_info {
+	uint16_t flags;
+	uint8_t detect;      /* SW_DT_* */
+	uint8_t pad;
+};
 
 /* SW_TARGET_PID: every traced tgid lies in [lo, hi] (array map "pid_range"), so most
  * untraced tasks are turned away by two compares before any hash lookup. */
@@ -248,6 +264,10 @@ struct sw_counters {
 	uint64_t pid_slots_kept;   /* exited processes left in their slot: pid_done was full */
 	uint64_t untracked;        /* children that could not be marked at fork: not traced */
 	uint64_t evidence_full;    /* detect evidence not recorded (endpoints/files_written full) */
+	uint64_t uring_submitted;  /* io_uring requests of traced processes seen at submission */
+	uint64_t uring_completed;  /* ... of those, seen completing (the rest are in flight, or
+				    * ended without a completion: IOSQE_CQE_SKIP_SUCCESS, or
+				    * multishot completions after the first) */
 };
 
 /* Per-thread state (task-local storage "pending"): the syscall in flight and the thread's

@@ -28,7 +28,10 @@ WORKLOADS = ROOT / "build" / "workloads"
 # Pins a test session makes carry its pid, so a session clears only its own dead runs' pins,
 # never those of another session running at the same time (another worktree, the lead's suite).
 TEST_PIN_PREFIX = f"/sys/fs/bpf/swatch-test-{os.getpid()}-"
-OUR_PROGS = {"sw_sys_enter", "sw_sys_exit", "sw_exec", "sw_fork", "sw_exit"}
+OUR_PROGS = {"sw_sys_enter", "sw_sys_exit", "sw_exec", "sw_fork", "sw_exit",
+             # the io_uring pair: full names (bpftool, from BTF) and the kernel's 15 bytes
+             "sw_uring_submit_req", "sw_uring_submit_sqe", "sw_uring_complete",
+             "sw_uring_submit", "sw_uring_comple"}
 # The enforcer's programs all start with this (kernel names are cut at 15 characters).
 OUR_PROG_PREFIX = "swp_"
 

@@ -89,7 +89,8 @@ def test_syscall_flags_and_formats_are_sw_sc_and_sw_fmt() -> None:
 
 def test_tracer_event_and_target_names() -> None:
     assert tracer.EV_NAMES == {lib.SW_EV_SYSCALL: "syscall", lib.SW_EV_EXEC: "exec",
-                               lib.SW_EV_FORK: "fork", lib.SW_EV_EXIT: "exit"}
+                               lib.SW_EV_FORK: "fork", lib.SW_EV_EXIT: "exit",
+                               lib.SW_EV_URING: "io_uring"}
     assert set(tracer.EV_NAMES) == {v for k, v in header_defines("SW_EV_").items()
                                     if k != "TYPES"}
     assert max(tracer.EV_NAMES) < lib.SW_EV_TYPES

@@ -357,3 +357,44 @@ def test_kubernetes_names_on_a_pods_events(pod_container: tuple[str, str], pin_d
     (line,) = [x for x in human.read_text().splitlines() if "/etc/hostname" in x and "OPEN" in x]
     assert (f"[{cid[:12]} ({name}) pod=shop/web-7d4b9c-x2x9q container=nginx] OPEN"
             in line), line
+
+
+def test_image_writes_the_audit_log(image: str, tmp_path: Path) -> None:
+    """serve's audit log (--audit-dir /var/lib/swatch/audit, on the node's /var/lib/swatch)
+    records a tracer loaded inside the pod, and verifies with the host's swatch."""
+    usage = docker("run", "--rm", "--entrypoint", "swatch", image, "serve", "--help")
+    if "--audit-dir" not in usage:
+        pytest.skip("this checkout's serve has no --audit-dir (issue 14's audit feed)")
+    state = tmp_path / "state"
+    pins = new_pin_dir("k8s-audit")
+    policy_pins = new_pin_dir("k8s-audit-policy")
+    name = f"swatch-test-k8s-{secrets.token_hex(4)}"
+    run_args = docker_run_args(
+        daemonset(manifest_docs()), image, host_paths={STATE_DIR: str(state)},
+        extra_env={"SWATCH_PIN_DIR": str(pins), "SWATCH_POLICY_PIN_DIR": str(policy_pins)})
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        docker("run", "-d", "--name", name, *run_args)
+        assert wait_for(lambda: "nothing pinned" in logs(name), timeout=60), logs(name)
+        docker("exec", name, "swatch", "load", "--pid", str(sleeper.pid))
+        assert wait_for(lambda: "attached to the tracer" in logs(name), timeout=30), logs(name)
+        docker("exec", name, "swatch", "unload")
+        assert not pins.exists()
+        docker("stop", "-t", "30", name)
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", name) == "0", logs(name)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        docker("rm", "-f", "-v", name, check=False)
+        for d in (pins, policy_pins):
+            if d.exists():
+                swatch("unload", "--pin-dir", str(d))
+                swatch("policy-unload", "--pin-dir", str(d))
+    audit = state / "audit"
+    verified = swatch("audit", "verify", "--audit-dir", str(audit))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    shown = swatch("audit", "show", "--audit-dir", str(audit), "--json", check=True)
+    records = [json.loads(line) for line in shown.stdout.splitlines() if line.strip()]
+    tracer = [(r["action"], r["detail"].get("target")) for r in records
+              if r.get("kind") == "lifecycle" and r.get("component") == "tracer"]
+    assert ("load", f"pid {sleeper.pid}") in tracer, records

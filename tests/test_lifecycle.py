@@ -15,6 +15,7 @@ import pytest
 
 from conftest import (SWATCH, events_until, our_prog_ids, read_events, stop, swatch,
                       wait_for, watching)
+from syscall_watcher.trace.tracer import uring_programs
 
 # A target that opens a marker file each time it gets SIGUSR1.
 TARGET = """
@@ -61,7 +62,8 @@ def test_load_watch_unload(pin_dir: Path, target, tmp_path: Path) -> None:  # ty
     r = swatch("load", "--pid", str(proc.pid), "--pin-dir", str(pin_dir), check=True)
     assert f"tracing pid {proc.pid}" in r.stdout
     assert (pin_dir / "links" / "sys_enter").exists()
-    assert len(our_prog_ids() - before) == 5  # load returned; the kernel keeps them
+    # load returned; the kernel keeps them (and the io_uring pair where the kernel has them)
+    assert len(our_prog_ids() - before) == 5 + len(uring_programs())
 
     # No consumer yet: syscalls are counted, no event is emitted.
     proc.send_signal(signal.SIGUSR1)

@@ -507,21 +507,58 @@ def test_reactive_fork_killed(ppin: Path, tmp_path: Path) -> None:
     assert summary(ppin)["denials"]["fork"] == 1
 
 
-def test_reactive_io_uring_not_covered(ppin: Path, tmp_path: Path, workload) -> None:  # type: ignore[no-untyped-def]
-    """The reactive tier sees syscalls only: an open through io_uring gets past a file_open
-    rule (docs/policy.md says so). A plain open of the same file is killed."""
+def test_reactive_io_uring_open_killed(ppin: Path, tmp_path: Path, workload) -> None:  # type: ignore[no-untyped-def]
+    """The reactive tier sees io_uring submissions (they never pass sys_enter): an open of a
+    protected file through a ring is killed like open(2), and the denial names the io_uring op;
+    the shell that ran it lives on."""
     secret = tmp_path / "secret"
     secret.write_text("s")
     pol = tmp_path / "o.policy"
     pol.write_text(f"protect {tmp_path} file_open\n")
     uring = workload("uring_open")
-    t = gated_sh(f"{uring} {secret} r; echo uring=$?; cat {secret}; echo after-cat")
+    t = gated_sh(f"{uring} {secret} r; echo uring=$?; echo after")
+    out = load(ppin, t, str(pol))
+    assert "io_uring submission of openat/openat2" in out
+    w = Watch(ppin)
+    try:
+        rc, stdout, _ = t.go()
+        (d,) = w.denials(1)
+    finally:
+        w.stop()
+    assert f"uring={128 + signal.SIGKILL}" in stdout and "after" in stdout and rc == 0
+    assert (d["op"], d["target"], d["action"], d["tier"], d["syscall"]) == (
+        "file_open", str(secret), "killed", "reactive", "io_uring:openat")
+    assert d["comm"] == "uring_open"
+    assert summary(ppin)["denials"]["file_open"] == 1
+
+
+def test_reactive_io_uring_write_sqpoll_killed(ppin: Path, tmp_path: Path, workload) -> None:  # type: ignore[no-untyped-def]
+    """On an SQPOLL ring the submission runs in the kernel's iou-sqp thread, which belongs to
+    the ring's owner: an open for writing of a protected path kills the owner; a read-only
+    open through a ring is not a write."""
+    prot = tmp_path / "prot"
+    prot.mkdir()
+    (prot / "f").write_text("x")
+    pol = tmp_path / "w.policy"
+    pol.write_text(f"protect {prot} write unlink\n")
+    ops = workload("uring_ops")
+    t = gated_sh(f"{ops} one openr {prot}/f sqpoll; echo r=$?; {ops} one openw {prot}/f sqpoll;"
+                 f" echo w=$?; {ops} one unlink {prot}/f; echo u=$?")
     load(ppin, t, str(pol))
-    rc, out, _ = t.go()
-    assert "uring=0" in out  # not covered on this tier
-    assert "after-cat" in out and rc == 0  # sh lives; cat (its child) was killed
+    w = Watch(ppin)
+    try:
+        rc, stdout, _ = t.go()
+        denials = w.denials(2)
+    finally:
+        w.stop()
+    kill = 128 + signal.SIGKILL
+    assert ("r=0" in stdout and f"w={kill}" in stdout and f"u={kill}" in stdout
+            and rc == 0), stdout
+    assert [(d["op"], d["target"], d["syscall"], d["comm"]) for d in denials] == [
+        ("write", f"{prot}/f", "io_uring:openat", "uring_ops"),
+        ("unlink", f"{prot}/f", "io_uring:unlinkat", "uring_ops")], denials
     s = summary(ppin)
-    assert s["denials"]["file_open"] == 1
+    assert s["denials"]["write"] == 1 and s["denials"]["unlink"] == 1
 
 
 def test_cgroup_target(ppin: Path) -> None:
@@ -589,8 +626,11 @@ def test_reactive_file_open_and_write_share_open(ppin: Path, tmp_path: Path) -> 
     assert "write: killed after (reactive SIGKILL at sys_enter write/writev/pwrite64/pwritev/" \
         "pwritev2/ftruncate/fallocate/copy_file_range/sendfile/splice/mmap/mprotect/truncate/" \
         "open/openat/openat2/creat/link/linkat/symlink/symlinkat/mknod/mknodat/rename/renameat/" \
-        "renameat2;" in out
-    assert "not covered: writes through a shared mapping made before the load, io_uring)" in out
+        "renameat2 and io_uring submission of openat/openat2/write/writev/write_fixed/" \
+        "writev_fixed/renameat;" in out
+    assert "not covered: writes through a shared mapping made before the load, io_uring's " \
+        "other writes (splice, ftruncate, fallocate, linkat, symlinkat, writes to registered " \
+        "files))" in out
     assert t.go()[0] == -signal.SIGKILL
     s = summary(ppin)
     assert s["denials"]["write"] == 1 and s["denials"]["file_open"] == 0

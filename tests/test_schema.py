@@ -37,15 +37,15 @@ def _schema_tables():  # type: ignore[no-untyped-def]
 def test_the_schema_is_draft_2020_12() -> None:
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     Draft202012Validator.check_schema(SCHEMA)
-    assert set(RECORD_TYPES) == {"syscall", "exec", "fork", "exit", "denied", "lost", "oom_kill",
-                                 "limits", "summary"}
+    assert set(RECORD_TYPES) == {"syscall", "exec", "fork", "exit", "denied", "tls", "http",
+                                 "llm", "lost", "oom_kill", "limits", "summary"}
 
 
 def test_every_task_record_has_the_same_header_in_the_schema() -> None:
     defs = SCHEMA["$defs"]
     headers = {name: {k: v for k, v in defs[name]["properties"].items()
                       if k in TASK_HEADER[1:] + ["container", "kubernetes"]}
-               for name in ("syscall", "exec", "fork", "exit", "denied")}
+               for name in ("syscall", "exec", "fork", "exit", "denied", "tls", "http", "llm")}
     first = headers["syscall"]
     assert all(h == first for h in headers.values()), headers
     for name in RECORD_TYPES:  # every record, task or not: type and time_ns

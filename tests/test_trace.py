@@ -198,13 +198,15 @@ def test_run_interrupted_cleans_up(tmp_path: Path) -> None:
 def test_run_killed_leaves_nothing(tmp_path: Path) -> None:
     """SIGKILL to swatch itself: the kernel drops our links with our fds."""
     from conftest import our_prog_ids, wait_for
+    from syscall_watcher.trace.tracer import uring_programs
 
     before = our_prog_ids()
     p = subprocess.Popen([SWATCH, "run", "--", "sleep", "30"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     sleeper = 0
     try:
-        assert wait_for(lambda: len(our_prog_ids() - before) == 5, timeout=10)
+        assert wait_for(lambda: len(our_prog_ids() - before) == 5 + len(uring_programs()),
+                        timeout=10)
         sleeper = child_running(p.pid, "sleep")
         p.kill()
         p.wait()

@@ -113,3 +113,16 @@ def positive_seconds(option: str, value: float | None) -> None:
     """--duration and --interval: a finite number of seconds greater than zero."""
     if value is not None and not (math.isfinite(value) and value > 0):
         raise SwatchError(f"{option} {value:g}: give a number of seconds greater than 0")
+
+
+# --- TLS plaintext (--tls) -----------------------------------------------------------------
+
+TlsOpt = Annotated[bool, typer.Option(
+    "--tls", help="Also capture the plaintext of the traced processes' TLS traffic (uprobes on "
+    "libssl/libgnutls): TLS, HTTP and LLM lines, secrets redacted. Off by default.")]
+TlsBytesOpt = Annotated[int, typer.Option(
+    "--tls-bytes", metavar="N", help="Plaintext bytes copied per TLS call (1 to 65536; the "
+    "rest is counted, not copied).")]
+TlsLibOpt = Annotated[list[str] | None, typer.Option(
+    "--tls-lib", metavar="PATH", help="Also probe this TLS library file (a bundled libssl or "
+    "libgnutls); repeatable.")]

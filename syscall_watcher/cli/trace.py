@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -31,6 +32,9 @@ from syscall_watcher.cli.options import (
     StringLimitOpt,
     SyscallsOpt,
     TimestampsOpt,
+    TlsBytesOpt,
+    TlsLibOpt,
+    TlsOpt,
     UidOpt,
     WatchPolicyPinDirOpt,
     WatchSyscallsOpt,
@@ -106,6 +110,9 @@ def watch(
     ancestry: AncestryOpt = False,
     pin_dir: PinDirOpt = None,
     policy_pin_dir: WatchPolicyPinDirOpt = None,
+    tls: TlsOpt = False,
+    tls_bytes: TlsBytesOpt = 16384,
+    tls_lib: TlsLibOpt = None,
 ) -> None:
     """Stream the loaded tracer's events, and a loaded policy's denials (help: WATCH_HELP)."""
     from syscall_watcher.policy.enforcer import pin_dir_default as policy_pin_dir_default
@@ -113,11 +120,12 @@ def watch(
     from syscall_watcher.trace.watch import watch as watch_pinned
 
     positive_seconds("--duration", duration)
+    tls_settings = tls_options(tls, tls_bytes, tls_lib)
     view = ViewOptions(json=json, failed_only=failed, show_duration=durations, t_count=t_count,
                        relative=relative, strsize=strsize, ancestry=ancestry)
     if not watch_pinned(pin_dir_default(pin_dir), policy_pin_dir_default(policy_pin_dir),
                         view=view, exprs=syscalls_expr, output=output, color=color.value,
-                        duration=duration):
+                        duration=duration, tls=tls_settings):
         raise typer.Exit(1)
 
 
@@ -244,10 +252,15 @@ def run(
         "--seccomp", metavar="FILE", help="Apply this OCI seccomp profile (`swatch record`'s, "
         "Docker's) to CMD with libseccomp right before its exec; denials are DENIED lines "
         "(tier seccomp).")] = None,
+    tls: TlsOpt = False,
+    tls_bytes: TlsBytesOpt = 16384,
+    tls_lib: TlsLibOpt = None,
 ) -> None:
     """Run CMD traced from its first syscall (help: RUN_HELP)."""
     from syscall_watcher.trace.run import run_command
     from syscall_watcher.trace.view import ViewOptions
+
+    tls_settings = tls_options(tls, tls_bytes, tls_lib)
 
     view = ViewOptions(json=json, failed_only=failed, show_duration=durations, t_count=t_count,
                        relative=relative, strsize=strsize, ancestry=ancestry)
@@ -257,7 +270,24 @@ def run(
                                  max_pids=max_pids or 0, stats_slots=stats_slots,
                                  limits=(memory, cpu, pids, oom_score_adj),
                                  policy=policy, require_preventive=require_preventive,
-                                 seccomp=seccomp))
+                                 seccomp=seccomp,
+                                 tls=tls_settings))
+
+
+def tls_options(tls: bool, tls_bytes: int, tls_lib: list[str] | None):  # type: ignore[no-untyped-def]
+    """--tls, --tls-bytes, --tls-lib as TlsSettings (None without --tls); checked here."""
+    from syscall_watcher.tls.probes import MAX_CAPTURE, TlsSettings
+
+    if not tls:
+        if tls_lib or tls_bytes != 16384:
+            raise SwatchError("--tls-bytes and --tls-lib go with --tls")
+        return None
+    if not 1 <= tls_bytes <= MAX_CAPTURE:
+        raise SwatchError(f"--tls-bytes {tls_bytes}: give a number from 1 to {MAX_CAPTURE}")
+    for path in tls_lib or ():
+        if not os.path.isfile(path):
+            raise SwatchError(f"--tls-lib {path}: no such file")
+    return TlsSettings(capture_bytes=tls_bytes, libraries=tuple(tls_lib or ()))
 
 
 @commands.command()

@@ -38,6 +38,8 @@ struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct 
 struct bpf_program *bpf_object__next_program(const struct bpf_object *obj,
                                              struct bpf_program *prog);
 
+int libbpf_find_vmlinux_btf_id(const char *name, int attach_type);
+
 const char *bpf_program__name(const struct bpf_program *prog);
 const char *bpf_program__section_name(const struct bpf_program *prog);
 int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
@@ -45,6 +47,17 @@ bool bpf_program__autoload(const struct bpf_program *prog);
 int bpf_program__fd(const struct bpf_program *prog);
 struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
 struct bpf_link *bpf_program__attach_cgroup(const struct bpf_program *prog, int cgroup_fd);
+struct bpf_uprobe_opts {
+    size_t sz;
+    size_t ref_ctr_offset;
+    __u64 bpf_cookie;
+    bool retprobe;
+    const char *func_name;
+    ...;
+};
+struct bpf_link *bpf_program__attach_uprobe_opts(const struct bpf_program *prog, int pid,
+                                                 const char *binary_path, size_t func_offset,
+                                                 const struct bpf_uprobe_opts *opts);
 
 int bpf_link__pin(struct bpf_link *link, const char *path);
 int bpf_link__destroy(struct bpf_link *link);
@@ -52,6 +65,7 @@ int bpf_link__fd(const struct bpf_link *link);
 
 const char *bpf_map__name(const struct bpf_map *map);
 int bpf_map__fd(const struct bpf_map *map);
+int bpf_map__reuse_fd(struct bpf_map *map, int fd);
 int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
 __u32 bpf_map__max_entries(const struct bpf_map *map);
 int bpf_map__pin(struct bpf_map *map, const char *path);
@@ -126,12 +140,13 @@ ffibuilder.cdef(
     + _expand_array_macros(_cdef_section(BPF_DIR / "include" / "common.h"))
     + _expand_array_macros(_cdef_section(BPF_DIR / "watcher.h"))
     + _expand_array_macros(_cdef_section(BPF_DIR / "policy.h"))
+    + _expand_array_macros(_cdef_section(BPF_DIR / "tls.h"))
     + _cdef_section(HERE / "_shim.h")
 )
 ffibuilder.set_source(
     "syscall_watcher.kernel._libbpf",
     "#include <sys/vfs.h>\n#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n"
-    '#include "watcher.h"\n#include "policy.h"\n#include "_shim.h"\n',
+    '#include "watcher.h"\n#include "policy.h"\n#include "tls.h"\n#include "_shim.h"\n',
     libraries=["bpf"],
     # setuptools insists on paths relative to setup.py's directory (the build's cwd)
     include_dirs=[os.path.relpath(BPF_DIR), os.path.relpath(BPF_DIR / "include"),

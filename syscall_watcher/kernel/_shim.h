@@ -96,6 +96,8 @@ size_t sw_count_lines(const char *buf, size_t len);
 
 void sw_fmt_reset(void);
 void sw_fmt_set_syscall(uint32_t nr, const char *name, uint8_t verb, uint8_t flags);
+/* An io_uring opcode's name ("OPENAT"), verb and flags, for SW_EV_URING records. */
+void sw_fmt_set_uring_op(uint32_t op, const char *name, uint8_t verb, uint8_t flags);
 void sw_fmt_set_errno(int err, const char *name);
 void sw_fmt_set_clock(int64_t realtime_minus_monotonic_ns, int utc_offset_s);
 /* Label a cgroup's records (JSON "container", "[label]" in human lines). Any number of

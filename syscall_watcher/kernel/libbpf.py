@@ -9,6 +9,7 @@ binding's size is libbpf's surface we use (objects, maps, links, ring buffer, fo
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterator
@@ -285,6 +286,22 @@ class Program:
         )
         return Link(ptr, self.name)
 
+    def attach_uprobe(self, binary_path: str, func_name: str, retprobe: bool = False,
+                      cookie: int = 0) -> Link:
+        """A uprobe (or uretprobe) on func_name of the ELF file binary_path, for every process
+        that maps the file (now or later); ``cookie`` is bpf_get_attach_cookie()'s value."""
+        lib.sw_log_clear()
+        opts = ffi.new("struct bpf_uprobe_opts *")
+        opts.sz = ffi.sizeof("struct bpf_uprobe_opts")
+        opts.bpf_cookie = cookie
+        opts.retprobe = retprobe
+        name = ffi.new("char[]", func_name.encode())
+        opts.func_name = name
+        ptr = _check_ptr(
+            f"attach {'uretprobe' if retprobe else 'uprobe'} {func_name} in {binary_path}",
+            lib.bpf_program__attach_uprobe_opts(self._ptr, -1, binary_path.encode(), 0, opts))
+        return Link(ptr, f"{self.name}:{func_name}")
+
 
 class BpfObject:
     """An opened (then loaded) ``.bpf.o``. Close it to free the programs it did not pin."""
@@ -332,6 +349,10 @@ class BpfObject:
                 _check("set .rodata", lib.bpf_map__set_initial_value(m, value, size))
                 return
         raise BpfError(f"find .rodata in {self.path}", 2)
+
+    def reuse_map(self, name: str, fd: int) -> None:
+        """Before load: map ``name`` is the existing map fd (another object's), not a new one."""
+        _check(f"reuse map {name}", lib.bpf_map__reuse_fd(self._map(name), fd))
 
     def set_max_entries(self, name: str, n: int) -> None:
         _check(f"resize map {name}", lib.bpf_map__set_max_entries(self._map(name), n))
@@ -406,6 +427,15 @@ class ProgRunStats:
     name: str
     run_cnt: int
     run_time_ns: int
+
+
+_BPF_TRACE_RAW_TP = 23  # enum bpf_attach_type: what tp_btf programs attach as
+
+
+@functools.cache
+def kernel_has_tracepoint(name: str) -> bool:
+    """Does the running kernel's BTF have the raw tracepoint ``name`` (a tp_btf target)?"""
+    return lib.libbpf_find_vmlinux_btf_id(name.encode(), _BPF_TRACE_RAW_TP) > 0
 
 
 def enable_run_stats() -> int:
@@ -519,12 +549,16 @@ def count_lines(data: bytes | memoryview) -> int:
 
 
 def set_format_tables(
-    syscalls: dict[int, tuple[str, int, int]], errnames: dict[int, str]
+    syscalls: dict[int, tuple[str, int, int]], errnames: dict[int, str],
+    uring_ops: dict[int, tuple[str, int, int]] | None = None,
 ) -> None:
-    """Tell the formatter each syscall's (name, verb, flags) and each errno's name."""
+    """Tell the formatter each syscall's (name, verb, flags), each io_uring opcode's, and each
+    errno's name."""
     lib.sw_fmt_reset()
     for nr, (name, verb, flags) in syscalls.items():
         lib.sw_fmt_set_syscall(nr, name.encode(), verb, flags)
+    for op, (name, verb, flags) in (uring_ops or {}).items():
+        lib.sw_fmt_set_uring_op(op, name.encode(), verb, flags)
     for err, name in errnames.items():
         lib.sw_fmt_set_errno(err, name.encode())
 

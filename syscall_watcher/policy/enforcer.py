@@ -60,6 +60,8 @@ LINK_NAMES: tuple[str, ...] = (
     # added later: at the end, so the bits above keep their meaning
     *(f"{prefix}_{hook}" for prefix in ("swp_lsm", "swp_fmr")
       for hook in ("mmap_file", "file_mprotect")),
+    # the reactive tier's io_uring submissions (one of the two, as the kernel has)
+    "swp_uring_submit_req", "swp_uring_submit_sqe",
 )
 
 POLICY = Component(

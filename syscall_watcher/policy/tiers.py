@@ -134,12 +134,29 @@ HOOK_GAPS = {
     "write": "writes through a shared mapping made before the load",
     "read": "reads through a memory mapping",
 }
+# op → the io_uring operations whose submission the reactive tier checks for it (bpf/policy.bpf.c
+# check_uring_req; the submission tracepoint programs load where the kernel has them).
+REACTIVE_URING: dict[str, tuple[str, ...]] = {
+    "file_open": ("openat", "openat2"),
+    "write": ("openat", "openat2", "write", "writev", "write_fixed", "writev_fixed",
+              "renameat"),
+    "unlink": ("unlinkat",), "rmdir": ("unlinkat",), "mkdir": ("mkdirat",),
+    "rename": ("renameat",), "connect": ("connect",),
+}
+URING_PROGS = ("swp_uring_submit_req", "swp_uring_submit_sqe")
 REACTIVE_GAPS = {
-    "exec": "", "file_open": "io_uring opens",
+    "exec": "", "file_open": "",
     "read": "reads through a memory mapping, the input of sendfile/splice/copy_file_range, "
             "io_uring",
-    "write": "writes through a shared mapping made before the load, io_uring",
+    "write": "writes through a shared mapping made before the load, io_uring's other writes "
+             "(splice, ftruncate, fallocate, linkat, symlinkat, writes to registered files)",
 }
+
+
+def uring_submit_prog() -> str | None:
+    """The reactive tier's io_uring submission program this kernel can take, if any."""
+    return next((p for p, tp in zip(URING_PROGS, ("io_uring_submit_req", "io_uring_submit_sqe"))
+                 if libbpf.kernel_has_tracepoint(tp)), None)
 _PATH_NOTE = ("path rules compare the path joined to the cwd or dirfd and normalised (//, ., ..) "
               "in the kernel, with no symlink followed (a symlink or /proc/self/cwd in the path "
               "is not covered); a path it cannot read or longer than 255 bytes is denied; "
@@ -176,6 +193,8 @@ class OpPlan:
             return text + (f"; not covered: {gap})" if gap else ")")
         calls = "/".join(dict.fromkeys(s.name for s in REACTIVE_SYSCALLS[self.op]
                                        if s.name not in ("open_by_handle_at",)))
+        if self.op in REACTIVE_URING and uring_submit_prog():
+            calls += " and io_uring submission of " + "/".join(REACTIVE_URING[self.op])
         if self.tier == "cgroup":
             if self.op == "listen":
                 return f"killed after (reactive SIGKILL at sys_enter {calls})"
@@ -298,5 +317,7 @@ def programs_for(plans: list[OpPlan], target_mode: str) -> tuple[set[str], list[
             cgroup_progs += CGROUP_PROGS[p.op]
         if p.reactive_part:
             wanted.add("swp_sys_enter")
+            if p.op in REACTIVE_URING and (prog := uring_submit_prog()):
+                wanted.add(prog)
     wanted.update(cgroup_progs)
     return wanted, cgroup_progs

@@ -96,7 +96,7 @@ class KernelCollector(Collector):
             target = _cstr(session.meta().target_label)
             loaded.add_metric([target], 1)
             yield loaded
-            yield from _syscall_metrics(session.syscall_stats(), target)
+            yield from _syscall_metrics(session.call_stats(), target)
             counters = session.counters()
             for kind in sorted(counters.emitted):
                 emitted.add_metric([kind], counters.emitted[kind])
@@ -166,8 +166,9 @@ def _syscall_metrics(stats: dict, target: str) -> Iterator[Metric]:  # type: ign
                                     "out (write, send...)", labels=labels)
     latency = HistogramMetricFamily("swatch_syscall_duration_seconds", "Time from entry to "
                                     "exit, in the kernel's log2 buckets", labels=labels)
-    for nr, s in sorted(stats.items()):
-        key = [names.get(nr, f"nr{nr}"), target]
+    for nr, s in sorted(stats.items(), key=lambda kv: str(kv[0]) if isinstance(kv[0], str)
+                        else f"{kv[0]:09d}"):  # syscalls by number, then io_uring ops
+        key = [nr if isinstance(nr, str) else names.get(nr, f"nr{nr}"), target]
         calls.add_metric(key, s["count"])
         errors.add_metric(key, s["errors"])
         bytes_in.add_metric(key, s["bytes_in"])

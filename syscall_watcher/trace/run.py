@@ -22,6 +22,7 @@ from syscall_watcher.trace.view import TraceView, ViewOptions, select_syscalls, 
 
 if TYPE_CHECKING:
     from syscall_watcher.sandbox.preventive import PreventivePlan
+    from syscall_watcher.tls.probes import TlsSettings
 
 
 @dataclass
@@ -51,6 +52,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     sandbox: object = None  # a SandboxReport when the run had limits
     seccomp_denied: dict | None = None  # type: ignore[type-arg]  # syscall → denials seen
+    tls_lines: list[str] = field(default_factory=list)  # --tls: the end-of-run TLS lines
 
 
 def _held_child(path: str, argv: list[str],
@@ -94,7 +96,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                view: TraceView | None = None, max_pids: int = 0,
                stats_slots: int | None = None, limits: Limits | None = None,
                preventive: PreventivePlan | None = None,
-               seccomp_profile: SeccompProfileRun | None = None) -> RunResult:
+               seccomp_profile: SeccompProfileRun | None = None,
+               tls: TlsSettings | None = None) -> RunResult:
     if not argv:
         raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
@@ -109,6 +112,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
     tracer = None
     box = None
     seccomp_denials = None
+    tls_probes = tls_lines = None
     forwarded: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
@@ -151,6 +155,23 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                 json_lines=json, color=color, source="profile",
                 errno_of=seccomp_profile.errno_for)
             extra = Merged(box, seccomp_denials)
+        if tls is not None and not stats_only:
+            from syscall_watcher.sandbox.denials import Merged
+            from syscall_watcher.tls.probes import TlsProbes
+            from syscall_watcher.tls.stream import TlsLines
+            from syscall_watcher.trace.stream import clock_offset_ns
+
+            traced_now = tracer
+            tls_probes = TlsProbes.load(
+                tracer, Target(mode="pid", pid=pid, follow_children=follow_children),
+                capture_bytes=tls.capture_bytes, ring_size=max(ring_size // 4, 1 << 16),
+                extra_libraries=tls.libraries)
+            tls_lines = TlsLines(
+                tls_probes, lambda: {pid, *traced_now.pids()}, json_lines=json, color=color,
+                notices=notices,
+                preview=view.strsize if view is not None and view.strsize
+                else 96, clock_offset_ns=clock_offset_ns())
+            extra = Merged(extra, tls_lines)
         start = time.monotonic()
         if stats_only:
             os.close(release)
@@ -183,12 +204,13 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             dropped=dropped if not stats_only else 0,
             emitted=counters.total_emitted,
             written=written,
-            tracer_stats=tracer.syscall_stats(),
+            tracer_stats=tracer.call_stats(),
             pid_stats=tracer.pid_stats(),
             pid_stats_full=counters.pid_stats_full,
             warnings=membership_warnings(counters, tracer.max_pids, tracer.pid_slots),
             sandbox=report,
             seccomp_denied=dict(seccomp_denials.by_syscall) if seccomp_denials else None,
+            tls_lines=tls_lines.summary_lines() if tls_lines is not None else [],
         )
     finally:
         if release >= 0:
@@ -202,6 +224,10 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             os.waitpid(pid, 0)
         if seccomp_denials is not None:
             seccomp_denials.close()
+        if tls_lines is not None:
+            tls_lines.close()
+        if tls_probes is not None:
+            tls_probes.close()
         if preventive is not None:
             preventive.close()
         if box is not None:
@@ -226,7 +252,8 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                 limits: tuple[str | None, str | None, int | None, int | None] = (
                     None, None, None, None),
                 policy: str | None = None, require_preventive: bool = False,
-                seccomp: str | None = None) -> int:
+                seccomp: str | None = None,
+                tls: TlsSettings | None = None) -> int:
     """`swatch run`: CMD traced, the trace to ``output`` (stderr by default, `-` stdout), the
     summary to stderr — one last JSON line of type "summary" when JSON lines share stderr.
     ``profile`` and ``exprs`` are --filter and -e. Returns the exit status for the shell
@@ -239,6 +266,8 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
     from syscall_watcher.sandbox.preventive import plan_for_run
 
     run_limits = parse_limits(*limits)
+    if tls is not None and stats_only:
+        raise SwatchError("--tls shows TLS lines: it does not go with --count/-c")
     if require_preventive and policy is None:
         raise SwatchError("--require-preventive goes with --policy")
     require_root()
@@ -274,9 +303,13 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                             stats_slots=stats_slots,
                             limits=run_limits if run_limits.wants_cgroup or
                             run_limits.oom_score_adj is not None else None, preventive=plan,
-                            seccomp_profile=profile_run)
+                            seccomp_profile=profile_run,
+                            tls=tls)
     finally:
         out.close()
     tell(sys.stderr, run_summary_json(argv, result) if json_on_stderr
          else render_run_summary(argv, result, top=None if stats_only else 15))
+    if not json_on_stderr:
+        for line in result.tls_lines:
+            tell(sys.stderr, f"swatch: {line}\n")
     return exit_code_for_shell(result.exit_code)

@@ -66,6 +66,11 @@ def tracer_status(path: Path, programs: bool = False) -> TracerStatus:
             "pid_filter_full": counters.pid_filter_full,
             "pid_stats_full": counters.pid_stats_full,
             "untracked": counters.untracked,
+            "io_uring": {"traced": (path / "links" / "io_uring_complete").exists(),
+                         "submitted": counters.uring_submitted,
+                         "completed": counters.uring_completed,
+                         "ops_counted": sum(int(s["count"])
+                                            for s in session.uring_stats().values())},
         }
         if programs:
             info["program_stats"] = sample_programs(path, session)
@@ -83,6 +88,9 @@ def tracer_status(path: Path, programs: bool = False) -> TracerStatus:
          f"({info['pid_slots_memory'] / (1 << 20):.1f} MiB: slots x {libbpf.NUM_CPUS} CPUs x "
          f"{slot_bytes(1)} B, preallocated; --stats-slots), up to {int(meta.max_pids):,} "
          "exited (--max-pids)"),
+        (f"  io_uring   {counters.uring_submitted:,} operations submitted, "
+         f"{counters.uring_completed:,} completed" if info["io_uring"]["traced"] else
+         "  io_uring   NOT traced (this kernel has no io_uring tracepoints)"),
         (f"  events     {counters.total_emitted:,} emitted, {counters.total_dropped:,} "
          "dropped (ring buffer full)"),
     ]

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import BinaryIO, Protocol, TextIO
 
-from syscall_watcher.kernel import libbpf, syscalls
+from syscall_watcher.kernel import libbpf, syscalls, uring
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel.libbpf import RingConsumer, lib
 from syscall_watcher.trace.output import STOP_SIGNALS, Output, StopSignals, tell  # noqa: F401
@@ -40,7 +40,7 @@ def clock_offset_ns() -> int:
 def setup_formatter() -> None:
     """Give the C formatter its syscall and errno names and the clock, once per stream."""
     sc, errs = syscalls.format_tables()
-    libbpf.set_format_tables(sc, errs)
+    libbpf.set_format_tables(sc, errs, uring.format_table())
     libbpf.set_format_clock(clock_offset_ns(), time.localtime().tm_gmtoff)
 
 

@@ -64,8 +64,9 @@ def percentile_ns(hist: list[int], q: float) -> int:
 def syscall_rows(stats: dict) -> list[Row]:  # type: ignore[type-arg]
     names = syscalls.names()
     rows = []
-    for nr, s in stats.items():
-        rows.append(Row(name=names.get(nr, f"nr{nr}"), count=s["count"], errors=s["errors"],
+    for nr, s in stats.items():  # a syscall's number, or an io_uring op's row name
+        name = nr if isinstance(nr, str) else names.get(nr, f"nr{nr}")
+        rows.append(Row(name=name, count=s["count"], errors=s["errors"],
                         bytes_in=s["bytes_in"], bytes_out=s["bytes_out"],
                         total_ns=s["total_ns"], p50_ns=percentile_ns(s["hist"], 0.50),
                         p99_ns=percentile_ns(s["hist"], 0.99)))
@@ -138,7 +139,7 @@ def render_table(rows: list[Row], by: str, title: str, top: int | None) -> str:
     first = {"syscall": "SYSCALL", "pid": "PID     COMM", "container": "CONTAINER"}[by]
     # A width that does not depend on which rows are shown, so a refresh never shifts columns.
     if by == "syscall":
-        width = max(len(n) for n in syscalls.names().values())
+        width = max([len(n) for n in syscalls.names().values()] + [len(r.name) for r in rows])
     elif by == "pid":
         width = 7 + 1 + 15  # pid, comm (TASK_COMM_LEN - 1)
     else:
@@ -287,7 +288,7 @@ def pinned_summary_text(session, by: str, sort: str,  # type: ignore[no-untyped-
 
 def _rows(session, by: str, pid_stats: dict) -> list[Row]:  # type: ignore[no-untyped-def,type-arg]
     if by == "syscall":
-        return syscall_rows(session.syscall_stats())
+        return syscall_rows(session.call_stats())
     return pid_rows(pid_stats) if by == "pid" else container_rows(pid_stats)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syscall_watcher.data import built_object
-from syscall_watcher.kernel import libbpf, syscalls
+from syscall_watcher.kernel import libbpf, syscalls, uring
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel.component import (
     Component,
@@ -43,7 +43,12 @@ PROGRAMS = {
     "sw_exec": "sched_process_exec",
     "sw_fork": "sched_process_fork",
     "sw_exit": "sched_process_exit",
+    # io_uring (bpf/watcher_uring.bpf.h): optional, loaded where the kernel has them
+    "sw_uring_submit_req": "io_uring_submit_req",
+    "sw_uring_submit_sqe": "io_uring_submit_sqe",
+    "sw_uring_complete": "io_uring_complete",
 }
+URING_PROGRAMS = ("sw_uring_submit_req", "sw_uring_submit_sqe", "sw_uring_complete")
 # Maps userspace opens later (pinned under <pin dir>/maps/), with their key/value C types.
 MAPS = {
     "events": (None, None),
@@ -63,13 +68,27 @@ MAPS = {
     # swatch detect's evidence (syscall_watcher/detect)
     "endpoints": ("struct sw_endpoint_key", "uint64_t"),
     "files_written": ("struct sw_file_key", "struct sw_file_stat"),
+    # io_uring operations: per-opcode rules and counts
+    "uring_info": ("uint32_t", "struct sw_uring_info"),
+    "uring_stats": ("uint32_t", "struct sw_stat"),
 }
 # Numbers from bpf/watcher.h through cffi, never copied (tests/test_constants.py ties the names).
 EV_NAMES = {lib.SW_EV_SYSCALL: "syscall", lib.SW_EV_EXEC: "exec", lib.SW_EV_FORK: "fork",
-            lib.SW_EV_EXIT: "exit"}
+            lib.SW_EV_EXIT: "exit", lib.SW_EV_URING: "io_uring"}
 MODE_NAMES = {lib.SW_TARGET_ALL: "all", lib.SW_TARGET_PID: "pid", lib.SW_TARGET_COMM: "comm",
               lib.SW_TARGET_UID: "uid", lib.SW_TARGET_CGROUP: "cgroup"}
 MODE_IDS = {v: k for k, v in MODE_NAMES.items()}
+
+
+def uring_programs() -> list[str]:
+    """The io_uring programs this kernel can take: a submission hook (io_uring_submit_req from
+    6.4, io_uring_submit_sqe before) and io_uring_complete; none without both (a kernel built
+    without io_uring). The tracer works the same without them, blind to io_uring."""
+    submit = next((p for p in ("sw_uring_submit_req", "sw_uring_submit_sqe")
+                   if libbpf.kernel_has_tracepoint(PROGRAMS[p])), None)
+    if submit is None or not libbpf.kernel_has_tracepoint("io_uring_complete"):
+        return []
+    return [submit, "sw_uring_complete"]
 
 
 def pin_dir_default(value: str | Path | None = None) -> Path:
@@ -98,6 +117,8 @@ class Counters:
     pid_slots_full: int = 0   # processes counted without a slot (in pid_done as they ran)
     pid_slots_kept: int = 0   # exited processes left in their slot (pid_done full)
     untracked: int = 0        # children that could not be marked at fork: not traced
+    uring_submitted: int = 0  # io_uring requests of traced processes submitted
+    uring_completed: int = 0  # ... and seen completing
 
     @property
     def total_emitted(self) -> int:
@@ -166,6 +187,8 @@ class Session(MapSet):
         out.pid_slots_full = vals.sum("pid_slots_full")
         out.pid_slots_kept = vals.sum("pid_slots_kept")
         out.untracked = vals.sum("untracked")
+        out.uring_submitted = vals.sum("uring_submitted")
+        out.uring_completed = vals.sum("uring_completed")
         return out
 
     def pids(self) -> list[int]:
@@ -220,6 +243,27 @@ class Session(MapSet):
         return read_processes(self.maps["pid_slot"], self.maps["pid_stats"],
                               self.maps["pid_done"])
 
+    def call_stats(self) -> dict[int | str, dict[str, int | list[int]]]:
+        """syscall_stats() (keyed by number) and uring_stats() (by ``io_uring:<op>``): every
+        row of a summary."""
+        return {**self.syscall_stats(), **self.uring_stats()}
+
+    def uring_stats(self) -> dict[str, dict[str, int | list[int]]]:
+        """Per io_uring opcode, as ``io_uring:<name>``: the fields of syscall_stats()."""
+        out: dict[str, dict[str, int | list[int]]] = {}
+        key = libbpf.new("uint32_t *")
+        for code, op in uring.OPS.items():
+            key[0] = code
+            vals = self.maps["uring_stats"].lookup_per_cpu(key, "struct sw_stat")
+            if vals is None or not vals.sum("count"):
+                continue
+            out[op.row] = {
+                **{f: vals.sum(f) for f in ("count", "errors", "bytes_in", "bytes_out",
+                                            "total_ns")},
+                "hist": [vals.sum("hist", b) for b in range(lib.SW_HIST_BUCKETS)],
+            }
+        return out
+
     def pid_stats(self) -> dict[int, dict[str, int | str]]:
         return {tgid: {"comm": pc.comm,
                        **{f: pc.values[f] for f in ("count", "errors", "bytes_in", "bytes_out",
@@ -268,13 +312,17 @@ class LoadedTracer(LoadedComponent, Session):
             obj.set_max_entries("pid_done", max_pids)
             for name in ("pid_stats", "pid_slot", "free_slots"):
                 obj.set_max_entries(name, max(slots, 1))  # 0 slots: the maps need an entry
+            wanted = uring_programs()
+            for prog_name in URING_PROGRAMS:
+                obj.programs[prog_name].set_autoload(prog_name in wanted)
             obj.load()
             tracer = cls(obj, {})
             if target.mode == "pid":
                 held = [PidFd(p) for p in target.all_pids]
             tracer._fill(target, profile, enabled, ring_size, max_pids, failed_only, slots)
             for prog_name in PROGRAMS:
-                tracer.links[prog_name] = obj.programs[prog_name].attach()
+                if obj.programs[prog_name].autoload:
+                    tracer.links[prog_name] = obj.programs[prog_name].attach()
             if target.mode == "pid" and target.follow_children:
                 # Children forked before the fork hook was attached (never our own process).
                 for root in target.all_pids:
@@ -310,6 +358,11 @@ class LoadedTracer(LoadedComponent, Session):
              info.addrlen_arg, info.empty_path_fd_arg, info.detect) = rule.info(rule.name in enabled,
                                                                    failed_only)
             info_map.update(key, info)
+        uinfo = libbpf.new("struct sw_uring_info *")
+        for code, op in uring.OPS.items():
+            key[0] = code
+            uinfo.flags, uinfo.detect = uring.info(op, op.syscall in enabled, failed_only)
+            self.maps["uring_info"].update(key, uinfo)
         empty = libbpf.new("struct sw_pid_range *", {"lo": 0xFFFFFFFF, "hi": 0})
         self.maps["pid_range"].update(libbpf.new("uint32_t *", 0), empty)
         meta = libbpf.new("struct sw_meta *")

@@ -10,7 +10,7 @@ import difflib
 import os
 from dataclasses import dataclass
 
-from syscall_watcher.kernel import libbpf, syscalls
+from syscall_watcher.kernel import libbpf, syscalls, uring
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel.libbpf import lib
 
@@ -127,12 +127,16 @@ class TraceView:
             sc, errs = syscalls.format_tables()
             hidden = {nr: (name, verb, flags | syscalls.FMT_HIDDEN if name not in self.shown
                            else flags) for nr, (name, verb, flags) in sc.items()}
-            libbpf.set_format_tables(hidden, errs)
+            ops = {code: (name, verb, flags | syscalls.FMT_HIDDEN
+                          if uring.OPS[code].syscall not in self.shown else flags)
+                   for code, (name, verb, flags) in uring.format_table().items()}
+            libbpf.set_format_tables(hidden, errs, ops)
         libbpf.set_format_options(
             ts_style=self.ts_style, show_duration=self.show_duration,
             failed_only=self.failed_only, ancestry=self.ancestry, exec_view=self.exec_view,
             fold_startup=self.fold_startup,
-            show_types=frozenset(RECORD_TYPES[t] for t in self.record_types),
+            show_types=frozenset(RECORD_TYPES[t] for t in self.record_types)
+            | (frozenset({lib.SW_EV_URING}) if "syscall" in self.record_types else frozenset()),
             strsize=self.strsize)
 
 

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel.libbpf import set_cgroup_kubernetes, set_cgroup_label, to_str
@@ -17,6 +17,9 @@ from syscall_watcher.trace.stream import (LIVE_MS, Output, Source, StopSignals, 
                                           TraceSource, tell)
 from syscall_watcher.trace.tracer import MODE_IDS, PinnedSession, pin_status
 from syscall_watcher.trace.view import TraceView, ViewOptions, use_color
+
+if TYPE_CHECKING:
+    from syscall_watcher.tls.probes import TlsSettings
 
 
 def open_output(output: str | Path | None, default_fd: int, default_name: str) -> Output:
@@ -61,7 +64,8 @@ def tracer_alive(pin_dir: Path) -> bool:
 
 def watch(tracer_dir: Path, policy_dir: Path, *, view: ViewOptions,
           exprs: list[str] | None = None, output: str | Path | None = None, color: str = "auto",
-          duration: float | None = None, notices: TextIO = sys.stderr) -> bool:
+          duration: float | None = None, notices: TextIO = sys.stderr,
+          tls: TlsSettings | None = None) -> bool:
     """Stream what is loaded at ``tracer_dir`` (events) and ``policy_dir`` (denials), whichever
     are there, to ``output`` (stdout by default). False if the output failed."""
     from syscall_watcher.policy.enforcer import POLICY, PinnedPolicy
@@ -72,6 +76,8 @@ def watch(tracer_dir: Path, policy_dir: Path, *, view: ViewOptions,
         policy_problem = POLICY.problem(policy_dir, policy_state)
         if policy_problem and pin_status(tracer_dir) == "absent":
             raise SwatchError(policy_problem)
+        if tls is not None and pin_status(tracer_dir) != "loaded":
+            raise SwatchError(f"--tls: no tracer loaded at {tracer_dir} (`swatch load` first)")
         if policy_problem:
             tell(notices, f"swatch: not showing denials: {policy_problem}\n")
         policy = PinnedPolicy.open(policy_dir) if policy_state.loaded else None
@@ -85,7 +91,7 @@ def watch(tracer_dir: Path, policy_dir: Path, *, view: ViewOptions,
             out = open_output(output, 1, "stdout")
             colored = not view.json and out.fd == 1 and use_color(color, sys.stdout)
             _stream(session, policy, out, view.json, colored, duration, tracer_dir, policy_dir,
-                    stop, trace_view, notices)
+                    stop, trace_view, notices, tls)
         finally:
             if out is not None:
                 out.close()
@@ -98,7 +104,7 @@ def watch(tracer_dir: Path, policy_dir: Path, *, view: ViewOptions,
 
 def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool, color: bool,
             duration: float | None, tracer_dir: Path, policy_dir: Path, stop: StopSignals,
-            view: TraceView | None, notices: TextIO) -> None:
+            view: TraceView | None, notices: TextIO, tls: TlsSettings | None = None) -> None:
     from syscall_watcher.policy.denials import DenialSource
     from syscall_watcher.policy.enforcer import policy_status
 
@@ -124,10 +130,31 @@ def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool,
     label = to_str(meta.target_label)
     if meta.mode == MODE_IDS["cgroup"]:
         label_container_cgroups(cgroup_path, label)
+    tls_probes = tls_lines = None
+    if tls is not None:
+        from syscall_watcher.tls.stream import open_for_session
+
+        tls_probes, tls_lines = open_for_session(session, tls, json_lines=json, color=color,
+                                                 notices=notices, view=view)
+    try:
+        _pump(sources, out, json, color, notices, view, going, tracer_dir, cgroup_path, label,
+              tls_lines)
+    finally:
+        if tls_lines is not None:
+            tls_lines.close()
+        if tls_probes is not None:
+            tls_probes.close()
+
+
+def _pump(sources: list[Source], out: Output, json: bool, color: bool, notices: TextIO,
+          view: TraceView | None, going: Any, tracer_dir: Path, cgroup_path: str, label: str,
+          tls_lines: Any) -> None:
     with Streamer(sources, out, json=json, color=color, notices=notices, view=view) as s:
+        if tls_lines is not None:
+            tls_lines.announce()  # after the stream opened: a test's barrier
         container_gone = False
         while going():
-            s.pump(LIVE_MS)
+            s.pump(LIVE_MS, extra=tls_lines)
             if not tracer_alive(tracer_dir):
                 tell(notices, "swatch: the tracer was unloaded\n")
                 break
@@ -135,6 +162,9 @@ def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool,
                 container_gone = True
                 tell(notices, f"swatch: {label} has exited; its counts are kept "
                               "(`swatch status`)\n")
-        s.finish()
+        s.finish(extra=tls_lines)
         tell(notices, f"swatch: events delivered={s.delivered} dropped={s.dropped_during} "
                       f"written={out.lines}\n")
+        if tls_lines is not None:
+            for line in tls_lines.summary_lines():
+                tell(notices, f"swatch: {line}\n")

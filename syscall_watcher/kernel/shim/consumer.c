@@ -11,6 +11,7 @@
 
 #include "watcher.h"
 #include "policy.h"
+#include "tls.h"
 #include "_shim.h"
 
 /* Our callback's "batch full" return. libbpf stops only on a negative return and hands
@@ -28,10 +29,12 @@ struct sw_consumer {
 };
 
 #define SW_MAX2(a, b) ((a) > (b) ? (a) : (b))
-/* The largest record of any ring: the tracer's syscall and exec events, a denial. */
-static const size_t sw_max_record = SW_MAX2(SW_MAX2(sizeof(struct sw_syscall_event),
-						     sizeof(struct sw_exec_event)),
-					    sizeof(struct swp_denial));
+/* The largest record of any ring: the tracer's syscall and exec events, a denial, a chunk
+ * of TLS plaintext. */
+static const size_t sw_max_record = SW_MAX2(SW_MAX2(SW_MAX2(sizeof(struct sw_syscall_event),
+							    sizeof(struct sw_exec_event)),
+						    sizeof(struct swp_denial)),
+					    sizeof(struct sw_tls_event));
 
 /* The sample is only valid during the callback: copy it out, and ask libbpf
  * to stop while one maximum-size record still fits. */
@@ -174,10 +177,13 @@ static int sw_log_print(enum libbpf_print_level level, const char *fmt, va_list 
 {
 	char line[1024];
 	size_t have, n;
+	va_list whole;
 
+	va_copy(whole, ap);
+	if (sw_log_verbose) /* whole: a verifier log is one message, far longer than line */
+		vfprintf(stderr, fmt, whole);
+	va_end(whole);
 	vsnprintf(line, sizeof(line), fmt, ap);
-	if (sw_log_verbose)
-		fputs(line, stderr);
 	if (level == LIBBPF_DEBUG)
 		return 0;
 	have = strlen(sw_log_buf);

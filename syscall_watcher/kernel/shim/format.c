@@ -59,6 +59,13 @@ static int record_shown(const struct sw_event_hdr *h)
 			return 0;
 		return !sw_opts.failed_only || sw_is_err(ev->ret);
 	}
+	if (h->type == SW_EV_URING) {
+		const struct sw_syscall_event *ev = (const void *)h;
+
+		if (ev->nr >= SW_URING_OPS || (sw_uring[ev->nr].flags & SW_FMT_HIDDEN))
+			return 0;
+		return !sw_opts.failed_only || sw_is_err(ev->ret);
+	}
 	return !sw_opts.failed_only;
 }
 
@@ -266,6 +273,16 @@ void sw_view_denial(const struct swp_denial *d, struct sw_denial_view *v)
 	if (d->nr != 0xffffffffu) {
 		if (d->nr < SW_MAX_SYSCALLS && sw_sc[d->nr].name[0]) {
 			v->syscall = sw_sc[d->nr].name;
+		} else if ((d->nr & SWP_NR_URING) && (d->nr & 0xffff) < SW_URING_OPS &&
+			   sw_uring[d->nr & 0xffff].name[0]) {
+			/* an io_uring submission: io_uring:openat */
+			const char *n = sw_uring[d->nr & 0xffff].name;
+			size_t k = snprintf(v->syscall_buf, sizeof(v->syscall_buf), "io_uring:");
+
+			for (; *n && k + 1 < sizeof(v->syscall_buf); n++)
+				v->syscall_buf[k++] = (*n >= 'A' && *n <= 'Z') ? *n + 32 : *n;
+			v->syscall_buf[k] = 0;
+			v->syscall = v->syscall_buf;
 		} else {
 			snprintf(v->syscall_buf, sizeof(v->syscall_buf), "%u", d->nr);
 			v->syscall = v->syscall_buf;

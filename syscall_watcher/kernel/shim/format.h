@@ -26,6 +26,7 @@ struct sw_sc_fmt {
 };
 
 extern struct sw_sc_fmt sw_sc[SW_MAX_SYSCALLS];
+extern struct sw_sc_fmt sw_uring[SW_URING_OPS]; /* io_uring opcodes: "OPENAT", verb, flags */
 extern char sw_errname[4096][16];
 extern int64_t sw_clock_offset;
 extern int sw_utc_offset;
@@ -105,7 +106,7 @@ struct sw_denial_view {
 	const char *rule;
 	char rule_buf[24];
 	const char *syscall;    /* NULL: not the reactive tier */
-	char syscall_buf[16];
+	char syscall_buf[48];
 };
 
 void sw_view_denial(const struct swp_denial *d, struct sw_denial_view *v);

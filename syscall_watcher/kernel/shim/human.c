@@ -121,7 +121,9 @@ static void sw_put_fd_name(struct sw_out *o, const struct sw_sc_view *v)
 {
 	const struct sw_syscall_event *ev = v->ev;
 
-	if (v->fdname)
+	if (ev->hdr.type == SW_EV_URING && (ev->flags & SW_F_URING_FIXED))
+		sw_putf(o, "fixed file %d", (int)ev->args[0]);
+	else if (v->fdname)
 		sw_put_human_str(o, v->fdname, ev->fdname_len, sw_fdname_cut(ev));
 	else if (ev->fd_kind < sizeof(sw_fd_label) / sizeof(sw_fd_label[0]) && sw_fd_label[ev->fd_kind][0])
 		sw_putf(o, "\"%s\"", sw_fd_label[ev->fd_kind]);
@@ -142,9 +144,13 @@ static void sw_human_result(struct sw_out *o, int64_t ret, int color)
 	}
 }
 
-static void sw_human_syscall(struct sw_out *o, const struct sw_syscall_event *ev, int color)
+/* A syscall's line, or an io_uring operation's (uring: `URING OPENAT` then the same details as
+ * the syscall's; f is the opcode's entry, args[0] the sqe's fd). */
+static void sw_human_syscall(struct sw_out *o, const struct sw_syscall_event *ev, int color,
+			     int uring)
 {
-	const struct sw_sc_fmt *f = &sw_sc[ev->nr < SW_MAX_SYSCALLS ? ev->nr : 0];
+	const struct sw_sc_fmt *f = uring ? &sw_uring[ev->nr < SW_URING_OPS ? ev->nr : 0]
+					  : &sw_sc[ev->nr < SW_MAX_SYSCALLS ? ev->nr : 0];
 	struct sw_sc_view v;
 	int64_t ret = ev->ret;
 	int err = sw_is_err(ret);
@@ -154,7 +160,23 @@ static void sw_human_syscall(struct sw_out *o, const struct sw_syscall_event *ev
 	sw_view_syscall(ev, &v);
 	if (verb == SW_VERB_READ && !err && ret == 0)
 		vname = "READ";
-	sw_human_verb(o, vname, color, err ? C_RED : sw_verb_color(verb));
+	if (uring) {
+		sw_human_verb(o, "URING", color, err ? C_RED : sw_verb_color(verb));
+		sw_puts(o, f->name[0] ? f->name : "?");
+		sw_puts(o, " ");
+		if (verb == SW_VERB_GENERIC) {
+			if (v.fdname || ev->fd_kind != SW_FD_NONE) {
+				sw_puts(o, "on ");
+				sw_put_fd_name(o, &v);
+				sw_puts(o, " ");
+			}
+			sw_puts(o, "-> ");
+			sw_human_result(o, ret, color);
+			return;
+		}
+	} else {
+		sw_human_verb(o, vname, color, err ? C_RED : sw_verb_color(verb));
+	}
 
 	switch (verb) {
 	case SW_VERB_OPEN:
@@ -398,8 +420,20 @@ void sw_human_record(struct sw_out *o, const struct sw_event_hdr *h, int color,
 	case SW_EV_SYSCALL: {
 		const struct sw_syscall_event *ev = (const void *)h;
 
-		sw_human_syscall(o, ev, color);
+		sw_human_syscall(o, ev, color, 0);
 		if (sw_opts.show_duration) /* -T, as strace: <seconds> */
+			sw_putf(o, " <%llu.%06llu>",
+				(unsigned long long)(ev->duration_ns / 1000000000ULL),
+				(unsigned long long)((ev->duration_ns / 1000) % 1000000));
+		break;
+	}
+	case SW_EV_URING: {
+		const struct sw_syscall_event *ev = (const void *)h;
+
+		sw_human_syscall(o, ev, color, 1);
+		if (ev->flags & SW_F_URING_SQPOLL)
+			sw_puts(o, " (SQPOLL)");
+		if (sw_opts.show_duration) /* submission to completion */
 			sw_putf(o, " <%llu.%06llu>",
 				(unsigned long long)(ev->duration_ns / 1000000000ULL),
 				(unsigned long long)((ev->duration_ns / 1000) % 1000000));

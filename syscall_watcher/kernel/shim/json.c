@@ -49,16 +49,34 @@ static void sw_json_hdr(struct sw_out *o, const struct sw_event_hdr *h, const ch
 	}
 }
 
-static void sw_json_syscall(struct sw_out *o, const struct sw_syscall_event *ev)
+/* A syscall, or an io_uring operation (uring: "via":"io_uring", "syscall":"io_uring:<op>", nr
+ * the opcode, args [fd, user_data, open flags, 0, 0, 0], duration from submission). */
+static void sw_json_syscall(struct sw_out *o, const struct sw_syscall_event *ev, int uring)
 {
-	const struct sw_sc_fmt *f = &sw_sc[ev->nr < SW_MAX_SYSCALLS ? ev->nr : 0];
+	const struct sw_sc_fmt *f = uring ? &sw_uring[ev->nr < SW_URING_OPS ? ev->nr : 0]
+					  : &sw_sc[ev->nr < SW_MAX_SYSCALLS ? ev->nr : 0];
 	struct sw_sc_view v;
 	int64_t ret = ev->ret;
 
 	sw_view_syscall(ev, &v);
 	sw_json_hdr(o, &ev->hdr, "syscall");
 	sw_puts(o, ",\"syscall\":");
-	sw_put_json_str(o, f->name, sizeof(f->name), SW_CUT_NONE);
+	if (uring) {
+		char name[sizeof(f->name) + 16] = "io_uring:";
+		size_t n = strlen(name);
+
+		for (size_t i = 0; i < sizeof(f->name) && f->name[i]; i++)
+			name[n++] = (f->name[i] >= 'A' && f->name[i] <= 'Z') ? f->name[i] + 32
+									    : f->name[i];
+		sw_put_json_str(o, name, n, SW_CUT_NONE);
+		sw_puts(o, ",\"via\":\"io_uring\"");
+		if (ev->flags & SW_F_URING_SQPOLL)
+			sw_puts(o, ",\"sqpoll\":true");
+		if (ev->flags & SW_F_URING_FIXED)
+			sw_puts(o, ",\"fixed_file\":true");
+	} else {
+		sw_put_json_str(o, f->name, sizeof(f->name), SW_CUT_NONE);
+	}
 	sw_puts(o, ",\"nr\":");
 	sw_put_u64(o, ev->nr);
 	sw_puts(o, ",\"op\":\"");
@@ -229,7 +247,10 @@ void sw_json_record(struct sw_out *o, const struct sw_event_hdr *h)
 {
 	switch (h->type) {
 	case SW_EV_SYSCALL:
-		sw_json_syscall(o, (const void *)h);
+		sw_json_syscall(o, (const void *)h, 0);
+		break;
+	case SW_EV_URING:
+		sw_json_syscall(o, (const void *)h, 1);
 		break;
 	case SW_EV_EXEC:
 		sw_json_exec(o, (const void *)h);

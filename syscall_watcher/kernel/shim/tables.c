@@ -9,10 +9,11 @@
 #include "format.h"
 
 struct sw_sc_fmt sw_sc[SW_MAX_SYSCALLS];
+struct sw_sc_fmt sw_uring[SW_URING_OPS];
 char sw_errname[4096][16];
 int64_t sw_clock_offset;
 int sw_utc_offset;
-struct sw_fmt_opts sw_opts = {.show_types = 0x1e};
+struct sw_fmt_opts sw_opts = {.show_types = 0x3e};
 uint64_t sw_last_ktime;
 
 const char *const sw_verb_name[SW_VERBS] = {
@@ -39,6 +40,7 @@ void sw_fmt_set_options(const struct sw_fmt_opts *opts)
 void sw_fmt_reset(void)
 {
 	memset(sw_sc, 0, sizeof(sw_sc));
+	memset(sw_uring, 0, sizeof(sw_uring));
 	memset(sw_errname, 0, sizeof(sw_errname));
 	sw_fmt_forget_held();
 	sw_last_ktime = 0;
@@ -51,6 +53,15 @@ void sw_fmt_set_syscall(uint32_t nr, const char *name, uint8_t verb, uint8_t fla
 	snprintf(sw_sc[nr].name, sizeof(sw_sc[nr].name), "%s", name);
 	sw_sc[nr].verb = verb < SW_VERBS ? verb : SW_VERB_GENERIC;
 	sw_sc[nr].flags = flags;
+}
+
+void sw_fmt_set_uring_op(uint32_t op, const char *name, uint8_t verb, uint8_t flags)
+{
+	if (op >= SW_URING_OPS)
+		return;
+	snprintf(sw_uring[op].name, sizeof(sw_uring[op].name), "%s", name);
+	sw_uring[op].verb = verb < SW_VERBS ? verb : SW_VERB_GENERIC;
+	sw_uring[op].flags = flags;
 }
 
 void sw_fmt_set_errno(int err, const char *name)

@@ -1,0 +1,187 @@
+"""A fake chat-completions model over HTTPS on 127.0.0.1, for the --tls tests: a test CA and
+server certificate made here (cryptography), and a server that answers OpenAI
+``/v1/chat/completions`` and Anthropic ``/v1/messages`` requests with tool calls — as one JSON
+body (Content-Length) or streamed as server-sent events (chunked). It keeps what it received,
+so a test can check the client really sent its secret."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+# What the fake model asks for: (name, arguments)
+TOOL_CALLS = [("run_shell", {"cmd": "ls /tmp", "timeout": 5}),
+              ("read_file", {"path": "/etc/hostname"})]
+
+
+def make_certs(directory: Path) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate, server key) PEM files for 127.0.0.1."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "swatch test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                         critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def openai_body(stream: bool) -> list[dict[str, Any]] | dict[str, Any]:
+    calls = [{"id": f"call_{i}", "type": "function",
+              "function": {"name": n, "arguments": json.dumps(a)}}
+             for i, (n, a) in enumerate(TOOL_CALLS)]
+    if not stream:
+        return {"id": "chatcmpl-1", "object": "chat.completion", "model": "fake-gpt",
+                "choices": [{"index": 0, "finish_reason": "tool_calls",
+                             "message": {"role": "assistant", "content": None,
+                                         "tool_calls": calls}}],
+                "usage": {"prompt_tokens": 42, "completion_tokens": 17, "total_tokens": 59}}
+    chunks: list[dict[str, Any]] = [{"model": "fake-gpt", "choices": [
+        {"index": 0, "delta": {"role": "assistant", "content": None}}]}]
+    for i, c in enumerate(calls):
+        args = c["function"]["arguments"]
+        half = len(args) // 2
+        chunks.append({"model": "fake-gpt", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": i, "id": c["id"], "type": "function",
+             "function": {"name": c["function"]["name"], "arguments": args[:half]}}]}}]})
+        chunks.append({"model": "fake-gpt", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": i, "function": {"arguments": args[half:]}}]}}]})
+    chunks.append({"model": "fake-gpt", "choices": [{"index": 0, "delta": {},
+                                                     "finish_reason": "tool_calls"}]})
+    chunks.append({"model": "fake-gpt", "choices": [],
+                   "usage": {"prompt_tokens": 42, "completion_tokens": 17}})
+    return chunks
+
+
+def anthropic_body(stream: bool) -> list[tuple[str, dict[str, Any]]] | dict[str, Any]:
+    if not stream:
+        return {"id": "msg_1", "type": "message", "role": "assistant", "model": "fake-claude",
+                "content": [{"type": "text", "text": "Let me look."}] + [
+                    {"type": "tool_use", "id": f"toolu_{i}", "name": n, "input": a}
+                    for i, (n, a) in enumerate(TOOL_CALLS)],
+                "stop_reason": "tool_use", "usage": {"input_tokens": 30, "output_tokens": 12}}
+    evs: list[tuple[str, dict[str, Any]]] = [
+        ("message_start", {"type": "message_start", "message": {
+            "id": "msg_1", "model": "fake-claude", "usage": {"input_tokens": 30,
+                                                             "output_tokens": 1}}})]
+    for i, (n, a) in enumerate(TOOL_CALLS):
+        text = json.dumps(a)
+        evs += [("content_block_start", {"type": "content_block_start", "index": i,
+                                         "content_block": {"type": "tool_use", "id": f"t{i}",
+                                                           "name": n, "input": {}}}),
+                ("content_block_delta", {"type": "content_block_delta", "index": i,
+                                         "delta": {"type": "input_json_delta",
+                                                   "partial_json": text[:5]}}),
+                ("content_block_delta", {"type": "content_block_delta", "index": i,
+                                         "delta": {"type": "input_json_delta",
+                                                   "partial_json": text[5:]}}),
+                ("content_block_stop", {"type": "content_block_stop", "index": i})]
+    evs += [("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+                               "usage": {"output_tokens": 12}}),
+            ("message_stop", {"type": "message_stop"})]
+    return evs
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FakeModelServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.received.append((self.path, dict(self.headers), body))
+        req = json.loads(body or b"{}")
+        stream = bool(req.get("stream"))
+        anthropic = self.path.endswith("/messages")
+        if not stream:
+            data = json.dumps(anthropic_body(False) if anthropic else openai_body(False)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Set-Cookie", "session=cookie-secret-value")
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if anthropic:
+            events = [f"event: {n}\ndata: {json.dumps(d)}\n\n"
+                      for n, d in anthropic_body(True)]  # type: ignore[misc]
+        else:
+            events = [f"data: {json.dumps(d)}\n\n" for d in openai_body(True)]  # type: ignore
+            events.append("data: [DONE]\n\n")
+        for ev in events:
+            raw = ev.encode()
+            self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+class FakeModelServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cert), str(key))
+        self.socket = ctx.wrap_socket(self.socket, server_side=True)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> FakeModelServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
