@@ -28,19 +28,18 @@ SWATCH = str(ROOT / ".venv" / "bin" / "swatch")
 MAIN_SWATCH = os.environ.get("BENCH_SWATCH_BEFORE", "/work/main/.venv/bin/swatch")
 STORM = str(ROOT / "build" / "workloads" / "storm")
 
-ACCOUNT_PID = "\t}\n\tif (!ps) { /* first syscall of this process: name it once */"
 # name -> [(text in watcher.bpf.c, its replacement)]; every text must be found once.
 VARIANTS: dict[str, list[tuple[str, str]]] = {
     "main": [],  # main's swatch as it is (BENCH_SWATCH_BEFORE, default /work/main/.venv/bin/swatch)
     "full": [],
-    # sys_exit without the per-process per-CPU hash lookup and its adds
-    "no_pid_stats": [
-        ("bpf_map_lookup_elem(&pid_stats, &tgid);\n\tbool err", "NULL;\n\tbool err"),
-        (ACCOUNT_PID, "\t}\n\treturn NULL;\n" + ACCOUNT_PID[3:]),
-    ],
+    # sys_exit without the per-process counts (the slot lookup and its adds)
+    "no_pid_stats": [("\tstruct sw_pid_stat *ps = process_stat(p, id, shared, true);\n",
+                      "\tstruct sw_pid_stat *ps = NULL;\n")],
+    # sys_exit without detect's counters (file bytes, connects)
+    "no_detect": [("\t\t\tdetect_io(p, ps, shared, info, ret);", "\t\t\t;")],
     # sys_exit without account(): no per-syscall nor per-process statistics (nor detect's)
-    "no_account": [("\t\tstruct sw_pid_stat *ps = account(p, id, nr, ret, dur, info->flags);\n",
-                    "\t\tstruct sw_pid_stat *ps = NULL;\n")],
+    "no_account": [("\t\tstruct sw_pid_stat *ps = account(p, id, nr, ret, dur, info->flags, "
+                    "&shared);\n", "\t\tstruct sw_pid_stat *ps = NULL;\n\t\tshared = false;\n")],
     # sys_exit stops once the thread's syscall in flight is ended (filter + task storage)
     "exit_filter_only": [("\tnr = p->nr;\n\tif (nr >= SW_MAX_SYSCALLS)\n\t\treturn 0;\n\tret",
                           "\treturn 0;\n\tnr = p->nr;\n\tif (nr >= SW_MAX_SYSCALLS)\n"
@@ -50,7 +49,7 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
                        "\tif (0) {\n\t\tstruct sw_syscall_info *info")],
     # no clock reads: the entry's timestamp and the duration are constants
     "no_ktime": [("\tp->ts = bpf_ktime_get_ns();\n", "\tp->ts = 1;\n"),
-                 ("\tdur = bpf_ktime_get_ns() - ts;\n", "\tdur = ts;\n")],
+                 ("\tnow = bpf_ktime_get_ns();\n", "\tnow = 2;\n")],
     # both programs return at once: the floor (raw_tp dispatch + the statistics' own clocks)
     "empty": [
         ("\tu32 nr;\n\n\tif (cfg.mode == SW_TARGET_PID) {", "\tu32 nr;\n\n\treturn 0;\n"

@@ -182,7 +182,7 @@ def test_uring_pinned_summary_status_detect_metrics(work_dir: Path, listener, wo
                                   "ops_counted": 14}
         session = PinnedSession.open(pin)
         try:
-            procs = read_procs(session.maps["pid_stats"])
+            procs = read_procs(session.processes)
             (p,) = [p for p in procs.values() if p.comm == "uring_ops"]
             # stdout is a pipe and ld.so only reads: every regular-file write and every
             # connect of the process went through the ring

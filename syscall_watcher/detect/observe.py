@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from syscall_watcher.kernel.libbpf import MapFd
+from syscall_watcher.trace.pidstats import ProcessCounts
 from syscall_watcher.detect import counters, score
 from syscall_watcher.detect.counters import Snapshot
 
@@ -50,14 +51,14 @@ class Result:
 class CounterMaps:
     """The three maps detect reads, from a loaded or a pinned tracer."""
 
-    def __init__(self, pid_stats: MapFd, endpoints: MapFd, files_written: MapFd,
-                 losses: MapFd) -> None:
-        self.pid_stats, self.endpoints, self.files_written = pid_stats, endpoints, files_written
+    def __init__(self, processes: Callable[[], dict[int, ProcessCounts]], endpoints: MapFd,
+                 files_written: MapFd, losses: MapFd) -> None:
+        self.processes, self.endpoints, self.files_written = processes, endpoints, files_written
         self.losses = losses  # the tracer's "counters" map
 
     def snapshot(self) -> Snapshot:
         evidence_full, pid_stats_full = counters.read_losses(self.losses)
-        return Snapshot(procs=counters.read_procs(self.pid_stats),
+        return Snapshot(procs=counters.read_procs(self.processes),
                         endpoints=counters.read_endpoints(self.endpoints),
                         files=counters.read_files(self.files_written),
                         evidence_full=evidence_full, pid_stats_full=pid_stats_full)

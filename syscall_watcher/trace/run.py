@@ -95,7 +95,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                notices: TextIO | None = None, ring_size: int = DEFAULT_RING_SIZE,
                enabled: frozenset[str] | None = None, failed_only: bool = False,
                view: TraceView | None = None, max_pids: int = 0,
-               limits: Limits | None = None,
+               stats_slots: int | None = None, limits: Limits | None = None,
                preventive: PreventivePlan | None = None,
                seccomp_profile: SeccompProfileRun | None = None,
                tls: TlsSettings | None = None) -> RunResult:
@@ -135,7 +135,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             tell(notices, box.start_line(json_line=False).decode())
         tracer = LoadedTracer.load(
             Target(mode="pid", pid=pid, follow_children=follow_children,
-                   label=os.path.basename(argv[0]), max_pids=max_pids),
+                   label=os.path.basename(argv[0]), max_pids=max_pids,
+                   stats_slots=stats_slots),
             profile, ring_size=ring_size, enabled=enabled, failed_only=failed_only,
         )
         extra = box
@@ -224,7 +225,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             tracer_stats=tracer.call_stats(),
             pid_stats=tracer.pid_stats(),
             pid_stats_full=counters.pid_stats_full,
-            warnings=membership_warnings(counters, tracer.max_pids),
+            warnings=membership_warnings(counters, tracer.max_pids, tracer.pid_slots),
             sandbox=report,
             seccomp_denied=dict(seccomp_denials.by_syscall) if seccomp_denials else None,
             landlock_denied=dict(landlock_denials.by_op) if landlock_denials else None,
@@ -268,6 +269,7 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                 output: str | Path | None = None, color: str = "auto",
                 stats_only: bool = False, follow_children: bool = True,
                 ring_size: int = DEFAULT_RING_SIZE, max_pids: int = 0,
+                stats_slots: int | None = None,
                 limits: tuple[str | None, str | None, int | None, int | None] = (
                     None, None, None, None),
                 policy: str | None = None, require_preventive: bool = False,
@@ -321,6 +323,7 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                             color=colored, notices=None if json_on_stderr else sys.stderr,
                             ring_size=ring_size, enabled=sel.syscalls,
                             failed_only=view.failed_only, view=trace_view, max_pids=max_pids,
+                            stats_slots=stats_slots,
                             limits=run_limits if run_limits.wants_cgroup or
                             run_limits.oom_score_adj is not None else None, preventive=plan,
                             seccomp_profile=profile_run,

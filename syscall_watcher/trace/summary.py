@@ -288,7 +288,7 @@ def pinned_summary_text(session, by: str, sort: str,  # type: ignore[no-untyped-
     if counters.total_dropped:
         text += (f"events: {counters.total_emitted:,} emitted, "
                  f"{counters.total_dropped:,} dropped (ring buffer full)\n")
-    for line in membership_warnings(counters, int(meta.max_pids)):
+    for line in membership_warnings(counters, int(meta.max_pids), int(meta.pid_slots)):
         text += f"WARNING: {line}\n"
     if by == "pid" and counters.pid_stats_full:
         text += ("(the per-process rows leave those processes out; the per-syscall "
