@@ -145,6 +145,7 @@ policy-unload: venv
 bench: bench-deps all venv
 	$(VENV)/bin/python bench/run.py $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)
 	$(VENV)/bin/python bench/decoder.py $(if $(filter-out 0,$(BENCH_QUICK)),--events 200000 --runs 2)
+	$(VENV)/bin/python bench/startup_bench.py $(if $(filter-out 0,$(BENCH_QUICK)),--runs 3)
 
 # swatch(1), generated from the CLI itself (tools/gen_manpage.py): `man swatch` after install.
 man: $(MANPAGE)

@@ -34,20 +34,19 @@ SWATCH = str(ROOT / ".venv" / "bin" / "swatch")
 MAIN_SWATCH = os.environ.get("BENCH_SWATCH_BEFORE", "/work/main/.venv/bin/swatch")
 STORM = str(ROOT / "build" / "workloads" / "storm")
 
-ACCOUNT_PID = "\t}\n\tif (!ps) { /* first syscall of this process: name it once */"
 # name -> [(text in watcher.bpf.c, its replacement)]; every text must be found once.
 VARIANTS: dict[str, list[tuple[str, str]]] = {
     "main": [],  # main's swatch as it is (BENCH_SWATCH_BEFORE, default /work/main/.venv/bin/swatch)
     "full": [],
     "full_detect": [],  # full, a detect run holding the lease meanwhile
-    # sys_exit without the per-process per-CPU hash lookup and its adds
-    "no_pid_stats": [
-        ("bpf_map_lookup_elem(&pid_stats, &tgid);\n\tbool err", "NULL;\n\tbool err"),
-        (ACCOUNT_PID, "\t}\n\treturn NULL;\n" + ACCOUNT_PID[3:]),
-    ],
+    # sys_exit without the per-process counts (the slot lookup and its adds)
+    "no_pid_stats": [("\tstruct sw_pid_stat *ps = process_stat(p, id, shared, true);\n",
+                      "\tstruct sw_pid_stat *ps = NULL;\n")],
+    # sys_exit without detect's counters (connects; file bytes and DNS under the lease)
+    "no_detect": [("\t\t\tdetect_io(p, ps, shared, info, ret, id, now);", "\t\t\t;")],
     # sys_exit without account(): no per-syscall nor per-process statistics (nor detect's)
-    "no_account": [("\t\tstruct sw_pid_stat *ps = account(p, id, nr, ret, dur, info->flags);\n",
-                    "\t\tstruct sw_pid_stat *ps = NULL;\n")],
+    "no_account": [("\t\tstruct sw_pid_stat *ps = account(p, id, nr, ret, dur, info->flags, "
+                    "&shared);\n", "\t\tstruct sw_pid_stat *ps = NULL;\n\t\tshared = false;\n")],
     # sys_exit stops once the thread's syscall in flight is ended (filter + task storage)
     "exit_filter_only": [("\tnr = p->nr;\n\tif (nr >= SW_MAX_SYSCALLS)\n\t\treturn 0;\n\tret",
                           "\treturn 0;\n\tnr = p->nr;\n\tif (nr >= SW_MAX_SYSCALLS)\n"

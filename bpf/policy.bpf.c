@@ -79,10 +79,18 @@ u32 overflowed = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SWP_MAX_PHASES);
 	__type(key, u32);
 	__type(value, struct swp_rules);
 } rules SEC(".maps");
+
+/* The current phase: the entry of "rules" every check reads (see struct swp_phase_state). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct swp_phase_state);
+} phase SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -138,9 +146,13 @@ static __always_inline bool targeted(void)
 	return cfg.mode == SW_TARGET_PID && untracked_mark() != NULL;
 }
 
+/* The current phase's rules: one read of the phase id, then that entry. */
 static __always_inline struct swp_rules *get_rules(void)
 {
-	return bpf_map_lookup_elem(&rules, &zero);
+	struct swp_phase_state *ph = bpf_map_lookup_elem(&phase, &zero);
+	u32 id = ph ? *(volatile u32 *)&ph->current : 0;
+
+	return bpf_map_lookup_elem(&rules, &id);
 }
 
 /* ------------------------------------------------------------------ paths */

@@ -9,11 +9,13 @@
 #include "common.h" /* SW_TASK_COMM_LEN, SW_MAX_SYSCALLS, SW_TARGET_*, struct sw_event_hdr */
 
 /* SW_CDEF_BEGIN */
-#define SWP_VERSION 2
+#define SWP_VERSION 3
 #define SWP_OPS 16            /* room for OPERATIONS (14 used) */
 #define SWP_MAX_PATHS 16      /* = policy.SW_POLICY_MAX_PATHS */
 #define SWP_PATH_MAX 256      /* = policy.SW_POLICY_PATH_MAX */
 #define SWP_RULE_BLOCK 255    /* swp_denial.rule: a 'block' rule, not a path rule */
+#define SWP_MAX_PHASES 16     /* = policy.SW_POLICY_MAX_PHASES: entries of "rules" */
+#define SWP_PHASE_NAME 32     /* = policy.SW_POLICY_PHASE_NAME_MAX */
 
 /* Operations (bit numbers). */
 #define SWP_OP_EXEC 0
@@ -100,7 +102,9 @@ struct swp_path_rule {
 	char path[SWP_PATH_MAX];
 };
 
-/* The policy (array map "rules", one entry), written by userspace before attach. */
+/* The policy (array map "rules"), written by userspace before attach: one entry per phase
+ * (entry 0 only for a policy without phases), each the phase's rules in full. Path rule i is
+ * the same path in every entry (its ops may be 0 in a phase that does not protect it). */
 struct swp_rules {
 	uint32_t block;        /* ops denied everywhere */
 	uint32_t path_ops;     /* union of the path rules' ops */
@@ -108,6 +112,19 @@ struct swp_rules {
 	uint32_t reactive;     /* ops the reactive tier holds */
 	uint8_t tier[SWP_OPS]; /* SWP_TIER_* per op */
 	struct swp_path_rule paths[SWP_MAX_PATHS];
+	char phase[SWP_PHASE_NAME]; /* the phase's name ("" without phases) */
+};
+
+/* Which entry of "rules" every check reads (array map "phase", one entry). `swatch policy
+ * phase` switches by one update of this value; ids are below 256, so the update changes one
+ * byte of `current` and no check can see a mix of two phases. seq/previous/time_ns say
+ * what the last switch was, for watchers (never read by a check). */
+struct swp_phase_state {
+	uint32_t current;         /* index into "rules" */
+	uint32_t previous;        /* the phase before the last switch */
+	uint64_t seq;             /* switches since load */
+	uint64_t time_ns;         /* CLOCK_REALTIME of the last switch (or of the load) */
+	uint64_t ktime_ns;        /* CLOCK_MONOTONIC of the same */
 };
 
 /* Reactive tier: per syscall number (array map "reactive"). */
@@ -165,7 +182,7 @@ struct swp_meta {
 	char policy[64];
 	char target_label[64];
 	uint32_t max_pids;              /* max_entries of "targets" */
-	uint32_t pad2;
+	uint32_t nphases;               /* phases the policy defines (0: none) */
 };
 /* SW_CDEF_END */
 

@@ -36,6 +36,7 @@ struct scratch {
 	union {
 		struct sw_syscall_event sc;
 		struct sw_exec_event exec;
+		struct sw_pid_stat sum; /* an exiting process's counts, summed over CPUs */
 	};
 	char pathbuf[2 * SW_PATH_MAX];
 };
@@ -96,13 +97,48 @@ struct {
 	__type(value, struct sw_stat);
 } stats SEC(".maps");
 
+/* Per-process counts. A live process has a slot in pid_stats, a per-CPU array (plain adds on
+ * this CPU's copy; the slot number is kept in each thread's storage, so sys_exit indexes an
+ * array instead of looking up a hash). pid_stats is preallocated: slots x sizeof x CPUs, so
+ * the loader sizes it from its own bound (--stats-slots), not from --max-pids. When the last
+ * thread exits, the copies are summed into pid_done and the slot is given back (free_slots).
+ * A process that finds no free slot is counted in pid_done as it runs (atomic adds). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);  /* sized by the loader */
 	__type(key, u32);
 	__type(value, struct sw_pid_stat);
 } pid_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);  /* sized by the loader: the slots */
+	__type(key, u32);
+	__type(value, struct sw_pid_slot);
+} pid_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 1);  /* sized by the loader: the slots */
+	__type(value, u64);      /* slot | next generation << 32 */
+} free_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct sw_pid_alloc);
+} pid_alloc SEC(".maps");
+
+/* Exited processes' counts (and those of processes that ran without a slot), memory only for
+ * live entries; sized by the loader (--max-pids). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct sw_pid_key);
+	__type(value, struct sw_pid_stat);
+} pid_done SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -376,14 +412,15 @@ static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, u32 *
 	}
 }
 
-SEC("raw_tp/sys_enter")
-int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+/* tp_btf, not raw_tp: the same tracepoint and dispatch, but regs is a typed kernel pointer, so
+ * the arguments are plain loads from it instead of one bpf_probe_read_kernel() call each. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sw_sys_enter, struct pt_regs *regs, long syscall_nr)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tid = (u32)id;
 	u32 tgid = id >> 32;
-	struct pt_regs *regs;
+	struct task_struct *task;
 	struct sw_task *p = NULL;
 	u64 now;
 	u32 nr;
@@ -394,13 +431,16 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		 * after that, no hash lookup. */
 		if (!in_pid_range(tgid))
 			return 0;
+		task = bpf_get_current_task_btf();
 		p = task_mark(&pending, task);
 		if (!p && !tgid_listed(&pid_filter, tgid))
 			return 0;
 	} else if (!mode_matches()) {
 		return 0;
+	} else {
+		task = bpf_get_current_task_btf();
 	}
-	nr = ctx->args[1];
+	nr = syscall_nr;
 	if (!p)
 		p = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!p || p->excluded)
@@ -414,8 +454,7 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
 		/* Arguments matter only for events: skip reading them when nobody streams. */
 		if (info && (info->flags & SW_SC_ENABLED) && streaming()) {
-			regs = (struct pt_regs *)ctx->args[0];
-			syscall_args(regs, p->args);
+			syscall_args_btf(regs, p->args);
 			p->args_ok = 1;
 			/* close: the name is gone by sys_exit, so take it now. */
 			if ((info->flags & SW_SC_FD_AT_ENTER) && info->fd_arg < 6) {
@@ -436,20 +475,18 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		}
 		/* detect's counters need connect's address even when nobody streams, and while
 		 * a detect run holds the lease the fd of a bytes-in/out call (file bytes) and the
-		 * buffer of a receive (DNS answers): at most three register reads, only for them. */
+		 * buffer of a receive (DNS answers): at most three plain loads, only for them. */
 		if (info && !p->args_ok) {
 			if (info->detect & SW_DT_CONNECT) {
-				regs = (struct pt_regs *)ctx->args[0];
-				p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
-				p->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
-				p->args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+				p->args[0] = PT_REGS_PARM1_SYSCALL(regs);
+				p->args[1] = PT_REGS_PARM2_SYSCALL(regs);
+				p->args[2] = PT_REGS_PARM3_SYSCALL(regs);
 			} else if ((info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) &&
 				   info->fd_arg == 0 && detecting(now)) {
-				regs = (struct pt_regs *)ctx->args[0];
-				p->args[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
-				p->args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
+				p->args[0] = PT_REGS_PARM1_SYSCALL(regs);
+				p->args[1] = PT_REGS_PARM2_SYSCALL(regs);
 				if (info->detect & SW_DT_DNS_FROM)
-					p->args[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
+					p->args[4] = PT_REGS_PARM5_SYSCALL(regs);
 				p->detect_args = 1;
 			}
 		} else if (info && (info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) &&
@@ -474,25 +511,150 @@ int sw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 			(slot)->bytes_out += (out);                       \
 	} while (0)
 
-/* A new pid_stats entry for the current process: its name, cgroup, session and parent. */
-static __always_inline void fresh_pid_stat(struct sw_pid_stat *fresh)
+/* Name a process's counts: its name, cgroup, session and parent (the current task's). */
+static __always_inline void name_pid_stat(struct sw_pid_stat *ps)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct pid *sid = BPF_CORE_READ(task, signal, pids[PIDTYPE_SID]);
 
-	bpf_get_current_comm(fresh->comm, sizeof(fresh->comm));
-	fresh->comm_ns = bpf_ktime_get_ns();
-	fresh->cgroup_id = bpf_get_current_cgroup_id();
-	fresh->sid = BPF_CORE_READ(sid, numbers[0].nr);
-	fresh->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	bpf_get_current_comm(ps->comm, sizeof(ps->comm));
+	ps->comm_ns = bpf_ktime_get_ns();
+	ps->cgroup_id = bpf_get_current_cgroup_id();
+	ps->sid = BPF_CORE_READ(sid, numbers[0].nr);
+	ps->ppid = BPF_CORE_READ(task, real_parent, tgid);
 }
 
-static __always_inline struct sw_pid_stat *account(struct sw_task *p, u64 id, u32 nr, s64 ret,
-						   u64 dur, u8 flags)
+/* A slot for the current process (tgid), given-back ones first; NULL when none is free. Two
+ * threads may race here: the one whose pid_slot insert fails gives its slot back and uses the
+ * winner's. */
+static __always_inline struct sw_pid_slot *take_slot(u32 tgid)
+{
+	struct sw_pid_alloc *a = bpf_map_lookup_elem(&pid_alloc, &zero);
+	struct sw_pid_slot fresh = {};
+	struct sw_pid_slot *ent;
+	struct sw_pid_stat *ps;
+	u64 v;
+
+	if (!a)
+		return NULL;
+	if (!bpf_map_pop_elem(&free_slots, &v)) {
+		fresh.slot = (u32)v;
+		fresh.gen = v >> 32;
+	} else {
+		u64 n = __sync_fetch_and_add(&a->fresh_used, 1);
+
+		if (n >= cfg.pid_slots)
+			return NULL;
+		fresh.slot = n;
+	}
+	fresh.inst = __sync_fetch_and_add(&a->next_inst, 1) + 1;
+	if (bpf_map_update_elem(&pid_slot, &tgid, &fresh, BPF_NOEXIST)) {
+		v = fresh.slot | (u64)fresh.gen << 32;
+		bpf_map_push_elem(&free_slots, &v, 0); /* room: it holds every slot */
+		return bpf_map_lookup_elem(&pid_slot, &tgid);
+	}
+	ent = bpf_map_lookup_elem(&pid_slot, &tgid);
+	ps = bpf_map_lookup_elem(&pid_stats, &fresh.slot);
+	if (ps)
+		name_pid_stat(ps);
+	return ent;
+}
+
+/* The current process's entry in pid_done (tgid, inst 0), made if absent: where it is counted
+ * while it runs when no slot was free (shared by every CPU: atomic adds). */
+static __always_inline struct sw_pid_stat *shared_pid_stat(u32 tgid, bool create)
+{
+	struct sw_pid_key key = {.tgid = tgid};
+	struct sw_pid_stat *ps = bpf_map_lookup_elem(&pid_done, &key);
+	struct scratch *s;
+
+	if (ps || !create)
+		return ps;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return NULL;
+	__builtin_memset(&s->sum, 0, sizeof(s->sum));
+	name_pid_stat(&s->sum);
+	if (!bpf_map_update_elem(&pid_done, &key, &s->sum, BPF_NOEXIST))
+		count_one(&counters, struct sw_counters, pid_slots_full); /* once: who made it */
+	return bpf_map_lookup_elem(&pid_done, &key); /* ours, or another CPU's */
+}
+
+/* The current process's counts for this CPU: its slot's copy (*shared false: plain adds), or
+ * its pid_done entry (*shared true: atomic adds); made if absent (create), else NULL; NULL if
+ * there is no room anywhere (counted once per process). The thread keeps which in
+ * p->pid_slot: after its first call, one array lookup. */
+static __always_inline struct sw_pid_stat *process_stat(struct sw_task *p, u64 id, bool *shared,
+							bool create)
 {
 	u32 tgid = id >> 32;
+	u32 cached = p ? p->pid_slot : SW_SLOT_UNKNOWN;
+	struct sw_pid_slot *ent;
+	struct sw_pid_stat *ps;
+
+	*shared = false;
+	if (cached != SW_SLOT_UNKNOWN && cached != SW_SLOT_SHARED) {
+		u32 slot = cached - 1;
+
+		return bpf_map_lookup_elem(&pid_stats, &slot);
+	}
+	if (cached == SW_SLOT_UNKNOWN) {
+		if (p && p->stat_missed)
+			return NULL; /* no room for this process: tried once, counted once */
+		ent = bpf_map_lookup_elem(&pid_slot, &tgid);
+		if (!ent && create)
+			ent = take_slot(tgid);
+		if (ent) {
+			u32 slot = ent->slot;
+
+			if (p)
+				p->pid_slot = slot + 1;
+			return bpf_map_lookup_elem(&pid_stats, &slot);
+		}
+	}
+	*shared = true;
+	ps = shared_pid_stat(tgid, create);
+	if (p && create) {
+		if (ps) {
+			p->pid_slot = SW_SLOT_SHARED;
+		} else {
+			p->stat_missed = 1;
+			if ((u32)id == tgid) /* once per process: its main thread */
+				count_one(&counters, struct sw_counters, pid_stats_full);
+		}
+	}
+	return ps;
+}
+
+/* The counts of process tgid, which need not be the current one (an io_uring completion),
+ * for this CPU: its slot's copy, else its pid_done entry (*shared); NULL if it has neither. */
+static __always_inline struct sw_pid_stat *pid_stat_of(u32 tgid, bool *shared)
+{
+	struct sw_pid_slot *ent = bpf_map_lookup_elem(&pid_slot, &tgid);
+
+	*shared = !ent;
+	if (ent) {
+		u32 slot = ent->slot;
+
+		return bpf_map_lookup_elem(&pid_stats, &slot);
+	}
+	return shared_pid_stat(tgid, false);
+}
+
+/* Add v to field of ps: plainly on a per-CPU copy, atomically on a shared entry. */
+#define ps_add(ps, shared, field, v)                                      \
+	do {                                                              \
+		if (shared)                                               \
+			__sync_fetch_and_add(&(ps)->field, (v));          \
+		else                                                      \
+			(ps)->field += (v);                               \
+	} while (0)
+
+static __always_inline struct sw_pid_stat *account(struct sw_task *p, u64 id, u32 nr, s64 ret,
+						   u64 dur, u8 flags, bool *shared)
+{
 	struct sw_stat *s = bpf_map_lookup_elem(&stats, &nr);
-	struct sw_pid_stat *ps = bpf_map_lookup_elem(&pid_stats, &tgid);
+	struct sw_pid_stat *ps = process_stat(p, id, shared, true);
 	bool err = ret < 0 && ret > -4096;
 	u64 in = ret > 0 && (flags & SW_SC_BYTES_IN) ? ret : 0;
 	u64 out = ret > 0 && (flags & SW_SC_BYTES_OUT) ? ret : 0;
@@ -504,21 +666,20 @@ static __always_inline struct sw_pid_stat *account(struct sw_task *p, u64 id, u3
 		add_call(s, dur, err, in, out);
 		s->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)] += 1;
 	}
-	if (!ps) { /* first syscall of this process: name it once */
-		struct sw_pid_stat fresh = {};
-
-		if (p->stat_missed)
-			return NULL; /* no room for this process: tried once, counted once */
-		fresh_pid_stat(&fresh);
-		ps = lookup_or_init(&pid_stats, &tgid, &fresh);
-		if (!ps) {
-			p->stat_missed = 1;
-			if ((u32)id == tgid) /* once per process: its main thread */
-				count_one(&counters, struct sw_counters, pid_stats_full);
-			return NULL;
-		}
+	if (!ps)
+		return NULL;
+	if (!*shared) {
+		add_call(ps, dur, err, in, out);
+		return ps;
 	}
-	add_call(ps, dur, err, in, out);
+	__sync_fetch_and_add(&ps->count, 1);
+	__sync_fetch_and_add(&ps->total_ns, dur);
+	if (err)
+		__sync_fetch_and_add(&ps->errors, 1);
+	if (in)
+		__sync_fetch_and_add(&ps->bytes_in, in);
+	if (out)
+		__sync_fetch_and_add(&ps->bytes_out, out);
 	return ps;
 }
 
@@ -550,7 +711,8 @@ static __always_inline void note_file_written(struct file *f, u64 bytes, u32 sid
 
 /* detect: a connect that succeeded or is under way, by family and socket type; inet remote
  * endpoints are kept as evidence. */
-static __always_inline void count_connect(struct sw_task *p, struct sw_pid_stat *ps, u64 now)
+static __always_inline void count_connect(struct sw_task *p, struct sw_pid_stat *ps,
+					  bool shared, u64 now)
 {
 	struct sw_endpoint_key key = {};
 	struct sw_endpoint_stat *n;
@@ -560,12 +722,12 @@ static __always_inline void count_connect(struct sw_task *p, struct sw_pid_stat 
 	if (bpf_probe_read_user(&family, sizeof(family), (void *)p->args[1]))
 		return;
 	if (family == AF_UNIX) {
-		ps->connects_unix += 1;
+		ps_add(ps, shared, connects_unix, 1);
 		return;
 	}
 	if (family != AF_INET && family != AF_INET6) {
 		if (family) /* AF_UNSPEC dissolves a UDP association: not a connect */
-			ps->connects_other += 1;
+			ps_add(ps, shared, connects_other, 1);
 		return;
 	}
 	{
@@ -574,9 +736,9 @@ static __always_inline void count_connect(struct sw_task *p, struct sw_pid_stat 
 		short type = sock ? BPF_CORE_READ(sock, type) : 0;
 
 		if (type == SOCK_STREAM)
-			ps->connects_tcp += 1;
+			ps_add(ps, shared, connects_tcp, 1);
 		else
-			ps->connects_udp += 1;
+			ps_add(ps, shared, connects_udp, 1);
 	}
 	bpf_probe_read_user(&port, sizeof(port), (void *)(p->args[1] + 2));
 	key.sid = ps->sid;
@@ -672,7 +834,7 @@ static __always_inline void note_dns_answer(struct sw_task *p, struct file *f,
 /* detect: connects (always), and while a detect run holds the lease (p->detect_args, set at
  * sys_enter) bytes moved to or from regular files and DNS answers (docs/detect.md). Only for
  * the calls that carry them: the rest pay one flag test. */
-static __always_inline void detect_io(struct sw_task *p, struct sw_pid_stat *ps,
+static __always_inline void detect_io(struct sw_task *p, struct sw_pid_stat *ps, bool shared,
 				      struct sw_syscall_info *info, s64 ret, u64 id, u64 now)
 {
 	if (p->detect_args && ret > 0 && info->fd_arg == 0 &&
@@ -685,16 +847,16 @@ static __always_inline void detect_io(struct sw_task *p, struct sw_pid_stat *ps,
 		mode = BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT;
 		if (mode == S_IFREG) {
 			if (info->flags & SW_SC_BYTES_IN) {
-				ps->file_bytes_in += ret;
+				ps_add(ps, shared, file_bytes_in, ret);
 			} else {
-				ps->file_bytes_out += ret;
+				ps_add(ps, shared, file_bytes_out, ret);
 				note_file_written(f, ret, ps->sid);
 			}
 		} else if (mode == S_IFSOCK && (info->detect & SW_DT_DNS)) {
 			note_dns_answer(p, f, info, ret, ps->sid, id, now);
 		}
 	} else if ((info->detect & SW_DT_CONNECT) && (ret == 0 || ret == -EINPROGRESS)) {
-		count_connect(p, ps, now);
+		count_connect(p, ps, shared, now);
 	}
 }
 
@@ -848,16 +1010,17 @@ static __always_inline void add_sockaddr(struct sw_syscall_event *ev, struct sw_
 }
 
 /* Step 8: the header, and out, data[] cut to the off bytes used. */
-static __always_inline void emit_syscall_event(struct sw_syscall_event *ev, u64 id, u32 off)
+static __always_inline void emit_syscall_event(struct sw_syscall_event *ev, u64 id, u32 off,
+					       u64 now)
 {
-	fill_hdr(&ev->hdr, SW_EV_SYSCALL, id);
+	fill_hdr_at(&ev->hdr, SW_EV_SYSCALL, id, now);
 	off = bounded(off, sizeof(ev->data));
 	ev->hdr.size = offsetof(struct sw_syscall_event, data) + off;
 	output(ev, offsetof(struct sw_syscall_event, data) + off, SW_EV_SYSCALL);
 }
 
-SEC("raw_tp/sys_exit")
-int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sw_sys_exit, struct pt_regs *regs, long syscall_ret)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	struct sw_syscall_info *info;
@@ -873,17 +1036,18 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	nr = p->nr;
 	if (nr >= SW_MAX_SYSCALLS)
 		return 0;
-	ret = ctx->args[1];
+	ret = syscall_ret;
 	now = bpf_ktime_get_ns();
 	dur = now - ts;
 	info = bpf_map_lookup_elem(&syscall_info, &nr);
 	if (!info)
 		return 0;
 	{
-		struct sw_pid_stat *ps = account(p, id, nr, ret, dur, info->flags);
+		bool shared;
+		struct sw_pid_stat *ps = account(p, id, nr, ret, dur, info->flags, &shared);
 
 		if (ps)
-			detect_io(p, ps, info, ret, id, now); /* swatch detect's counters */
+			detect_io(p, ps, shared, info, ret, id, now); /* swatch detect's counters */
 	}
 	if (!wants_event(p, info, ret))
 		return 0;
@@ -897,23 +1061,23 @@ int sw_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	add_sockaddr(&s->sc, p, info, ret, &off);
 	if (info->flags & SW_SC_CLONE3)
 		bpf_probe_read_user(&s->sc.aux, sizeof(s->sc.aux), (void *)p->args[0]);
-	emit_syscall_event(&s->sc, id, off);
+	emit_syscall_event(&s->sc, id, off, now);
 	return 0;
 }
 
-/* The process took a new name at exec: per-process stats show it (the CPU slot with the
- * newest comm_ns wins when userspace sums the per-CPU copies). */
-static __always_inline void name_process(u32 tgid)
+/* The process took a new name at exec: per-process stats show it (the CPU copy with the
+ * newest comm_ns wins when the copies are summed). */
+static __always_inline void name_process(u64 id)
 {
-	struct sw_pid_stat fresh = {};
+	struct sw_task *p = task_mark(&pending, bpf_get_current_task_btf());
 	struct sw_pid_stat *ps;
+	bool shared;
 
-	fresh_pid_stat(&fresh);
-	ps = lookup_or_init(&pid_stats, &tgid, &fresh);
+	ps = process_stat(p, id, &shared, true);
 	if (!ps)
 		return;
 	bpf_get_current_comm(ps->comm, sizeof(ps->comm));
-	ps->comm_ns = fresh.comm_ns;
+	ps->comm_ns = bpf_ktime_get_ns();
 	__sync_fetch_and_add(&ps->execs, 1); /* detect's execve rate */
 }
 
@@ -953,7 +1117,7 @@ int BPF_PROG(sw_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 
 	if (!traced(id))
 		return 0;
-	name_process(id >> 32);
+	name_process(id);
 	if (!streaming())
 		return 0;
 	s = bpf_map_lookup_elem(&scratch, &zero);
@@ -1023,12 +1187,10 @@ int BPF_PROG(sw_fork, struct task_struct *parent, struct task_struct *child)
 		return 0; /* a new thread of a process: no event */
 	{
 		/* detect's fork fan-out: the parent's count (the current task is the parent) */
-		struct sw_pid_stat fresh = {};
-		u32 tgid = id >> 32;
 		struct sw_pid_stat *ps;
+		bool shared;
 
-		fresh_pid_stat(&fresh);
-		ps = lookup_or_init(&pid_stats, &tgid, &fresh);
+		ps = process_stat(p, id, &shared, true);
 		if (ps)
 			__sync_fetch_and_add(&ps->forks, 1);
 	}
@@ -1039,6 +1201,101 @@ int BPF_PROG(sw_fork, struct task_struct *parent, struct task_struct *child)
 	ev.child_pid = child_tgid;
 	output(&ev, sizeof(ev), SW_EV_FORK);
 	return 0;
+}
+
+struct fold_ctx {
+	u32 slot;
+	u32 gen;
+	struct sw_pid_stat *sum;
+};
+
+/* bpf_loop callback: CPU i's copy of the slot added into the sum. */
+static long fold_cpu(u64 i, struct fold_ctx *c)
+{
+	u32 slot = c->slot;
+	struct sw_pid_stat *v = bpf_map_lookup_percpu_elem(&pid_stats, &slot, i);
+	struct sw_pid_stat *sum = c->sum;
+
+	if (!v)
+		return 1; /* past the last CPU */
+	if (v->gen != c->gen)
+		return 0;
+	sum->count += v->count;
+	sum->errors += v->errors;
+	sum->bytes_in += v->bytes_in;
+	sum->bytes_out += v->bytes_out;
+	sum->total_ns += v->total_ns;
+	sum->execs += v->execs;
+	sum->forks += v->forks;
+	sum->short_lived |= v->short_lived;
+	sum->exited |= v->exited;
+	sum->file_bytes_in += v->file_bytes_in;
+	sum->file_bytes_out += v->file_bytes_out;
+	sum->connects_tcp += v->connects_tcp;
+	sum->connects_udp += v->connects_udp;
+	sum->connects_unix += v->connects_unix;
+	sum->connects_other += v->connects_other;
+	if (v->comm_ns > sum->comm_ns) {
+		sum->comm_ns = v->comm_ns;
+		__builtin_memcpy(sum->comm, v->comm, sizeof(sum->comm));
+	}
+	if (v->cgroup_id > sum->cgroup_id)
+		sum->cgroup_id = v->cgroup_id;
+	if (v->sid > sum->sid)
+		sum->sid = v->sid;
+	if (v->ppid > sum->ppid)
+		sum->ppid = v->ppid;
+	return 0;
+}
+
+/* bpf_loop callback: CPU i's copy emptied for the slot's next holder. */
+static long reset_cpu(u64 i, struct fold_ctx *c)
+{
+	u32 slot = c->slot;
+	struct sw_pid_stat *v = bpf_map_lookup_percpu_elem(&pid_stats, &slot, i);
+
+	if (!v)
+		return 1;
+	v->gen = c->gen + 1; /* first: a reader holding (slot, gen) sees it changed hands */
+	barrier();
+	__builtin_memset(v, 0, offsetof(struct sw_pid_stat, gen));
+	return 0;
+}
+
+/* The process tgid has ended (its last thread's exit): its slot's copies summed into pid_done,
+ * then the slot emptied and given back. The order is what lets a reader (trace/pidstats.py)
+ * count each process once without a lock: pid_done has it before any copy changes hands. */
+static __always_inline void give_back_slot(u32 tgid)
+{
+	struct sw_pid_slot *ent = bpf_map_lookup_elem(&pid_slot, &tgid);
+	struct sw_pid_key key = {.tgid = tgid};
+	struct fold_ctx c;
+	struct scratch *s;
+	u64 v;
+
+	if (!ent || __sync_val_compare_and_swap(&ent->folding, 0, 1) != 0)
+		return; /* no slot, or another exiting thread of it took it */
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s) {
+		ent->folding = 0;
+		return;
+	}
+	c.slot = ent->slot;
+	c.gen = ent->gen;
+	key.inst = ent->inst;
+	c.sum = &s->sum;
+	__builtin_memset(&s->sum, 0, sizeof(s->sum));
+	bpf_loop(cfg.nr_cpus, fold_cpu, &c, 0);
+	if (bpf_map_update_elem(&pid_done, &key, &s->sum, BPF_NOEXIST)) {
+		/* no room: the counts stay readable in the slot, which stays taken */
+		ent->folding = 0;
+		count_one(&counters, struct sw_counters, pid_slots_kept);
+		return;
+	}
+	bpf_map_delete_elem(&pid_slot, &tgid);
+	bpf_loop(cfg.nr_cpus, reset_cpu, &c, 0);
+	v = c.slot | (u64)(c.gen + 1) << 32;
+	bpf_map_push_elem(&free_slots, &v, 0);
 }
 
 SEC("tp_btf/sched_process_exit")
@@ -1062,22 +1319,29 @@ int BPF_PROG(sw_exit, struct task_struct *task)
 		st->consumer_pid = 0;
 	}
 	ours = traced(id);
-	/* The process is gone: drop its tgid whoever it was, so a reused pid inherits nothing. */
-	if (cfg.mode == SW_TARGET_PID && in_pid_range(tgid))
-		leave_process(&pid_filter, tgid);
-	if (!ours)
-		return 0;
-	{
+	if (ours) {
 		/* detect's fork fan-out: did it live less than SW_SHORT_LIVED_NS from its fork? */
-		struct sw_pid_stat *ps = bpf_map_lookup_elem(&pid_stats, &tgid);
+		struct sw_task *p = task_mark(&pending, bpf_get_current_task_btf());
 		u64 born = BPF_CORE_READ(task, group_leader, start_time);
+		struct sw_pid_stat *ps;
+		bool shared;
 
+		ps = process_stat(p, id, &shared, false);
 		if (ps) {
 			ps->exited = 1;
 			if (bpf_ktime_get_ns() - born < SW_SHORT_LIVED_NS)
 				ps->short_lived = 1;
 		}
 	}
+	/* Its counts to pid_done, its slot to the next process: whether or not it is still a
+	 * target (a comm or uid target may have changed its name or user since). */
+	if (cfg.mode != SW_TARGET_PID || in_pid_range(tgid))
+		give_back_slot(tgid);
+	/* The process is gone: drop its tgid whoever it was, so a reused pid inherits nothing. */
+	if (cfg.mode == SW_TARGET_PID && in_pid_range(tgid))
+		leave_process(&pid_filter, tgid);
+	if (!ours)
+		return 0;
 	if (streaming()) {
 		code = BPF_CORE_READ(task, exit_code);
 		fill_hdr(&ev.hdr, SW_EV_EXIT, id);

@@ -60,6 +60,8 @@ struct sw_config {
 	uint32_t target_uid;
 	uint32_t target_cgroup_level; /* depth of target_cgroup below the v2 root */
 	uint32_t wakeup_bytes;   /* wake the consumer once this much is queued */
+	uint32_t pid_slots;      /* slots in pid_stats (--stats-slots; 0: none) */
+	uint32_t nr_cpus;        /* possible CPUs: the copies of a per-CPU value */
 	uint32_t pad;
 	uint64_t target_cgroup;
 	char target_comm[SW_TASK_COMM_LEN];
@@ -186,7 +188,8 @@ struct sw_stat {
 	uint64_t hist[SW_HIST_BUCKETS]; /* log2(duration ns) buckets */
 };
 
-/* Cumulative per-process statistics (per-CPU hash keyed by tgid). */
+/* Cumulative per-process statistics: a live process's in its slot of pid_stats (a per-CPU
+ * array, one copy per CPU), an exited process's summed over CPUs in pid_done. */
 struct sw_pid_stat {
 	uint64_t count;
 	uint64_t errors;
@@ -210,7 +213,40 @@ struct sw_pid_stat {
 	uint64_t connects_other; /* every other family */
 	uint32_t sid;            /* session id when first seen: swatch detect --all groups by it */
 	uint32_t ppid;           /* parent when first seen */
+	uint32_t gen;            /* pid_stats: the slot's generation this copy belongs to */
+	uint32_t pad;
 };
+
+/* pid_slot (hash, tgid -> this): where a live process is counted. A slot is taken at the
+ * process's first syscall (or exec, fork) and given back at its last thread's exit, once its
+ * counts are summed into pid_done; every CPU's copy then moves to the next generation, so a
+ * reader holding (slot, gen) can tell the slot has changed hands. */
+struct sw_pid_slot {
+	uint32_t slot;          /* index in pid_stats */
+	uint32_t gen;           /* the slot's generation while this process holds it */
+	uint64_t inst;          /* this process's number (1, 2, ... per load): its pid_done key */
+	uint32_t folding;       /* set by the one exit that sums it into pid_done */
+	uint32_t pad;
+};
+
+/* pid_done's key: an exited process (inst from its pid_slot entry), or a process counted
+ * there while it runs because no slot was free (inst 0: CPUs share it, atomic adds). */
+struct sw_pid_key {
+	uint32_t tgid;
+	uint32_t pad;
+	uint64_t inst;
+};
+
+/* Slot allocation (array "pid_alloc", one entry): slots never used yet are taken in order
+ * (fresh), given-back ones from the queue "free_slots" first. */
+struct sw_pid_alloc {
+	uint64_t fresh_used;    /* slots 0 .. fresh_used-1 have been taken at least once */
+	uint64_t next_inst;
+};
+
+/* sw_task.pid_slot: 1 + the process's slot; these two say it has none. */
+#define SW_SLOT_UNKNOWN 0
+#define SW_SLOT_SHARED 0xffffffff  /* counted in pid_done (tgid, inst 0) */
 
 /* swatch detect's evidence: remote endpoints connected to (hash "endpoints"). */
 struct sw_endpoint_key {
@@ -259,7 +295,9 @@ struct sw_counters {
 	uint64_t emitted[SW_EV_TYPES];
 	uint64_t dropped[SW_EV_TYPES];
 	uint64_t pid_filter_full;  /* children not listed in pid_filter (traced all the same) */
-	uint64_t pid_stats_full;   /* processes not counted per process (pid_stats full) */
+	uint64_t pid_stats_full;   /* processes not counted per process (pid_done full) */
+	uint64_t pid_slots_full;   /* processes counted in pid_done as they ran: no slot was free */
+	uint64_t pid_slots_kept;   /* exited processes left in their slot: pid_done was full */
 	uint64_t untracked;        /* children that could not be marked at fork: not traced */
 	uint64_t evidence_full;    /* detect evidence not recorded (endpoints/files_written full) */
 	uint64_t uring_submitted;  /* io_uring requests of traced processes seen at submission */
@@ -276,9 +314,9 @@ struct sw_task {
 	uint32_t nr;
 	uint32_t args_ok;       /* args[] were read at sys_enter (a consumer was streaming) */
 	uint32_t excluded;      /* swatch's own: never traced, nor its children and threads */
-	uint32_t stat_missed;   /* pid_stats had no room for this process (counted once) */
+	uint32_t stat_missed;   /* pid_done had no room for this process (counted once) */
+	uint32_t pid_slot;      /* 1 + its process's slot in pid_stats, or SW_SLOT_* */
 	uint32_t detect_args;   /* args[0], [1] (and [4]) were read for detect at sys_enter */
-	uint32_t pad;
 };
 
 /* What was loaded, for `status` (array map "meta", one entry). */
@@ -298,8 +336,8 @@ struct sw_meta {
 	char profile[32];
 	char target_label[64];
 	char cgroup_path[256];   /* SW_TARGET_CGROUP: the v2 cgroup directory */
-	uint32_t max_pids;       /* max_entries of pid_filter and pid_stats */
-	uint32_t pad2;
+	uint32_t max_pids;       /* max_entries of pid_filter and pid_done */
+	uint32_t pid_slots;      /* slots in pid_stats (--stats-slots) */
 };
 /* SW_CDEF_END */
 

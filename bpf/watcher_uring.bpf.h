@@ -325,8 +325,9 @@ int sw_uring_complete(u64 *ctx)
 	struct sw_stat *st;
 	struct sw_pid_stat *ps;
 	struct sw_counters *c;
+	bool shared;
 	u32 op, tgid;
-	u64 dur, in = 0, out = 0;
+	u64 now, dur, in = 0, out = 0;
 	s64 ret;
 	bool err;
 
@@ -343,7 +344,8 @@ int sw_uring_complete(u64 *ctx)
 		return 0;
 	}
 	ret = BPF_CORE_READ(req, cqe.res);
-	dur = bpf_ktime_get_ns() - pd->ts;
+	now = bpf_ktime_get_ns();
+	dur = now - pd->ts;
 	err = ret < 0 && ret > -4096;
 	if (ret > 0 && (info->flags & SW_SC_BYTES_IN))
 		in = ret;
@@ -357,17 +359,29 @@ int sw_uring_complete(u64 *ctx)
 		add_call(st, dur, err, in, out);
 		st->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)] += 1;
 	}
-	ps = bpf_map_lookup_elem(&pid_stats, &tgid);
+	ps = pid_stat_of(tgid, &shared);
 	if (ps) {
 		struct file *f;
 
-		add_call(ps, dur, err, in, out);
-		if ((in || out) && (f = uring_file(pd)) &&
+		if (!shared) {
+			add_call(ps, dur, err, in, out);
+		} else {
+			__sync_fetch_and_add(&ps->count, 1);
+			__sync_fetch_and_add(&ps->total_ns, dur);
+			if (err)
+				__sync_fetch_and_add(&ps->errors, 1);
+			if (in)
+				__sync_fetch_and_add(&ps->bytes_in, in);
+			if (out)
+				__sync_fetch_and_add(&ps->bytes_out, out);
+		}
+		/* file bytes: only while a detect run holds the lease, as for the syscalls */
+		if ((in || out) && detecting(now) && (f = uring_file(pd)) &&
 		    (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) == S_IFREG) {
 			if (in) {
-				ps->file_bytes_in += in;
+				ps_add(ps, shared, file_bytes_in, in);
 			} else {
-				ps->file_bytes_out += out;
+				ps_add(ps, shared, file_bytes_out, out);
 				note_file_written(f, out, ps->sid);
 			}
 		}
@@ -377,7 +391,7 @@ int sw_uring_complete(u64 *ctx)
 
 			t.args[0] = pd->fd;
 			t.args[1] = pd->addr;
-			count_connect(&t, ps, bpf_ktime_get_ns());
+			count_connect(&t, ps, shared, now);
 		}
 	}
 	if (pd->has_ev && !((info->flags & SW_SC_FAILED_ONLY) && !err) && streaming()) {

@@ -20,7 +20,7 @@ from syscall_watcher.cli import app
 from syscall_watcher.cli.groups import HyphenAliasedGroup, RootGroup
 
 ROOT = Path(__file__).resolve().parent.parent
-POLICY_COMMANDS = ("load", "summary", "unload")
+POLICY_COMMANDS = ("load", "summary", "unload", "phase")
 
 
 def _help(*args: str) -> str:
@@ -59,8 +59,9 @@ def test_group_and_old_spelling_are_one_command(command: str) -> None:
     """Same help text and options, only the usage line names the spelling typed."""
     grouped = _help("policy", command)
     flat = _help(f"policy-{command}")
-    assert grouped.splitlines()[0] == f"Usage: swatch policy {command} [OPTIONS]"
-    assert flat.splitlines()[0] == f"Usage: swatch policy-{command} [OPTIONS]"
+    args = " {NAME}" if command == "phase" else ""
+    assert grouped.splitlines()[0] == f"Usage: swatch policy {command} [OPTIONS]{args}"
+    assert flat.splitlines()[0] == f"Usage: swatch policy-{command} [OPTIONS]{args}"
     assert grouped.splitlines()[1:] == flat.splitlines()[1:]
     assert "--pin-dir DIR" in grouped and "SWATCH_POLICY_PIN_DIR" in grouped
 

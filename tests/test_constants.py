@@ -56,6 +56,8 @@ def test_policy_operations_are_the_swp_op_bits() -> None:
 def test_policy_limits_are_the_bpf_array_sizes() -> None:
     assert policy.SW_POLICY_MAX_PATHS == lib.SWP_MAX_PATHS
     assert policy.SW_POLICY_PATH_MAX == lib.SWP_PATH_MAX
+    assert policy.SW_POLICY_MAX_PHASES == lib.SWP_MAX_PHASES
+    assert policy.SW_POLICY_PHASE_NAME_MAX == lib.SWP_PHASE_NAME
     assert len(ffi.new("struct swp_counts *").rules) == lib.SWP_MAX_PATHS
 
 

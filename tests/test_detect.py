@@ -440,7 +440,7 @@ def _file_bytes_out(pins: str, pid: int) -> tuple[int, int]:
 
     s = PinnedSession.open(Path(pins))
     try:
-        p = read_procs(s.maps["pid_stats"]).get(pid)
+        p = read_procs(s.processes).get(pid)
     finally:
         s.close()
     return (p.values["count"], p.values["file_bytes_out"]) if p else (0, 0)

@@ -220,4 +220,5 @@ def test_completion_installs_for_bash(installed: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, cwd="/",
         env={**os.environ, **env_home, "PATH": f"{installed}:/usr/bin:/bin"})
     assert comp.returncode == 0, comp.stderr
-    assert set(comp.stdout.split()) == {"policy-load", "policy-unload", "policy-summary"}
+    assert set(comp.stdout.split()) == {"policy-load", "policy-unload", "policy-summary",
+                                        "policy-phase"}

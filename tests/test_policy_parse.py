@@ -158,7 +158,8 @@ def test_exactly_max_paths_is_accepted(tmp_path: Path) -> None:
             "1:3",
             (
                 "unknown directive 'blok' (did you mean 'block'?); expected 'block <op> [op ...]', "
-                "'protect <path> <op> [op ...]' or a '#' comment"
+                "'protect <path> <op> [op ...]', 'phase <name>' (and in a phase 'unblock', "
+                "'unprotect') or a '#' comment"
             ),
         ),
         (
@@ -166,7 +167,8 @@ def test_exactly_max_paths_is_accepted(tmp_path: Path) -> None:
             "1:1",
             (
                 "unknown directive 'allow'; expected 'block <op> [op ...]', "
-                "'protect <path> <op> [op ...]' or a '#' comment"
+                "'protect <path> <op> [op ...]', 'phase <name>' (and in a phase 'unblock', "
+                "'unprotect') or a '#' comment"
             ),
         ),
         (
@@ -174,7 +176,8 @@ def test_exactly_max_paths_is_accepted(tmp_path: Path) -> None:
             "2:1",
             (
                 "unknown directive 'BLOCK'; expected 'block <op> [op ...]', "
-                "'protect <path> <op> [op ...]' or a '#' comment"
+                "'protect <path> <op> [op ...]', 'phase <name>' (and in a phase 'unblock', "
+                "'unprotect') or a '#' comment"
             ),
         ),
         (
@@ -378,12 +381,13 @@ def test_yaml_suffixes_select_the_parser(tmp_path: Path) -> None:
         (
             "blocks: [exec]\n",
             "1:1",
-            "unknown key 'blocks' (did you mean 'block'?); expected one of 'description', 'block', 'protect'",
+            "unknown key 'blocks' (did you mean 'block'?); expected one of 'description', 'block', 'protect', 'phases'",
         ),
         (
             "block: [exec]\n1: x\n",
             "2:1",
-            "the value '1' where one of 'description', 'block', 'protect' belongs; expected one of 'description', 'block', 'protect'",
+            "the value '1' where one of 'description', 'block', 'protect', 'phases' belongs; "
+            "expected one of 'description', 'block', 'protect', 'phases'",
         ),
         (
             "block: [exec, conect]\n",
@@ -657,3 +661,70 @@ def test_fuzz_structured_forms_agree(
             assert ONE_LINE_ERROR.match(str(err)), str(err)
             results.append(None)
     assert results[0] == results[1], (line_text, yaml_text)
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def test_phases_line_and_yaml_agree(tmp_path: Path) -> None:
+    """Each phase is the base with its changes; the policy's own rules are their union."""
+    for d in ("w", "w/logs", "w/data", "etc"):
+        (tmp_path / d).mkdir()
+    t = tmp_path
+    lines = write(t, "a.policy", f"block listen connect\nprotect {t}/etc write unlink\n"
+                  f"phase read_only\n  protect {t}/w write\n"
+                  f"phase write_logs\n  protect {t}/w/data write\n  unblock listen\n"
+                  f"  unprotect {t}/etc unlink\nphase open\n")
+    yml = write(t, "a.yaml", f"block: [listen, connect]\nprotect: [{{path: {t}/etc, ops: "
+                f"[write, unlink]}}]\nphases:\n  read_only: {{protect: [{{path: {t}/w, ops: "
+                f"write}}]}}\n  write_logs:\n    protect: [{{path: {t}/w/data, ops: [write]}}]\n"
+                f"    unblock: listen\n    unprotect: [{{path: {t}/etc, ops: unlink}}]\n"
+                "  open:\n")
+    for pol in (read_policy(lines), read_policy(yml)):
+        assert pol.phase_names == ["read_only", "write_logs", "open"]
+        got = {p.name: (sorted(p.blocks), {r.path: sorted(r.ops) for r in p.protects})
+               for p in pol.phases}
+        assert got == {
+            "read_only": (["connect", "listen"], {f"{t}/etc": ["unlink", "write"],
+                                                   f"{t}/w": ["write"]}),
+            "write_logs": (["connect"], {f"{t}/etc": ["write"], f"{t}/w/data": ["write"]}),
+            "open": (["connect", "listen"], {f"{t}/etc": ["unlink", "write"]})}
+        assert pol.blocks == {"listen", "connect"}
+        assert [(r.path, sorted(r.ops)) for r in pol.protects] == [
+            (f"{t}/etc", ["unlink", "write"]), (f"{t}/w", ["write"]),
+            (f"{t}/w/data", ["write"])]
+        one = pol.in_phase("write_logs")
+        assert (one.phases, one.blocks) == ((), {"connect"})
+        with pytest.raises(SwatchError, match=r"no phase 'write_log' \(did you mean "
+                           r"'write_logs'\?\); its phases: read_only, write_logs, open$"):
+            pol.in_phase("write_log")
+
+
+@pytest.mark.parametrize(("text", "where", "message"), [
+    ("block exec\nunblock exec\n", "2:9", "'unblock' outside a phase"),
+    ("block exec\nphase a\n  unblock connect\n", "3:11",
+     "phase 'a' unblocks 'connect', which the base does not block"),
+    ("block exec\nphase a\nphase a\n", "3:7", "a second phase named 'a'"),
+    ("block exec\nphase a/b\n", "2:7", "phase name 'a/b' is not valid"),
+    ("block exec\nphase\n", "2:6", "'phase' takes one name"),
+    ("block exec\n" + "".join(f"phase p{i}\n" for i in range(17)), "18:7",
+     "too many phases: 'p16' would be number 17"),
+    ("phase a\nphase b\n", "1:1", "the policy has no rules"),
+])
+def test_phase_errors(tmp_path: Path, text: str, where: str, message: str) -> None:
+    err = error_of(write(tmp_path, "p.policy", text))
+    assert err.startswith(f"{tmp_path}/p.policy:{where}: {message}; expected "), err
+
+
+def test_unprotect_what_the_base_does_not_protect(tmp_path: Path) -> None:
+    err = error_of(write(tmp_path, "p.policy", f"protect {tmp_path} write\nphase a\n"
+                         f"  unprotect {tmp_path} write unlink\n"))
+    assert f":3:13: phase 'a' unprotects '{tmp_path}' unlink, which the base does not " \
+           "protect" in err
+
+
+def test_no_phases_means_none() -> None:
+    pol = load_policy("no-exec")
+    assert pol.phases == () and pol.phase_names == []
+    with pytest.raises(SwatchError, match="policy no-exec defines no phases"):
+        pol.phase_index("x")

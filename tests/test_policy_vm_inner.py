@@ -480,6 +480,65 @@ def test_reactive_tier_loads_on_this_kernel(ppin: Path) -> None:
         subprocess.run(["rm", "-rf", str(d)])
 
 
+PHASE_TARGET = r"""
+import os, sys
+print("ready", flush=True)
+for line in sys.stdin:
+    try:
+        fd = os.open(line.strip(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, b"x")
+        os.close(fd)
+        print(0, flush=True)
+    except OSError as err:
+        print(err.errno, flush=True)
+"""
+
+
+def test_phases_switch_blocked_before(ppin: Path, scratch_dir: Path) -> None:
+    """read_only → write_logs → read_only on a loaded enforcer (policy/phases.py): each write
+    fails with EPERM before it happens, or succeeds, as the phase of the moment says."""
+    from syscall_watcher.policy.phases import switch_pinned
+
+    logs, data = scratch_dir / "work" / "logs", scratch_dir / "work" / "data"
+    logs.mkdir(parents=True)
+    data.mkdir()
+    pol = scratch_dir / "agent.policy"
+    pol.write_text(f"block listen\nphase read_only\n  protect {logs.parent} write\n"
+                   f"phase write_logs\n  protect {data} write\n  unblock listen\n")
+    proc = subprocess.Popen([sys.executable, "-B", "-c", PHASE_TARGET], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, bufsize=1)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "ready\n"
+        _, plans = enforcer.load_pinned(load_policy(str(pol)), Target(
+            mode="pid", pid=proc.pid, label=f"pid {proc.pid}"), ppin, require_preventive=True)
+        assert {p.op: p.tier for p in plans} == {"write": TIER, "listen": TIER}
+
+        def write(path: Path) -> int:
+            proc.stdin.write(f"{path}\n")
+            proc.stdin.flush()
+            return int(proc.stdout.readline())
+
+        assert write(logs / "a") == EPERM and not (logs / "a").exists()
+        sw = switch_pinned(ppin, "write_logs")
+        assert sw is not None and (sw.previous, sw.phase) == ("read_only", "write_logs")
+        assert sw.added == {"write": [str(data)]}
+        assert sw.removed == {"listen": ["everywhere"], "write": [str(logs.parent)]}
+        assert write(logs / "b") == 0 and (logs / "b").read_bytes() == b"x"
+        assert write(data / "c") == EPERM and not (data / "c").exists()
+        sw = switch_pinned(ppin, "read_only")
+        assert sw is not None and sw.seq == 2
+        assert write(logs / "d") == EPERM and not (logs / "d").exists()
+        assert proc.poll() is None  # blocked before: the target lives on
+        got = [(d["op"], d["rule"], d["action"]) for d in denials(ppin)]
+        assert got == [("write", str(logs.parent), "blocked"), ("write", str(data), "blocked"),
+                       ("write", str(logs.parent), "blocked")], got
+        assert summary(ppin)["phase"] == "read_only"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_reactive_tier_kills_io_uring_submission(ppin: Path) -> None:
     """The reactive tier's io_uring program (io_uring_submit_sqe on 6.1, _req on 6.12) passes
     this kernel's verifier and kills an open for writing of a protected file through a ring."""

@@ -38,7 +38,7 @@ def test_the_schema_is_draft_2020_12() -> None:
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     Draft202012Validator.check_schema(SCHEMA)
     assert set(RECORD_TYPES) == {"syscall", "exec", "fork", "exit", "denied", "tls", "http",
-                                 "llm", "lost", "oom_kill", "limits", "summary"}
+                                 "llm", "lost", "oom_kill", "limits", "summary", "phase"}
 
 
 def test_every_task_record_has_the_same_header_in_the_schema() -> None:

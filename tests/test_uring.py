@@ -157,6 +157,8 @@ def test_uring_pinned_summary_status_detect_metrics(work_dir: Path, listener, wo
     """A pinned tracer counts io_uring operations where summary, status, detect and serve's
     metrics read them."""
     from syscall_watcher.detect.counters import read_files, read_procs
+    from syscall_watcher.kernel import libbpf
+    from syscall_watcher.kernel.libbpf import lib
     from syscall_watcher.serve.metrics import _syscall_metrics
     from syscall_watcher.trace.tracer import PinnedSession
 
@@ -164,8 +166,17 @@ def test_uring_pinned_summary_status_detect_metrics(work_dir: Path, listener, wo
     pin = new_pin_dir("uring")
     try:
         swatch("load", "--comm", "uring_ops", "--pin-dir", str(pin), check=True)
-        run = subprocess.run([workload("uring_ops"), "files", str(work_dir), str(port)],
-                             capture_output=True, text=True, timeout=30, check=False)
+        # the file-bytes counters work only while a detect run holds the lease: hold it (a
+        # deadline no clock reaches) for the workload, as `swatch detect` does while it observes
+        session = PinnedSession.open(pin)
+        try:
+            lease = libbpf.new("uint32_t *", lib.SW_DETECT_LEASE)
+            session.maps["detect"].update(lease, libbpf.new("uint64_t *", 2**64 - 1))
+            run = subprocess.run([workload("uring_ops"), "files", str(work_dir), str(port)],
+                                 capture_output=True, text=True, timeout=30, check=False)
+            session.maps["detect"].update(lease, libbpf.new("uint64_t *", 0))
+        finally:
+            session.close()
         assert run.returncode == 0, run.stderr
         doc = json.loads(swatch("summary", "--once", "--json", "--pin-dir", str(pin),
                                 check=True).stdout)
@@ -182,7 +193,7 @@ def test_uring_pinned_summary_status_detect_metrics(work_dir: Path, listener, wo
                                   "ops_counted": 14}
         session = PinnedSession.open(pin)
         try:
-            procs = read_procs(session.maps["pid_stats"])
+            procs = read_procs(session.processes)
             (p,) = [p for p in procs.values() if p.comm == "uring_ops"]
             # stdout is a pipe and ld.so only reads: every regular-file write and every
             # connect of the process went through the ring

@@ -39,4 +39,21 @@ static __always_inline void syscall_args(struct pt_regs *regs, u64 *args)
 	args[5] = syscall_arg(regs, 5);
 }
 
+/* The same from a typed kernel pointer (tp_btf programs): plain loads, no helper calls. */
+#if defined(__TARGET_ARCH_x86)
+#define SW_SYSCALL_ARG6_BTF(r) ((r)->r9)
+#elif defined(__TARGET_ARCH_arm64)
+#define SW_SYSCALL_ARG6_BTF(r) ((r)->regs[5])
+#endif
+
+static __always_inline void syscall_args_btf(struct pt_regs *regs, u64 *args)
+{
+	args[0] = PT_REGS_PARM1_SYSCALL(regs);
+	args[1] = PT_REGS_PARM2_SYSCALL(regs);
+	args[2] = PT_REGS_PARM3_SYSCALL(regs);
+	args[3] = PT_REGS_PARM4_SYSCALL(regs);
+	args[4] = PT_REGS_PARM5_SYSCALL(regs);
+	args[5] = SW_SYSCALL_ARG6_BTF(regs);
+}
+
 #endif /* SWATCH_SYSCALL_ARGS_BPF_H */

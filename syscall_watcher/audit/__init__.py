@@ -10,14 +10,33 @@ them, Ed25519-signed checkpoints, inclusion proofs (issue 14).
 - repair.py       setting a corrupt tail aside
 
 ``swatch serve`` appends through ``AuditLog``; ``swatch audit`` reads through the rest.
+
+Each name below is imported from its module when first used (PEP 562), so that importing the
+package — every `swatch` command does, through cli/audit.py — does not load cryptography
+(13 MB of a `swatch run`'s resident memory).
 """
 
-from syscall_watcher.audit.checkpoints import Checkpoint, load_public, parse_checkpoint
-from syscall_watcher.audit.log import DEFAULT_DIR, AuditLog, CorruptLog
-from syscall_watcher.audit.proof import check_proof, prove
-from syscall_watcher.audit.records import AuditError
-from syscall_watcher.audit.repair import repair
-from syscall_watcher.audit.verify import LogState, Problem, walk
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = Path("/var/lib/swatch/audit")
+
+_WHERE = {"Checkpoint": "checkpoints", "load_public": "checkpoints",
+          "parse_checkpoint": "checkpoints", "AuditLog": "log", "CorruptLog": "log",
+          "check_proof": "proof", "prove": "proof", "AuditError": "records", "repair": "repair",
+          "LogState": "verify", "Problem": "verify", "walk": "verify"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value  # over the submodule the import set (repair.repair)
+    return value
+
 
 __all__ = ["DEFAULT_DIR", "AuditError", "AuditLog", "Checkpoint", "CorruptLog", "LogState",
            "Problem", "check_proof", "load_public", "parse_checkpoint", "prove", "repair", "walk"]

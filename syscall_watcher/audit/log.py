@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from syscall_watcher import audit
 from syscall_watcher.audit import merkle
 from syscall_watcher.audit.checkpoints import (
     CHECKPOINTS_FILE,
@@ -36,7 +37,7 @@ from syscall_watcher.audit.checkpoints import (
 from syscall_watcher.audit.records import AuditError, seal
 from syscall_watcher.audit.verify import LogState, Torn, segment_name, walk
 
-DEFAULT_DIR = Path("/var/lib/swatch/audit")
+DEFAULT_DIR = audit.DEFAULT_DIR
 LOCK_FILE = "lock"
 
 

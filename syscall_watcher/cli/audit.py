@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import typer
 
-from syscall_watcher.audit import DEFAULT_DIR, AuditError, load_public, parse_checkpoint
-from syscall_watcher.audit.records import describe
+from syscall_watcher.audit import DEFAULT_DIR
+from syscall_watcher.audit.records import AuditError, describe
 from syscall_watcher.cli.errors import user_errors
 from syscall_watcher.text import printable
 
@@ -59,10 +59,14 @@ def _public(audit_dir: Path, pubkey: Optional[Path]) -> tuple[Any, str]:
     if pubkey is None and not path.exists():
         raise AuditError(f"{path}: no public key (pass --pubkey FILE, or is {audit_dir} "
                          "an audit log?)")
+    from syscall_watcher.audit.checkpoints import load_public
+
     return load_public(path), str(path)
 
 
 def _checkpoints_from(path: Path) -> list[Any]:
+    from syscall_watcher.audit.checkpoints import parse_checkpoint
+
     try:
         text = sys.stdin.read() if str(path) == "-" else path.read_text()
     except OSError as err:
@@ -308,6 +312,8 @@ def check_proof_cmd(
     except ValueError:
         raise AuditError(f"{proof}: not JSON (a proof is what `swatch audit prove` prints)") \
             from None
+    from syscall_watcher.audit.checkpoints import load_public
+
     public = load_public(pubkey)
     cps = _checkpoints_from(checkpoint) if checkpoint is not None else [None]
     rec, cp = check_proof(data, public, cps[-1])
@@ -327,7 +333,7 @@ def repair(audit_dir: Path = AuditDir,
                                               "the audit directory).")) -> None:
     """Cut a corrupt log back to what verifies; move the rest to quarantine/ (nothing is
     deleted) and record the repair as a signed entry."""
-    from syscall_watcher.audit import repair as do_repair
+    from syscall_watcher.audit.repair import repair as do_repair
 
     report = do_repair(audit_dir, key)
     if report.problem is None:

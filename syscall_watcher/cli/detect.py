@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json as jsonlib
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from syscall_watcher.cli.errors import user_errors
 from syscall_watcher.cli.options import PinDirOpt
-from syscall_watcher.detect.observe import Observation
-from syscall_watcher.detect.run import Source
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel.system import require_root
 from syscall_watcher.targets.resolve import resolve_target
 from syscall_watcher.targets.target import Target
 from syscall_watcher.trace.tracer import pin_dir_default
+
+if TYPE_CHECKING:  # imported by the commands that run: not by every swatch command
+    from syscall_watcher.detect.observe import Observation
+    from syscall_watcher.detect.run import Source
 
 commands = typer.Typer()
 

@@ -56,6 +56,10 @@ MaxPidsOpt = Annotated[int | None, typer.Option(
     "--max-pids", metavar="N", help="Room for this many processes in the pid-keyed maps "
     "[default: the kernel's pid_max, at most 65536]; what does not fit is counted and shown "
     "(and a policy fails closed).")]
+StatsSlotsOpt = Annotated[int | None, typer.Option(
+    "--stats-slots", metavar="N", help="Processes counted at once in per-CPU slots (the fast "
+    "path; slots x CPUs x 168 bytes, preallocated) [default: as many as fit in 8 MiB, at most "
+    "4096]; more are counted exactly in a shared table, and said so.")]
 
 # --- targets -------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""`swatch policy load|summary|unload`: enforce a policy, count its denials, remove it.
+"""`swatch policy load|summary|phase|unload`: enforce a policy, count its denials, switch its
+phase, remove it.
 
 The old flat spellings (`swatch policy-load` …) still work: the group's class is
 HyphenAliasedGroup (cli/app.py).
@@ -24,8 +25,9 @@ from syscall_watcher.cli.options import (
 app = typer.Typer(
     name="policy", cls=HyphenAliasedGroup, no_args_is_help=True, rich_markup_mode=None,
     help="Enforce a policy on a process tree or container (load), count what it denied "
-    "(summary), remove it (unload). `swatch watch` shows the denials live.",
-    short_help="Enforce a policy: load | summary | unload (also policy-load …).",
+    "(summary), switch its phase (phase), remove it (unload). `swatch watch` shows the "
+    "denials live.",
+    short_help="Enforce a policy: load | summary | phase | unload (also policy-load …).",
 )
 
 
@@ -44,6 +46,9 @@ def policy_load(
         "reactively (SIGKILL after the call).")] = False,
     max_pids: MaxPidsOpt = None,
     pin_dir: PolicyPinDirOpt = None,
+    phase: Annotated[str | None, typer.Option(
+        "--phase", metavar="NAME", help="Start in this phase of a policy with phases "
+        "(default: the first it defines); `swatch policy phase` switches later.")] = None,
 ) -> None:
     """Enforce a policy on a process tree or container; pinned, returns at once."""
     from syscall_watcher.errors import SwatchError
@@ -56,13 +61,19 @@ def policy_load(
     pol = load_policy(policy)
     if not pid and container is None:
         raise SwatchError("policy-load needs a target: --pid PID or --container REF")
+    if phase is not None:
+        pol.phase_index(phase)  # a policy without phases, an unknown phase: one line
     target = resolve_target(one_pid(pid), container=container, max_pids=max_pids)
     start = time.monotonic()
     path, plans = load_pinned(pol, target, pin_dir_default(pin_dir), audit_only=audit_only,
-                              require_preventive=require_preventive)
+                              require_preventive=require_preventive, phase=phase)
     mode = " in audit-only mode (nothing is denied)" if audit_only else ""
     typer.echo(f"swatch: policy {pol.name} on {target.label}{mode}, pinned in {path} "
                f"[{(time.monotonic() - start) * 1000:.0f} ms]")
+    if pol.phases:
+        first = phase or pol.phases[0].name
+        typer.echo(f"  phases: {', '.join(pol.phase_names)}; now in {first} "
+                   "(`swatch policy phase NAME` switches; the tiers below hold every phase)")
     for p in plans:
         typer.echo(f"  {p.op}: {p.describe(pol)}")
     typer.echo("`swatch watch` shows denials, `swatch policy summary` counts them, "
@@ -98,3 +109,33 @@ def policy_unload(pin_dir: PolicyPinDirOpt = None) -> None:
 
     path = pin_dir_default(pin_dir)
     report_unload(unload(path), path, "policy unloaded", "no policy loaded")
+
+
+@app.command("phase")
+@user_errors
+def policy_phase(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The phase to switch to.")],
+    json: JsonOpt = False,
+    pin_dir: PolicyPinDirOpt = None,
+) -> None:
+    """Switch the loaded policy to phase NAME at once (one map update); print what changed."""
+    import json as jsonlib
+
+    from syscall_watcher.kernel.system import require_root
+    from syscall_watcher.policy.enforcer import pin_dir_default
+    from syscall_watcher.policy.phases import switch_pinned
+
+    require_root()
+    switch = switch_pinned(pin_dir_default(pin_dir), name)
+    if switch is None:
+        if json:
+            typer.echo(jsonlib.dumps({"phase": name, "changed": False}))
+        else:
+            typer.echo(f"swatch: already in phase {name}; nothing changed")
+        return
+    if json:
+        typer.echo(jsonlib.dumps(switch.record()))
+        return
+    typer.echo(f"swatch: policy {switch.policy}: phase {switch.previous} -> {switch.phase}")
+    for line in switch.change_lines():
+        typer.echo(f"  {line}")

@@ -81,7 +81,7 @@ def record(
         "--runtime-syscalls/--no-runtime-syscalls", help="Add what runc needs between "
         "installing the filter and exec'ing the entrypoint (the default).")] = True,
 ) -> None:
-    """Record a run as an OCI seccomp profile and a draft policy (help: RECORD_HELP)."""
+    """Record what a run does, as an OCI seccomp profile and a draft policy (help: RECORD_HELP)."""
     from syscall_watcher.cli.options import positive_seconds
     from syscall_watcher.errors import SwatchError
     from syscall_watcher.kernel.system import require_root

@@ -28,6 +28,7 @@ from syscall_watcher.cli.options import (
     PinDirOpt,
     RelativeOpt,
     RingSizeOpt,
+    StatsSlotsOpt,
     StringLimitOpt,
     SyscallsOpt,
     TimestampsOpt,
@@ -61,6 +62,7 @@ def load(
     replace: Annotated[bool, typer.Option(
         "--replace", help="Replace a tracer already loaded.")] = False,
     max_pids: MaxPidsOpt = None,
+    stats_slots: StatsSlotsOpt = None,
     pin_dir: PinDirOpt = None,
 ) -> None:
     """Load the tracer, pin it under bpffs and return; tracing goes on without us."""
@@ -74,7 +76,7 @@ def load(
         raise SwatchError("--no-children applies to --pid only (the other targets have no tree "
                           "to follow)")
     target = resolve_target(pid, comm, uid, container, no_children=no_children,
-                            max_pids=max_pids)
+                            max_pids=max_pids, stats_slots=stats_slots)
     start = time.monotonic()
     path = load_pinned(target, sel.label, pin_dir_default(pin_dir), ring_size, replace=replace,
                        enabled=sel.syscalls, failed_only=failed)
@@ -229,6 +231,7 @@ def run(
     color: ColorOpt = ColorMode.auto,
     ring_size: RingSizeOpt = DEFAULT_RING_SIZE,
     max_pids: MaxPidsOpt = None,
+    stats_slots: StatsSlotsOpt = None,
     memory: Annotated[Optional[str], typer.Option(
         "--memory", metavar="SIZE", help="Memory limit for CMD and its children (512M, 2G): a "
         "cgroup of the run; reaching it is an OOM kill, reported.")] = None,
@@ -249,6 +252,10 @@ def run(
         "--seccomp", metavar="FILE", help="Apply this OCI seccomp profile (`swatch record`'s, "
         "Docker's) to CMD with libseccomp right before its exec; denials are DENIED lines "
         "(tier seccomp).")] = None,
+    phase: Annotated[Optional[str], typer.Option(
+        "--phase", metavar="NAME", help="With --policy: the phase of a policy with phases to "
+        "apply (default: its first). Fixed for the run: Landlock and seccomp only tighten.")
+    ] = None,
     tls: TlsOpt = False,
     tls_bytes: TlsBytesOpt = 16384,
     tls_lib: TlsLibOpt = None,
@@ -264,10 +271,10 @@ def run(
     raise typer.Exit(run_command(list(ctx.args), profile=filter, exprs=syscalls_expr, view=view,
                                  output=output, color=color.value, stats_only=stats_only,
                                  follow_children=not no_children, ring_size=ring_size,
-                                 max_pids=max_pids or 0,
+                                 max_pids=max_pids or 0, stats_slots=stats_slots,
                                  limits=(memory, cpu, pids, oom_score_adj),
                                  policy=policy, require_preventive=require_preventive,
-                                 seccomp=seccomp,
+                                 seccomp=seccomp, phase=phase,
                                  tls=tls_settings))
 
 

@@ -1,6 +1,6 @@
 """swatch detect's inputs: differential snapshots of the tracer's in-kernel counters.
 
-Every number comes from maps the tracer keeps in the kernel (``pid_stats``' detect fields,
+Every number comes from maps the tracer keeps in the kernel (per-process counts' detect fields,
 ``endpoints``, ``files_written``): nothing is derived from events, so a score is exact when the
 ring buffer overflows and costs nothing per event here. A snapshot reads them; the difference
 between two snapshots is what the target did in between.
@@ -12,11 +12,13 @@ import ipaddress
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from syscall_watcher.detect.dns import NameBook
 from syscall_watcher.kernel import libbpf
 from syscall_watcher.kernel.libbpf import MapFd, lib
-from syscall_watcher.detect.dns import NameBook
+from syscall_watcher.trace.pidstats import ProcessCounts
 
 PID_FIELDS = ("count", "execs", "forks", "short_lived", "exited", "file_bytes_in",
               "file_bytes_out", "connects_tcp", "connects_udp", "connects_unix",
@@ -83,23 +85,11 @@ def _sum(vals, name: str) -> int:  # type: ignore[no-untyped-def]
     return sum(getattr(vals[c], name) for c in range(libbpf.NUM_CPUS))
 
 
-def read_procs(pid_stats: MapFd) -> dict[int, ProcCounters]:
-    out: dict[int, ProcCounters] = {}
-    vals = libbpf.new("struct sw_pid_stat[]", libbpf.NUM_CPUS)
-    cpus = range(libbpf.NUM_CPUS)
-    for key in list(pid_stats.keys("uint32_t *")):
-        if not pid_stats.lookup(key, vals):
-            continue  # gone between the key walk and the lookup
-        newest = max(cpus, key=lambda c: vals[c].comm_ns)
-        comm = bytes(libbpf.to_bytes(vals[newest].comm)).split(b"\0", 1)[0]
-        out[int(key[0])] = ProcCounters(
-            comm=comm.decode(errors="replace"),
-            sid=max(vals[c].sid for c in cpus),
-            ppid=max(vals[c].ppid for c in cpus),
-            cgroup_id=max(vals[c].cgroup_id for c in cpus),
-            values={f: _sum(vals, f) for f in PID_FIELDS},
-        )
-    return out
+def read_procs(processes: Callable[[], dict[int, ProcessCounts]]) -> dict[int, ProcCounters]:
+    """The tracer's per-process counts (its Session.processes: trace/pidstats.py)."""
+    return {tgid: ProcCounters(comm=pc.comm, sid=pc.sid, ppid=pc.ppid, cgroup_id=pc.cgroup_id,
+                               values={f: pc.values[f] for f in PID_FIELDS})
+            for tgid, pc in processes().items()}
 
 
 def read_losses(counters: MapFd) -> tuple[int, int]:

@@ -8,10 +8,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from syscall_watcher.kernel.libbpf import MapFd
 from syscall_watcher.detect import counters, score
 from syscall_watcher.detect.counters import Lease, Snapshot
 from syscall_watcher.detect.dns import DnsRing, NameBook
+from syscall_watcher.kernel.libbpf import MapFd
+from syscall_watcher.trace.pidstats import ProcessCounts
 
 STEP_S = 0.1  # how often the wait between samples checks the target and a stop request
 TOP_N = 5     # evidence entries shown per kind
@@ -53,9 +54,10 @@ class CounterMaps:
     """The maps detect reads, from a loaded or a pinned tracer, and its lease on the counters
     that work only while a detect run observes (file bytes, DNS answers)."""
 
-    def __init__(self, pid_stats: MapFd, endpoints: MapFd, files_written: MapFd,
-                 losses: MapFd, detect: MapFd, dns_answers: MapFd) -> None:
-        self.pid_stats, self.endpoints, self.files_written = pid_stats, endpoints, files_written
+    def __init__(self, processes: Callable[[], dict[int, ProcessCounts]], endpoints: MapFd,
+                 files_written: MapFd, losses: MapFd, detect: MapFd,
+                 dns_answers: MapFd) -> None:
+        self.processes, self.endpoints, self.files_written = processes, endpoints, files_written
         self.losses = losses  # the tracer's "counters" map
         self.lease = Lease(detect)
         self.dns = DnsRing(detect, dns_answers)
@@ -72,7 +74,7 @@ class CounterMaps:
     def snapshot(self) -> Snapshot:
         self.tick()  # the lease is held before the first snapshot's counters are read
         evidence_full, pid_stats_full = counters.read_losses(self.losses)
-        return Snapshot(procs=counters.read_procs(self.pid_stats),
+        return Snapshot(procs=counters.read_procs(self.processes),
                         endpoints=counters.read_endpoints(self.endpoints),
                         files=counters.read_files(self.files_written),
                         evidence_full=evidence_full, pid_stats_full=pid_stats_full)

@@ -12,7 +12,7 @@ from syscall_watcher.trace.tracer import LoadedTracer, PinnedSession
 
 
 def _maps(session: LoadedTracer | PinnedSession) -> CounterMaps:
-    return CounterMaps(session.maps["pid_stats"], session.maps["endpoints"],
+    return CounterMaps(session.processes, session.maps["endpoints"],
                        session.maps["files_written"], session.maps["counters"],
                        session.maps["detect"], session.maps["dns_answers"])
 

@@ -28,6 +28,7 @@ import os
 import re
 import signal
 import stat
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,14 +113,18 @@ class Component:
     object_path: Callable[[], Path]
     unload_cmd: str                # "swatch unload"
     load_hint: str                 # how to load one, for "nothing is loaded"
+    sized_at_load: tuple[str, ...] = ()  # arrays whose max_entries the loader sets (options)
 
     @property
     def marker(self) -> str:
         return f"swatch-{self.kind}-v{LAYOUT}"
 
     def expected_specs(self) -> dict[str, MapSpec]:
-        """Each map as this build's object declares it."""
-        return _object_specs(str(self.object_path()))
+        """Each map as this build's object declares it (max_entries 0: sized at load)."""
+        specs = _object_specs(str(self.object_path()))
+        for name in self.sized_at_load:
+            specs[name] = dataclasses.replace(specs[name], max_entries=0)
+        return specs
 
     # ------------------------------------------------------------------ status
 

@@ -83,7 +83,7 @@ class LoadedPolicy(LoadedComponent, PolicySession):
 
     @classmethod
     def load(cls, policy: Policy, target: Target, plans: list[OpPlan],
-             audit_only: bool = False) -> LoadedPolicy:
+             audit_only: bool = False, start_phase: int = 0) -> LoadedPolicy:
         require_root()
         require_btf()
         if target.mode not in ("pid", "cgroup"):
@@ -113,7 +113,7 @@ class LoadedPolicy(LoadedComponent, PolicySession):
             obj.load()
             loaded = cls(obj, links, plans)
             held = PidFd(target.pid) if target.mode == "pid" else None
-            loaded.write_policy(policy, target, plans, audit_only, max_pids)
+            loaded.write_policy(policy, target, plans, audit_only, max_pids, start_phase)
             # Track the process tree first, so no child escapes between attach and fill.
             for name in sorted(wanted, key=lambda n: n not in TRACKING_PROGS):
                 prog = obj.programs[name]
@@ -158,24 +158,29 @@ class PinnedPolicy(PinnedComponent, PolicySession):
 
 
 def load_pinned(policy: Policy, target: Target, pin_dir: Path, audit_only: bool = False,
-                require_preventive: bool = False,
-                forced_tier: str | None = None) -> tuple[Path, list[OpPlan]]:
-    """`swatch policy-load`: probe, load, attach, pin, return. Nothing stays half-loaded."""
+                require_preventive: bool = False, forced_tier: str | None = None,
+                phase: str | None = None) -> tuple[Path, list[OpPlan]]:
+    """`swatch policy-load`: probe, load, attach, pin, return. Nothing stays half-loaded.
+    A policy with phases starts in ``phase`` (default: its first); every phase's rules are
+    loaded, and the plan covers what any phase denies (policy.blocks/protects, their union)."""
     require_root()
     require_btf()
+    start_phase = 0
+    if phase is not None:
+        start_phase = policy.phase_index(phase)  # no phases, unknown name: SwatchError
     POLICY.require_free(pin_dir, already=f"a policy is already loaded (pins in {pin_dir}); "
                         "`swatch policy-unload` first")
     plans = plan(policy, forced_tier)
     check_preventive(plans, require_preventive)
     try:
-        loaded = LoadedPolicy.load(policy, target, plans, audit_only)
+        loaded = LoadedPolicy.load(policy, target, plans, audit_only, start_phase)
     except BpfError:
         if not any(p.tier in ("lsm", "fmod_ret") for p in plans):
             raise
         # A hook the quick probe did not cover was refused: probe operation by operation.
         plans = plan(policy, forced_tier, thorough=True)
         check_preventive(plans, require_preventive)
-        loaded = LoadedPolicy.load(policy, target, plans, audit_only)
+        loaded = LoadedPolicy.load(policy, target, plans, audit_only, start_phase)
     try:
         loaded.pin(pin_dir)
     finally:
@@ -202,8 +207,11 @@ def summary(session: PolicySession) -> dict:  # type: ignore[type-arg]
     counts = session.counts()
     rules = session.rules()
     paths = session.path_rules()
+    phases = session.phase_names()
     return {
         "policy": cstr(meta.policy),
+        "phase": cstr(rules.phase) if phases else None,
+        "phases": phases,
         "target": cstr(meta.target_label),
         "audit_only": bool(meta.audit_only),
         "tiers": session.tiers(),
@@ -223,12 +231,15 @@ def summary(session: PolicySession) -> dict:  # type: ignore[type-arg]
 
 def render_summary(s: dict) -> str:  # type: ignore[type-arg]
     mode = " (audit only)" if s["audit_only"] else ""
-    lines = [f"swatch — policy {s['policy']}{mode} on {s['target']}: {s['total']:,} denials"]
+    phase = f", phase {s['phase']} (of {', '.join(s['phases'])})" if s.get("phase") else ""
+    lines = [f"swatch — policy {s['policy']}{mode}{phase} on {s['target']}: "
+             f"{s['total']:,} denials"]
     lines.append(f"  {'OPERATION':12} {'TIER':9} {'DENIALS':>9}")
     for op, n in s["denials"].items():
         lines.append(f"  {op:12} {s['tiers'].get(op, '-'):9} {n:>9,}")
     if s["rules"]:
-        labels = [f"{r['path']} ({' '.join(r['ops'])})" for r in s["rules"]]
+        labels = [f"{r['path']} ({' '.join(r['ops']) or 'not in this phase'})"
+                  for r in s["rules"]]
         width = max(22, *(len(label) for label in labels))
         lines.append(f"  {'PATH RULE':{width}} {'DENIALS':>9}")
         for label, r in zip(labels, s["rules"]):

@@ -5,6 +5,11 @@ Line format (``*.policy`` and anything not ending in ``.yaml``/``.yml``)::
     # comment                      a '#' token starts a comment that runs to the end of the line
     block <op> [op ...]            deny <op> everywhere
     protect <path> <op> [op ...]   deny <op> only on <path> and everything under it
+    phase <name>                   the rules below, up to the next 'phase', change the base
+                                   (the rules above the first 'phase') for this phase:
+      block / protect                add rules
+      unblock <op> [op ...]          drop a base 'block'
+      unprotect <path> <op> [op ...] drop operations of a base 'protect'
 
 YAML form (``*.yaml`` / ``*.yml``)::
 
@@ -12,6 +17,9 @@ YAML form (``*.yaml`` / ``*.yml``)::
     block: [connect, socket]
     protect:
       - {path: /etc, ops: [write, unlink]}
+    phases:
+      read_only: {protect: [{path: /srv, ops: [write]}]}
+      write_logs: {protect: [{path: /srv/data, ops: [write]}], unblock: [connect]}
 
 Both forms give the same :class:`Policy`. Every mistake raises :class:`PolicyError`
 (a :class:`~syscall_watcher.errors.SwatchError`) whose message is one line,
@@ -32,7 +40,7 @@ import difflib
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -76,13 +84,20 @@ SW_POLICY_MAX_PATHS = 16
 #: Room for one protected path in the BPF side's path array, including the terminating NUL.
 SW_POLICY_PATH_MAX = 256
 
+#: The most phases one policy may define (entries of the BPF side's ``rules`` map).
+SW_POLICY_MAX_PHASES = 16
+
+#: Room for a phase name in the BPF side's ``struct swp_rules``, including the NUL.
+SW_POLICY_PHASE_NAME_MAX = 32
+
 
 #: Where the built-in policies live (``load_policy("no-network")``).
 BUILTIN_POLICY_DIR = builtin_policy_dir()
 
 POLICY_SUFFIXES = (".policy", ".yaml", ".yml")
 _YAML_SUFFIXES = (".yaml", ".yml")
-_YAML_KEYS = ("description", "block", "protect")
+_YAML_KEYS = ("description", "block", "protect", "phases")
+_PHASE_KEYS = ("block", "protect", "unblock", "unprotect")
 _PROTECT_KEYS = ("path", "ops")
 _STR_TAG = "tag:yaml.org,2002:str"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -122,14 +137,60 @@ class ProtectRule:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """One phase's rules in full: the base with the phase's changes applied."""
+
+    name: str
+    blocks: frozenset[str]
+    protects: tuple[ProtectRule, ...]
+
+    def ops_on(self, path: str) -> frozenset[str]:
+        """The operations this phase denies on the protected path ``path`` (resolved)."""
+        for rule in self.protects:
+            if rule.path == path:
+                return rule.ops
+        return frozenset()
+
+
+@dataclass(frozen=True)
 class Policy:
-    """A parsed policy: operations denied everywhere, and operations denied under paths."""
+    """A parsed policy: operations denied everywhere, and operations denied under paths.
+
+    A policy with phases: ``phases`` holds each phase's rules in full, in the order the file
+    defines them (the first is the phase a load starts in), and ``blocks``/``protects`` are
+    their union — everything some phase denies, which is what the enforcer must be able to
+    hold; :meth:`in_phase` gives one phase's rules as a policy of their own.
+    """
 
     name: str
     source: str
     blocks: frozenset[str]
     protects: tuple[ProtectRule, ...]
     description: str = ""
+    phases: tuple[Phase, ...] = ()
+
+    @property
+    def phase_names(self) -> list[str]:
+        return [p.name for p in self.phases]
+
+    def phase_index(self, name: str) -> int:
+        """The index of phase ``name``; SwatchError naming the defined ones otherwise."""
+        for i, p in enumerate(self.phases):
+            if p.name == name:
+                return i
+        if not self.phases:
+            raise SwatchError(f"policy {self.name} defines no phases (see docs/policy.md, "
+                              "\"Phases\")")
+        hint = difflib.get_close_matches(name, self.phase_names, n=1)
+        did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise SwatchError(f"policy {self.name} has no phase {name!r}{did_you_mean}; its phases: "
+                          f"{', '.join(self.phase_names)}")
+
+    def in_phase(self, name: str) -> Policy:
+        """Phase ``name``'s rules as a policy without phases (same name and source)."""
+        phase = self.phases[self.phase_index(name)]
+        return Policy(name=self.name, source=self.source, blocks=phase.blocks,
+                      protects=phase.protects, description=self.description)
 
     @property
     def block_mask(self) -> int:
@@ -173,6 +234,36 @@ class _Builder:
         self.blocks: set[str] = set()
         self.paths: dict[str, tuple[str, set[str]]] = {}  # resolved -> (as written, ops)
         self.description = ""
+        # phase name -> its changes to the base; the section rules go to (None: the base)
+        self.phases: dict[str, _PhaseChanges] = {}
+        self.section: _PhaseChanges | None = None
+
+    def start_phase(self, name: str, line: int, column: int) -> None:
+        if not _valid_phase_name(name):
+            self.fail(line, column, f"phase name {name!r} is not valid",
+                      f"letters, digits, '_' or '-', at most {SW_POLICY_PHASE_NAME_MAX - 1} "
+                      "characters")
+        if name in self.phases:
+            self.fail(line, column, f"a second phase named {name!r}", "unique phase names")
+        if len(self.phases) >= SW_POLICY_MAX_PHASES:
+            self.fail(line, column, f"too many phases: {name!r} would be number "
+                      f"{len(self.phases) + 1}",
+                      f"at most {SW_POLICY_MAX_PHASES} phases (SW_POLICY_MAX_PHASES)")
+        self.section = self.phases[name] = _PhaseChanges(line, column)
+
+    def unblock(self, op: str, line: int, column: int) -> None:
+        if self.section is None:
+            self.fail(line, column, "'unblock' outside a phase",
+                      "'unblock' only in a phase, after a 'phase <name>' line")
+        self.section.unblocks[op] = (line, column)
+
+    def unprotect(self, written: str, resolved: str, ops: Iterable[str], line: int,
+                  column: int) -> None:
+        if self.section is None:
+            self.fail(line, column, "'unprotect' outside a phase",
+                      "'unprotect' only in a phase, after a 'phase <name>' line")
+        have = self.section.unprotects.setdefault(resolved, (written, line, column, set()))
+        have[3].update(ops)
 
     def fail(self, line: int, column: int, problem: str, expected: str) -> NoReturn:
         raise PolicyError(self.source, line, column, problem, expected)
@@ -222,37 +313,107 @@ class _Builder:
         return resolved
 
     def add_block(self, op: str) -> None:
-        self.blocks.add(op)
+        (self.blocks if self.section is None else self.section.blocks).add(op)
 
     def add_protect(
         self, written: str, resolved: str, ops: Iterable[str], line: int, column: int
     ) -> None:
-        if resolved in self.paths:
-            self.paths[resolved][1].update(ops)
+        paths = self.paths if self.section is None else self.section.paths
+        if resolved in paths:
+            paths[resolved][1].update(ops)
             return
-        if len(self.paths) >= SW_POLICY_MAX_PATHS:
+        known = set(self.paths)
+        for changes in self.phases.values():
+            known |= set(changes.paths)
+        if resolved not in known and len(known) >= SW_POLICY_MAX_PATHS:
             self.fail(
                 line,
                 column,
-                f"too many protected paths: {written!r} would be number {len(self.paths) + 1}",
-                f"at most {SW_POLICY_MAX_PATHS} distinct paths (SW_POLICY_MAX_PATHS)",
+                f"too many protected paths: {written!r} would be number {len(known) + 1}",
+                f"at most {SW_POLICY_MAX_PATHS} distinct paths (SW_POLICY_MAX_PATHS)"
+                + (", all phases together" if self.phases else ""),
             )
         spelled = "/" + os.path.normpath(written).lstrip("/")  # normpath keeps a leading '//'
-        self.paths[resolved] = (spelled, set(ops))
+        paths[resolved] = (spelled, set(ops))
+
+    def _phase(self, name: str, changes: _PhaseChanges) -> Phase:
+        """The base with one phase's changes applied; a removal of what the base does not
+        hold is a mistake (it would do nothing)."""
+        blocks = set(self.blocks)
+        for op, (line, column) in changes.unblocks.items():
+            if op not in blocks:
+                self.fail(line, column, f"phase {name!r} unblocks {op!r}, which the base does "
+                          "not block", "'unblock' of an operation a base 'block' names")
+            blocks.discard(op)
+        paths = {p: (w, set(ops)) for p, (w, ops) in self.paths.items()}
+        for resolved, (written, line, column, ops) in changes.unprotects.items():
+            have = paths.get(resolved, ("", set()))[1]
+            missing = sorted(ops - have)
+            if missing:
+                self.fail(line, column, f"phase {name!r} unprotects {written!r} "
+                          f"{' '.join(missing)}, which the base does not protect",
+                          "'unprotect' of operations a base 'protect' of that path names")
+            have -= ops
+        for op in changes.blocks:
+            blocks.add(op)
+        for resolved, (written, ops) in changes.paths.items():
+            paths.setdefault(resolved, (written, set()))[1].update(ops)
+        return Phase(name=name, blocks=frozenset(blocks), protects=tuple(
+            ProtectRule(path=p, ops=frozenset(ops), written=w)
+            for p, (w, ops) in paths.items() if ops))
 
     def build(self, name: str) -> Policy:
-        if not self.blocks and not self.paths:
+        no_rules = not self.blocks and not self.paths and not any(
+            c.blocks or c.paths for c in self.phases.values())
+        if no_rules:
             self.fail(1, 1, "the policy has no rules", "at least one 'block' or 'protect' rule")
+        if not self.phases:
+            return Policy(
+                name=name,
+                source=self.source,
+                blocks=frozenset(self.blocks),
+                protects=tuple(
+                    ProtectRule(path=resolved, ops=frozenset(ops), written=written)
+                    for resolved, (written, ops) in self.paths.items()
+                ),
+                description=self.description,
+            )
+        phases = tuple(self._phase(n, c) for n, c in self.phases.items())
+        union: dict[str, tuple[str, set[str]]] = {}
+        for resolved, (written, _) in list(self.paths.items()) + [
+                (p, v) for c in self.phases.values() for p, v in c.paths.items()]:
+            union.setdefault(resolved, (written, set()))
+        for phase in phases:
+            for rule in phase.protects:
+                union[rule.path][1].update(rule.ops)
         return Policy(
             name=name,
             source=self.source,
-            blocks=frozenset(self.blocks),
-            protects=tuple(
-                ProtectRule(path=resolved, ops=frozenset(ops), written=written)
-                for resolved, (written, ops) in self.paths.items()
-            ),
+            blocks=frozenset().union(*(p.blocks for p in phases)),
+            # every path any part of the file names, in the order it names them: a path rule's
+            # index is the same in every phase (denials and counts name it by index)
+            protects=tuple(ProtectRule(path=p, ops=frozenset(ops), written=w)
+                           for p, (w, ops) in union.items() if ops),
             description=self.description,
+            phases=phases,
         )
+
+
+@dataclass
+class _PhaseChanges:
+    """What one phase section of a policy file changes, as written."""
+
+    line: int
+    column: int
+    blocks: set[str] = field(default_factory=set)
+    paths: dict[str, tuple[str, set[str]]] = field(default_factory=dict)
+    unblocks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    unprotects: dict[str, tuple[str, int, int, set[str]]] = field(default_factory=dict)
+
+
+def _valid_phase_name(name: str) -> bool:
+    return (0 < len(name) < SW_POLICY_PHASE_NAME_MAX and name.isascii()
+            and all(c.isalnum() or c in "_-" for c in name))
 
 
 def _policy_name(source: str) -> str:
@@ -269,6 +430,8 @@ def _policy_name(source: str) -> str:
 
 _BLOCK_USAGE = "'block <op> [op ...]'"
 _PROTECT_USAGE = "'protect <path> <op> [op ...]'"
+_PHASE_USAGE = "'phase <name>'"
+_DIRECTIVES = ("block", "protect", "phase", "unblock", "unprotect")
 
 
 def _tokens(line: str) -> list[tuple[str, int]]:
@@ -336,14 +499,35 @@ def parse_lines(text: str, source: str) -> Policy:
             resolved = builder.path(written, lineno, pcol)
             ops = [builder.op(op, lineno, col, for_path=True) for op, col in op_words]
             builder.add_protect(written, resolved, ops, lineno, pcol)
+        elif directive == "phase":
+            if len(args) != 1:
+                col = args[1][1] if len(args) > 1 else dcol + len(directive)
+                builder.fail(lineno, col, "'phase' takes one name", _PHASE_USAGE)
+            builder.start_phase(args[0][0], lineno, args[0][1])
+        elif directive == "unblock":
+            if not args:
+                builder.fail(lineno, dcol + len(directive), "'unblock' without an operation",
+                             "'unblock <op> [op ...]'")
+            for op, col in args:
+                builder.unblock(builder.op(op, lineno, col, for_path=False), lineno, col)
+        elif directive == "unprotect":
+            if len(args) < 2:
+                builder.fail(lineno, dcol + len(directive),
+                             "'unprotect' without a path and operations",
+                             "'unprotect <path> <op> [op ...]'")
+            (written, pcol), op_words = args[0], args[1:]
+            resolved = builder.path(written, lineno, pcol)
+            ops = [builder.op(op, lineno, col, for_path=True) for op, col in op_words]
+            builder.unprotect(written, resolved, ops, lineno, pcol)
         else:
-            hint = difflib.get_close_matches(directive, ("block", "protect"), n=1)
+            hint = difflib.get_close_matches(directive, _DIRECTIVES, n=1)
             did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
             builder.fail(
                 lineno,
                 dcol,
                 f"unknown directive {directive!r}{did_you_mean}",
-                f"{_BLOCK_USAGE}, {_PROTECT_USAGE} or a '#' comment",
+                f"{_BLOCK_USAGE}, {_PROTECT_USAGE}, {_PHASE_USAGE} (and in a phase 'unblock', "
+                "'unprotect') or a '#' comment",
             )
     return builder.build(_policy_name(source))
 
@@ -402,7 +586,43 @@ def _yaml_ops(builder: _Builder, node: yaml.Node, *, for_path: bool, usage: str)
     ]
 
 
-def _yaml_protect_entry(builder: _Builder, entry: yaml.Node) -> None:
+def _yaml_phases(builder: _Builder, node: yaml.Node) -> None:
+    """``phases: {name: {block: ..., protect: ..., unblock: ..., unprotect: ...}, ...}``."""
+    usage = "a mapping of phase names to their changes, like {read_only: {protect: [...]}}"
+    if not _is_mapping(node) or not node.value:
+        builder.fail(*_pos(node), f"{_yaml_kind(node)} where the phases belong", usage)
+    base = builder.section
+    for name_node, body in node.value:
+        name = _yaml_str(builder, name_node, "a phase name")
+        builder.start_phase(name, *_pos(name_node))
+        if body.tag == "tag:yaml.org,2002:null":
+            continue  # a phase with the base's rules, unchanged
+        if not _is_mapping(body):
+            builder.fail(*_pos(body), f"{_yaml_kind(body)} as phase {name!r}",
+                         f"a mapping with {', '.join(repr(k) for k in _PHASE_KEYS)}")
+        for key_node, value_node in body.value:
+            key = _yaml_str(builder, key_node, "a phase key")
+            if key == "block":
+                for op in _yaml_ops(builder, value_node, for_path=False,
+                                    usage="'block: [<op>, ...]'"):
+                    builder.add_block(op)
+            elif key == "unblock":
+                for item in _items(builder, value_node, "a list of operation names"):
+                    op = builder.op(_yaml_str(builder, item, "an operation name"), *_pos(item),
+                                    for_path=False)
+                    builder.unblock(op, *_pos(item))
+            elif key in ("protect", "unprotect"):
+                for entry in _items(builder, value_node, f"a list of {key} entries"):
+                    _yaml_protect_entry(builder, entry, remove=key == "unprotect")
+            else:
+                hint = difflib.get_close_matches(key, _PHASE_KEYS, n=1)
+                did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+                builder.fail(*_pos(key_node), f"unknown key {key!r} in phase {name!r}"
+                             f"{did_you_mean}", f"one of {', '.join(repr(k) for k in _PHASE_KEYS)}")
+    builder.section = base
+
+
+def _yaml_protect_entry(builder: _Builder, entry: yaml.Node, remove: bool = False) -> None:
     usage = "a mapping like {path: /etc, ops: [write, unlink]}"
     if not _is_mapping(entry):
         builder.fail(*_pos(entry), f"{_yaml_kind(entry)} in the protect list", usage)
@@ -424,7 +644,10 @@ def _yaml_protect_entry(builder: _Builder, entry: yaml.Node) -> None:
         builder.fail(*_pos(entry), f"a protect entry for {written!r} without 'ops'", usage)
     resolved = builder.path(written, *_pos(path_node))
     ops = _yaml_ops(builder, fields["ops"], for_path=True, usage="'ops: [<op>, ...]'")
-    builder.add_protect(written, resolved, ops, *_pos(path_node))
+    if remove:
+        builder.unprotect(written, resolved, ops, *_pos(path_node))
+    else:
+        builder.add_protect(written, resolved, ops, *_pos(path_node))
 
 
 def parse_yaml(text: str, source: str) -> Policy:
@@ -475,6 +698,8 @@ def parse_yaml(text: str, source: str) -> Policy:
                 )
             for entry in entries:
                 _yaml_protect_entry(builder, entry)
+        elif key == "phases":
+            _yaml_phases(builder, value_node)
         else:
             hint = difflib.get_close_matches(key, _YAML_KEYS, n=1)
             did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""

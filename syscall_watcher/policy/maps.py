@@ -1,9 +1,10 @@
 """The enforcer's maps: a Policy and its plan encoded into their values, and read back.
 
 Written once at load (``PolicySession.write_policy``): ``rules`` (blocked operations, path
-rules, the tier of each operation), ``reactive`` (per syscall: which operation it is and
-which arguments hold its path, second path and fd), ``meta`` (policy, target, mode) and, for
-a pid target, ``targets``. Read by ``policy-summary`` and the denial streamer through the same
+rules, the tier of each operation; one entry per phase), ``phase`` (which entry the checks
+read; `swatch policy phase` rewrites it, policy/phases.py), ``reactive`` (per syscall: which
+operation it is and which arguments hold its path, second path and fd), ``meta`` (policy,
+target, mode) and, for a pid target, ``targets``. Read by ``policy-summary`` and the denial streamer through the same
 session class, whether the object was loaded by this process or opened from pins.
 """
 
@@ -13,9 +14,10 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from syscall_watcher.errors import BpfError
 from syscall_watcher.kernel import libbpf, syscalls
 from syscall_watcher.kernel.libbpf import MapSet, lib
-from syscall_watcher.policy.language import OPERATIONS, Policy
+from syscall_watcher.policy.language import OPERATIONS, Phase, Policy
 from syscall_watcher.policy.tiers import REACTIVE_SYSCALLS, TIER_NAMES, OpPlan
 from syscall_watcher.targets.target import Target
 
@@ -27,6 +29,7 @@ MAPS = {
     "reactive": ("uint32_t", "struct swp_syscall"),
     "counts": ("uint32_t", "struct swp_counts"),
     "meta": ("uint32_t", "struct swp_meta"),
+    "phase": ("uint32_t", "struct swp_phase_state"),
 }
 
 
@@ -68,14 +71,17 @@ def reactive_entries(reactive_ops: set[str],
     return {nr: (e[0], e[1], e[2], e[3], e[4]) for nr, e in entries.items()}
 
 
-def rules_value(policy: Policy, plans: list[OpPlan]):  # type: ignore[no-untyped-def]
-    """``rules``' one value: blocked operations, path rules, the tier of each operation and
-    which of them the reactive tier holds (wholly or in part)."""
+def rules_value(policy: Policy, plans: list[OpPlan],  # type: ignore[no-untyped-def]
+                phase: Phase | None = None):
+    """A value of ``rules``: blocked operations, path rules, the tier of each operation and
+    which of them the reactive tier holds (wholly or in part) — for ``phase`` (its entry),
+    else for the policy as a whole. Path rule i is ``policy.protects[i]`` in every phase."""
     r = libbpf.new("struct swp_rules *")
-    for op in policy.blocks:
+    for op in (phase.blocks if phase is not None else policy.blocks):
         r.block |= 1 << OPERATIONS.index(op)
     for i, rule in enumerate(policy.protects):
-        mask = sum(1 << OPERATIONS.index(op) for op in rule.ops)
+        ops = phase.ops_on(rule.path) if phase is not None else rule.ops
+        mask = sum(1 << OPERATIONS.index(op) for op in ops)
         r.paths[i].ops = mask
         r.path_ops |= mask
         path = rule.path.encode()
@@ -88,7 +94,18 @@ def rules_value(policy: Policy, plans: list[OpPlan]):  # type: ignore[no-untyped
         r.tier[i] = tier_ids[p.tier]
         if p.reactive_part:
             r.reactive |= 1 << i
+    if phase is not None:
+        r.phase = phase.name.encode()
     return r
+
+
+def phase_state_value(current: int, previous: int, seq: int):  # type: ignore[no-untyped-def]
+    """``phase``'s one value: the entry of ``rules`` the checks read, and the switch."""
+    st = libbpf.new("struct swp_phase_state *")
+    st.current, st.previous, st.seq = current, previous, seq
+    st.time_ns = time.time_ns()
+    st.ktime_ns = time.monotonic_ns()
+    return st
 
 
 def meta_value(policy: Policy, target: Target, audit_only: bool,  # type: ignore[no-untyped-def]
@@ -105,6 +122,7 @@ def meta_value(policy: Policy, target: Target, audit_only: bool,  # type: ignore
     meta.policy = policy.name.encode()[:63]
     meta.target_label = target.label.encode()[:63]
     meta.max_pids = max_pids
+    meta.nphases = len(policy.phases)
     return meta
 
 
@@ -124,8 +142,25 @@ class PolicySession(MapSet):
 
     MAP_TYPES = MAPS
 
-    def rules(self):  # type: ignore[no-untyped-def]
-        return self._one("rules")[1]
+    def rules(self, phase: int | None = None):  # type: ignore[no-untyped-def]
+        """The rules of phase ``phase`` (an index), else of the current phase."""
+        key = libbpf.new("uint32_t *", self.phase_state().current if phase is None else phase)
+        val = libbpf.new("struct swp_rules *")
+        if not self.maps["rules"].lookup(key, val):
+            raise BpfError(f"read entry {key[0]} of map rules", 2)
+        return val
+
+    def phase_state(self):  # type: ignore[no-untyped-def]
+        return self._one("phase")[1]
+
+    def phase_names(self) -> list[str]:
+        """The loaded policy's phases, in order ([] for a policy without phases)."""
+        return [cstr(self.rules(i).phase) for i in range(int(self.meta().nphases))]
+
+    def set_phase(self, index: int, previous: int, seq: int) -> None:
+        """Make every check read entry ``index`` of ``rules``: one update of ``phase``."""
+        self.maps["phase"].update(libbpf.new("uint32_t *", 0),
+                                  phase_state_value(index, previous, seq))
 
     def policy_name(self) -> str:
         return cstr(self.meta().policy)
@@ -156,10 +191,16 @@ class PolicySession(MapSet):
         self.maps["targets"].delete(libbpf.new("uint32_t *", pid))
 
     def write_policy(self, policy: Policy, target: Target, plans: list[OpPlan],
-                     audit_only: bool, max_pids: int) -> None:
+                     audit_only: bool, max_pids: int, start_phase: int = 0) -> None:
         """Fill the maps of a freshly loaded object (before its programs attach)."""
         zero = libbpf.new("uint32_t *", 0)
-        self.maps["rules"].update(zero, rules_value(policy, plans))
+        if policy.phases:
+            for i, phase in enumerate(policy.phases):
+                self.maps["rules"].update(libbpf.new("uint32_t *", i),
+                                          rules_value(policy, plans, phase))
+        else:
+            self.maps["rules"].update(zero, rules_value(policy, plans))
+        self.maps["phase"].update(zero, phase_state_value(start_phase, start_phase, 0))
         entries = reactive_entries({p.op for p in plans if p.reactive_part},
                                    {p.op for p in plans if p.tier == "cgroup"})
         key = libbpf.new("uint32_t *")

@@ -201,9 +201,10 @@ def _seccomp_filter(ops: list[str]) -> tuple[object, list[str]]:
 
 
 def plan_for_run(policy_arg: str, argv: list[str], require_preventive: bool,
-                 notices: TextIO) -> PreventivePlan:
+                 notices: TextIO, phase: str | None = None) -> PreventivePlan:
     """`swatch run --policy`: the Landlock ruleset and seccomp filter for CMD, with what holds
-    each operation written to ``notices`` before CMD starts."""
+    each operation written to ``notices`` before CMD starts. A policy with phases: the rules
+    of ``phase`` (default: its first), for the whole run (Landlock and seccomp only tighten)."""
     import shutil
 
     from syscall_watcher.policy.language import load_policy
@@ -211,6 +212,11 @@ def plan_for_run(policy_arg: str, argv: list[str], require_preventive: bool,
     if not argv:
         raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
     pol = load_policy(policy_arg)
+    in_phase = ""
+    if pol.phases or phase is not None:
+        name = phase if phase is not None else pol.phases[0].name
+        pol = pol.in_phase(name)  # no phases, unknown phase: one line, nothing run
+        in_phase = f" (phase {name})"
     path = (shutil.which(argv[0]) if "/" not in argv[0] else argv[0]) or argv[0]
     held = plan(pol, path, audit_only=require_preventive)
     if require_preventive and held.unheld():
@@ -218,7 +224,7 @@ def plan_for_run(policy_arg: str, argv: list[str], require_preventive: bool,
                           + "; ".join(p.describe() for p in held.ops if not p.mechanisms))
     if require_preventive:
         held = plan(pol, path)
-    lines = [f"swatch: policy {pol.name} applied to {argv[0]} before exec:"]
+    lines = [f"swatch: policy {pol.name}{in_phase} applied to {argv[0]} before exec:"]
     lines += [f"  {p.describe()}" for p in held.ops]
     lines += [f"  note: {note}" for note in held.notes]
     notices.write("\n".join(lines) + "\n")

@@ -30,6 +30,7 @@ def one_pid(pids: list[int] | None) -> int | None:
 def resolve_target(pid: int | list[int] | None = None, comm: str | None = None,
                    uid: str | None = None, container: str | None = None, *,
                    no_children: bool = False, max_pids: int | None = None,
+                   stats_slots: int | None = None,
                    notices: TextIO | None = sys.stderr) -> Target:
     """One target from the options given (none: system-wide). A thread id becomes its process
     (said on ``notices``); zombies, kernel threads, unknown users and containers are refused."""
@@ -51,6 +52,7 @@ def resolve_target(pid: int | list[int] | None = None, comm: str | None = None,
     else:
         target = Target(mode="all", label="system-wide")
     target.max_pids = max_pids or 0
+    target.stats_slots = stats_slots
     return target
 
 

@@ -26,6 +26,7 @@ class Target:
     exclude_pids: tuple[int, ...] = ()
     more_pids: tuple[int, ...] = ()  # mode "pid": further processes traced with ``pid``
     max_pids: int = 0  # max_entries of the pid-keyed maps; 0 = the kernel's pid_max
+    stats_slots: int | None = None  # the tracer's per-process slots; None = by memory
 
     @property
     def all_pids(self) -> tuple[int, ...]:

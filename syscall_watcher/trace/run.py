@@ -52,6 +52,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     sandbox: object = None  # a SandboxReport when the run had limits
     seccomp_denied: dict | None = None  # type: ignore[type-arg]  # syscall → denials seen
+    landlock_denied: dict | None = None  # type: ignore[type-arg]  # operation → denials seen
     tls_lines: list[str] = field(default_factory=list)  # --tls: the end-of-run TLS lines
 
 
@@ -94,7 +95,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                notices: TextIO | None = None, ring_size: int = DEFAULT_RING_SIZE,
                enabled: frozenset[str] | None = None, failed_only: bool = False,
                view: TraceView | None = None, max_pids: int = 0,
-               limits: Limits | None = None,
+               stats_slots: int | None = None, limits: Limits | None = None,
                preventive: PreventivePlan | None = None,
                seccomp_profile: SeccompProfileRun | None = None,
                tls: TlsSettings | None = None) -> RunResult:
@@ -112,6 +113,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
     tracer = None
     box = None
     seccomp_denials = None
+    landlock_denials = None
     tls_probes = tls_lines = None
     forwarded: list[int] = []
 
@@ -133,7 +135,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             tell(notices, box.start_line(json_line=False).decode())
         tracer = LoadedTracer.load(
             Target(mode="pid", pid=pid, follow_children=follow_children,
-                   label=os.path.basename(argv[0]), max_pids=max_pids),
+                   label=os.path.basename(argv[0]), max_pids=max_pids,
+                   stats_slots=stats_slots),
             profile, ring_size=ring_size, enabled=enabled, failed_only=failed_only,
         )
         extra = box
@@ -154,6 +157,20 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                 json_lines=json, color=color, source="profile",
                 errno_of=seccomp_profile.errno_for)
             extra = Merged(box, seccomp_denials)
+        if preventive is not None and preventive.ruleset is not None:
+            from syscall_watcher.sandbox import landlock_denials as lld
+            from syscall_watcher.sandbox.denials import Merged
+
+            why = lld.unavailable(preventive.ruleset.abi)
+            if why:
+                tell(notices, why)
+            else:
+                traced = tracer
+                landlock_denials = lld.LandlockDenials(
+                    preventive.policy.name,
+                    lambda: {pid, *traced.pids(), *traced.pid_stats()}, json_lines=json,
+                    color=color)
+                extra = Merged(extra, landlock_denials)
         if tls is not None and not stats_only:
             from syscall_watcher.sandbox.denials import Merged
             from syscall_watcher.tls.probes import TlsProbes
@@ -179,6 +196,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             delivered = dropped = written = 0
             if seccomp_denials is not None:
                 seccomp_denials.take_all()  # counted for the summary
+            if landlock_denials is not None:
+                landlock_denials.take_all()
         else:
             with Streamer(tracer, out, json=json, color=color, notices=notices,
                           view=view) as streamer:
@@ -206,9 +225,10 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             tracer_stats=tracer.call_stats(),
             pid_stats=tracer.pid_stats(),
             pid_stats_full=counters.pid_stats_full,
-            warnings=membership_warnings(counters, tracer.max_pids),
+            warnings=membership_warnings(counters, tracer.max_pids, tracer.pid_slots),
             sandbox=report,
             seccomp_denied=dict(seccomp_denials.by_syscall) if seccomp_denials else None,
+            landlock_denied=dict(landlock_denials.by_op) if landlock_denials else None,
             tls_lines=tls_lines.summary_lines() if tls_lines is not None else [],
         )
     finally:
@@ -223,6 +243,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             os.waitpid(pid, 0)
         if seccomp_denials is not None:
             seccomp_denials.close()
+        if landlock_denials is not None:
+            landlock_denials.close()
         if tls_lines is not None:
             tls_lines.close()
         if tls_probes is not None:
@@ -247,10 +269,11 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                 output: str | Path | None = None, color: str = "auto",
                 stats_only: bool = False, follow_children: bool = True,
                 ring_size: int = DEFAULT_RING_SIZE, max_pids: int = 0,
+                stats_slots: int | None = None,
                 limits: tuple[str | None, str | None, int | None, int | None] = (
                     None, None, None, None),
                 policy: str | None = None, require_preventive: bool = False,
-                seccomp: str | None = None,
+                seccomp: str | None = None, phase: str | None = None,
                 tls: TlsSettings | None = None) -> int:
     """`swatch run`: CMD traced, the trace to ``output`` (stderr by default, `-` stdout), the
     summary to stderr — one last JSON line of type "summary" when JSON lines share stderr.
@@ -268,6 +291,8 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
         raise SwatchError("--tls shows TLS lines: it does not go with --count/-c")
     if require_preventive and policy is None:
         raise SwatchError("--require-preventive goes with --policy")
+    if phase is not None and policy is None:
+        raise SwatchError("--phase goes with --policy")
     require_root()
     sel = select_syscalls(profile, exprs)
     if seccomp is not None and policy is not None:
@@ -283,8 +308,8 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
              f" before exec: default {profile.default_action}, {len(profile.rules)} rules"
              + (f" ({profile.skipped} left out by includes/excludes)" if profile.skipped
                 else "") + "\n")
-    plan = (plan_for_run(policy, argv, require_preventive, sys.stderr) if policy is not None
-            else None)
+    plan = (plan_for_run(policy, argv, require_preventive, sys.stderr, phase=phase)
+            if policy is not None else None)
     trace_view = view.for_selection(sel)
     out = open_output(output, 2, "stderr")
     try:
@@ -298,6 +323,7 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                             color=colored, notices=None if json_on_stderr else sys.stderr,
                             ring_size=ring_size, enabled=sel.syscalls,
                             failed_only=view.failed_only, view=trace_view, max_pids=max_pids,
+                            stats_slots=stats_slots,
                             limits=run_limits if run_limits.wants_cgroup or
                             run_limits.oom_score_adj is not None else None, preventive=plan,
                             seccomp_profile=profile_run,

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from syscall_watcher.kernel import libbpf
 from syscall_watcher.kernel.libbpf import to_str
 from syscall_watcher.kernel.system import require_root
+from syscall_watcher.trace.pidstats import memory_bytes, slot_bytes
 from syscall_watcher.trace.summary import plural
 from syscall_watcher.trace.tracer import (
     MODE_IDS,
@@ -58,6 +60,9 @@ def tracer_status(path: Path, programs: bool = False) -> TracerStatus:
             "events_dropped": counters.dropped,
             "syscalls_counted": sum(int(s["count"]) for s in session.syscall_stats().values()),
             "max_pids": int(meta.max_pids),
+            "pid_slots": int(meta.pid_slots),
+            "pid_slots_memory": memory_bytes(int(meta.pid_slots)),
+            "pid_slots_full": counters.pid_slots_full,
             "pid_filter_full": counters.pid_filter_full,
             "pid_stats_full": counters.pid_stats_full,
             "untracked": counters.untracked,
@@ -79,6 +84,10 @@ def tracer_status(path: Path, programs: bool = False) -> TracerStatus:
     lines += [
         f"  watching   {'pid ' + str(consumer) if streaming else 'no consumer attached'}",
         f"  syscalls   {info['syscalls_counted']:,} counted",
+        (f"  processes  {int(meta.pid_slots):,} slots counted per CPU "
+         f"({info['pid_slots_memory'] / (1 << 20):.1f} MiB: slots x {libbpf.NUM_CPUS} CPUs x "
+         f"{slot_bytes(1)} B, preallocated; --stats-slots), up to {int(meta.max_pids):,} "
+         "exited (--max-pids)"),
         (f"  io_uring   {counters.uring_submitted:,} operations submitted, "
          f"{counters.uring_completed:,} completed" if info["io_uring"]["traced"] else
          "  io_uring   NOT traced (this kernel has no io_uring tracepoints)"),
@@ -87,4 +96,5 @@ def tracer_status(path: Path, programs: bool = False) -> TracerStatus:
     ]
     if programs:
         lines += program_lines(info["program_stats"])
-    return TracerStatus(info, lines, membership_warnings(counters, int(meta.max_pids)))
+    return TracerStatus(info, lines, membership_warnings(counters, int(meta.max_pids),
+                                                         int(meta.pid_slots)))

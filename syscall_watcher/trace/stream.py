@@ -157,7 +157,7 @@ class TraceSource(Source):
             out.append(f"swatch: {new[2]} new processes could not be marked at fork and are "
                        f"NOT traced; {now[2]} since load\n")
         if new[1] > 0:
-            out.append(f"swatch: {new[1]} processes not counted per process (pid_stats full, "
+            out.append(f"swatch: {new[1]} processes not counted per process (pid_done full, "
                        f"--max-pids); {now[1]} since load\n")
         if new[0] > 0:
             out.append(f"swatch: {new[0]} children not listed in pid_filter (full, "

@@ -210,7 +210,15 @@ def render_run_summary(argv: list[str], result,  # type: ignore[no-untyped-def]
               f"emitted={result.emitted} written={result.written}\n"
             + "".join(f"swatch: WARNING: {w}\n" for w in getattr(result, "warnings", []))
             + (limits_summary(box) if box else "")
-            + _seccomp_line(getattr(result, "seccomp_denied", None)))
+            + _seccomp_line(getattr(result, "seccomp_denied", None))
+            + _denied_line("landlock", getattr(result, "landlock_denied", None)))
+
+
+def _denied_line(tier: str, denied: dict | None) -> str:  # type: ignore[type-arg]
+    if denied is None:
+        return ""
+    return (f"swatch: DENIED by {tier}: "
+            + (", ".join(f"{name} ×{n}" for name, n in sorted(denied.items())) or "none") + "\n")
 
 
 def _seccomp_line(denied: dict | None) -> str:  # type: ignore[type-arg]
@@ -235,8 +243,10 @@ def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped
         "warnings": list(getattr(result, "warnings", [])),
         **({"sandbox": box.as_json(), "ended_by": box.ended_by(result.exit_code)}
            if (box := getattr(result, "sandbox", None)) else {}),
-        **({"denied": {"seccomp": result.seccomp_denied}}
-           if getattr(result, "seccomp_denied", None) is not None else {}),
+        **({"denied": {k: v for k in ("seccomp", "landlock")
+                       if (v := getattr(result, f"{k}_denied", None)) is not None}}
+           if any(getattr(result, f"{k}_denied", None) is not None
+                  for k in ("seccomp", "landlock")) else {}),
     }) + "\n"
 
 
@@ -278,7 +288,7 @@ def pinned_summary_text(session, by: str, sort: str,  # type: ignore[no-untyped-
     if counters.total_dropped:
         text += (f"events: {counters.total_emitted:,} emitted, "
                  f"{counters.total_dropped:,} dropped (ring buffer full)\n")
-    for line in membership_warnings(counters, int(meta.max_pids)):
+    for line in membership_warnings(counters, int(meta.max_pids), int(meta.pid_slots)):
         text += f"WARNING: {line}\n"
     if by == "pid" and counters.pid_stats_full:
         text += ("(the per-process rows leave those processes out; the per-syscall "

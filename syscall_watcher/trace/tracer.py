@@ -27,7 +27,7 @@ from syscall_watcher.targets.process import (
     thread_pidfds,
 )
 from syscall_watcher.targets.target import Target, max_pids_for
-from syscall_watcher.text import from_c
+from syscall_watcher.trace.pidstats import ProcessCounts, default_slots, read_processes
 
 __all__ = ["descendants", "pid_exists"]  # re-exported: older callers import them from here
 
@@ -57,6 +57,10 @@ MAPS = {
     "syscall_info": ("uint32_t", "struct sw_syscall_info"),
     "stats": ("uint32_t", "struct sw_stat"),
     "pid_stats": ("uint32_t", "struct sw_pid_stat"),
+    "pid_slot": ("uint32_t", "struct sw_pid_slot"),
+    "free_slots": (None, "uint64_t"),
+    "pid_alloc": ("uint32_t", "struct sw_pid_alloc"),
+    "pid_done": ("struct sw_pid_key", "struct sw_pid_stat"),
     "counters": ("uint32_t", "struct sw_counters"),
     "state": ("uint32_t", "struct sw_state"),
     "meta": ("uint32_t", "struct sw_meta"),
@@ -102,6 +106,7 @@ TRACER = Component(
     kind="tracer", noun="pins", maps=tuple(MAPS), links=tuple(PROGRAMS.values()),
     version=VERSION, meta_type="struct sw_meta", object_path=bpf_object_path,
     unload_cmd="swatch unload", load_hint="swatch load --pid PID",
+    sized_at_load=("pid_stats",),  # --stats-slots
 )
 
 
@@ -111,6 +116,8 @@ class Counters:
     dropped: dict[str, int] = field(default_factory=dict)
     pid_filter_full: int = 0  # children not listed in pid_filter (traced all the same)
     pid_stats_full: int = 0   # processes not counted per process
+    pid_slots_full: int = 0   # processes counted without a slot (in pid_done as they ran)
+    pid_slots_kept: int = 0   # exited processes left in their slot (pid_done full)
     untracked: int = 0        # children that could not be marked at fork: not traced
     uring_submitted: int = 0  # io_uring requests of traced processes submitted
     uring_completed: int = 0  # ... and seen completing
@@ -124,19 +131,36 @@ class Counters:
         return sum(self.dropped.values())
 
 
-def membership_warnings(counters: Counters, max_pids: int) -> list[str]:
-    """What the kernel could not record about the target's processes, in words."""
+def membership_warnings(counters: Counters, max_pids: int, pid_slots: int = 0) -> list[str]:
+    """What the kernel could not record about the target's processes (or recorded at a
+    higher cost), in words."""
     out = []
     if counters.untracked:
         out.append(f"{counters.untracked:,} new processes/threads could not be marked at fork "
                    "(out of memory) and are NOT traced")
     if counters.pid_stats_full:
         out.append(f"{counters.pid_stats_full:,} processes not counted per process "
-                   f"(pid_stats full at {max_pids:,}; --max-pids)")
+                   f"(pid_done full at {max_pids:,}; --max-pids)")
+    if counters.pid_slots_full:
+        out.append(f"{counters.pid_slots_full:,} processes counted without a slot (all "
+                   f"{pid_slots:,} taken; --stats-slots): exact, at a higher cost per call")
+    if counters.pid_slots_kept:
+        out.append(f"{counters.pid_slots_kept:,} exited processes kept their slot (pid_done "
+                   f"full at {max_pids:,}; --max-pids)")
     if counters.pid_filter_full:
         out.append(f"{counters.pid_filter_full:,} children not listed in pid_filter (full at "
                    f"{max_pids:,}; --max-pids); they are traced all the same")
     return out
+
+
+def pid_slots_for(target: Target, max_pids: int) -> int:
+    """Slots in pid_stats: --stats-slots, else what DEFAULT_SLOTS_BYTES hold on this machine."""
+    if target.stats_slots is None:
+        return default_slots(max_pids)
+    if not 0 <= target.stats_slots <= max_pids:
+        raise SwatchError(f"--stats-slots {target.stats_slots}: choose 0 to {max_pids} "
+                          "(--max-pids)")
+    return target.stats_slots
 
 
 class Session(MapSet):
@@ -162,6 +186,8 @@ class Session(MapSet):
             out.dropped[name] = vals.sum("dropped", t)
         out.pid_filter_full = vals.sum("pid_filter_full")
         out.pid_stats_full = vals.sum("pid_stats_full")
+        out.pid_slots_full = vals.sum("pid_slots_full")
+        out.pid_slots_kept = vals.sum("pid_slots_kept")
         out.untracked = vals.sum("untracked")
         out.uring_submitted = vals.sum("uring_submitted")
         out.uring_completed = vals.sum("uring_completed")
@@ -214,6 +240,11 @@ class Session(MapSet):
             }
         return out
 
+    def processes(self) -> dict[int, ProcessCounts]:
+        """Every process counted, by tgid, each once (trace/pidstats.py)."""
+        return read_processes(self.maps["pid_slot"], self.maps["pid_stats"],
+                              self.maps["pid_done"])
+
     def call_stats(self) -> dict[int | str, dict[str, int | list[int]]]:
         """syscall_stats() (keyed by number) and uring_stats() (by ``io_uring:<op>``): every
         row of a summary."""
@@ -236,20 +267,11 @@ class Session(MapSet):
         return out
 
     def pid_stats(self) -> dict[int, dict[str, int | str]]:
-        out: dict[int, dict[str, int | str]] = {}
-        for key in list(self.maps["pid_stats"].keys("uint32_t *")):
-            vals = self.maps["pid_stats"].lookup_per_cpu(key, "struct sw_pid_stat")
-            if vals is None:
-                continue
-            # the CPU slot named last (first syscall, then each exec) has the current name
-            newest = max(vals.values, key=lambda v: v.comm_ns)
-            out[int(key[0])] = {
-                "comm": from_c(libbpf.to_bytes(newest.comm)),
-                **{f: vals.sum(f) for f in ("count", "errors", "bytes_in", "bytes_out",
-                                            "total_ns")},
-                "cgroup_id": vals.max("cgroup_id"),
-            }
-        return out
+        return {tgid: {"comm": pc.comm,
+                       **{f: pc.values[f] for f in ("count", "errors", "bytes_in", "bytes_out",
+                                                    "total_ns")},
+                       "cgroup_id": pc.cgroup_id}
+                for tgid, pc in self.processes().items()}
 
 class LoadedTracer(LoadedComponent, Session):
     """A tracer this process loaded: owns the object and (until pinned) the links."""
@@ -282,11 +304,16 @@ class LoadedTracer(LoadedComponent, Session):
             cfg.target_cgroup = target.cgroup_id
             cfg.target_cgroup_level = target.cgroup_level
             cfg.target_comm = target.comm.encode()[: lib.SW_TASK_COMM_LEN - 1]
+            max_pids = max_pids_for(target)
+            slots = pid_slots_for(target, max_pids)
+            cfg.pid_slots = slots
+            cfg.nr_cpus = libbpf.NUM_CPUS
             obj.set_rodata(cfg)
             obj.set_max_entries("events", ring_size)
-            max_pids = max_pids_for(target)
             obj.set_max_entries("pid_filter", max_pids)
-            obj.set_max_entries("pid_stats", max_pids)
+            obj.set_max_entries("pid_done", max_pids)
+            for name in ("pid_stats", "pid_slot", "free_slots"):
+                obj.set_max_entries(name, max(slots, 1))  # 0 slots: the maps need an entry
             wanted = uring_programs()
             for prog_name in URING_PROGRAMS:
                 obj.programs[prog_name].set_autoload(prog_name in wanted)
@@ -294,7 +321,7 @@ class LoadedTracer(LoadedComponent, Session):
             tracer = cls(obj, {})
             if target.mode == "pid":
                 held = [PidFd(p) for p in target.all_pids]
-            tracer._fill(target, profile, enabled, ring_size, max_pids, failed_only)
+            tracer._fill(target, profile, enabled, ring_size, max_pids, failed_only, slots)
             for prog_name in PROGRAMS:
                 if obj.programs[prog_name].autoload:
                     tracer.links[prog_name] = obj.programs[prog_name].attach()
@@ -319,8 +346,9 @@ class LoadedTracer(LoadedComponent, Session):
                 h.close()
 
     def _fill(self, target: Target, profile: str, enabled: frozenset[str], ring_size: int,
-              max_pids: int, failed_only: bool = False) -> None:
+              max_pids: int, failed_only: bool = False, pid_slots: int = 0) -> None:
         self.max_pids = max_pids
+        self.pid_slots = pid_slots
         info_map = self.maps["syscall_info"]
         key = libbpf.new("uint32_t *")
         info = libbpf.new("struct sw_syscall_info *")
@@ -354,6 +382,7 @@ class LoadedTracer(LoadedComponent, Session):
         meta.target_label = target.label.encode()[:63]
         meta.cgroup_path = target.cgroup_path.encode()[:255]
         meta.max_pids = max_pids
+        meta.pid_slots = pid_slots
         self.maps["meta"].update(libbpf.new("uint32_t *", 0), meta)
         # swatch's own processes are never traced, whatever the target (even `--pid 1`).
         for pid in (os.getpid(), *target.exclude_pids):

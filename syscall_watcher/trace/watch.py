@@ -113,17 +113,22 @@ def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool,
     def going() -> bool:
         return not stop.requested and not out.failed and (end is None or time.monotonic() < end)
 
+    from syscall_watcher.policy.phases import PhaseLines
+    from syscall_watcher.sandbox.denials import Merged
+
     sources: list[Source] = [TraceSource(session)] if session is not None else []
+    phases = None
     if policy is not None:
         sources.append(DenialSource(policy))
+        phases = PhaseLines(policy, json_lines=json, color=color)  # `policy phase` switches
     if session is None:  # a policy alone: its denials
         with Streamer(sources, out, json=json, color=color, notices=notices) as s:
             while going():
-                s.pump(LIVE_MS)
+                s.pump(LIVE_MS, extra=phases)
                 if policy_status(policy_dir) != "loaded":
                     tell(notices, "swatch: the policy was unloaded\n")
                     break
-            s.finish()
+            s.finish(extra=phases)
         return
     meta = session.meta()
     cgroup_path = to_str(meta.cgroup_path)
@@ -138,7 +143,7 @@ def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool,
                                                  notices=notices, view=view)
     try:
         _pump(sources, out, json, color, notices, view, going, tracer_dir, cgroup_path, label,
-              tls_lines)
+              tls_lines, Merged(phases, tls_lines))
     finally:
         if tls_lines is not None:
             tls_lines.close()
@@ -148,13 +153,13 @@ def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool,
 
 def _pump(sources: list[Source], out: Output, json: bool, color: bool, notices: TextIO,
           view: TraceView | None, going: Any, tracer_dir: Path, cgroup_path: str, label: str,
-          tls_lines: Any) -> None:
+          tls_lines: Any, extra: Any) -> None:
     with Streamer(sources, out, json=json, color=color, notices=notices, view=view) as s:
         if tls_lines is not None:
             tls_lines.announce()  # after the stream opened: a test's barrier
         container_gone = False
         while going():
-            s.pump(LIVE_MS, extra=tls_lines)
+            s.pump(LIVE_MS, extra=extra)
             if not tracer_alive(tracer_dir):
                 tell(notices, "swatch: the tracer was unloaded\n")
                 break
@@ -162,7 +167,7 @@ def _pump(sources: list[Source], out: Output, json: bool, color: bool, notices: 
                 container_gone = True
                 tell(notices, f"swatch: {label} has exited; its counts are kept "
                               "(`swatch status`)\n")
-        s.finish(extra=tls_lines)
+        s.finish(extra=extra)
         tell(notices, f"swatch: events delivered={s.delivered} dropped={s.dropped_during} "
                       f"written={out.lines}\n")
         if tls_lines is not None:
