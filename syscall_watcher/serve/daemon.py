@@ -285,6 +285,10 @@ class Serve:
         self.resume.tracer = None
         wanted = self.config.json_log is not None or self.config.events.traced
         if self.streamer is not None and wanted:
+            if meta.mode == tracer.MODE_IDS["cgroup"]:  # container name (+ pod) on events
+                from syscall_watcher.trace.watch import label_container_cgroups
+
+                label_container_cgroups(from_c(libbpf.to_bytes(meta.cgroup_path)), label)
             source = TraceSource(session)
             try:
                 self.streamer.add(source)
