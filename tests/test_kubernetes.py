@@ -33,8 +33,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import (ROOT, SWATCH, events_until, new_pin_dir, read_events, stop, swatch,
-                      wait_for, watching)
+from conftest import (ROOT, SWATCH, events_until, new_pin_dir, read_audit, read_events, stop,
+                      swatch, wait_for, watching)
 from test_containers import IMAGE, docker, docker_env  # noqa: F401 (a fixture)
 
 MANIFEST = ROOT / "deploy" / "kubernetes" / "daemonset.yaml"
@@ -357,6 +357,25 @@ def test_kubernetes_names_on_a_pods_events(pod_container: tuple[str, str], pin_d
     (line,) = [x for x in human.read_text().splitlines() if "/etc/hostname" in x and "OPEN" in x]
     assert (f"[{cid[:12]} ({name}) pod=shop/web-7d4b9c-x2x9q container=nginx] OPEN"
             in line), line
+    # swatch serve's JSON log (what a DaemonSet ships) and audit log: the same names.
+    log, err, audit = tmp_path / "serve.jsonl", tmp_path / "serve.err", tmp_path / "audit"
+    serve = subprocess.Popen([SWATCH, "serve", "--pin-dir", str(pin_dir), "--policy-pin-dir",
+                              str(tmp_path / "no-policy"), "--json-log", str(log),
+                              "--audit-dir", str(audit), "--events", "openat"],
+                             stdout=subprocess.DEVNULL, stderr=err.open("w"))
+    try:
+        assert wait_for(lambda: "attached to the tracer" in err.read_text(), timeout=15), \
+            err.read_text()
+        docker("exec", cid, "cat", "/etc/hostname")
+        events_until(log, lambda ev: any(e.get("path") == "/etc/hostname" for e in ev))
+    finally:
+        serve.terminate()
+        assert serve.wait(timeout=30) == 0, err.read_text()
+    (served,) = [e for e in read_events(log) if e.get("path") == "/etc/hostname"]
+    assert (served["container"], served["kubernetes"]) == (f"{cid[:12]} ({name})", want)
+    (audited,) = [r["event"] for r in read_audit(audit) if r.get("kind") == "event"
+                  and r["event"].get("path") == "/etc/hostname"]
+    assert audited["kubernetes"] == want
 
 
 def test_image_writes_the_audit_log(image: str, tmp_path: Path) -> None:

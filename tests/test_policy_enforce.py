@@ -331,7 +331,8 @@ def test_protect_system_unlink_killed(ppin: Path, etc_file: Path, tmp_path: Path
     ok.write_text("x")
     t = gated_py(f"os.unlink('{ok}')\nos.unlink('{etc_file}')\nsys.exit(0)")
     out = load(ppin, t, "protect-system")
-    assert "unlink: killed after (reactive SIGKILL at sys_enter unlink/unlinkat; path rules " \
+    assert "unlink: killed after (reactive SIGKILL at sys_enter unlink/unlinkat and io_uring " \
+        "submission of unlinkat; path rules " \
         "compare the path joined to the cwd or dirfd and normalised (//, ., ..) in the kernel, " \
         "with no symlink followed (a symlink or /proc/self/cwd in the path is not covered); " \
         "a path it cannot read or longer than 255 bytes is denied; a racing thread can change " \

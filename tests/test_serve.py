@@ -585,3 +585,40 @@ def test_audit_bad_input_is_one_line(tmp_path: Path) -> None:
         f"writable by others; it must be 0600 (chmod 600 {d2 / 'audit.key'})"])
     r = swatch("serve", "--checkpoint-every", "0", *base, timeout=20)
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_phase_switches_reach_the_audit_log(policy_pin_dir: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`swatch policy phase` while serve runs: each switch is a lifecycle record of the audit
+    log (and a `phase` line of the JSON log), in order, and the log verifies."""
+    from test_policy_phases import phased_policy
+
+    monkeypatch.setenv("SWATCH_POLICY_TIER", "cgroup")
+    pol, _, _ = phased_policy(tmp_path)
+    target = subprocess.Popen(["sleep", "60"])
+    audit, log, err = tmp_path / "audit", tmp_path / "events.jsonl", tmp_path / "serve.err"
+    serve = None
+    try:
+        swatch("policy", "load", "--pid", str(target.pid), "--policy", str(pol), "--pin-dir",
+               str(policy_pin_dir), check=True)
+        serve = _start_serve(err, "--pin-dir", str(new_pin_dir("none")), "--policy-pin-dir",
+                             str(policy_pin_dir), "--json-log", str(log), "--audit-dir",
+                             str(audit))
+        assert _said(err, "attached to policy agent"), err.read_text()
+        for name in ("write_logs", "read_only"):
+            swatch("policy", "phase", name, "--pin-dir", str(policy_pin_dir), check=True)
+            assert wait_for(lambda: any(e.get("type") == "phase" and e["phase"] == name
+                                        for e in _lines(log)), timeout=15), _lines(log)
+    finally:
+        if serve is not None:
+            assert _end(serve) == 0, err.read_text()
+        swatch("policy", "unload", "--pin-dir", str(policy_pin_dir))
+        target.kill()
+        target.wait()
+    switches = [(r["detail"]["previous"], r["detail"]["phase"]) for r in read_audit(audit)
+                if r.get("kind") == "lifecycle" and r.get("action") == "phase"]
+    assert switches == [("read_only", "write_logs"), ("write_logs", "read_only")]
+    phases = [(e["previous"], e["phase"]) for e in _lines(log) if e.get("type") == "phase"]
+    assert phases == switches
+    r = swatch("audit", "verify", "--audit-dir", str(audit))
+    assert r.returncode == 0, r.stderr

@@ -96,6 +96,7 @@ class Attached:
     identity: dict[str, int]
     source: Source | None = None
     delivered: dict[str, int] = field(default_factory=dict)
+    phases: Any = None  # a policy's phase switches (policy.phases.PhaseLines), as records
 
 
 @dataclass
@@ -211,7 +212,7 @@ class Serve:
         if self.streamer is None:
             time.sleep(LIVE_MS / 1000)  # metrics only; a signal ends it early
             return
-        self.streamer.pump(LIVE_MS)
+        self.streamer.pump(LIVE_MS, extra=self.policy.phases if self.policy else None)
         self._flush()
         self._count()
 
@@ -284,6 +285,10 @@ class Serve:
         self.resume.tracer = None
         wanted = self.config.json_log is not None or self.config.events.traced
         if self.streamer is not None and wanted:
+            if meta.mode == tracer.MODE_IDS["cgroup"]:  # container name (+ pod) on events
+                from syscall_watcher.trace.watch import label_container_cgroups
+
+                label_container_cgroups(from_c(libbpf.to_bytes(meta.cgroup_path)), label)
             source = TraceSource(session)
             try:
                 self.streamer.add(source)
@@ -332,6 +337,11 @@ class Serve:
                 # reported by the next drop check, from the kernel's exact counter.
                 source._dropped_seen = account.ring_full
             attached.source = source
+            from syscall_watcher.policy.phases import PhaseLines
+
+            # `swatch policy phase` switches from now on (one made while serve was down is
+            # not seen: the kernel keeps only the current phase and a sequence number)
+            attached.phases = PhaseLines(session, json_lines=True)
         if self.output is not None:
             self.output.policy_load = account
         self._quiet = None
@@ -384,6 +394,8 @@ class Serve:
             return
         try:
             if part.source is not None and self.streamer is not None:
+                if part.phases is not None:  # a switch made just before the unload
+                    self.streamer.pump(0, extra=part.phases)
                 self.streamer.remove(part.source)
                 self._flush()
             if unloaded:
