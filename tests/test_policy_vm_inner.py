@@ -571,6 +571,7 @@ def test_tracer_counts_io_uring_on_this_kernel(tmp_path: Path) -> None:
     _req) and count a liburing workload exactly: per opcode, and detect's per-process
     counters, which need the sqe's fd and CONNECT's address read right."""
     from syscall_watcher.detect.counters import read_procs
+    from syscall_watcher.kernel import libbpf
     from syscall_watcher.trace.tracer import LoadedTracer, uring_programs
 
     srv = socket.socket()
@@ -585,7 +586,12 @@ def test_tracer_counts_io_uring_on_this_kernel(tmp_path: Path) -> None:
     tracer = LoadedTracer.load(Target(mode="comm", comm="uring_ops", label="comm uring_ops"))
     try:
         assert len(uring_programs()) == 2 and "sw_uring_complete" in tracer.links
+        # the file-bytes counters work only under detect's lease: hold it (a deadline no
+        # clock reaches) for the workload, as `swatch detect` does while it observes
+        lease = libbpf.new("uint32_t *", libbpf.lib.SW_DETECT_LEASE)
+        tracer.maps["detect"].update(lease, libbpf.new("uint64_t *", 2**64 - 1))
         _, err = run.communicate("go\n", timeout=300)
+        tracer.maps["detect"].update(lease, libbpf.new("uint64_t *", 0))
         assert run.returncode == 0, err
         rows = {k: (v["count"], v["errors"], v["bytes_in"], v["bytes_out"])
                 for k, v in tracer.uring_stats().items()}
@@ -597,7 +603,7 @@ def test_tracer_counts_io_uring_on_this_kernel(tmp_path: Path) -> None:
             "io_uring:connect": (1, 0, 0, 0), "io_uring:send": (1, 0, 0, 5)}, rows
         c = tracer.counters()
         assert (c.uring_submitted, c.uring_completed) == (14, 14)
-        (p,) = [p for p in read_procs(tracer.maps["pid_stats"]).values()
+        (p,) = [p for p in read_procs(tracer.processes).values()
                 if p.comm == "uring_ops"]
         assert p.values["file_bytes_out"] == 10 and p.values["connects_tcp"] == 1
     finally:
