@@ -15,11 +15,12 @@ SYSCALL_TABLE := syscall_watcher/data/syscall_table.json
 # (tools/install-deps: one apt-get, one pip, nothing when all is present). Nothing else installs.
 APT_BUILD := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev gcc make \
 	python3 python3-venv python3-dev pkg-config
-# tests and demo: docker + a busybox image (tests/docker-env.sh), curl and wget (--tls clients:
+# tests and demo: docker + a busybox image (tests/docker-env.sh), containerd and its ctr (a
+# containerd node in test_kubernetes; docker.io depends on it too), curl and wget (--tls clients:
 # OpenSSL, GnuTLS); the preventive-tier VMs (tools/vm-run.sh): QEMU and Debian 12's two
 # kernels, 6.1 and 6.12 (bookworm-security); man-db renders the generated man page (a minimal
 # Debian 12 has no `man`)
-APT_TEST := iproute2 strace procps util-linux kmod file docker.io busybox-static \
+APT_TEST := iproute2 strace procps util-linux kmod file docker.io containerd busybox-static \
 	qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 jq tmux git man-db curl wget
 # for the next features: seccomp, io_uring, the Prometheus server, clean Debian roots
 APT_NEXT := libseccomp-dev python3-seccomp liburing-dev prometheus debootstrap
@@ -96,7 +97,7 @@ demo: deps all venv
 	$(VENV)/bin/python tools/demo.py
 
 test: deps all venv
-	$(VENV)/bin/python -m pytest -v tests
+	$(VENV)/bin/python -m pytest -v --durations=40 tests
 
 # The container image (deploy/Dockerfile, README "Kubernetes"): IMAGE_BASE=debootstrap builds
 # the Debian 12 base here (no registry) and keeps it for the next build.

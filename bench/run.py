@@ -53,6 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--runs", type=int, default=None,
                     help="interleaved repetitions (default 5, quick 2)")
     ap.add_argument("--only", default="", help=f"comma list of parts: {','.join(PARTS)}")
+    ap.add_argument("--setups", default="",
+                    help="comma list of the syscall workloads' setups to run (their names in "
+                         "the tables, e.g. 'swatch load --pid,swatch load --pid + detect'); "
+                         "untraced always runs")
     ap.add_argument("--swatch", default=os.environ.get("SWATCH", str(ROOT / ".venv/bin/swatch")),
                     help="swatch CLI path")
     ap.add_argument("--pin-dir", default="/sys/fs/bpf/swatch-bench",
@@ -68,6 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep-tmp", action="store_true")
     args = ap.parse_args(argv)
     args.only_parts = {x.strip() for x in args.only.split(",") if x.strip()}
+    args.setup_names = {x.strip() for x in args.setups.split(",") if x.strip()} or None
     unknown = args.only_parts - set(PARTS)
     if unknown:
         ap.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}; choose from "
@@ -123,7 +128,8 @@ def run_parts(args: argparse.Namespace, reps: int, tools: Tools,
     only = args.only_parts
     wl_only = only & set(workloads.BY_NAME) if only else None
     phases = [("workloads", not only or bool(wl_only),
-               lambda: runner.run_syscall_workloads(trials, tools, reps, wl_only)),
+               lambda: runner.run_syscall_workloads(trials, tools, reps, wl_only,
+                                                   args.setup_names)),
               ("bystander", not only or "bystander" in only,
                lambda: runner.run_bystander(trials, tools, reps)),
               ("streaming", not only or "streaming" in only,
@@ -173,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         workloads.build()
         tools, notes, versions = find_tools(args.swatch)
         meta = meta_of(args, reps, tools, notes, versions)
+        known = {s.name for s in runner.syscall_setups(tools, args.pin_dir)}
+        if args.setup_names and args.setup_names - known:
+            sys.exit(f"bench: error: --setups: unknown setup(s) "
+                     f"{', '.join(sorted(args.setup_names - known))}; choose from "
+                     f"{', '.join(sorted(known))}")
         prepare_swatch(tools, args.pin_dir, meta)
         res = run_parts(args, reps, tools, meta)
         meta["elapsed_s"] = time.monotonic() - t_start

@@ -14,19 +14,25 @@ from typing import Any
 from bench import peers, progstats
 from bench.procs import kill_group, log, med, oneline, parse_result, read_text, reap, spawn, tail
 from bench.setups import (
-    Before, BNone, BSwatch, BSwatchBefore, BystanderTracer, Setup, SwatchPinned, SwatchStats,
+    Before, BNone, BSwatch, BSwatchBefore, BystanderTracer, Setup, SwatchPinned,
+    SwatchPinnedBefore, SwatchPinnedDetect, SwatchPinnedDetectBefore, SwatchStats,
     SwatchStatsBefore, SwatchStream, SwatchStreamBefore, Tools, Untraced,
 )
 from bench.trial import TrialRunner
 from bench.workloads import BUILD, BY_NAME, WORKLOADS
 
 
-def syscall_setups(tools: Tools, pin_dir: str) -> list[Setup]:
-    return [Untraced(tools), peers.StraceF(tools), peers.StraceFC(tools),
-            peers.PerfTrace(tools), peers.BpftraceCount(tools), peers.BpftracePrintf(tools),
-            peers.Syscount(tools), SwatchStats(tools), SwatchPinned(tools, pin_dir),
-            SwatchStream(tools)] + (
-                [SwatchStatsBefore(tools), SwatchStreamBefore(tools)] if Before.swatch() else [])
+def syscall_setups(tools: Tools, pin_dir: str, names: set[str] | None = None) -> list[Setup]:
+    """The setups of the syscall workloads; with names, only those (and always "untraced",
+    the baseline of every ratio)."""
+    every = [Untraced(tools), peers.StraceF(tools), peers.StraceFC(tools),
+             peers.PerfTrace(tools), peers.BpftraceCount(tools), peers.BpftracePrintf(tools),
+             peers.Syscount(tools), SwatchStats(tools), SwatchPinned(tools, pin_dir),
+             SwatchPinnedDetect(tools, pin_dir), SwatchStream(tools)] + (
+                 [SwatchStatsBefore(tools), SwatchStreamBefore(tools),
+                  SwatchPinnedBefore(tools, pin_dir), SwatchPinnedDetectBefore(tools, pin_dir)]
+                 if Before.swatch() else [])
+    return [s for s in every if not names or s.name in names or s.name == "untraced"]
 
 
 def stream_setups(tools: Tools) -> list[Setup]:
@@ -111,8 +117,9 @@ def _give_up(runs: list[dict[str, Any]]) -> bool:
 
 
 def run_syscall_workloads(runner: TrialRunner, tools: Tools, reps: int,
-                          only: set[str] | None) -> dict[str, Any]:
-    setups = syscall_setups(tools, runner.pin_dir)
+                          only: set[str] | None,
+                          setup_names: set[str] | None = None) -> dict[str, Any]:
+    setups = syscall_setups(tools, runner.pin_dir, setup_names)
     wls = [w for w in WORKLOADS if not only or w.name in only]
     results = {w.name: {"desc": w.desc, "runs": {s.name: [] for s in setups}} for w in wls}
     dead: dict[tuple[str, str], str] = {}

@@ -293,6 +293,84 @@ class SwatchPinned(Setup):
         return {"counted_own_syscall": n, "own_syscall_missed": max(0, res["calls"] - n)}
 
 
+def lease_held(pin_dir: str) -> bool:
+    """Does a `swatch detect` hold the lease of the tracer pinned in pin_dir (docs/detect.md)?"""
+    from syscall_watcher.kernel import libbpf
+    from syscall_watcher.kernel.libbpf import lib
+    from syscall_watcher.trace.tracer import PinnedSession
+
+    session = PinnedSession.open(Path(pin_dir))
+    try:
+        key, val = libbpf.new("uint32_t *", lib.SW_DETECT_LEASE), libbpf.new("uint64_t *")
+        return bool(session.maps["detect"].lookup(key, val)) and val[0] > time.monotonic_ns()
+    finally:
+        session.close()
+
+
+def start_detect(swatch: str, pin_dir: str, env: dict[str, str],
+                 timeout: float = 30.0) -> tuple[Any, str]:
+    """`swatch detect --pin-dir` on a pinned tracer, observing (its lease held: the file-bytes
+    counters and the DNS capture on) until ended: (process, "") or (None, error)."""
+    p = spawn([swatch, "detect", "--pin-dir", pin_dir, "--samples", "1", "--interval", "3600"],
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, desc="swatch detect")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lease_held(pin_dir):
+            return p, ""
+        if poll_exit(p):
+            return None, f"swatch detect exited rc={p.returncode} before taking the lease"
+        time.sleep(0.05)
+    kill_group(p, signal.SIGTERM)
+    return None, f"swatch detect did not take the lease within {timeout:.0f}s"
+
+
+class SwatchPinnedDetect(SwatchPinned):
+    """`swatch load --pid PID` with a `swatch detect --pin-dir` observing it for the whole loop:
+    what a syscall costs while detect holds the lease, against SwatchPinned (what `summary`
+    alone costs). Ended with SIGTERM (detect clears the lease) before the counters are read."""
+
+    name, does = "swatch load --pid + detect", "stats + detect's lease (pinned)"
+
+    def attach(self, pid: int, t: Trial, env: dict[str, str]) -> str | None:
+        err = super().attach(pid, t, env)
+        if err:
+            return err
+        t.facts["detect"], err = start_detect(self.tools["swatch"], self.pin_dir, env)
+        return err or None
+
+    def detach(self, t: Trial, env: dict[str, str]) -> dict[str, Any]:
+        p = t.facts.pop("detect", None)
+        rec: dict[str, Any] = {}
+        if p is not None:
+            kill_group(p, signal.SIGTERM, grace=15.0)
+            if lease_held(self.pin_dir):
+                rec["error"] = "swatch detect left its lease held after SIGTERM"
+        out = super().detach(t, env)
+        if "error" in rec:
+            out["error"] = "; ".join(filter(None, [out.get("error"), rec["error"]]))
+        return out
+
+
+class SwatchPinnedDetectBefore(SwatchPinnedDetect):
+    """SwatchPinnedDetect with the "before" swatch (BENCH_SWATCH_BEFORE)."""
+
+    name = "swatch load --pid + detect (before)"
+
+    def __init__(self, tools: Tools, pin_dir: str) -> None:
+        super().__init__(Tools({**tools.bins, "swatch": str(Before.swatch())}, tools.missing),
+                         pin_dir)
+
+
+class SwatchPinnedBefore(SwatchPinned):
+    """SwatchPinned with the "before" swatch (BENCH_SWATCH_BEFORE)."""
+
+    name = "swatch load --pid (before)"
+
+    def __init__(self, tools: Tools, pin_dir: str) -> None:
+        super().__init__(Tools({**tools.bins, "swatch": str(Before.swatch())}, tools.missing),
+                         pin_dir)
+
+
 # ------------------------------------------------------------------------------ bystander
 class BystanderTracer:
     """A tracer watching a sleeping pid while an untraced workload runs beside it."""

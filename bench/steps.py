@@ -58,6 +58,25 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
     "no_ktime": [("\tp->detect_args = 0;\n\tnow = bpf_ktime_get_ns();\n",
                   "\tp->detect_args = 0;\n\tnow = 1;\n"),
                  ("\tnow = bpf_ktime_get_ns();\n\tdur = now - ts;\n", "\tnow = 1;\n\tdur = ts;\n")],
+    # the clock read of one side only (no_ktime split): which side's read costs what
+    "no_ktime_enter": [("\tp->detect_args = 0;\n\tnow = bpf_ktime_get_ns();\n",
+                        "\tp->detect_args = 0;\n\tnow = 1;\n")],
+    "no_ktime_exit": [("\tnow = bpf_ktime_get_ns();\n\tdur = now - ts;\n",
+                       "\tnow = 1;\n\tdur = ts;\n")],
+    # a candidate, not a cut: the ids as two plain loads from the typed current task instead
+    # of the bpf_get_current_pid_tgid() call (one helper call less per program)
+    "ids_from_task": [
+        ("sw_sys_enter, struct pt_regs *regs, long syscall_nr)\n{\n"
+         "\tu64 id = bpf_get_current_pid_tgid();\n",
+         "sw_sys_enter, struct pt_regs *regs, long syscall_nr)\n{\n"
+         "\tstruct task_struct *cur__ = bpf_get_current_task_btf();\n"
+         "\tu64 id = (u64)cur__->tgid << 32 | (u32)cur__->pid;\n"),
+        ("sw_sys_exit, struct pt_regs *regs, long syscall_ret)\n{\n"
+         "\tu64 id = bpf_get_current_pid_tgid();\n",
+         "sw_sys_exit, struct pt_regs *regs, long syscall_ret)\n{\n"
+         "\tstruct task_struct *cur__ = bpf_get_current_task_btf();\n"
+         "\tu64 id = (u64)cur__->tgid << 32 | (u32)cur__->pid;\n"),
+    ],
     # both programs return at once: the floor (raw_tp dispatch + the statistics' own clocks)
     "empty": [
         ("\tu32 nr;\n\n\tif (cfg.mode == SW_TARGET_PID) {", "\tu32 nr;\n\n\treturn 0;\n"
@@ -118,26 +137,13 @@ def sample(pin: str, seconds: float = 1.0) -> dict[str, float]:
 
 def hold_detect_lease(swatch: str, pin: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """A `swatch detect` on the pinned tracer, observing (its lease held) until killed."""
-    import time
+    sys.path.insert(0, str(ROOT))  # run as a script: bench/ is on the path, not the root
+    from bench.setups import start_detect
 
-    from syscall_watcher.kernel import libbpf
-    from syscall_watcher.kernel.libbpf import lib
-    from syscall_watcher.trace.tracer import PinnedSession
-
-    proc = subprocess.Popen([swatch, "detect", "--pin-dir", pin, "--samples", "1",
-                             "--interval", "3600"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    session = PinnedSession.open(Path(pin))
-    try:
-        key, val = libbpf.new("uint32_t *", lib.SW_DETECT_LEASE), libbpf.new("uint64_t *")
-        for _ in range(300):
-            if session.maps["detect"].lookup(key, val) and val[0] > time.monotonic_ns():
-                return proc
-            time.sleep(0.1)
-    finally:
-        session.close()
-    proc.kill()
-    sys.exit("steps: swatch detect did not take the lease within 30 s")
+    proc, err = start_detect(swatch, pin, env)
+    if proc is None:
+        sys.exit(f"steps: {err}")
+    return proc
 
 
 def measure(name: str, obj: Path, storm_call: str = "getppid") -> dict[str, float]:

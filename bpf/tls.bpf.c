@@ -28,35 +28,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile struct sw_tls_config cfg SEC(".rodata.cfg") = {};
 
-/* The tracer's maps (reused by fd at load: same definitions as bpf/watcher.bpf.c). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 16384);
-	__type(key, u32);
-	__type(value, u8);
-} pid_filter SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, struct sw_pid_range);
-} pid_range SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct sw_task);
-} pending SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, struct sw_state);
-} state SEC(".maps");
+/* The tracer's maps (reused by fd at load). */
+#include "membership.bpf.h"
 
 /* Our own. */
 struct {

@@ -46,24 +46,8 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
-/* SW_TARGET_PID: the traced processes (tgids), for the processes that existed at load and
- * for `status`. Children are also marked in their task-local storage at fork, so a full
- * pid_filter never loses one. Sized by the loader (--max-pids); memory only for live
- * entries; each process is removed when its last thread exits. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 16384);
-	__type(key, u32);
-	__type(value, u8);
-} pid_filter SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, struct sw_pid_range);
-} pid_range SEC(".maps");
+/* pid_filter, pid_range, pending, state: shared with bpf/tls.bpf.c. */
+#include "membership.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -71,17 +55,6 @@ struct {
 	__type(key, u32);
 	__type(value, struct sw_syscall_info);
 } syscall_info SEC(".maps");
-
-/* Per-thread state: the syscall in flight and membership (struct sw_task). Task-local
- * storage is a pointer away from the task, much cheaper than a hash lookup on both sides of
- * every syscall, and it dies with the task: nothing here can be inherited by a reused pid.
- * SW_TARGET_PID: an entry means the thread is traced, unless it says excluded. */
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct sw_task);
-} pending SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -165,6 +138,17 @@ struct {
 	__type(value, u64);
 } detect SEC(".maps");
 
+/* detect: each process's fd classes (struct sw_fd_classes), one entry per pid_stats slot,
+ * shared by the CPUs (what one learns, all use). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);  /* sized by the loader: the slots */
+	__type(key, u32);
+	__type(value, struct sw_fd_classes);
+} fd_classes SEC(".maps");
+
+_Static_assert(SW_FDC_CACHED == 32 * SW_FDC_WORDS, "2 bits an fd in u64 words");
+
 /* The DNS answers traced processes received while detect ran, newest over oldest. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -179,13 +163,6 @@ struct {
 	__type(key, struct sw_file_key);
 	__type(value, struct sw_file_stat);
 } files_written SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, struct sw_state);
-} state SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -292,28 +269,59 @@ static __always_inline bool detecting(u64 now)
 	return until && now < *until;
 }
 
+/* A call whose detect part runs only under the lease: bytes in/out with the fd in argument 0,
+ * a receive that may bring a DNS answer, a call that frees fds. */
+static __always_inline bool leased_call(struct sw_syscall_info *info)
+{
+	return ((info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) && info->fd_arg == 0) ||
+	       (info->detect & (SW_DT_DNS | SW_DT_FD_CLOSE | SW_DT_FD_RESET));
+}
+
 static __always_inline bool streaming(void)
 {
 	struct sw_state *st = bpf_map_lookup_elem(&state, &zero);
 	return st && st->streaming;
 }
 
-/* Every record goes through here, so every failure is counted. */
+/* When the consumer was last woken (kernel ns): see output(). Written by every CPU without a
+ * lock; a lost update only costs one wakeup more or less. */
+u64 sw_last_wakeup_ns = 0;
+
+/* Every record goes through here, so every failure is counted.
+ *
+ * Wakeups: a wakeup is an irq_work (a self-IPI, a VM exit under a hypervisor) on the producing
+ * CPU, so it is paid per record sent with BPF_RB_FORCE_WAKEUP. A record wakes the consumer
+ * only (a) when the ring's producer position crosses a multiple of cfg.wakeup_bytes (a power
+ * of two: a busy stream is read in batches of about that size, whatever the consumer does
+ * meanwhile), or (b) when the last wakeup is SW_WAKEUP_GAP_NS old (the first record after a
+ * quiet spell goes out at once: `swatch run`'s first event). Everything else is sent with
+ * BPF_RB_NO_WAKEUP and read at the next wakeup or the consumer's poll timeout (LIVE_MS). Waking
+ * on every record once wakeup_bytes were queued (the rule before) cost one IPI per record for
+ * as long as the consumer was busy formatting the previous batch. */
 static __always_inline void output(void *rec, u32 size, u32 type)
 {
 	struct sw_counters *c = bpf_map_lookup_elem(&counters, &zero);
-	u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	u64 flags = avail >= cfg.wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	u64 now = ((struct sw_event_hdr *)rec)->ktime_ns;
+	u64 prod = bpf_ringbuf_query(&events, BPF_RB_PROD_POS);
+	u64 flags = BPF_RB_NO_WAKEUP;
 	long err;
 
 	if (type >= SW_EV_TYPES)
 		return;
+	/* + 8: the ring's own record header (BPF_RINGBUF_HDR_SZ) */
+	if (((prod ^ (prod + size + 8)) >= cfg.wakeup_bytes) ||
+	    now - sw_last_wakeup_ns >= SW_WAKEUP_GAP_NS) {
+		flags = BPF_RB_FORCE_WAKEUP;
+		sw_last_wakeup_ns = now;
+	}
 	err = bpf_ringbuf_output(&events, rec, size, flags);
 	if (!c)
 		return;
 	__sync_fetch_and_add(&c->emitted[type], 1);
 	if (err)
 		__sync_fetch_and_add(&c->dropped[type], 1);
+	if (flags == BPF_RB_FORCE_WAKEUP)
+		__sync_fetch_and_add(&c->wakeups, 1);
 }
 
 /* Tell the verifier what the code already guarantees (v <= max). */
@@ -353,7 +361,9 @@ static __always_inline bool name_is(const char *n, const char *want, int len)
  * runtime noise ([eventfd], [timerfd], [eventpoll], [signalfd]). */
 static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, u32 *trunc)
 {
-	struct file *f = current_fd_file(fd);
+	struct file *f = current_fd_file_btf(fd);
+	struct vfs_dentry_head dh;
+	struct path path = {};
 	u16 mode;
 
 	if (!f) {
@@ -376,30 +386,28 @@ static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, u32 *
 			*kind = SW_FD_SOCKET;
 		return 0;
 	}
-	if ((mode & S_IFMT) == S_IFIFO && BPF_CORE_READ(f, f_path.dentry, d_parent) ==
-					      BPF_CORE_READ(f, f_path.dentry)) {
+	/* the file's path, then its dentry's parent and name: two reads (vfs_path.bpf.h) */
+	BPF_CORE_READ_INTO(&path, f, f_path);
+	vfs_dentry_head(path.dentry, &dh);
+	if ((mode & S_IFMT) == S_IFIFO && dh.parent == path.dentry) {
 		*kind = SW_FD_PIPE;
 		return 0;
 	}
-	{
-		struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
-		const unsigned char *n = BPF_CORE_READ(d, d_name.name);
+	if (dh.parent == path.dentry) {
+		/* Root of a pseudo filesystem: anon inodes are named "[kind]". */
 		char head[12] = {};
 
-		if (BPF_CORE_READ(d, d_parent) == d) {
-			/* Root of a pseudo filesystem: anon inodes are named "[kind]". */
-			bpf_probe_read_kernel(head, sizeof(head) - 1, n);
-			if (head[0] == '[') {
-				if (name_is(head, "[eventfd", 8) || name_is(head, "[timerfd", 8) ||
-				    name_is(head, "[eventpoll", 10) || name_is(head, "[signalfd", 9))
-					return -1;
-				*kind = SW_FD_ANON;
-				return bpf_probe_read_kernel_str(dst, SW_PATH_MAX, n);
-			}
+		bpf_probe_read_kernel(head, sizeof(head) - 1, dh.name);
+		if (head[0] == '[') {
+			if (name_is(head, "[eventfd", 8) || name_is(head, "[timerfd", 8) ||
+			    name_is(head, "[eventpoll", 10) || name_is(head, "[signalfd", 9))
+				return -1;
+			*kind = SW_FD_ANON;
+			return bpf_probe_read_kernel_str(dst, SW_PATH_MAX, dh.name);
 		}
 	}
 	{
-		u64 start = file_path(f, buf, trunc) & SW_PATH_MASK;
+		u64 start = dentry_path(path.dentry, path.mnt, buf, trunc) & SW_PATH_MASK;
 		u64 len = SW_PATH_MAX - start;
 
 		*kind = SW_FD_FILE;
@@ -474,23 +482,24 @@ int BPF_PROG(sw_sys_enter, struct pt_regs *regs, long syscall_nr)
 			}
 		}
 		/* detect's counters need connect's address even when nobody streams, and while
-		 * a detect run holds the lease the fd of a bytes-in/out call (file bytes) and the
-		 * buffer of a receive (DNS answers): at most three plain loads, only for them. */
+		 * a detect run holds the lease the fd of a bytes-in/out call (file bytes), the
+		 * buffer of a receive (DNS answers) and the fd a close frees (the fd classes): at
+		 * most three plain loads, only for them. */
 		if (info && !p->args_ok) {
 			if (info->detect & SW_DT_CONNECT) {
 				p->args[0] = PT_REGS_PARM1_SYSCALL(regs);
 				p->args[1] = PT_REGS_PARM2_SYSCALL(regs);
 				p->args[2] = PT_REGS_PARM3_SYSCALL(regs);
-			} else if ((info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) &&
-				   info->fd_arg == 0 && detecting(now)) {
+				if (detecting(now))
+					p->detect_args = 1;
+			} else if (leased_call(info) && detecting(now)) {
 				p->args[0] = PT_REGS_PARM1_SYSCALL(regs);
 				p->args[1] = PT_REGS_PARM2_SYSCALL(regs);
 				if (info->detect & SW_DT_DNS_FROM)
 					p->args[4] = PT_REGS_PARM5_SYSCALL(regs);
 				p->detect_args = 1;
 			}
-		} else if (info && (info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) &&
-			   detecting(now)) {
+		} else if (info && leased_call(info) && detecting(now)) {
 			p->detect_args = 1; /* streaming read them all */
 		}
 	}
@@ -763,58 +772,58 @@ static __always_inline void count_connect(struct sw_task *p, struct sw_pid_stat 
 	n->last_ns = now; /* detect names the endpoint after a DNS answer received before this */
 }
 
+/* detect: the inet socket (UDP or TCP) behind file f, or NULL. */
+static __always_inline struct sock *inet_sock_of(struct file *f)
+{
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	struct sock *sk;
+	short type;
+	u16 family;
+
+	if (!sock)
+		return NULL;
+	type = BPF_CORE_READ(sock, type);
+	sk = BPF_CORE_READ(sock, sk);
+	if ((type != SOCK_DGRAM && type != SOCK_STREAM) || !sk)
+		return NULL;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	return family == AF_INET || family == AF_INET6 ? sk : NULL;
+}
+
 /* detect: a socket's peer port, from the socket (connected) or else from the source address
- * the call wrote (recvfrom's arg 4, recvmsg's msg_name); 0 when unknown. */
-static __always_inline u16 peer_port(struct sock *sk, struct sw_task *p,
-				     struct sw_syscall_info *info)
+ * the call wrote (`from`: recvfrom's arg 4, a msghdr's msg_name); 0 when unknown. */
+static __always_inline u16 peer_port(struct sock *sk, void *from)
 {
 	u16 port = BPF_CORE_READ(sk, __sk_common.skc_dport);
-	struct user_msghdr *msg = (struct user_msghdr *)p->args[1];
-	void *from = NULL;
 
 	if (port)
 		return bpf_ntohs(port);
-	if (info->detect & SW_DT_DNS_FROM)
-		from = (void *)p->args[4];
-	else if (info->detect & SW_DT_DNS_MSG)
-		from = BPF_CORE_READ_USER(msg, msg_name);
 	if (!from || bpf_probe_read_user(&port, sizeof(port), from + 2))
 		return 0;
 	return bpf_ntohs(port);
 }
 
-/* detect: what an inet socket whose peer port is 53 received, copied to the DNS ring for
- * userspace to parse (the names behind the addresses the target then connects to). */
-static __always_inline void note_dns_answer(struct sw_task *p, struct file *f,
-					    struct sw_syscall_info *info, s64 ret, u32 sid,
-					    u64 id, u64 now)
+/* detect: the base of the first iovec of a user array, its length in *len (0: none). */
+static __always_inline u64 first_iov(struct iovec *iov, u64 *len)
 {
-	struct socket *sock = BPF_CORE_READ(f, private_data);
+	*len = iov ? BPF_CORE_READ_USER(iov, iov_len) : 0;
+	return iov ? (u64)BPF_CORE_READ_USER(iov, iov_base) : 0;
+}
+
+/* detect: one message a traced process received from port 53 (len bytes at user address buf),
+ * copied to the DNS ring for userspace to parse. Fewer bytes than a DNS header (a TCP
+ * message's 2-byte length read alone, as glibc does) are not an answer. */
+static __always_inline void dns_ring_add(u64 buf, u64 len, u32 sid, u64 id, u64 now)
+{
 	struct sw_dns_answer *a;
-	struct sock *sk;
-	u64 buf = p->args[1];
 	u64 *next, seq;
-	u32 key, len;
-	short type;
-	u16 family;
+	u32 key, n;
 
-	if (!sock)
+	if (!buf || len < SW_DNS_HEADER)
 		return;
-	type = BPF_CORE_READ(sock, type);
-	sk = BPF_CORE_READ(sock, sk);
-	if ((type != SOCK_DGRAM && type != SOCK_STREAM) || !sk)
-		return;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if ((family != AF_INET && family != AF_INET6) || peer_port(sk, p, info) != SW_DNS_PORT)
-		return;
-	if (info->detect & SW_DT_DNS_MSG) {
-		struct iovec *iov = BPF_CORE_READ_USER((struct user_msghdr *)buf, msg_iov);
-
-		buf = iov ? (u64)BPF_CORE_READ_USER(iov, iov_base) : 0;
-	}
 	key = SW_DETECT_DNS_NEXT;
 	next = bpf_map_lookup_elem(&detect, &key);
-	if (!buf || !next)
+	if (!next)
 		return;
 	seq = __sync_fetch_and_add(next, 1);
 	key = seq & (SW_DNS_SLOTS - 1);
@@ -825,39 +834,210 @@ static __always_inline void note_dns_answer(struct sw_task *p, struct file *f,
 	a->ts_ns = now;
 	a->tgid = id >> 32;
 	a->sid = sid;
-	a->len = ret;
-	len = bounded(ret, SW_DNS_MAX);
-	a->copied = bpf_probe_read_user(a->data, len, (void *)buf) ? 0 : len;
+	a->len = len;
+	n = bounded(len, SW_DNS_MAX);
+	a->copied = bpf_probe_read_user(a->data, n, (void *)buf) ? 0 : n;
 	a->seq_end = seq + 1;
 }
 
+/* detect: what the inet socket sk received from port 53, to the DNS ring (the names behind
+ * the addresses the target then connects to): read, recvfrom, recvmsg and readv (the first
+ * iovec), recvmmsg (the first iovec of each of its first SW_DNS_MMSG_MAX messages). */
+static __always_inline void note_dns_answer(struct sw_task *p, struct sock *sk,
+					    struct sw_syscall_info *info, s64 ret, u32 sid,
+					    u64 id, u64 now)
+{
+	u8 dt = info->detect;
+	u64 buf = p->args[1], len = ret, iov_len;
+	void *from = NULL;
+
+	if (dt & SW_DT_DNS_MMSG) {
+		for (int i = 0; i < SW_DNS_MMSG_MAX; i++) {
+			struct mmsghdr *m = (struct mmsghdr *)(buf + i * sizeof(struct mmsghdr));
+			u64 base;
+
+			if (i >= ret)
+				break;
+			from = BPF_CORE_READ_USER(m, msg_hdr.msg_name);
+			if (peer_port(sk, from) != SW_DNS_PORT)
+				continue;
+			base = first_iov(BPF_CORE_READ_USER(m, msg_hdr.msg_iov), &iov_len);
+			len = BPF_CORE_READ_USER(m, msg_len);
+			dns_ring_add(base, len < iov_len ? len : iov_len, sid, id, now);
+		}
+		return;
+	}
+	if (dt & SW_DT_DNS_MSG) {
+		struct user_msghdr *msg = (struct user_msghdr *)buf;
+
+		from = BPF_CORE_READ_USER(msg, msg_name);
+		buf = first_iov(BPF_CORE_READ_USER(msg, msg_iov), &iov_len);
+		len = len < iov_len ? len : iov_len;
+	} else if (dt & SW_DT_DNS_IOV) {
+		buf = first_iov((struct iovec *)buf, &iov_len);
+		len = len < iov_len ? len : iov_len;
+	} else if (dt & SW_DT_DNS_FROM) {
+		from = (void *)p->args[4];
+	}
+	if (peer_port(sk, from) == SW_DNS_PORT)
+		dns_ring_add(buf, len, sid, id, now);
+}
+
+/* detect: the current process's fd classes, good for this lease epoch, file table and slot
+ * generation (started afresh when not); NULL when it has none (no slot: counted in pid_done,
+ * or no epoch yet): then every call walks. */
+static __always_inline struct sw_fd_classes *fd_classes_of(struct sw_task *p,
+							   struct sw_pid_stat *ps, bool shared)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	u32 key = SW_DETECT_EPOCH;
+	struct sw_fd_classes *c;
+	u64 *epoch, files;
+	u32 slot;
+
+	if (shared || p->pid_slot == SW_SLOT_UNKNOWN || p->pid_slot == SW_SLOT_SHARED)
+		return NULL;
+	slot = p->pid_slot - 1;
+	c = bpf_map_lookup_elem(&fd_classes, &slot);
+	epoch = bpf_map_lookup_elem(&detect, &key);
+	if (!c || !epoch || !*epoch)
+		return NULL;
+	files = (u64)task->files;
+	if (c->epoch != *epoch || c->files != files || c->gen != ps->gen) {
+		for (int i = 0; i < SW_FDC_WORDS; i++)
+			c->bits[i] = 0;
+		c->files = files;
+		c->gen = ps->gen;
+		__sync_fetch_and_add(&c->forgets, 1);
+		c->epoch = *epoch;
+	}
+	return c;
+}
+
+/* detect: fd's class is no longer known (close, connect). */
+static __always_inline void forget_fd(struct sw_fd_classes *c, u64 fd)
+{
+	__sync_fetch_and_add(&c->forgets, 1);
+	if (fd < SW_FDC_CACHED)
+		__sync_fetch_and_and(&c->bits[(fd >> 5) & (SW_FDC_WORDS - 1)],
+				     ~(3ULL << ((fd & 31) * 2)));
+}
+
+/* detect: no fd's class is known any more (dup2, dup3, close_range, exec, io_uring close). */
+static __always_inline void forget_all(struct sw_fd_classes *c)
+{
+	__sync_fetch_and_add(&c->forgets, 1);
+	c->epoch = 0; /* started afresh at the next look */
+}
+
+/* detect: what file f is to detect (SW_FDC_*). */
+static __always_inline u32 fd_class_of(struct file *f)
+{
+	u32 mode = BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT;
+	struct sock *sk;
+	u16 port;
+
+	if (mode == S_IFREG)
+		return SW_FDC_FILE;
+	if (mode != S_IFSOCK || !(sk = inet_sock_of(f)))
+		return SW_FDC_OTHER;
+	port = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	return port && port != bpf_htons(SW_DNS_PORT) ? SW_FDC_OTHER : SW_FDC_WALK;
+}
+
+/* detect, under the lease: bytes moved to or from a regular file, and DNS answers. The fd's
+ * class comes from the process's fd classes when known; else the fd -> file -> inode walk
+ * finds it and it is remembered, unless a forget came meanwhile (forgets changed). */
+static __always_inline void file_io(struct sw_task *p, struct sw_pid_stat *ps, bool shared,
+				    struct sw_syscall_info *info, s64 ret, u64 id, u64 now)
+{
+	struct sw_fd_classes *c = fd_classes_of(p, ps, shared);
+	u64 fd = p->args[0], forgets = 0;
+	u32 cls = SW_FDC_UNKNOWN, w = 0, shift = 0;
+	struct file *f;
+
+	if (c && fd < SW_FDC_CACHED) {
+		w = (fd >> 5) & (SW_FDC_WORDS - 1);
+		shift = (fd & 31) * 2;
+		forgets = c->forgets;
+		barrier();
+		cls = (c->bits[w] >> shift) & 3;
+	}
+	if (cls == SW_FDC_OTHER || (cls == SW_FDC_WALK && !(info->detect & SW_DT_DNS)))
+		return;
+	if (cls == SW_FDC_FILE && (info->flags & SW_SC_BYTES_IN)) {
+		ps_add(ps, shared, file_bytes_in, ret);
+		return;
+	}
+	f = current_fd_file(fd); /* a write (its file is evidence), or not known yet */
+	if (!f)
+		return;
+	if (cls == SW_FDC_UNKNOWN) {
+		cls = fd_class_of(f);
+		if (c && fd < SW_FDC_CACHED) {
+			__sync_fetch_and_or(&c->bits[w], (u64)cls << shift);
+			if (c->forgets != forgets) /* a close or connect since we looked */
+				__sync_fetch_and_and(&c->bits[w], ~(3ULL << shift));
+		}
+	}
+	if (cls == SW_FDC_FILE) {
+		if (info->flags & SW_SC_BYTES_IN) {
+			ps_add(ps, shared, file_bytes_in, ret);
+		} else {
+			ps_add(ps, shared, file_bytes_out, ret);
+			note_file_written(f, ret, ps->sid);
+		}
+	} else if (cls == SW_FDC_WALK && (info->detect & SW_DT_DNS)) {
+		struct sock *sk = inet_sock_of(f);
+
+		if (sk)
+			note_dns_answer(p, sk, info, ret, ps->sid, id, now);
+	}
+}
+
 /* detect: connects (always), and while a detect run holds the lease (p->detect_args, set at
- * sys_enter) bytes moved to or from regular files and DNS answers (docs/detect.md). Only for
- * the calls that carry them: the rest pay one flag test. */
+ * sys_enter) bytes moved to or from regular files, DNS answers and the forgets that keep the
+ * fd classes true (docs/detect.md). Only for the calls that carry them: the rest pay one flag
+ * test. */
 static __always_inline void detect_io(struct sw_task *p, struct sw_pid_stat *ps, bool shared,
 				      struct sw_syscall_info *info, s64 ret, u64 id, u64 now)
 {
-	if (p->detect_args && ret > 0 && info->fd_arg == 0 &&
-	    (info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT))) {
-		struct file *f = current_fd_file(p->args[0]);
-		u32 mode;
+	u8 dt = info->detect;
 
-		if (!f)
-			return;
-		mode = BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT;
-		if (mode == S_IFREG) {
-			if (info->flags & SW_SC_BYTES_IN) {
-				ps_add(ps, shared, file_bytes_in, ret);
-			} else {
-				ps_add(ps, shared, file_bytes_out, ret);
-				note_file_written(f, ret, ps->sid);
-			}
-		} else if (mode == S_IFSOCK && (info->detect & SW_DT_DNS)) {
-			note_dns_answer(p, f, info, ret, ps->sid, id, now);
+	if (p->detect_args) {
+		if (dt & (SW_DT_FD_CLOSE | SW_DT_FD_RESET | SW_DT_CONNECT)) {
+			struct sw_fd_classes *c = fd_classes_of(p, ps, shared);
+
+			if (c && (dt & SW_DT_FD_RESET))
+				forget_all(c);
+			else if (c)
+				forget_fd(c, p->args[0]);
+		} else if (ret > 0 && (dt & SW_DT_DNS_MMSG)) {
+			struct file *f = current_fd_file(p->args[0]);
+			struct sock *sk = f ? inet_sock_of(f) : NULL;
+
+			if (sk)
+				note_dns_answer(p, sk, info, ret, ps->sid, id, now);
+		} else if (ret > 0 && info->fd_arg == 0 &&
+			   (info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT))) {
+			file_io(p, ps, shared, info, ret, id, now);
 		}
-	} else if ((info->detect & SW_DT_CONNECT) && (ret == 0 || ret == -EINPROGRESS)) {
-		count_connect(p, ps, shared, now);
 	}
+	if ((dt & SW_DT_CONNECT) && (ret == 0 || ret == -EINPROGRESS))
+		count_connect(p, ps, shared, now);
+}
+
+/* detect_io() for sw_sys_exit, as a global function: verified once, on its own (see
+ * sw_syscall_record()). ps is the process's counts account() returned: shared (atomic adds)
+ * exactly when the thread counts in pid_done (process_stat() set p->pid_slot so). */
+__noinline int sw_detect_io(struct sw_task *p, struct sw_pid_stat *ps,
+			    struct sw_syscall_info *info, s64 ret, u64 now)
+{
+	if (!p || !ps || !info)
+		return 0;
+	detect_io(p, ps, p->pid_slot == SW_SLOT_SHARED, info, ret, bpf_get_current_pid_tgid(),
+		  now);
+	return 0;
 }
 
 /* sys_exit, step 1: the thread's syscall in flight ends. Only traced threads have one: this
@@ -1019,15 +1199,43 @@ static __always_inline void emit_syscall_event(struct sw_syscall_event *ev, u64 
 	output(ev, offsetof(struct sw_syscall_event, data) + off, SW_EV_SYSCALL);
 }
 
+/* Steps 4 to 8: the record of a call that gets one (wants_event()), built and sent. A global
+ * function (neither static nor inlined): the verifier checks it once, on its own, with its
+ * arguments as their types say (a pointer may be NULL, a number anything), and sw_sys_exit's
+ * paths only see a call that returns a number. Inlined, it was checked again along every path
+ * account() and detect_io() take to it: ~117,000 instructions processed, ~155 ms of the
+ * tracer's load (bench/README.md, "Streaming and start-up"). p->nr is the call's number. */
+__noinline int sw_syscall_record(struct sw_task *p, struct sw_syscall_info *info, s64 ret,
+				 u64 dur, u64 now)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct scratch *s;
+	u32 off;
+
+	if (!p || !info)
+		return 0;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	start_syscall_event(&s->sc, p, p->nr, ret, dur);
+	off = add_paths(&s->sc, p, info);
+	if (!add_fd_name(s, p, info, (u32)id, &off))
+		return 0;
+	add_sockaddr(&s->sc, p, info, ret, &off);
+	if (info->flags & SW_SC_CLONE3)
+		bpf_probe_read_user(&s->sc.aux, sizeof(s->sc.aux), (void *)p->args[0]);
+	emit_syscall_event(&s->sc, id, off, now);
+	return 0;
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sw_sys_exit, struct pt_regs *regs, long syscall_ret)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	struct sw_syscall_info *info;
-	struct scratch *s;
 	struct sw_task *p;
 	u64 ts, dur, now;
-	u32 nr, off;
+	u32 nr;
 	s64 ret;
 
 	p = end_syscall(id, &ts);
@@ -1046,22 +1254,12 @@ int BPF_PROG(sw_sys_exit, struct pt_regs *regs, long syscall_ret)
 		bool shared;
 		struct sw_pid_stat *ps = account(p, id, nr, ret, dur, info->flags, &shared);
 
-		if (ps)
-			detect_io(p, ps, shared, info, ret, id, now); /* swatch detect's counters */
+		/* swatch detect's counters: only calls that carry them pay the call */
+		if (ps && (p->detect_args || (info->detect & SW_DT_CONNECT)))
+			sw_detect_io(p, ps, info, ret, now);
 	}
-	if (!wants_event(p, info, ret))
-		return 0;
-	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s)
-		return 0;
-	start_syscall_event(&s->sc, p, nr, ret, dur);
-	off = add_paths(&s->sc, p, info);
-	if (!add_fd_name(s, p, info, (u32)id, &off))
-		return 0;
-	add_sockaddr(&s->sc, p, info, ret, &off);
-	if (info->flags & SW_SC_CLONE3)
-		bpf_probe_read_user(&s->sc.aux, sizeof(s->sc.aux), (void *)p->args[0]);
-	emit_syscall_event(&s->sc, id, off, now);
+	if (wants_event(p, info, ret))
+		sw_syscall_record(p, info, ret, dur, now);
 	return 0;
 }
 

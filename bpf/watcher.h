@@ -53,13 +53,17 @@
 #define SW_FD_ANON 7    /* anon inode other than the suppressed ones */
 #define SW_FD_BAD 8     /* not an open fd */
 
+/* A record sent this long after the last wakeup wakes the consumer (output(), watcher.bpf.c):
+ * the first record after a quiet spell is read at once, not at the consumer's poll timeout. */
+#define SW_WAKEUP_GAP_NS 10000000ULL
+
 /* Load-time configuration (the program's only .rodata variable); mode: SW_TARGET_*. */
 struct sw_config {
 	uint32_t mode;
 	uint32_t follow_children;
 	uint32_t target_uid;
 	uint32_t target_cgroup_level; /* depth of target_cgroup below the v2 root */
-	uint32_t wakeup_bytes;   /* wake the consumer once this much is queued */
+	uint32_t wakeup_bytes;   /* wake the consumer every this many bytes sent (a power of two) */
 	uint32_t pid_slots;      /* slots in pid_stats (--stats-slots; 0: none) */
 	uint32_t nr_cpus;        /* possible CPUs: the copies of a per-CPU value */
 	uint32_t pad;
@@ -86,8 +90,14 @@ struct sw_syscall_info {
 			       copied to the "dns_answers" ring */
 #define SW_DT_DNS_MSG 4     /* arg 1 is a struct user_msghdr (recvmsg): its first iovec, msg_name */
 #define SW_DT_DNS_FROM 8    /* arg 4 is the source sockaddr (recvfrom on an unconnected socket) */
+#define SW_DT_FD_CLOSE 16   /* close(fd): while detect runs, forget fd's class (struct sw_fd_classes) */
+#define SW_DT_FD_RESET 32   /* dup2, dup3, close_range, execve(at): forget every fd's class */
+#define SW_DT_DNS_MMSG 64   /* recvmmsg: arg 1 is a struct mmsghdr array, ret the messages */
+#define SW_DT_DNS_IOV 128   /* readv: arg 1 is a struct iovec array (its first one) */
 #define SW_DNS_PORT 53
 #define SW_DNS_MAX 512      /* bytes of a DNS answer kept (the classic UDP message size) */
+#define SW_DNS_HEADER 12    /* a DNS message's fixed header: shorter reads are not answers */
+#define SW_DNS_MMSG_MAX 4   /* recvmmsg: the messages of one call looked at */
 #define SW_DNS_SLOTS 64     /* the ring "dns_answers": answer n goes to slot n % SW_DNS_SLOTS */
 /* Array map "detect" (uint64_t values). detect's file-bytes counters and the DNS ring work only
  * while a detect run holds the lease: its userspace writes SW_DETECT_LEASE = now + a few
@@ -96,7 +106,22 @@ struct sw_syscall_info {
  * the lease on its own. SW_DETECT_DNS_NEXT: DNS answers captured since load (only BPF writes). */
 #define SW_DETECT_LEASE 0
 #define SW_DETECT_DNS_NEXT 1
-#define SW_DETECT_KEYS 2
+/* SW_DETECT_EPOCH: the lease's number, bumped by detect's userspace each time it takes a lease
+ * that had run out (0: never taken). The fd classes a process learned are good only within one
+ * epoch: while no lease is held nobody watches the closes that would make them stale. */
+#define SW_DETECT_EPOCH 2
+#define SW_DETECT_KEYS 3
+/* detect's per-process fd classes (array "fd_classes", one entry per pid_stats slot): what a
+ * read/write under the lease found its fd to be, 2 bits an fd (SW_FDC_*) for the fds below
+ * SW_FDC_CACHED, so the fd -> file -> inode walk runs once per fd, not once per call. */
+#define SW_FDC_CACHED 256
+#define SW_FDC_WORDS 8       /* SW_FDC_CACHED / 32: the words of bits */
+#define SW_FDC_UNKNOWN 0    /* not looked at yet (or forgotten): walk, then remember */
+#define SW_FDC_FILE 1       /* a regular file: its bytes are counted */
+#define SW_FDC_OTHER 2      /* nothing detect counts: pipe, tty, device, unix socket, an inet
+			       socket connected to a port other than 53 */
+#define SW_FDC_WALK 3       /* an inet socket that may bring DNS answers (unconnected, or
+			       connected to port 53): walked at every receive */
 /* A process that exits sooner than this after its fork counts as short-lived (fork fan-out). */
 #define SW_SHORT_LIVED_NS 5000000000ULL
 #define SW_DT_FILE_NAME 32  /* bytes of a written file's name kept as evidence */
@@ -186,6 +211,17 @@ struct sw_stat {
 	uint64_t bytes_out;
 	uint64_t total_ns;
 	uint64_t hist[SW_HIST_BUCKETS]; /* log2(duration ns) buckets */
+};
+
+/* detect: what the fds of the process holding a pid_stats slot are (SW_FDC_*, 2 bits an fd).
+ * Started afresh when any of epoch, files, gen differs from the current one. */
+struct sw_fd_classes {
+	uint64_t epoch;         /* detect[SW_DETECT_EPOCH] the classes were learned in */
+	uint64_t files;         /* the file table (struct files_struct *) they describe */
+	uint64_t forgets;       /* bumped by every forget: a class learned across one is dropped */
+	uint32_t gen;           /* the slot's generation (struct sw_pid_stat.gen) */
+	uint32_t pad;
+	uint64_t bits[SW_FDC_WORDS];
 };
 
 /* Cumulative per-process statistics: a live process's in its slot of pid_stats (a per-CPU
@@ -304,6 +340,7 @@ struct sw_counters {
 	uint64_t uring_completed;  /* ... of those, seen completing (the rest are in flight, or
 				    * ended without a completion: IOSQE_CQE_SKIP_SUCCESS, or
 				    * multishot completions after the first) */
+	uint64_t wakeups;          /* records sent with BPF_RB_FORCE_WAKEUP (output()) */
 };
 
 /* Per-thread state (task-local storage "pending"): the syscall in flight and the thread's

@@ -359,6 +359,19 @@ int sw_uring_complete(u64 *ctx)
 		add_call(st, dur, err, in, out);
 		st->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)] += 1;
 	}
+	/* a ring's close (or connect) changes what the owner's fds are: detect forgets them */
+	if ((op == IORING_OP_CLOSE || (info->detect & SW_DT_CONNECT)) && detecting(now)) {
+		struct sw_pid_slot *ent = bpf_map_lookup_elem(&pid_slot, &tgid);
+		struct sw_fd_classes *fc;
+		u32 slot;
+
+		if (ent) {
+			slot = ent->slot;
+			fc = bpf_map_lookup_elem(&fd_classes, &slot);
+			if (fc)
+				forget_all(fc);
+		}
+	}
 	ps = pid_stat_of(tgid, &shared);
 	if (ps) {
 		struct file *f;

@@ -140,6 +140,27 @@ CASES: tuple[Case, ...] = (
 )
 BY_ID = {c.id: c for c in CASES}
 
+# Target-side code shared with tests/test_policy_vm_inner.py: fn(*a) in a fork of a fork
+# (the grandchild of the traced process); what it returned: its errno (0: it succeeded), or
+# 200 + the signal that killed it.
+GRANDCHILD = r'''
+def grandchild(fn, *a):
+    pid = os.fork()
+    if pid == 0:
+        pid2 = os.fork()
+        if pid2 == 0:
+            try:
+                fn(*a)
+                v = 0
+            except OSError as e:
+                v = e.errno
+            os._exit(v)
+        _, st = os.waitpid(pid2, 0)
+        os._exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 200 + os.WTERMSIG(st))
+    _, st = os.waitpid(pid, 0)
+    return os.WEXITSTATUS(st) if os.WIFEXITED(st) else 200
+'''
+
 PRELUDE = r'''
 import ctypes, errno, json, mmap, os, socket, subprocess, sys, threading
 libc = ctypes.CDLL(None, use_errno=True)
@@ -159,20 +180,7 @@ def attempt(name, fn):
     except OSError as e:
         R[name] = e.errno
 def in_grandchild(fn, *a):
-    pid = os.fork()
-    if pid == 0:
-        pid2 = os.fork()
-        if pid2 == 0:
-            try:
-                fn(*a)
-                v = 0
-            except OSError as e:
-                v = e.errno
-            os._exit(v)
-        _, st = os.waitpid(pid2, 0)
-        os._exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 200 + os.WTERMSIG(st))
-    _, st = os.waitpid(pid, 0)
-    v = os.WEXITSTATUS(st)
+    v = grandchild(fn, *a)
     if v == 209:
         raise OSError(-9, "grandchild SIGKILLed")
     if v:
@@ -273,6 +281,7 @@ def race_connect(unix_path, port):
     raise OSError(errno.EPERM if denied else errno.ECONNREFUSED,
                   f"{denied} denied, none got through")
 '''
+PRELUDE += GRANDCHILD
 
 
 def policy_text(kind: str, d: Path) -> str:

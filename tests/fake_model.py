@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import socket
 import ssl
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -67,15 +69,20 @@ def make_certs(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-def openai_body(stream: bool) -> list[dict[str, Any]] | dict[str, Any]:
+def openai_body(stream: bool, tool_calls: list[tuple[str, Any]] | None = None
+                ) -> list[dict[str, Any]] | dict[str, Any]:
+    """The answer: ``tool_calls`` (default TOOL_CALLS); none: a text answer ("done")."""
+    tool_calls = TOOL_CALLS if tool_calls is None else tool_calls
     calls = [{"id": f"call_{i}", "type": "function",
               "function": {"name": n, "arguments": json.dumps(a)}}
-             for i, (n, a) in enumerate(TOOL_CALLS)]
+             for i, (n, a) in enumerate(tool_calls)]
+    finish = "tool_calls" if calls else "stop"
     if not stream:
         return {"id": "chatcmpl-1", "object": "chat.completion", "model": "fake-gpt",
-                "choices": [{"index": 0, "finish_reason": "tool_calls",
-                             "message": {"role": "assistant", "content": None,
-                                         "tool_calls": calls}}],
+                "choices": [{"index": 0, "finish_reason": finish,
+                             "message": {"role": "assistant",
+                                         "content": None if calls else "done",
+                                         **({"tool_calls": calls} if calls else {})}}],
                 "usage": {"prompt_tokens": 42, "completion_tokens": 17, "total_tokens": 59}}
     chunks: list[dict[str, Any]] = [{"model": "fake-gpt", "choices": [
         {"index": 0, "delta": {"role": "assistant", "content": None}}]}]
@@ -88,7 +95,7 @@ def openai_body(stream: bool) -> list[dict[str, Any]] | dict[str, Any]:
         chunks.append({"model": "fake-gpt", "choices": [{"index": 0, "delta": {"tool_calls": [
             {"index": i, "function": {"arguments": args[half:]}}]}}]})
     chunks.append({"model": "fake-gpt", "choices": [{"index": 0, "delta": {},
-                                                     "finish_reason": "tool_calls"}]})
+                                                     "finish_reason": finish}]})
     chunks.append({"model": "fake-gpt", "choices": [],
                    "usage": {"prompt_tokens": 42, "completion_tokens": 17}})
     return chunks
@@ -136,8 +143,13 @@ class _Handler(BaseHTTPRequestHandler):
         req = json.loads(body or b"{}")
         stream = bool(req.get("stream"))
         anthropic = self.path.endswith("/messages")
+        calls = None
+        if self.server.script is not None:  # a conversation: turn N answers script[N]
+            turn = sum(1 for m in req.get("messages", []) if m.get("role") == "assistant")
+            calls = self.server.script[turn] if turn < len(self.server.script) else []
         if not stream:
-            data = json.dumps(anthropic_body(False) if anthropic else openai_body(False)).encode()
+            data = json.dumps(anthropic_body(False) if anthropic
+                              else openai_body(False, calls)).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -153,7 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
             events = [f"event: {n}\ndata: {json.dumps(d)}\n\n"
                       for n, d in anthropic_body(True)]  # type: ignore[misc]
         else:
-            events = [f"data: {json.dumps(d)}\n\n" for d in openai_body(True)]  # type: ignore
+            events = [f"data: {json.dumps(d)}\n\n"
+                      for d in openai_body(True, calls)]  # type: ignore
             events.append("data: [DONE]\n\n")
         for ev in events:
             raw = ev.encode()
@@ -169,10 +182,24 @@ class FakeModelServer(ThreadingHTTPServer):
     def __init__(self, cert: Path, key: Path) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.received: list[tuple[str, dict[str, str], bytes]] = []
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cert), str(key))
-        self.socket = ctx.wrap_socket(self.socket, server_side=True)
+        # OpenAI answers by turn (assistant messages so far): script[turn]'s tool calls, and a
+        # text answer past its end; None: TOOL_CALLS every time
+        self.script: list[list[tuple[str, Any]]] | None = None
+        # What went wrong on the server's side of a connection (a failed handshake, a
+        # handler's exception), for the assertion message of a test whose client failed.
+        self.errors: list[str] = []
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        # The TLS handshake happens in the connection's own thread (on its first read), not
+        # in accept() on the server's loop, where one client's handshake would hold up all.
+        sock, addr = self.socket.accept()
+        return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        self.errors.append(traceback.format_exc())
 
     @property
     def url(self) -> str:

@@ -175,6 +175,18 @@ def test_parse_cgroup2_mount(text: str, expected: str | None) -> None:
     assert parse_cgroup2_mount(text) == expected
 
 
+def test_cgroup2_mount_root_of_the_visible_mount() -> None:
+    """The root field of the cgroup2 mount last mounted at a point (the one a path reaches):
+    a pod's own namespaced mount under the node's, bind-mounted over it."""
+    pod = (
+        "60 50 0:29 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+        "61 50 0:29 /../../.. /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+    )
+    assert containers.cgroup2_mount_root(pod, "/sys/fs/cgroup") == "/../../.."
+    assert containers.cgroup2_mount_root(V2_ONLY, "/sys/fs/cgroup") == "/"
+    assert containers.cgroup2_mount_root(V2_ONLY, "/elsewhere") is None
+
+
 def test_parse_cgroup2_mount_unescapes_and_prefers_root_mount() -> None:
     text = (
         "50 31 0:29 /sub /mnt/nested rw - cgroup2 cgroup2 rw\n"

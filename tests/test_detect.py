@@ -146,6 +146,9 @@ def test_detect_flag_from_header() -> None:
     assert syscalls._DT_CONNECT == lib.SW_DT_CONNECT
     assert (syscalls._DT_DNS, syscalls._DT_DNS_MSG, syscalls._DT_DNS_FROM) == (
         lib.SW_DT_DNS, lib.SW_DT_DNS_MSG, lib.SW_DT_DNS_FROM)
+    assert (syscalls._DT_FD_CLOSE, syscalls._DT_FD_RESET, syscalls._DT_DNS_MMSG,
+            syscalls._DT_DNS_IOV) == (lib.SW_DT_FD_CLOSE, lib.SW_DT_FD_RESET,
+                                      lib.SW_DT_DNS_MMSG, lib.SW_DT_DNS_IOV)
     by_name = {r.name: r for r in syscalls.rules().values()}
     assert by_name["connect"].info(False)[-1] == lib.SW_DT_CONNECT
     assert by_name["read"].info(False)[-1] == lib.SW_DT_DNS
@@ -314,9 +317,34 @@ def test_evidence_overflow_is_counted_and_said() -> None:
 
 
 DNS_WORKLOAD = textwrap.dedent("""
-    import os, socket, sys
+    import ctypes, os, socket, sys
     import dns.message
     port, ns = int(sys.argv[1]), sys.argv[2]
+
+    class iovec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+    class msghdr(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                    ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t),
+                    ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                    ("flags", ctypes.c_int)]
+
+    class mmsghdr(ctypes.Structure):
+        _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+
+    def recvmmsg(u):                              # Python has no recvmmsg: libc's
+        buf = ctypes.create_string_buffer(512)
+        iov = iovec(ctypes.cast(buf, ctypes.c_void_p), 512)
+        msgs = (mmsghdr * 2)()
+        msgs[0].hdr.iov, msgs[0].hdr.iovlen = ctypes.pointer(iov), 1
+        n = ctypes.CDLL(None, use_errno=True).recvmmsg(u.fileno(), msgs, 1, 0, None)
+        assert n == 1, ctypes.get_errno()
+        return buf.raw[:msgs[0].len]
+
+    def readv(u):
+        buf = bytearray(512)
+        return bytes(buf[:os.readv(u.fileno(), [buf])])
 
     def connect(ip, times=1):
         for _ in range(times):
@@ -340,12 +368,15 @@ DNS_WORKLOAD = textwrap.dedent("""
     u = ask("files.agent.test"); connect(address(os.read(u.fileno(), 512)), 2)  # read
     u = ask("musl.agent.test", connected=False)                   # recvfrom, not connected
     connect(address(u.recvfrom(512)[0]), 2)
+    u = ask("vec.agent.test"); connect(address(readv(u)), 2)        # readv
+    u = ask("mmsg.agent.test"); connect(address(recvmmsg(u)), 2)    # recvmmsg
     connect("127.0.0.81")                                         # connected before ...
     u = ask("late.agent.test"); address(u.recv(512))              # ... the answer came
 """)
 DNS_TABLE = {"api.agent.test": "127.0.0.77", "tools.agent.test": "127.0.0.78",
              "files.agent.test": "127.0.0.79", "musl.agent.test": "127.0.0.80",
-             "late.agent.test": "127.0.0.81"}
+             "late.agent.test": "127.0.0.81", "vec.agent.test": "127.0.0.82",
+             "mmsg.agent.test": "127.0.0.83"}
 NAMESERVER = "127.0.0.153"  # a loopback address of its own: port 53 there is free
 
 
@@ -391,7 +422,8 @@ class DnsServer:
 def test_dns_names_in_evidence(tmp_path: Path) -> None:
     """The endpoints the target connected to carry the name of the DNS answer it received
     before: through glibc's getaddrinfo (its own /etc/resolv.conf, in a mount namespace,
-    pointing at a real UDP server) and through recvmsg, read and an unconnected recvfrom. An
+    pointing at a real UDP server) and through recvmsg, read, readv, recvmmsg and an
+    unconnected recvfrom. An
     address connected to only before its answer came gets no name."""
     ips = sorted(DNS_TABLE.values())
     listeners = [socket.create_server((ips[0], 0))]
@@ -418,16 +450,19 @@ def test_dns_names_in_evidence(tmp_path: Path) -> None:
     _w, whole = observe.window_of(obs)
     assert whole["endpoint_names"] == {
         f"127.0.0.77:{port}": "api.agent.test", f"127.0.0.78:{port}": "tools.agent.test",
-        f"127.0.0.79:{port}": "files.agent.test", f"127.0.0.80:{port}": "musl.agent.test"}, \
+        f"127.0.0.79:{port}": "files.agent.test", f"127.0.0.80:{port}": "musl.agent.test",
+        f"127.0.0.82:{port}": "vec.agent.test", f"127.0.0.83:{port}": "mmsg.agent.test"}, \
         whole["endpoint_names"]
     assert whole["endpoints"][f"127.0.0.81:{port}"] == 1  # connected, but before the answer
     res = observe.result_of(obs, "dns")
     validate(res.as_dict())
-    assert {"endpoint": f"127.0.0.77:{port}", "connects": 2, "name": "api.agent.test"} \
-        in res.evidence["remote_endpoints"]
+    shown = [e for e in res.evidence["remote_endpoints"] if e["name"]]  # the top 5 only
+    by_ip = {ip: name for name, ip in DNS_TABLE.items()}
+    assert shown and all(e["connects"] == 2 and e["name"] == by_ip[e["endpoint"].split(":")[0]]
+                         for e in shown), shown
     from syscall_watcher.detect import render
 
-    assert f"127.0.0.77:{port} (api.agent.test) ×2" in render.render(res)
+    assert f"{shown[0]['endpoint']} ({shown[0]['name']}) ×2" in render.render(res)
 
 
 # ------------------------------------------------------------------ the lease (summary's cost)
@@ -500,6 +535,79 @@ def test_file_bytes_counted_only_under_detects_lease(pin_dir: Path, tmp_path: Pa
         wait_for(lambda: _file_bytes_out(pins, target.pid)[0] > stopped[0] + 50, timeout=10)
         assert _file_bytes_out(pins, target.pid)[1] == stopped[1]
     finally:
+        target.kill()
+        target.wait()
+
+
+FD_REUSE_WORKLOAD = textwrap.dedent("""
+    import os, sys
+    out = sys.argv[1]
+    sys.stdin.readline()                          # go: detect holds the lease
+    r, w = os.pipe()
+    for _ in range(10):                           # a pipe: its class is "other"
+        os.write(w, b"p" * 100); os.read(r, 100)
+    os.close(w)                                   # close ... and a regular file at its number
+    f = os.open(out + ".a", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    assert f == w, (f, w)
+    for _ in range(3):
+        os.write(f, b"a" * 100)                   # 300 file bytes
+    r2, w2 = os.pipe()
+    os.dup2(w2, f)                                # f is a pipe now
+    for _ in range(5):
+        os.write(f, b"q" * 1000); os.read(r2, 1000)   # not file bytes
+    os.close(f)
+    g = os.open(out + ".b", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.write(g, b"b" * 7)                         # 7 file bytes
+    z = os.open("/dev/zero", os.O_RDONLY)
+    os.read(z, 1)
+    print(g, z, flush=True)
+    sys.stdin.readline()                          # stay until the test has looked
+""")
+
+
+def _fd_class(pins: str, pid: int, fd: int) -> int:
+    """The class (SW_FDC_*) the pinned tracer learned for fd of process pid."""
+    from syscall_watcher.kernel import libbpf
+    from syscall_watcher.trace.tracer import PinnedSession
+
+    s = PinnedSession.open(Path(pins))
+    try:
+        ent = libbpf.new("struct sw_pid_slot *")
+        assert s.maps["pid_slot"].lookup(libbpf.new("uint32_t *", pid), ent)
+        c = libbpf.new("struct sw_fd_classes *")
+        assert s.maps["fd_classes"].lookup(libbpf.new("uint32_t *", ent.slot), c)
+        return (c.bits[fd // 32] >> (fd % 32 * 2)) & 3
+    finally:
+        s.close()
+
+
+def test_fd_classes_follow_close_and_dup2(pin_dir: Path, tmp_path: Path) -> None:
+    """Under detect's lease a read/write finds its fd's class (regular file or not) once and
+    the kernel remembers it per process; a close, or a dup2 over the fd, forgets it: file
+    bytes are exact when one fd number is a pipe, then a file, then a pipe again."""
+    script = tmp_path / "fd_reuse.py"
+    script.write_text(FD_REUSE_WORKLOAD)
+    target = subprocess.Popen([sys.executable, "-S", "-B", str(script), str(tmp_path / "o")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pins = str(pin_dir)
+    detect = None
+    try:
+        swatch("load", "--pid", str(target.pid), "--pin-dir", pins, check=True)
+        detect = subprocess.Popen([SWATCH, "detect", "--pin-dir", pins, "--samples", "1",
+                                   "--interval", "60"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        assert wait_for(lambda: _lease(pins) > time.monotonic_ns(), timeout=30)
+        assert target.stdin is not None and target.stdout is not None
+        target.stdin.write("go\n")
+        target.stdin.flush()
+        g, z = map(int, target.stdout.readline().split())
+        assert _file_bytes_out(pins, target.pid)[1] == 307
+        assert _fd_class(pins, target.pid, g) == lib.SW_FDC_FILE
+        assert _fd_class(pins, target.pid, z) == lib.SW_FDC_OTHER
+    finally:
+        if detect is not None:
+            detect.terminate()
+            detect.wait()
         target.kill()
         target.wait()
 

@@ -3,14 +3,16 @@ bundles), and the image deploy/Dockerfile builds — made here from Debian packa
 run under the real dockerd with exactly the manifest's securityContext, hostPID, mounts, command
 and environment, traces a host process, serves its exact counts on /metrics and writes its
 events to the node's /var/lib/swatch. Kubernetes pod/namespace/container names reach the events
-of a container carrying the runtime's io.kubernetes.* labels.
+of a container carrying the runtime's io.kubernetes.* labels, in Docker and (through the image's
+ctr) in a real containerd.
 
 What cannot exist here and so is not run: a kubelet. The Docker run stands in for it: every
 field of the pod spec that would change how the container runs is turned into `docker run`
 arguments, and a field this test does not know how to turn is a failure, not a skip. The host
 path of /var/lib/swatch is a temporary directory (the test must not write the machine's), and
 the pin directories are the test's own (SWATCH_PIN_DIR, SWATCH_POLICY_PIN_DIR added to the
-manifest's env): the only two departures from the manifest.
+manifest's env): the only two departures from the manifest — and, for the containerd node, the
+host side of /run: a directory holding a real containerd's socket where a node has it.
 
 The base image (swatch-base:debian12-<hash>, tools/build_image.py --base debootstrap) is kept
 between runs so a warm run skips debootstrap; the swatch image and its containers are removed.
@@ -22,8 +24,10 @@ import copy
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import (ROOT, SWATCH, events_until, new_pin_dir, read_audit, read_events, stop,
                       swatch, wait_for, watching)
+from syscall_watcher.targets.containers import cgroup_v2_root
 from test_containers import IMAGE, docker, docker_env  # noqa: F401 (a fixture)
 
 MANIFEST = ROOT / "deploy" / "kubernetes" / "daemonset.yaml"
@@ -378,9 +383,14 @@ def test_kubernetes_names_on_a_pods_events(pod_container: tuple[str, str], pin_d
     assert audited["kubernetes"] == want
 
 
-def test_image_writes_the_audit_log(image: str, tmp_path: Path) -> None:
+def test_image_writes_the_audit_log(image: str, pod_container: tuple[str, str],
+                                    tmp_path: Path) -> None:
     """serve's audit log (--audit-dir /var/lib/swatch/audit, on the node's /var/lib/swatch)
-    records a tracer loaded inside the pod, and verifies with the host's swatch."""
+    records a tracer loaded inside the pod and its unload right before `docker stop`, then
+    stops with a checkpoint over every record, and verifies with the host's swatch. In the
+    pod, containers are named through the node's runtime socket (Docker here, through the
+    manifest's /host/run mount); with no runtime that answers (a CRI-O node: the image has no
+    crictl) they are found by cgroup id only, without pod names."""
     usage = docker("run", "--rm", "--entrypoint", "swatch", image, "serve", "--help")
     if "--audit-dir" not in usage:
         pytest.skip("this checkout's serve has no --audit-dir (issue 14's audit feed)")
@@ -395,11 +405,21 @@ def test_image_writes_the_audit_log(image: str, tmp_path: Path) -> None:
     try:
         docker("run", "-d", "--name", name, *run_args)
         assert wait_for(lambda: "nothing pinned" in logs(name), timeout=60), logs(name)
+        cid = pod_container[0]
+        listed = json.loads(docker("exec", name, "swatch", "containers", "--json"))
+        (mine,) = [c for c in listed if c["id"] == cid]
+        assert (mine["runtime"], mine["kubernetes"]) == ("docker", {
+            "namespace": "shop", "pod": "web-7d4b9c-x2x9q", "container": "nginx"})
+        listed = json.loads(docker("exec", "--env", "DOCKER_HOST=unix:///nonexistent.sock",
+                                   name, "swatch", "containers", "--json"))
+        (mine,) = [c for c in listed if c["id"] == cid]
+        assert (mine["runtime"], mine["name"]) == ("cgroup-scan", cid[:12])
+        assert "kubernetes" not in mine
         docker("exec", name, "swatch", "load", "--pid", str(sleeper.pid))
         assert wait_for(lambda: "attached to the tracer" in logs(name), timeout=30), logs(name)
         docker("exec", name, "swatch", "unload")
         assert not pins.exists()
-        docker("stop", "-t", "30", name)
+        docker("stop", "-t", "30", name)  # at once: serve may not have looked at the pins yet
         assert docker("inspect", "-f", "{{.State.ExitCode}}", name) == "0", logs(name)
     finally:
         sleeper.kill()
@@ -416,4 +436,169 @@ def test_image_writes_the_audit_log(image: str, tmp_path: Path) -> None:
     records = [json.loads(line) for line in shown.stdout.splitlines() if line.strip()]
     tracer = [(r["action"], r["detail"].get("target")) for r in records
               if r.get("kind") == "lifecycle" and r.get("component") == "tracer"]
-    assert ("load", f"pid {sleeper.pid}") in tracer, records
+    assert tracer == [("load", f"pid {sleeper.pid}"), ("unload", f"pid {sleeper.pid}")], records
+    assert [r["what"] for r in records if r["kind"] == "log"] == ["start", "stop"]
+    last = json.loads((audit / "checkpoints.jsonl").read_bytes().splitlines()[-1])
+    assert last["size"] == len(records)  # signed at shutdown, over every record
+
+
+# --------------------------------------------------------------------------- a containerd node
+
+CTR_NAMESPACE = "k8s.io"  # where the kubelet's CRI calls put a node's containers
+CONTAINERD_CONFIG = """\
+version = 2
+# no CRI (it wants CNI and a sandbox image) and no snapshotter this test does not use: the
+# container below runs on a plain root file system directory (ctr run --rootfs)
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
+                    "io.containerd.snapshotter.v1.devmapper"]
+"""
+
+
+def _busybox_rootfs(root: Path) -> None:
+    """A root file system with the machine's busybox-static (as tests/docker-env.sh makes)."""
+    (root / "bin").mkdir(parents=True)
+    for d in ("dev", "proc", "sys", "tmp", "etc"):
+        (root / d).mkdir()
+    (root / "etc" / "hostname").write_text("swatch-containerd-pod\n")
+    subprocess.run(["cp", "/bin/busybox", str(root / "bin" / "busybox")], check=True)
+    for applet in ("sh", "sleep", "cat"):
+        (root / "bin" / applet).symlink_to("busybox")
+
+
+class ContainerdNode:
+    """A real containerd (the machine's, from Debian's containerd package) with its socket at
+    <node run>/containerd/containerd.sock — the node's /run as the manifest mounts it — and one
+    running container labelled as the kubelet labels a pod's container."""
+
+    def __init__(self, top: Path) -> None:
+        self.run_dir = top / "run"
+        self.socket = self.run_dir / "containerd" / "containerd.sock"
+        self.log = top / "containerd.log"
+        config = top / "config.toml"
+        config.write_text(CONTAINERD_CONFIG)
+        self.rootfs = top / "rootfs"
+        _busybox_rootfs(self.rootfs)
+        self.proc = subprocess.Popen(
+            ["containerd", "--config", str(config), "--address", str(self.socket),
+             "--root", str(top / "root"), "--state", str(top / "state")],
+            stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
+        self.cid = secrets.token_hex(32)  # CRI ids are 64 hex digits
+        self.shim = 0
+
+    def ctr(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(["ctr", "--address", str(self.socket), "--namespace",
+                               CTR_NAMESPACE, *args], capture_output=True, text=True,
+                              timeout=60, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"ctr {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def up(self) -> bool:
+        return self.proc.poll() is None and self.socket.exists() and subprocess.run(
+            ["ctr", "--address", str(self.socket), "version"], capture_output=True,
+            timeout=30, check=False).returncode == 0
+
+    def start_pod_container(self) -> int:
+        labels = [f"--label={k}={v}" for k, v in K8S_LABELS.items()]
+        # no image, so no image PATH in the spec: commands by absolute path
+        self.ctr("run", "-d", *labels, "--rootfs", str(self.rootfs), self.cid,
+                 "/bin/sleep", "600")
+        (line,) = [x for x in self.ctr("tasks", "list").splitlines() if x.startswith(self.cid)]
+        pid = int(line.split()[1])
+        self.shim = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return pid
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.ctr("tasks", "kill", "--signal", "SIGKILL", self.cid, check=False)
+            wait_for(lambda: "STOPPED" in self.ctr("tasks", "list", check=False)
+                     or self.cid not in self.ctr("tasks", "list", check=False), timeout=15)
+            self.ctr("tasks", "delete", self.cid, check=False)
+            self.ctr("containers", "delete", self.cid, check=False)
+            self.proc.terminate()  # by its pid (Popen)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        # a shim outlives its containerd by design; this one is ours (its task's parent)
+        if self.shim and Path(f"/proc/{self.shim}").exists() and "containerd-shim" in \
+                Path(f"/proc/{self.shim}/cmdline").read_bytes().decode(errors="replace"):
+            os.kill(self.shim, 9)
+            wait_for(lambda: not Path(f"/proc/{self.shim}").exists(), timeout=10)
+
+
+@pytest.fixture
+def containerd_node(docker_env: None) -> Iterator[ContainerdNode]:  # noqa: F811
+    """A containerd node's /run with a pod's container running in containerd; removed after."""
+    top = Path(tempfile.mkdtemp(prefix="swk8s-", dir="/tmp"))  # short: a socket path
+    node = ContainerdNode(top)
+    try:
+        assert wait_for(node.up, timeout=30), node.log.read_text()
+        yield node
+    finally:
+        node.close()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_image_names_a_containerd_nodes_pods(image: str, containerd_node: ContainerdNode,
+                                             tmp_path: Path) -> None:
+    """On a containerd node (no Docker): the image's `ctr` (Debian's containerd package), on
+    the node's socket through the manifest's /host/run mount and CONTAINERD_ADDRESS, names a
+    pod's container; `load --container` by its pod/container name inside the pod, and the
+    container's events in the node's events.jsonl carry the pod's names. The pod runs in its
+    own cgroup namespace, as the kubelet's pods do on cgroup v2 nodes: /proc/<pid>/cgroup
+    names the other container's cgroup as /../<id>, which swatch places in the node's
+    hierarchy mounted at /sys/fs/cgroup."""
+    node = containerd_node
+    init = node.start_pod_container()
+    state = tmp_path / "state"
+    pins = new_pin_dir("k8s-ctrd")
+    policy_pins = new_pin_dir("k8s-ctrd-policy")
+    name = f"swatch-test-k8s-{secrets.token_hex(4)}"
+    # The node's /run is the containerd node's: its containerd.sock, no docker.sock.
+    run_args = ["--cgroupns=private", *docker_run_args(
+        daemonset(manifest_docs()), image,
+        host_paths={STATE_DIR: str(state), "/run": str(node.run_dir)},
+        extra_env={"SWATCH_PIN_DIR": str(pins), "SWATCH_POLICY_PIN_DIR": str(policy_pins)})]
+    want = {"namespace": "shop", "pod": "web-7d4b9c-x2x9q", "container": "nginx"}
+    try:
+        docker("run", "-d", "--name", name, *run_args)
+        assert wait_for(lambda: "nothing pinned" in logs(name), timeout=60), logs(name)
+        listed = json.loads(docker("exec", name, "swatch", "containers", "--json"))
+        (mine,) = [c for c in listed if c["id"] == node.cid]
+        assert (mine["runtime"], mine["name"], mine["kubernetes"]) == (
+            "containerd", "web-7d4b9c-x2x9q/nginx", want), mine
+        assert init in mine["pids"]
+        # the node's cgroup of the container, though the pod's own namespace hides it
+        assert docker("exec", name, "grep", "^0::/\\.\\./", f"/proc/{init}/cgroup")
+        host_rel = Path(f"/proc/{init}/cgroup").read_text().split("0::", 1)[1].split()[0]
+        assert mine["cgroup_id"] == os.stat(f"{cgroup_v2_root()}{host_rel}").st_ino
+        docker("exec", name, "swatch", "load", "--container", "web-7d4b9c-x2x9q/nginx",
+               "--filter", "minimal")
+        assert wait_for(lambda: "attached to the tracer" in logs(name), timeout=30), logs(name)
+        log = state / "events.jsonl"
+
+        def opened() -> list[dict]:  # type: ignore[type-arg]
+            return [e for e in read_events(log) if e.get("path") == "/etc/hostname"] \
+                if log.exists() else []
+
+        node.ctr("tasks", "exec", "--exec-id", f"cat-{secrets.token_hex(4)}", node.cid,
+                 "/bin/cat", "/etc/hostname")
+        assert wait_for(lambda: len(opened()) == 1, timeout=30), logs(name)
+        (event,) = opened()
+        assert event["comm"] == "cat"
+        assert event["container"] == f"{node.cid[:12]} (web-7d4b9c-x2x9q/nginx)"
+        assert event["kubernetes"] == want
+        docker("exec", name, "swatch", "unload")
+        assert not pins.exists()
+        docker("stop", "-t", "30", name)
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", name) == "0", logs(name)
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+        for d in (pins, policy_pins):
+            if d.exists():
+                swatch("unload", "--pin-dir", str(d))
+                swatch("policy-unload", "--pin-dir", str(d))
+    assert not pins.exists() and not policy_pins.exists()

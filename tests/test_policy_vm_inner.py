@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from bypass_cases import GRANDCHILD
 from conftest import WORKLOADS
 from syscall_watcher.policy import enforcer
 from syscall_watcher.policy.language import load_policy
@@ -47,20 +48,7 @@ def attempt(name, fn, *a):
     except OSError as e:
         R[name] = e.errno
 def in_grandchild(name, fn, *a):
-    pid = os.fork()
-    if pid == 0:
-        pid2 = os.fork()
-        if pid2 == 0:
-            try:
-                fn(*a)
-                v = 0
-            except OSError as e:
-                v = e.errno
-            os._exit(v)
-        _, st = os.waitpid(pid2, 0)
-        os._exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 200)
-    _, st = os.waitpid(pid, 0)
-    R[name] = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 200
+    R[name] = grandchild(fn, *a)
 def in_thread(name, fn, *a):
     t = threading.Thread(target=attempt, args=(name, fn) + a)
     t.start()
@@ -69,7 +57,7 @@ def write_fd(fd, data=b"x"):
     os.write(fd, data)
 def open_w(path, flags=os.O_WRONLY):
     os.close(os.open(path, flags, 0o644))
-"""
+""" + GRANDCHILD
 
 
 @pytest.fixture

@@ -38,13 +38,14 @@ def test_the_schema_is_draft_2020_12() -> None:
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     Draft202012Validator.check_schema(SCHEMA)
     assert set(RECORD_TYPES) == {"syscall", "exec", "fork", "exit", "denied", "tls", "http",
-                                 "llm", "lost", "oom_kill", "limits", "summary", "phase"}
+                                 "llm", "step", "lost", "oom_kill", "limits", "summary",
+                                 "phase"}
 
 
 def test_every_task_record_has_the_same_header_in_the_schema() -> None:
     defs = SCHEMA["$defs"]
     headers = {name: {k: v for k, v in defs[name]["properties"].items()
-                      if k in TASK_HEADER[1:] + ["container", "kubernetes"]}
+                      if k in TASK_HEADER[1:] + ["container", "kubernetes", "step"]}
                for name in ("syscall", "exec", "fork", "exit", "denied", "tls", "http", "llm")}
     first = headers["syscall"]
     assert all(h == first for h in headers.values()), headers

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import SWATCH, new_pin_dir, parse_record, read_audit, swatch, wait_for
 from syscall_watcher.serve.jsonlog import RotatingJsonLog
+from test_steps import conversation, model  # noqa: F401 (fixtures: the agent loop, the model)
 
 PROMETHEUS = "/usr/bin/prometheus"
 
@@ -374,20 +375,62 @@ def test_denials_reach_the_log_and_metrics(policy_pin_dir: Path, tmp_path: Path,
         (t.pid, "socket", "cgroup", "blocked")] * 3
 
 
+def test_reactive_tier_denials_reach_the_audit_log(policy_pin_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Denials of the reactive tier (SIGKILL at the call's entry; the cgroup tier's are in the
+    tests above) are in the audit log and the JSON log with their tier and action, and
+    counted per operation and tier in /metrics. (The LSM and fmod_ret tiers load only in the
+    VM kernels of test_policy_vm, not on this machine's.)"""
+    from test_policy_enforce import gated_py
+
+    monkeypatch.setenv("SWATCH_POLICY_TIER", "reactive")
+    t = gated_py("socket.socket()\nsys.exit(3)")
+    swatch("policy-load", "--pid", str(t.pid), "--policy", "no-network", "--pin-dir",
+           str(policy_pin_dir), check=True)
+    log, err, port = tmp_path / "events.jsonl", tmp_path / "serve.err", _free_port()
+    audit = tmp_path / "audit"
+    serve = _start_serve(err, "--pin-dir", str(new_pin_dir("none")), "--policy-pin-dir",
+                         str(policy_pin_dir), "--json-log", str(log), "--metrics",
+                         f"127.0.0.1:{port}", "--audit-dir", str(audit))
+    try:
+        assert _said(err, "attached to policy no-network"), err.read_text()
+        rc, _, _ = t.go()
+        assert rc == -signal.SIGKILL
+        key = ("swatch_denials_total", (("operation", "socket"), ("tier", "reactive")))
+        assert wait_for(lambda: _scrape(port).get(key) == 1, timeout=15), _scrape(port)
+        delivered = ("swatch_events_delivered_total", (("type", "denial"),))
+        assert wait_for(lambda: _scrape(port).get(delivered) == 1, timeout=15)
+    finally:
+        assert _end(serve) == 0, err.read_text()
+    got = [(d["pid"], d["op"], d["tier"], d["action"]) for d in _lines(log)
+           if d.get("type") == "denied"]
+    assert got == [(t.pid, "socket", "reactive", "killed")]
+    kept = [r["event"] for r in read_audit(audit) if r["kind"] == "event"]
+    assert [(d["pid"], d["op"], d["tier"], d["action"]) for d in kept] == got
+
+
 # ------------------------------------------------------------------------ the audit log
 
-# N denied socket() calls per line read, about 10,000 a second (bursts of 100): a storm that
-# lasts long enough to kill and restart serve in the middle of it.
-STORM = ("import socket, sys, time\n"
-         "for line in sys.stdin:\n"
-         "    for i in range(int(line)):\n"
+# Denied socket() calls, about 10,000 a second (bursts of 100): N of them for the first line
+# read ("done" after), then a storm from the second line until the next, which it answers with
+# how many it made. It lasts exactly as long as the test needs to kill and restart serve in it.
+STORM = ("import select, socket, sys, time\n"
+         "def deny(n):\n"
+         "    for i in range(n):\n"
          "        try:\n"
          "            socket.socket()\n"
          "        except OSError:\n"
          "            pass\n"
          "        if i % 100 == 99:\n"
          "            time.sleep(0.01)\n"
-         "    print('done', flush=True)\n")
+         "deny(int(sys.stdin.readline()))\n"
+         "print('done', flush=True)\n"
+         "sys.stdin.readline()\n"
+         "made = 0\n"
+         "while not select.select([sys.stdin], [], [], 0)[0]:\n"
+         "    deny(100)\n"
+         "    made += 100\n"
+         "print(made, flush=True)\n")
 
 
 def _policy_counts(ppin: Path):  # type: ignore[no-untyped-def]
@@ -430,14 +473,12 @@ def test_audit_log_restart_mid_storm(policy_pin_dir: Path, tmp_path: Path,  # ty
         storm.stdin.flush()
         assert storm.stdout.readline() == "done\n"
         assert wait_for(lambda: _denials_logged(d) == 2000, timeout=15), _denials_logged(d)
-        total = 2000 + 40_000
-        storm.stdin.write("40000\n")
+        storm.stdin.write("go\n")  # the storm, until told to stop
         storm.stdin.flush()
         assert wait_for(lambda: _denials_logged(d) >= 6000, timeout=30)
         serve.kill()  # SIGKILL, mid-storm
         serve.wait()
         at_kill = _policy_counts(policy_pin_dir)
-        assert at_kill.emitted < total, "the storm was over before serve was killed"
         # What a SIGKILL in the middle of a write() leaves: part of a line. (Made here: the
         # kill cannot be timed to land inside one; the next start must cut it and say so.)
         segment = sorted(d.glob("records-*.jsonl"))[-1]
@@ -451,8 +492,13 @@ def test_audit_log_restart_mid_storm(policy_pin_dir: Path, tmp_path: Path,  # ty
         err = tmp_path / "serve2.err"
         serve = _start_serve(err, *args)
         assert _said(err, "attached to policy no-network"), err.read_text()
-        assert _policy_counts(policy_pin_dir).emitted < total, "the storm ended before restart"
-        assert storm.stdout.readline() == "done\n"
+        # the storm goes on under the restarted serve (live denials, not only the ring's)
+        live_from = _policy_counts(policy_pin_dir).emitted
+        assert wait_for(lambda: _policy_counts(policy_pin_dir).emitted >= live_from + 2000,
+                        timeout=30)
+        storm.stdin.write("stop\n")
+        storm.stdin.flush()
+        total = 2000 + int(storm.stdout.readline())
         counts = _policy_counts(policy_pin_dir)
         assert counts.emitted == counts.by_op["socket"] == total
 
@@ -557,10 +603,24 @@ def test_audit_bad_input_is_one_line(tmp_path: Path) -> None:
     assert (r.returncode, r.stderr.splitlines()) == (1, [
         "swatch: error: /etc/hostname/audit: cannot create the audit directory: "
         "Not a directory"])
+    # A read-only audit directory, and one that cannot be made on a read-only file system.
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+    try:
+        r = swatch("serve", "--audit-dir", str(ro), *base, timeout=20)
+        assert (r.returncode, r.stderr.splitlines()) == (1, [
+            f"swatch: error: {ro}: the audit directory is not writable by uid 0"])
+        r = swatch("serve", "--audit-dir", str(ro / "audit"), *base, timeout=20)
+        assert (r.returncode, r.stderr.splitlines()) == (1, [
+            f"swatch: error: {ro / 'audit'}: cannot create the audit directory: "
+            "Read-only file system"])
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
     r = swatch("serve", "--events", "exec,bogus", *base, timeout=20)
     assert (r.returncode, r.stderr.splitlines()) == (1, [
         "swatch: error: --events exec,bogus: 'bogus' is neither a record type (syscall, exec, "
-        "fork, exit, denied) nor a system call name"])
+        "fork, exit, denied, tls, http, llm, step) nor a system call name"])
     # A log that does not verify: refused, where, and `swatch audit repair` offered.
     d = tmp_path / "audit"
     from syscall_watcher.audit import AuditLog
@@ -585,6 +645,17 @@ def test_audit_bad_input_is_one_line(tmp_path: Path) -> None:
         f"writable by others; it must be 0600 (chmod 600 {d2 / 'audit.key'})"])
     r = swatch("serve", "--checkpoint-every", "0", *base, timeout=20)
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    # An audit log another serve is writing; and nothing pinned is no error: serve waits.
+    err, d3 = tmp_path / "first.err", tmp_path / "audit3"
+    first = _start_serve(err, "--audit-dir", str(d3), *base)
+    try:
+        assert _said(err, "nothing pinned"), err.read_text()
+        r = swatch("serve", "--audit-dir", str(d3), *base, timeout=20)
+        assert (r.returncode, r.stderr.splitlines()) == (1, [
+            f"swatch: error: {d3}: another process (pid {first.pid}) is writing this audit "
+            "log"])
+    finally:
+        assert _end(first) == 0, err.read_text()
 
 
 def test_phase_switches_reach_the_audit_log(policy_pin_dir: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
@@ -622,3 +693,314 @@ def test_phase_switches_reach_the_audit_log(policy_pin_dir: Path, tmp_path: Path
     assert phases == switches
     r = swatch("audit", "verify", "--audit-dir", str(audit))
     assert r.returncode == 0, r.stderr
+
+
+def test_unload_seen_at_shutdown(pin_dir: Path, policy_pin_dir: Path, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tracer and the policy are unloaded while serve cannot look (SIGSTOP), then SIGTERM:
+    serve records both unloads before it stops (not at its next start), then the stop record
+    and a last signed checkpoint over every record, and exits 0 (what `docker stop` of the
+    DaemonSet's pod right after `swatch unload` does)."""
+    monkeypatch.setenv("SWATCH_POLICY_TIER", "cgroup")
+    sleeper = subprocess.Popen(["sleep", "300"])
+    d, err = tmp_path / "audit", tmp_path / "serve.err"
+    serve = None
+    try:
+        swatch("load", "--pid", str(sleeper.pid), "--pin-dir", str(pin_dir), check=True)
+        swatch("policy-load", "--pid", str(sleeper.pid), "--policy", "no-network",
+               "--pin-dir", str(policy_pin_dir), check=True)
+        serve = _start_serve(err, "--audit-dir", str(d), "--pin-dir", str(pin_dir),
+                             "--policy-pin-dir", str(policy_pin_dir))
+        assert _said(err, "attached to the tracer") and _said(err, "attached to policy"), \
+            err.read_text()
+        serve.send_signal(signal.SIGSTOP)
+        swatch("unload", "--pin-dir", str(pin_dir), check=True)
+        swatch("policy-unload", "--pin-dir", str(policy_pin_dir), check=True)
+        serve.send_signal(signal.SIGTERM)  # seen first thing when it runs again
+        serve.send_signal(signal.SIGCONT)
+        assert _end(serve) == 0, err.read_text()
+    finally:
+        if serve is not None and serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        sleeper.kill()
+        sleeper.wait()
+    recs = read_audit(d)
+    life = [(r["component"], r["action"], r["detail"]["loader_pid"]) for r in recs
+            if r["kind"] == "lifecycle"]
+    loads = [x[2] for x in life[:2]]
+    assert [x[:2] for x in life] == [("tracer", "load"), ("policy", "load"),
+                                     ("tracer", "unload"), ("policy", "unload")], life
+    assert [x[2] for x in life[2:]] == loads  # the same loads
+    assert [r["what"] for r in recs if r["kind"] == "log"] == ["start", "stop"]
+    assert recs[-1]["what"] == "stop"
+    last = json.loads((d / "checkpoints.jsonl").read_bytes().splitlines()[-1])
+    assert last["size"] == len(recs)  # signed at shutdown, over every record
+    r = swatch("audit", "verify", "--audit-dir", str(d))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# Failed openat() as fast as Python makes them, after a first line, until a second line: a
+# trace event storm that keeps serve busy all the time (so a kill lands mid-batch).
+TRACE_STORM = ("import os, select, sys\n"
+               "sys.stdin.readline()\n"
+               "while not select.select([sys.stdin], [], [], 0)[0]:\n"
+               "    for _ in range(500):\n"
+               "        try:\n"
+               "            os.open('/nonexistent/swatch-trace-storm', os.O_RDONLY)\n"
+               "        except OSError:\n"
+               "            pass\n"
+               "print('done', flush=True)\n")
+
+
+def _tracer_counts(pins: Path):  # type: ignore[no-untyped-def]
+    from syscall_watcher.trace.tracer import PinnedSession
+
+    session = PinnedSession.open(pins)
+    try:
+        return session.counters()
+    finally:
+        session.close()
+
+
+def _syscalls_logged(d: Path) -> int:
+    return sum(f.read_bytes().count(b'"type":"syscall"') for f in d.glob("records-*.jsonl"))
+
+
+def test_trace_events_in_flight_at_kill9_are_a_gap(pin_dir: Path, tmp_path: Path) -> None:
+    """serve keeps every syscall record of a storm (--events syscall) and is killed with
+    SIGKILL in the middle of it, then started again: what the killed serve had taken off the
+    ring but not written is a gap record, so the log's syscall records (none twice) and its
+    gap counts add up to exactly what the kernel counted as emitted."""
+    storm = subprocess.Popen([sys.executable, "-B", "-c", TRACE_STORM], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert storm.stdin is not None and storm.stdout is not None
+    d, err = tmp_path / "audit", tmp_path / "serve.err"
+    args = ("--audit-dir", str(d), "--pin-dir", str(pin_dir), "--policy-pin-dir",
+            str(new_pin_dir("none")), "--events", "syscall", "--checkpoint-every", "2000")
+    serve = None
+    try:
+        # A 1 MiB ring (~10,000 records; the default 16 MiB holds ~100,000): it fills as
+        # surely while serve is down, and the restarted serve drains ten times fewer records
+        # before the storm's end, so the log the test reads and validates stays ~20,000
+        # records, not ~130,000 (half a minute of schema validation).
+        swatch("load", "--pid", str(storm.pid), "--pin-dir", str(pin_dir), "--ring-size",
+               str(1 << 20), check=True)
+        serve = _start_serve(err, *args)
+        assert _said(err, "attached to the tracer"), err.read_text()
+        storm.stdin.write("go\n")
+        storm.stdin.flush()
+        # killed after two signed checkpoints (--checkpoint-every 2000)
+        assert wait_for(lambda: _syscalls_logged(d) >= 5000, timeout=30)
+        serve.kill()  # SIGKILL, mid-storm, while serve takes batches off the ring
+        serve.wait()
+        err2 = tmp_path / "serve2.err"
+        serve = _start_serve(err2, *args)
+        assert _said(err2, "attached to the tracer"), err2.read_text()
+        after = _syscalls_logged(d)
+        assert wait_for(lambda: _syscalls_logged(d) >= after + 5000, timeout=30)
+        storm.stdin.write("stop\n")
+        storm.stdin.flush()
+        assert storm.stdout.readline() == "done\n"
+        assert _end(serve) == 0, (tmp_path / "serve2.err").read_text()  # drains, settles
+    finally:
+        if serve is not None and serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        storm.kill()
+        storm.wait()
+    counts = _tracer_counts(pin_dir)  # serve stopped: the tracer emits no more
+    recs = read_audit(d)
+    (load,) = [r for r in recs if r["kind"] == "lifecycle"]
+    assert (load["component"], load["action"]) == ("tracer", "load")
+    # serve was the tracer's first consumer: the kernel's counts began at 0 with the log's
+    assert load["detail"].get("audit_events", {}).get("emitted", {}).get("syscall", 0) == 0
+    calls = [r["event"] for r in recs if r["kind"] == "event"]
+    assert {e["type"] for e in calls} == {"syscall"} and {e["pid"] for e in calls} == {storm.pid}
+    keys = [(e["time_ns"], e["tid"]) for e in calls]
+    assert len(set(keys)) == len(keys), "a record written twice"
+    gaps = [r for r in recs if r["kind"] == "gap"]
+    assert all(g["detail"]["ring"] == "events" for g in gaps)
+    lost = sum(g["lost"] for g in gaps)
+    assert len(calls) + lost == counts.emitted["syscall"], (len(calls), gaps)
+    full = sum(g["lost"] for g in gaps if g["detail"]["cause"] == "ring buffer full")
+    assert full == counts.dropped["syscall"] > 0  # the kernel's exact drop count
+    r = swatch("audit", "verify", "--audit-dir", str(d))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+UNIT = Path(__file__).parent.parent / "deploy" / "systemd" / "swatch.service"
+
+
+def _unit_capabilities() -> list[str]:
+    (line,) = [x for x in UNIT.read_text().splitlines()
+               if x.startswith("CapabilityBoundingSet=")]
+    return line.split("=", 1)[1].split()
+
+
+def test_serve_runs_with_the_units_capabilities(pin_dir: Path, policy_pin_dir: Path,
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve under exactly the unit's CapabilityBoundingSet (setpriv sets the bounding set as
+    systemd does for a root service, so root keeps only those) attaches to a tracer and a
+    policy loaded with every capability, and its audit log, JSON log and /metrics hold the
+    kernel's denials and the traced process's events."""
+    from test_policy_enforce import gated_py
+
+    caps = _unit_capabilities()
+    assert caps and all(c.startswith("CAP_") for c in caps), caps
+    monkeypatch.setenv("SWATCH_POLICY_TIER", "cgroup")
+    t = gated_py("n = 0\nfor _ in range(3):\n    try:\n        socket.socket()\n"
+                 "    except OSError:\n        n += 1\n"
+                 "for _ in range(5):\n    try:\n        os.open('/nonexistent/swatch-unit', 0)\n"
+                 "    except OSError:\n        pass\nsys.exit(n)")
+    swatch("load", "--pid", str(t.pid), "--pin-dir", str(pin_dir), check=True)
+    swatch("policy-load", "--pid", str(t.pid), "--policy", "no-network", "--pin-dir",
+           str(policy_pin_dir), check=True)
+    log, err, port = tmp_path / "events.jsonl", tmp_path / "serve.err", _free_port()
+    bounding = ",".join(["-all", *(f"+{c.removeprefix('CAP_').lower()}" for c in caps)])
+    serve = subprocess.Popen(
+        ["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--", SWATCH, "serve",
+         "--pin-dir", str(pin_dir), "--policy-pin-dir", str(policy_pin_dir), "--json-log",
+         str(log), "--metrics", f"127.0.0.1:{port}", "--audit-dir", str(tmp_path / "audit"),
+         "--events", "openat"], stdout=subprocess.DEVNULL, stderr=err.open("w"))
+    try:
+        assert _said(err, "attached to policy no-network"), err.read_text()
+        assert _said(err, "attached to the tracer"), err.read_text()
+        status = Path(f"/proc/{serve.pid}/status").read_text()
+        (eff,) = [int(x.split()[1], 16) for x in status.splitlines() if x.startswith("CapEff")]
+        assert eff == sum(1 << _CAP_NUMBERS[c] for c in caps), hex(eff)
+        rc, _, _ = t.go()
+        assert rc == 3  # three sockets refused
+        key = ("swatch_denials_total", (("operation", "socket"), ("tier", "cgroup")))
+        assert wait_for(lambda: _scrape(port).get(key) == 3, timeout=15), _scrape(port)
+        calls = ("swatch_syscall_errors_total", (("syscall", "openat"), ("target", f"pid {t.pid}")))
+        assert _scrape(port)[calls] >= 5
+
+        def logged() -> list[dict]:  # type: ignore[type-arg]
+            return [e for e in _lines(log) if e.get("type") == "denied"
+                    or e.get("path") == "/nonexistent/swatch-unit"]
+        assert wait_for(lambda: len(logged()) == 8, timeout=15), logged()
+    finally:
+        assert _end(serve) == 0, err.read_text()
+    recs = read_audit(tmp_path / "audit")
+    kept = [r["event"] for r in recs if r["kind"] == "event"]
+    assert len([e for e in kept if e["type"] == "denied"]) == 3
+    assert len([e for e in kept if e.get("path") == "/nonexistent/swatch-unit"]) == 5
+    r = swatch("audit", "verify", "--audit-dir", str(tmp_path / "audit"))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# linux/capability.h
+_CAP_NUMBERS = {"CAP_DAC_READ_SEARCH": 2, "CAP_NET_ADMIN": 12, "CAP_SYS_PTRACE": 19,
+                "CAP_SYS_ADMIN": 21, "CAP_SYS_RESOURCE": 24, "CAP_PERFMON": 38, "CAP_BPF": 39}
+
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    """deploy/systemd/swatch.service parses cleanly (systemd-analyze verify: every directive
+    known and valid; no systemd runs here to start it). The only change: ExecStart names this
+    checkout's swatch, as the unit's /usr/local/bin/swatch is not installed here."""
+    unit = UNIT.read_text()
+    assert "ExecStart=/usr/local/bin/swatch serve " in unit
+    for name, text in (("swatch.service", unit),
+                       ("misspelt.service", unit.replace("ProtectSystem=strict",
+                                                         "ProtectSystem=strcit"))):
+        path = tmp_path / name
+        path.write_text(text.replace("/usr/local/bin/swatch", SWATCH))
+        done = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
+                              text=True, timeout=60, check=False)
+        if name == "swatch.service":
+            assert (done.returncode, done.stderr) == (0, ""), done.stderr
+        else:  # the check can fail: a bad value is named, with its line
+            line = text[:text.index("ProtectSystem=")].count("\n") + 1
+            want = f"misspelt.service:{line}: Failed to parse protect system value"
+            assert want in done.stderr, done.stderr
+
+
+# ------------------------------------------------------------------------ --agent: steps
+
+def test_agent_steps_reach_the_json_log_and_the_audit_log(pin_dir: Path, conversation,  # type: ignore[no-untyped-def]
+                                                          model, tmp_path: Path) -> None:
+    """test_steps' agent loop against the fake HTTPS model, traced by a pinned tracer and
+    written by `swatch serve --agent`: the steps of test_steps (start records after their LLM
+    responses; exact files, addresses, exit codes, the one flag), each summary written as
+    soon as its step is over — closed by the next request, or its agent gone, and its
+    processes exited — while serve runs, after its step's last record; the audit log holds
+    the same step records and verifies. A fourth tool call kills the agent (`kill -9 $PPID`):
+    no request closes that step."""
+    from test_steps import base, check_steps, held_agent
+
+    model.script = model.script + [[("run_shell", {"cmd": "kill -9 $PPID"})]]
+    agent = held_agent(conversation)
+    assert agent.stdin is not None and agent.stdout is not None
+    log, audit, err = tmp_path / "events.jsonl", tmp_path / "audit", tmp_path / "serve.err"
+    serve = None
+    try:
+        swatch("load", "--pid", str(agent.pid), "--pin-dir", str(pin_dir), check=True)
+        serve = _start_serve(err, "--agent", "--pin-dir", str(pin_dir), "--policy-pin-dir",
+                             str(new_pin_dir("none")), "--json-log", str(log), "--audit-dir",
+                             str(audit))
+        assert _said(err, "attached to the tracer"), err.read_text()
+        assert _said(err, "swatch: --tls: uprobes on "), err.read_text()  # streaming
+        agent.stdin.write("go\n")
+        agent.stdin.close()
+        assert agent.wait(timeout=30) == -signal.SIGKILL
+        assert agent.stdout.read() == ""  # killed in its fourth step
+
+        def summaries() -> list[dict]:  # type: ignore[type-arg]
+            return [r for r in _lines(log) if r["type"] == "step" and r["event"] == "summary"]
+        # written while serve runs, not at its stop
+        assert wait_for(lambda: len(summaries()) == 4, timeout=15), (summaries(),
+                                                                      err.read_text())
+    finally:
+        if serve is not None:
+            assert _end(serve) == 0, err.read_text()
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    recs = [parse_record(x) for x in log.read_text().splitlines()]  # each against the schema
+    summary = check_steps(recs, conversation)
+    assert sorted(summary) == [1, 2, 3, 4]  # each once (not again when serve stopped)
+    (s4_start,) = [r for r in recs if r["type"] == "step" and r["event"] == "start"][3:]
+    assert s4_start["tool_calls"] == [{"name": "run_shell", "arguments": {"cmd": "kill -9 $PPID"}}]
+    # step 4: its shell killed the agent (a builtin: no other program) and exited 0; no
+    # request closed it
+    s4 = summary[4]
+    assert [base(e["filename"]) for e in s4["execs"]] == ["sh"]
+    assert (s4["files_read"], s4["files_written"], s4["connects"]) == ([], [], [])
+    assert [e["exit_code"] for e in s4["exits"]] == [0] and s4["flags"] == []
+    assert s4["end_ns"] is None
+    (killed,) = [r for r in recs if r["type"] == "exit" and r["pid"] == agent.pid]
+    assert killed.get("signal") == "SIGKILL"
+    # each summary after the last record of its step's processes
+    for sid, s in summary.items():
+        assert recs.index(s) > max(i for i, r in enumerate(recs)
+                                   if r.get("step") == sid and r["type"] != "step")
+
+    # The audit log (default --events: denials, and with --agent the steps) holds the same
+    # step records, in the same order, and verifies.
+    events = [r["event"] for r in read_audit(audit) if r["kind"] == "event"]
+    assert events == [r for r in recs if r["type"] == "step"]
+    r = swatch("audit", "verify", "--audit-dir", str(audit))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_tls_and_agent_bad_input_is_one_line(tmp_path: Path) -> None:
+    none = str(new_pin_dir("none"))
+    base = ("--pin-dir", none, "--policy-pin-dir", none)
+    for args, line in (
+            (("--agent", "--no-audit"), "--agent: nothing would keep its records: give "
+                                        "--json-log"),
+            (("--tls", "--audit-dir", str(tmp_path / "a")),
+             "--tls: nothing would keep its records: give --json-log or --events tls,http,llm"),
+            (("--events", "step", "--no-audit"), "--events step: step records come with "
+                                                 "--agent"),
+            (("--events", "exec,llm"), "--events exec,llm: llm records come with --tls (or "
+                                       "--agent)"),
+            (("--tls", "--tls-bytes", "0", "--no-audit"),
+             "--tls-bytes 0: give a number from 1 to 65536"),
+            (("--tls-lib", "/nonexistent/libssl.so", "--no-audit"),
+             "--tls-bytes and --tls-lib go with --tls")):
+        r = swatch("serve", *args, *base, timeout=20)
+        assert (r.returncode, r.stderr.splitlines()) == (1, [f"swatch: error: {line}"]), args
+    assert not (tmp_path / "a").exists()

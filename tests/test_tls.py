@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,9 +68,9 @@ def client_file(model: FakeModelServer) -> str:
 def run_json(model: FakeModelServer, tmp_path: Path, argv: list[str],
              *extra: str) -> tuple[subprocess.CompletedProcess, list[dict], str]:  # type: ignore[type-arg]
     out = tmp_path / "trace.jsonl"
-    before = len(model.received)
+    before, errors_before = len(model.received), len(model.errors)
     proc = swatch("run", "--tls", "--json", "-o", str(out), *extra, "--", *argv)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, (proc.stderr, "server side:", model.errors[errors_before:])
     assert len(model.received) > before, "the client reached the server"
     return proc, read_events(out), out.read_text()
 
@@ -231,6 +232,81 @@ def test_no_tls_library_mapped_traces_the_rest() -> None:
     assert " EXEC " in proc.stderr
     assert "swatch: TLS: no traced process mapped libssl or libgnutls: no TLS plaintext to see" \
         in proc.stderr
+
+
+ARGV_SECRETS = ["bearer-secret-64", "flagvalue-secret-31", "envvalue-secret-42",
+                "eqtoken-secret-53", "sk-argvtest0123456789"]
+SECRET_ARGS = ["-H", "Authorization: Bearer bearer-secret-64", "--api-key", "flagvalue-secret-31",
+               "OPENAI_API_KEY=envvalue-secret-42", "--token=eqtoken-secret-53",
+               "--prompt", "use sk-argvtest0123456789 now", "--model", "fake-gpt"]
+REDACTED_ARGS = ["-H", "Authorization: [REDACTED]", "--api-key", "[REDACTED]",
+                 "OPENAI_API_KEY=[REDACTED]", "--token=[REDACTED]",
+                 "--prompt", "use [REDACTED] now", "--model", "fake-gpt"]
+
+
+def test_exec_argv_secrets_redacted_in_every_sink(tmp_path: Path) -> None:
+    """Secrets on a command line (a header, a flag's value, NAME=VALUE, --flag=VALUE, a key
+    anywhere) are [REDACTED] in EXEC records and the run summary, human and JSON, on stderr
+    and in -o files, with --tls and without (redaction of argv is always on)."""
+    argv = ["/bin/sh", "-c", 'exec /bin/true "$@"', "sh", *SECRET_ARGS]
+    with_tls = swatch("run", "--tls", "--json", "--", *argv)      # JSON lines + summary: stderr
+    assert with_tls.returncode == 0, with_tls.stderr
+    execs = [json.loads(line) for line in with_tls.stderr.splitlines()
+             if line.startswith("{") and '"type":"exec"' in line.replace(" ", "")]
+    assert [e["argv"] for e in execs] == [["/bin/sh", "-c", 'exec /bin/true "$@"', "sh",
+                                           *REDACTED_ARGS], ["/bin/true", *REDACTED_ARGS]]
+    summary = [json.loads(line) for line in with_tls.stderr.splitlines()
+               if line.startswith('{"type": "summary"')]
+    assert summary and summary[0]["command"][4:] == REDACTED_ARGS
+    human = tmp_path / "trace.txt"
+    plain = swatch("run", "-o", str(human), "--", *argv)            # human, to a file
+    assert plain.returncode == 0, plain.stderr
+    text = human.read_text()
+    assert re.search(r'EXEC +/bin/sh .* sh -H "Authorization: \[REDACTED\]" --api-key '
+                     r'"\[REDACTED\]" "OPENAI_API_KEY=\[REDACTED\]" "--token=\[REDACTED\]" '
+                     r'--prompt "use \[REDACTED\] now" --model fake-gpt', text), text
+    for out in (with_tls.stdout, with_tls.stderr, plain.stdout, plain.stderr, text):
+        for secret in ARGV_SECRETS:
+            assert secret not in out, f"{secret!r} leaked: {out[out.find(secret) - 200:][:400]}"
+
+
+H2_CLIENT = r"""
+import socket, ssl, sys
+ca, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(["h2", "http/1.1"])
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)),
+                     server_hostname="127.0.0.1") as s:
+    # the connection preface, an empty SETTINGS frame, then a HEADERS frame of HPACK bytes
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    s.sendall(b"\x00\x00\x05\x01\x05\x00\x00\x00\x01\x82\x86\x84\x41\x8a")
+    try:  # the HTTP/1.1 server answers 505 and closes (maybe with a reset: data unread)
+        while s.recv(4096):
+            pass
+    except OSError:
+        pass
+"""
+
+
+def test_http2_connection_said_not_parsed(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A connection that starts with the HTTP/2 preface: its TLS records say "HTTP/2: headers
+    not parsed" (JSON: "http2": true) instead of HTTP/1 lines parsed from binary frames."""
+    client = tmp_path / "h2.py"
+    client.write_text(H2_CLIENT)
+    out = tmp_path / "trace.jsonl"
+    argv = [sys.executable, str(client), str(model.ca), str(model.server_address[1])]
+    proc = swatch("run", "--tls", "--json", "-o", str(out), "--", *argv)
+    assert proc.returncode == 0, proc.stderr
+    events = read_events(out)
+    writes = [e for e in events if e["type"] == "tls" and e["op"] == "write"]
+    assert [e["bytes"] for e in writes] == [33, 14]
+    assert all(e.get("http2") is True and e["note"] == "HTTP/2: headers not parsed"
+               for e in writes)
+    assert [e for e in events if e["type"] in ("http", "llm")] == []
+    human = swatch("run", "--tls", "--", *argv)
+    assert human.returncode == 0, human.stderr
+    assert "WRITE 33 bytes" in human.stderr and "HTTP/2: headers not parsed" in human.stderr
+    assert not re.search(r" (HTTP|LLM) {3,}", human.stderr) and "PRI" not in human.stderr
 
 
 def test_a_library_without_the_symbols_is_refused_and_nothing_stays_loaded() -> None:

@@ -86,3 +86,16 @@ def test_redaction() -> None:
     assert out.count(b"[REDACTED]") == 8
     assert redact_headers([("Set-Cookie", "s=1"), ("X-Other", "sk-0123456789")]) == [
         ("Set-Cookie", "[REDACTED]"), ("X-Other", "[REDACTED]")]
+
+
+def test_redact_argv_rules() -> None:
+    """The run summary's and `record`'s command lines: the rules of the EXEC formatter
+    (shim/text.c sw_redact_arg; tests/test_tls.py checks that side on real EXEC records)."""
+    from syscall_watcher.tls.redact import redact_argv
+
+    assert redact_argv(["curl", "-H", "Authorization: Bearer sk-abc1234567", "--api-key", "zzz",
+                        "--token=t0k", "OPENAI_API_KEY=xyz", "use sk-proj-ABCDEFGH now",
+                        "task-sk-abcdefgh", "--author", "me", "a=b", "--api-key=1", "keep"]) == \
+        ["curl", "-H", "Authorization: [REDACTED]", "--api-key", "[REDACTED]",
+         "--token=[REDACTED]", "OPENAI_API_KEY=[REDACTED]", "use [REDACTED] now",
+         "task-[REDACTED]", "--author", "me", "a=b", "--api-key=[REDACTED]", "keep"]

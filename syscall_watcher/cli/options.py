@@ -120,6 +120,11 @@ def positive_seconds(option: str, value: float | None) -> None:
 TlsOpt = Annotated[bool, typer.Option(
     "--tls", help="Also capture the plaintext of the traced processes' TLS traffic (uprobes on "
     "libssl/libgnutls): TLS, HTTP and LLM lines, secrets redacted. Off by default.")]
+AgentOpt = Annotated[bool, typer.Option(
+    "--agent", help="Steps (implies --tls): each tool call an LLM response names, tied to the "
+    "processes spawned for it and what they read, wrote, ran and connected to; a STEP line "
+    "each, JSON records carry \"step\", and a summary flags steps that did more than their "
+    "tool call named.")]
 TlsBytesOpt = Annotated[int, typer.Option(
     "--tls-bytes", metavar="N", help="Plaintext bytes copied per TLS call (1 to 65536; the "
     "rest is counted, not copied).")]

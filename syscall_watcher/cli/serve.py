@@ -26,7 +26,8 @@ def serve(
     events: str = typer.Option(
         "denied", "--events", metavar="KINDS",
         help="What the audit log keeps besides denials: record types (exec, fork, exit, "
-             "syscall) and system call names (connect: its syscall records), comma-separated."),
+             "syscall; tls, http, llm with --tls; step, kept anyway with --agent) and system "
+             "call names (connect: its syscall records), comma-separated."),
     checkpoint_every: int = typer.Option(
         1000, "--checkpoint-every", metavar="N", help="Sign a checkpoint every N records..."),
     checkpoint_seconds: float = typer.Option(
@@ -47,6 +48,21 @@ def serve(
         Path("/run/swatch/detect"), "--detect-dir", metavar="DIR",
         help="Where `swatch detect` publishes its last score per target (one JSON file each), "
              "shown as swatch_detect_score{target=...}."),
+    tls: bool = typer.Option(
+        False, "--tls", help="Also capture the traced processes' TLS plaintext (uprobes on "
+                             "libssl/libgnutls, loaded with each tracer serve attaches to): "
+                             "tls, http and llm records, secrets redacted."),
+    agent: bool = typer.Option(
+        False, "--agent", help="Steps (implies --tls): each tool call an LLM response names, "
+                               "tied to the processes spawned for it; step records (start, and "
+                               "a summary with its flags once the step is over) in the JSON "
+                               "log and the audit log."),
+    tls_bytes: int = typer.Option(
+        16384, "--tls-bytes", metavar="N",
+        help="Plaintext bytes copied per TLS call (1 to 65536; the rest is counted)."),
+    tls_lib: Optional[list[str]] = typer.Option(
+        None, "--tls-lib", metavar="PATH",
+        help="Also probe this TLS library file (a bundled libssl or libgnutls); repeatable."),
     pin_dir: Optional[Path] = typer.Option(
         None, "--pin-dir", help="The tracer's pins (default $SWATCH_PIN_DIR or "
                                 "/sys/fs/bpf/syscall_watcher)."),
@@ -60,6 +76,7 @@ def serve(
     saying so, while nothing is pinned). SIGTERM/SIGINT drain, fsync, sign a last checkpoint
     and exit 0; SIGHUP reopens the JSON log.
     """
+    from syscall_watcher.cli.trace import tls_options
     from syscall_watcher.errors import SwatchError
     from syscall_watcher.kernel import syscalls
     from syscall_watcher.kernel.system import require_root
@@ -74,7 +91,13 @@ def serve(
     # Every option checked before anything opens: one line each.
     if metrics is not None:
         parse_address(metrics)
-    kinds = EventKinds.parse(events, set(syscalls.names().values()))
+    tls_settings = tls_options(tls or agent, tls_bytes, tls_lib)
+    kinds = EventKinds.parse(events, set(syscalls.names().values()), tls=tls, agent=agent)
+    if tls_settings is not None and json_log is None and (
+            no_audit or not kinds.types & {"tls", "http", "llm", "step"}):
+        flag = "--agent" if agent else "--tls"
+        raise SwatchError(f"{flag}: nothing would keep its records: give --json-log"
+                          + ("" if no_audit else " or --events tls,http,llm"))
     if checkpoint_every < 1:
         raise SwatchError(f"--checkpoint-every {checkpoint_every}: give at least 1 record")
     if not checkpoint_seconds > 0:
@@ -85,7 +108,7 @@ def serve(
     config = ServeConfig(tracer_pin_dir=pin_dir_default(pin_dir),
                          policy_pin_dir=policy_pin_dir_default(policy_pin_dir),
                          json_log=log, metrics=metrics, notices=sys.stderr, events=kinds,
-                         detect_dir=detect_dir)
+                         detect_dir=detect_dir, tls=tls_settings, agent=agent)
     try:
         code = run_serve(config, audit)
     finally:

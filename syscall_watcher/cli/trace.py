@@ -32,6 +32,7 @@ from syscall_watcher.cli.options import (
     StringLimitOpt,
     SyscallsOpt,
     TimestampsOpt,
+    AgentOpt,
     TlsBytesOpt,
     TlsLibOpt,
     TlsOpt,
@@ -41,7 +42,8 @@ from syscall_watcher.cli.options import (
     positive_seconds,
 )
 from syscall_watcher.errors import SwatchError
-from syscall_watcher.trace.tracer import DEFAULT_RING_SIZE, pin_dir_default, require_root
+from syscall_watcher.trace.tracer import (DEFAULT_RING_SIZE, RUN_RING_SIZE, pin_dir_default,
+                                          require_root)
 
 commands = typer.Typer()
 
@@ -113,6 +115,7 @@ def watch(
     tls: TlsOpt = False,
     tls_bytes: TlsBytesOpt = 16384,
     tls_lib: TlsLibOpt = None,
+    agent: AgentOpt = False,
 ) -> None:
     """Stream the loaded tracer's events, and a loaded policy's denials (help: WATCH_HELP)."""
     from syscall_watcher.policy.enforcer import pin_dir_default as policy_pin_dir_default
@@ -120,12 +123,12 @@ def watch(
     from syscall_watcher.trace.watch import watch as watch_pinned
 
     positive_seconds("--duration", duration)
-    tls_settings = tls_options(tls, tls_bytes, tls_lib)
+    tls_settings = tls_options(tls or agent, tls_bytes, tls_lib)
     view = ViewOptions(json=json, failed_only=failed, show_duration=durations, t_count=t_count,
                        relative=relative, strsize=strsize, ancestry=ancestry)
     if not watch_pinned(pin_dir_default(pin_dir), policy_pin_dir_default(policy_pin_dir),
                         view=view, exprs=syscalls_expr, output=output, color=color.value,
-                        duration=duration, tls=tls_settings):
+                        duration=duration, tls=tls_settings, agent=agent):
         raise typer.Exit(1)
 
 
@@ -229,7 +232,7 @@ def run(
     follow_forks: FollowForksOpt = True,
     no_children: NoChildrenOpt = False,
     color: ColorOpt = ColorMode.auto,
-    ring_size: RingSizeOpt = DEFAULT_RING_SIZE,
+    ring_size: RingSizeOpt = RUN_RING_SIZE,
     max_pids: MaxPidsOpt = None,
     stats_slots: StatsSlotsOpt = None,
     memory: Annotated[Optional[str], typer.Option(
@@ -259,12 +262,13 @@ def run(
     tls: TlsOpt = False,
     tls_bytes: TlsBytesOpt = 16384,
     tls_lib: TlsLibOpt = None,
+    agent: AgentOpt = False,
 ) -> None:
     """Run CMD traced from its first syscall (help: RUN_HELP)."""
     from syscall_watcher.trace.run import run_command
     from syscall_watcher.trace.view import ViewOptions
 
-    tls_settings = tls_options(tls, tls_bytes, tls_lib)
+    tls_settings = tls_options(tls or agent, tls_bytes, tls_lib)
 
     view = ViewOptions(json=json, failed_only=failed, show_duration=durations, t_count=t_count,
                        relative=relative, strsize=strsize, ancestry=ancestry)
@@ -275,7 +279,7 @@ def run(
                                  limits=(memory, cpu, pids, oom_score_adj),
                                  policy=policy, require_preventive=require_preventive,
                                  seccomp=seccomp, phase=phase,
-                                 tls=tls_settings))
+                                 tls=tls_settings, agent=agent))
 
 
 def tls_options(tls: bool, tls_bytes: int, tls_lib: list[str] | None):  # type: ignore[no-untyped-def]

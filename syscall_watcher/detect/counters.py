@@ -38,6 +38,7 @@ class Lease:
     def __init__(self, detect: MapFd) -> None:
         self.map = detect
         self.key = libbpf.new("uint32_t *", lib.SW_DETECT_LEASE)
+        self.epoch_key = libbpf.new("uint32_t *", lib.SW_DETECT_EPOCH)
         self.until = 0  # what this run wrote last
 
     def _read(self) -> int:
@@ -45,10 +46,17 @@ class Lease:
         return int(val[0]) if self.map.lookup(self.key, val) else 0
 
     def renew(self) -> None:
-        """Called every STEP_S while observing: one map read, a write twice per LEASE_S."""
+        """Called every STEP_S while observing: one map read, a write twice per LEASE_S. A
+        lease that had run out (or never was) starts a new epoch (SW_DETECT_EPOCH): the fd
+        classes the kernel learned before are stale, nobody watched the closes since."""
         now = time.monotonic_ns()
-        if self._read() - now > LEASE_S * 1e9 / 2:
+        held = self._read()
+        if held - now > LEASE_S * 1e9 / 2:
             return  # more than half of it left (ours, or another run's)
+        if held <= now:
+            epoch = libbpf.new("uint64_t *")
+            self.map.lookup(self.epoch_key, epoch)
+            self.map.update(self.epoch_key, libbpf.new("uint64_t *", epoch[0] + 1))
         self.until = now + int(LEASE_S * 1e9)
         self.map.update(self.key, libbpf.new("uint64_t *", self.until))
 

@@ -38,7 +38,10 @@ struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct 
 struct bpf_program *bpf_object__next_program(const struct bpf_object *obj,
                                              struct bpf_program *prog);
 
-int libbpf_find_vmlinux_btf_id(const char *name, int attach_type);
+struct btf;
+struct btf *btf__load_vmlinux_btf(void);
+int btf__find_by_name_kind(const struct btf *btf, const char *type_name, __u32 kind);
+void btf__free(struct btf *btf);
 
 const char *bpf_program__name(const struct bpf_program *prog);
 const char *bpf_program__section_name(const struct bpf_program *prog);

@@ -83,8 +83,12 @@ void sw_consumer_free(struct sw_consumer *c);
  * batch's capacity; no wait while records are left over). Returns the number of records in
  * the batch, or -errno. */
 int sw_consumer_poll(struct sw_consumer *c, int timeout_ms);
+/* Wait for a wakeup (>0), or the timeout (0), taking nothing; <0: -errno. */
+int sw_consumer_wait(struct sw_consumer *c, int timeout_ms);
 /* The same without waiting. */
 int sw_consumer_drain(struct sw_consumer *c);
+/* Did the last sw_consumer_poll() end on a wakeup (1) rather than its timeout (0)? */
+int sw_consumer_woken(struct sw_consumer *c);
 const char *sw_consumer_data(struct sw_consumer *c);
 size_t sw_consumer_len(struct sw_consumer *c);
 uint64_t sw_consumer_delivered(struct sw_consumer *c, int type);
@@ -123,6 +127,17 @@ size_t sw_fmt_release_held(uint64_t now_ns, uint64_t max_age_ns, int color, char
  * *pos past the records formatted, returns the bytes written. */
 size_t sw_format(const char *recs, size_t len, size_t *pos, int mode, int color, char *out,
 		 size_t cap);
+
+/* --agent: steps (shim/steps.c). Reset (on: 1 to tag records), open a step for an agent
+ * process (step 0 closes it; -1 when SW_STEP_AGENTS agents have open steps), the step of a
+ * process, the side buffer of step processes' action records (JSON lines; cleared by
+ * sw_step_side_clear), and what could not be kept (which 0: action lines, 1: members). */
+void sw_step_reset(int on);
+int sw_step_open(uint32_t agent, uint32_t step);
+uint32_t sw_step_of(uint32_t pid);
+size_t sw_step_side(const char **data);
+void sw_step_side_clear(void);
+uint64_t sw_step_lost(int which);
 
 /* libbpf's messages, kept so errors can quote them. */
 void sw_log_install(int verbose);

@@ -19,6 +19,7 @@ from typing import Any
 
 from syscall_watcher.errors import SwatchError
 from syscall_watcher.sandbox import oci
+from syscall_watcher.tls.redact import redact_argv
 
 #: Calls whose events the record keeps (arguments, paths, addresses).
 EVENT_CALLS = ("execve", "execveat", "open", "openat", "openat2", "creat", "connect", "socket",
@@ -110,7 +111,7 @@ def observe_command(argv: list[str]) -> Observation:
         finally:
             out.close()
         events = _read_events(path)
-    return Observation(shlex.join(argv), _names(result.tracer_stats), events,
+    return Observation(shlex.join(redact_argv(argv)), _names(result.tracer_stats), events,
                        result.dropped, result.exit_code, first_exec=True)
 
 

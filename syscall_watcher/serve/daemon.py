@@ -21,6 +21,14 @@ load: whenever nothing is in flight (the count stood still for FOLLOW_S and noth
 the ring) any difference becomes a gap record, and the ring-full drops that happened while
 serve was down become one at once. So every denial the kernel counted is in the log exactly
 once or inside a gap record.
+
+The tracer's record types ``--events`` names whole (syscall, exec, fork, exit) are accounted
+for the same way, per tracer load and per type (sink.TraceAccount): the kernel counts what it
+emits and drops per type, the log's ``load`` (or ``events``) record keeps those counts when
+the log began keeping the types, and the difference with what the log holds becomes gap
+records (ring-full drops at once, a killed serve's unwritten batch once nothing is in flight
+or when serve lets go of the tracer). At SIGTERM serve looks at the pins once more, so an
+unload just before it is recorded then, not at the next start.
 """
 
 from __future__ import annotations
@@ -36,8 +44,15 @@ from syscall_watcher.errors import SwatchError
 from syscall_watcher.kernel import libbpf
 from syscall_watcher.kernel.system import require_root
 from syscall_watcher.policy import enforcer
+from syscall_watcher.sandbox.denials import Merged
 from syscall_watcher.serve.jsonlog import RotatingJsonLog
-from syscall_watcher.serve.sink import EventKinds, LoadAccount, ServeOutput
+from syscall_watcher.serve.sink import (
+    RING_FULL,
+    EventKinds,
+    LoadAccount,
+    ServeOutput,
+    TraceAccount,
+)
 from syscall_watcher.text import from_c
 from syscall_watcher.trace import tracer
 from syscall_watcher.trace.stream import LIVE_MS, Source, Streamer, TraceSource, tell
@@ -56,6 +71,8 @@ class ServeConfig:
     audit: AuditLog | None = None
     events: EventKinds = field(default_factory=EventKinds)
     detect_dir: Path | None = None
+    tls: Any = None  # --tls (or --agent): TlsSettings; the TLS probes load with the tracer
+    agent: bool = False  # --agent: steps
 
 
 class ServeSignals:
@@ -97,38 +114,82 @@ class Attached:
     source: Source | None = None
     delivered: dict[str, int] = field(default_factory=dict)
     phases: Any = None  # a policy's phase switches (policy.phases.PhaseLines), as records
+    tls: TlsPart | None = None  # the tracer's: --tls / --agent
+
+
+@dataclass
+class TlsPart:
+    """--tls / --agent next to the tracer serve streams: the TLS probes, their lines and (with
+    --agent) the steps, as one line source of the stream."""
+
+    probes: Any
+    lines: Any
+    steps: Any = None
+    summaries: Any = None
+
+    def take(self, timeout_ms: int = 0) -> list[tuple[int, bytes]]:
+        out = self.lines.take()
+        if self.summaries is not None:
+            out += self.summaries.take()
+        return out
+
+    def take_all(self) -> list[tuple[int, bytes]]:
+        return self.lines.take_all()  # the steps' last summaries: after the last records
+
+    def close(self) -> None:
+        try:
+            if self.steps is not None:
+                self.steps.close()
+            self.lines.close()
+        finally:
+            self.probes.close()
 
 
 @dataclass
 class Resume:
     """What the audit log says about the components as it was left: the last tracer and
-    policy loads not followed by an unload (their lifecycle details), and the policy load's
-    account of denials."""
+    policy loads not followed by an unload (their lifecycle details), the policy load's
+    account of denials and the tracer load's account of the record types the log keeps."""
 
     tracer: dict[str, Any] | None = None
     policy: dict[str, Any] | None = None
     account: LoadAccount | None = None
+    trace_account: TraceAccount | None = None
+    stopped_cleanly: bool = False  # the serve before this one wrote its stop record
 
 
 def read_resume(audit: AuditLog) -> Resume:
     from syscall_watcher.audit.verify import iter_records
 
     out = Resume()
+    stopped = False
     for rec in iter_records(audit.audit_dir):
         kind = rec.get("kind")
-        if kind == "lifecycle":
+        if kind == "log" and rec.get("what") in ("start", "stop"):
+            if rec["what"] == "start":  # the last one is this serve's own
+                out.stopped_cleanly, stopped = stopped, False
+            else:
+                stopped = True
+        elif kind == "lifecycle":
             detail = rec.get("detail") or {}
             comp, action = rec.get("component"), rec.get("action")
             if comp == "tracer":
                 out.tracer = detail if action == "load" else None if action == "unload" \
                     else out.tracer
+                if action in ("load", "events") and "audit_events" in detail:
+                    # from here the log keeps these types of this load (their kernel counts)
+                    out.trace_account = TraceAccount.from_detail(_ident(detail),
+                                                                 detail["audit_events"])
+                elif action in ("load", "unload"):
+                    out.trace_account = None
             elif comp == "policy":
                 if action == "load":
                     out.policy = detail
                     out.account = LoadAccount(_ident(detail))
                 elif action == "unload":
                     out.policy, out.account = None, None
-        elif out.account is None:
+        elif out.trace_account is not None and _count_trace(out.trace_account, rec) \
+                or out.account is None:
             continue
         elif kind == "event" and (rec.get("event") or {}).get("type") == "denied":
             out.account.written += 1
@@ -137,6 +198,22 @@ def read_resume(audit: AuditLog) -> Resume:
             if (rec.get("detail") or {}).get("cause") == "ring buffer full":
                 out.account.ring_full += int(rec.get("lost", 0))
     return out
+
+
+def _count_trace(account: TraceAccount, rec: dict[str, Any]) -> bool:
+    """Count a record of the tracer's ring in ``account``; False if it is not one."""
+    if rec.get("kind") == "event":
+        kind = (rec.get("event") or {}).get("type")
+        if kind in account.types:
+            account.written[kind] = account.written.get(kind, 0) + 1
+            return True
+    elif rec.get("kind") == "gap":
+        detail = rec.get("detail") or {}
+        if detail.get("ring") == "events" and detail.get("type") in account.drop_types:
+            account.count_gap(detail["type"], int(rec.get("lost", 0)),
+                              detail.get("cause") == RING_FULL)
+            return True
+    return False
 
 
 def _ident(detail: dict[str, Any]) -> dict[str, int]:
@@ -157,6 +234,7 @@ class Serve:
             self.streamer = Streamer([], self.output, json=True, notices=config.notices)
         self.resume = read_resume(config.audit) if config.audit is not None else Resume()
         self._quiet: tuple[int, int] | None = None  # (emitted, delivered) at the last check
+        self._trace_quiet: tuple[Any, ...] | None = None  # the same, of the tracer's ring
 
     # --- what Prometheus reads (from the HTTP thread)
     def delivered(self) -> dict[str, int]:
@@ -179,13 +257,20 @@ class Serve:
                     self._next_follow = time.monotonic() + FOLLOW_S
                     self._follow()
                     self._reconcile()
+                    self._account_trace(self.tracer)
                 self._pump()
             if signals.stop is not None:
                 self._say(f"swatch: serve: {signal.Signals(signals.stop).name}: draining")
         finally:
             try:
-                self._detach_tracer("released (serve stopping)", unloaded=False)
-                self._detach_policy("released (serve stopping)", unloaded=False)
+                # An unload (or reload) since the last look is recorded now, not at the next
+                # start: the pins are looked at once more before letting go.
+                gone = self._gone(self.tracer, tracer.PinnedSession, self.config.tracer_pin_dir)
+                self._detach_tracer("unloaded" if gone else "released (serve stopping)",
+                                    unloaded=gone)
+                gone = self._gone(self.policy, enforcer.PinnedPolicy, self.config.policy_pin_dir)
+                self._detach_policy("unloaded" if gone else "released (serve stopping)",
+                                    unloaded=gone)
             finally:
                 if self.streamer is not None:
                     self.streamer.__exit__(None, None, None)
@@ -212,7 +297,8 @@ class Serve:
         if self.streamer is None:
             time.sleep(LIVE_MS / 1000)  # metrics only; a signal ends it early
             return
-        self.streamer.pump(LIVE_MS, extra=self.policy.phases if self.policy else None)
+        self.streamer.pump(LIVE_MS, extra=Merged(self.policy.phases if self.policy else None,
+                                                 self.tracer.tls if self.tracer else None))
         self._flush()
         self._count()
 
@@ -277,12 +363,7 @@ class Serve:
         meta = session.meta()
         label = from_c(libbpf.to_bytes(meta.target_label))
         detail = {"pin_dir": str(pin_dir), "target": label, **attached.identity}
-        last = self.resume.tracer
-        if last is not None and _ident(last) != attached.identity:
-            self._lifecycle("tracer", "unload", {**last, "seen": "at serve's start"})
-        if last is None or _ident(last) != attached.identity:
-            self._lifecycle("tracer", "load", detail)
-        self.resume.tracer = None
+        account = self._trace_account(session, attached.identity)  # before it streams
         wanted = self.config.json_log is not None or self.config.events.traced
         if self.streamer is not None and wanted:
             if meta.mode == tracer.MODE_IDS["cgroup"]:  # container name (+ pod) on events
@@ -296,8 +377,89 @@ class Serve:
                 self._say(f"swatch: serve: tracer in {pin_dir}: {err}; not streaming it")
             else:
                 attached.source = source
+                if self.config.tls is not None:
+                    attached.tls = self._open_tls(session, pin_dir)
+        if attached.source is None:
+            account = None
+        last = self.resume.tracer
+        if last is not None and _ident(last) != attached.identity:
+            self._lifecycle("tracer", "unload", {**last, "seen": "at serve's start"})
+        if last is None or _ident(last) != attached.identity:
+            if account is not None:
+                detail["audit_events"] = account.as_detail()
+            self._lifecycle("tracer", "load", detail)
+        elif account is not None and account is not self.resume.trace_account:
+            # the log keeps these record types of this load from here: --events changed, or
+            # serve starts again after a clean stop
+            self._lifecycle("tracer", "events", {**attached.identity,
+                                                 "audit_events": account.as_detail()})
+        self.resume.tracer = self.resume.trace_account = None
+        if self.output is not None:
+            self.output.trace_load = account
+        self._trace_quiet = None
         self.tracer = attached
         self._say(f"swatch: serve: attached to the tracer in {pin_dir} ({label})")
+
+    def _open_tls(self, session, pin_dir: Path) -> TlsPart | None:  # type: ignore[no-untyped-def]
+        """--tls / --agent: the TLS probes loaded next to the tracer, for as long as serve
+        streams it; a refusal is one line, and the rest is traced."""
+        from syscall_watcher.tls.steps import Steps, StepSummaries
+        from syscall_watcher.tls.stream import open_for_session
+
+        steps = Steps(json_lines=True) if self.config.agent else None
+        try:
+            probes, lines = open_for_session(session, self.config.tls, json_lines=True,
+                                             color=False, notices=self.config.notices,
+                                             view=None, steps=steps)
+        except SwatchError as err:
+            if steps is not None:
+                steps.close()
+            self._say(f"swatch: serve: tracer in {pin_dir}: --tls: {err}; tracing the rest")
+            return None
+        lines.announce()  # what is probed (the stream is open: the kernel emits)
+        return TlsPart(probes, lines, steps,
+                       StepSummaries(steps) if steps is not None else None)
+
+    def _close_tls(self, part: Attached) -> None:
+        """The steps still going summed up (after the tracer's last records), the TLS
+        counts said, the probes let go."""
+        tls, part.tls = part.tls, None
+        if tls is None:
+            return
+        try:
+            if tls.steps is not None and self.streamer is not None:
+                self.streamer.write_lines([(time.monotonic_ns(), line)
+                                           for line in tls.steps.over(final=True)])
+                self._flush()
+            for line in tls.lines.summary_lines():
+                self._say(f"swatch: serve: {line}")
+            if tls.steps is not None:
+                side_lost, members_lost = libbpf.step_lost()
+                if side_lost or members_lost or tls.steps.no_room:
+                    self._say(f"swatch: serve: steps: {side_lost} action records not kept "
+                              f"(buffer full), {members_lost} processes not put in their step "
+                              f"(table full), {tls.steps.no_room} steps not opened (too many "
+                              "agents)")
+        finally:
+            tls.close()
+
+    def _trace_account(self, session, identity: dict[str, int]) -> TraceAccount | None:  # type: ignore[no-untyped-def]
+        """The account of this tracer load's records the audit log keeps: the one read back
+        from the log when it is of this load and these types, else a new one from the
+        kernel's counts now (before serve streams)."""
+        events = self.config.events
+        if self.config.audit is None or not events.drop_types:
+            return None
+        last = self.resume.trace_account
+        # After a clean stop everything the kernel had emitted to serve was settled then; what
+        # it emitted since went to another consumer (serve's stop switched the ring off).
+        if last is not None and last.identity == identity and last.types == events.whole_types \
+                and last.drop_types == events.drop_types and not self.resume.stopped_cleanly:
+            return last
+        counters = session.counters()
+        return TraceAccount(identity, events.whole_types, events.drop_types,
+                            {t: counters.emitted[t] for t in events.drop_types},
+                            {t: counters.dropped[t] for t in events.drop_types})
 
     def _follow_policy(self) -> None:
         pin_dir = self.config.policy_pin_dir
@@ -348,6 +510,55 @@ class Serve:
         self.policy = attached
         self._say(f"swatch: serve: attached to policy {session.policy_name()} in {pin_dir}")
 
+    def _account_trace(self, part: Attached | None, final: bool = False) -> None:
+        """The tracer's records of the kinds the log keeps that the kernel counted but the
+        log does not hold: its new ring-full drops (at once, from the exact per-type drop
+        counters) and, once nothing is in flight (or ``final``: the ring no longer emits to
+        serve and is drained), what a killed serve had taken off the ring but not written."""
+        out = self.output
+        if part is None or out is None or out.trace_load is None or self.config.audit is None:
+            return
+        account = out.trace_load
+        counters = part.session.counters()
+        delivered = part.source.delivered() if part.source is not None \
+            and part.source.consumer is not None else 0
+        now = (tuple(counters.emitted[t] for t in account.types), delivered)
+        quiet, self._trace_quiet = self._trace_quiet, now
+        out.flush()
+        gaps = []
+        for kind in account.drop_types:
+            new = counters.dropped[kind] - account.base_dropped.get(kind, 0) \
+                - account.ring_full.get(kind, 0)
+            if new > 0:
+                gaps.append((kind, new, {"cause": RING_FULL,
+                                         "total_dropped": counters.dropped[kind]}))
+        missing = {}
+        if final or quiet == now:
+            for kind in account.types:
+                dropped = sum(n for k, n, _ in gaps if k == kind)
+                missing[kind] = (counters.emitted[kind] - account.base_emitted.get(kind, 0)
+                                 - account.written.get(kind, 0)
+                                 - account.gapped.get(kind, 0) - dropped)
+                if missing[kind] > 0:
+                    gaps.append((kind, missing[kind], {"cause": IN_FLIGHT}))
+        for kind, lost, detail in gaps:
+            what = f"{kind} events"
+            if kind == "syscall" and kind not in account.types:
+                what = "syscall events (of any system call)"
+            out.add([{"kind": "gap", "what": what, "lost": lost,
+                      "detail": {**detail, "ring": "events", "type": kind,
+                                 "load": account.identity}}])
+            account.count_gap(kind, lost, detail["cause"] == RING_FULL)
+            if detail["cause"] == IN_FLIGHT:
+                self._say(f"swatch: serve: {lost} {kind} events were {IN_FLIGHT}; logged as "
+                          "a gap")
+        if gaps:
+            self._flush()
+        for kind, n in missing.items():
+            if n < 0:
+                self._say(f"swatch: serve: the audit log holds {-n} more {kind} records of "
+                          f"tracer load {account.identity} than the kernel counted")
+
     def _reconcile(self) -> None:
         """Denials the kernel counted that are neither written nor in a gap record, once
         nothing is in flight: a gap record (a killed serve's unwritten batch)."""
@@ -376,6 +587,15 @@ class Serve:
             self._say(f"swatch: serve: the audit log holds {-missing} more denial records of "
                       f"policy load {account.identity} than the kernel counted")
 
+    @classmethod
+    def _gone(cls, part: Attached | None, kind: type, pin_dir: Path) -> bool:
+        """Is the load serve is attached to no longer what the pins hold (unloaded, partly
+        unloaded or reloaded)?"""
+        if part is None:
+            return False
+        status = tracer.pin_status if kind is tracer.PinnedSession else enforcer.policy_status
+        return status(pin_dir) != "loaded" or not cls._same(part, kind, pin_dir)
+
     @staticmethod
     def _same(part: Attached, cls: type, pin_dir: Path) -> bool:
         """Do the pins still hold the load serve attached to?"""
@@ -396,14 +616,21 @@ class Serve:
             if part.source is not None and self.streamer is not None:
                 if part.phases is not None:  # a switch made just before the unload
                     self.streamer.pump(0, extra=part.phases)
-                self.streamer.remove(part.source)
+                self.streamer.remove(part.source, extra=part.tls)
                 self._flush()
+                self._close_tls(part)
+                # The ring emits no more to serve and is drained: the account is settled.
+                self._account_trace(part, final=True)
             if unloaded:
                 meta = part.session.meta()
                 self._lifecycle("tracer", "unload", {
                     "pin_dir": str(self.config.tracer_pin_dir),
                     "target": from_c(libbpf.to_bytes(meta.target_label)), **part.identity})
         finally:
+            if part.tls is not None:  # (not streamed out: a failed write)
+                part.tls.close()
+            if self.output is not None:
+                self.output.trace_load = None
             part.session.close()
         if self.config.json_log is not None:
             self.config.json_log.sync()

@@ -19,25 +19,34 @@ from syscall_watcher.errors import SwatchError
 from syscall_watcher.serve.jsonlog import RotatingJsonLog
 from syscall_watcher.trace.stream import Output
 
-RECORD_TYPES = ("syscall", "exec", "fork", "exit", "denied")
+RECORD_TYPES = ("syscall", "exec", "fork", "exit", "denied", "tls", "http", "llm", "step")
+TLS_TYPES = ("tls", "http", "llm")  # made with --tls (and --agent)
+TRACE_TYPES = ("syscall", "exec", "fork", "exit")  # the tracer's record types --events names
 DEFAULT_EVENTS = "denied"
 RING_FULL = "ring buffer full"
 
 
 @dataclass(frozen=True)
 class EventKinds:
-    """What ``--events`` names: record types (exec, fork, exit, syscall, denied) and syscall
-    names (connect: the syscall records of connect). Denials are always kept."""
+    """What ``--events`` names: record types (exec, fork, exit, syscall, denied; tls, http,
+    llm with --tls; step with --agent) and syscall names (connect: the syscall records of
+    connect). Denials are always kept, and with --agent the step records (their flags)."""
 
     types: frozenset[str] = frozenset()
     syscalls: frozenset[str] = frozenset()
 
     @classmethod
-    def parse(cls, value: str, syscall_names: set[str]) -> EventKinds:
+    def parse(cls, value: str, syscall_names: set[str], tls: bool = False,
+              agent: bool = False) -> EventKinds:
         types, calls = set(), set()
         for name in (x.strip() for x in value.split(",")):
             if not name:
                 continue
+            if name == "step" and not agent:
+                raise SwatchError(f"--events {value}: step records come with --agent")
+            if name in TLS_TYPES and not (tls or agent):
+                raise SwatchError(f"--events {value}: {name} records come with --tls "
+                                  "(or --agent)")
             if name in RECORD_TYPES:
                 types.add(name)
             elif name in syscall_names:
@@ -46,6 +55,8 @@ class EventKinds:
                 raise SwatchError(f"--events {value}: {name!r} is neither a record type ("
                                   f"{', '.join(RECORD_TYPES)}) nor a system call name")
         types.add("denied")
+        if agent:
+            types.add("step")
         return cls(frozenset(types), frozenset(calls))
 
     @property
@@ -62,6 +73,20 @@ class EventKinds:
     def describe(self) -> str:
         return ",".join(sorted(self.types) + sorted(self.syscalls))
 
+    @property
+    def whole_types(self) -> tuple[str, ...]:
+        """The tracer's record types the audit log keeps every record of: the kernel counts
+        records per type, so these are accounted for exactly (TraceAccount)."""
+        return tuple(t for t in TRACE_TYPES if t in self.types)
+
+    @property
+    def drop_types(self) -> tuple[str, ...]:
+        """The tracer's record types whose ring-full drops may hold a record the log keeps
+        (``syscall`` also when only syscall names are kept: the kernel counts drops per
+        type, not per call)."""
+        return tuple(t for t in TRACE_TYPES
+                     if t in self.types or (t == "syscall" and self.syscalls))
+
 
 @dataclass
 class LoadAccount:
@@ -74,6 +99,42 @@ class LoadAccount:
     written: int = 0
     gapped: int = 0
     ring_full: int = 0
+
+
+@dataclass
+class TraceAccount:
+    """One tracer load's records of the kinds the audit log keeps, as the log holds them.
+
+    The kernel counts the records it emits and drops per type since the load; ``base_*`` are
+    those counts when the log began keeping these types of this load (serve attached to it,
+    or ``--events`` changed). For each type of ``types``, once nothing is in flight,
+    ``emitted - base_emitted == written + gapped`` or the difference becomes a gap record; for
+    each of ``drop_types`` the kernel's new drops become ring-full gap records as counted."""
+
+    identity: dict[str, Any]
+    types: tuple[str, ...]
+    drop_types: tuple[str, ...]
+    base_emitted: dict[str, int]
+    base_dropped: dict[str, int]
+    written: dict[str, int] = field(default_factory=dict)
+    gapped: dict[str, int] = field(default_factory=dict)
+    ring_full: dict[str, int] = field(default_factory=dict)
+
+    def as_detail(self) -> dict[str, Any]:
+        """What the lifecycle record that starts the account holds (read back at start)."""
+        return {"types": list(self.types), "drop_types": list(self.drop_types),
+                "emitted": dict(self.base_emitted), "dropped": dict(self.base_dropped)}
+
+    @classmethod
+    def from_detail(cls, identity: dict[str, Any], detail: dict[str, Any]) -> TraceAccount:
+        return cls(identity, tuple(detail.get("types", ())), tuple(detail.get("drop_types", ())),
+                   dict(detail.get("emitted", {})), dict(detail.get("dropped", {})))
+
+    def count_gap(self, kind: str, lost: int, ring_full: bool) -> None:
+        if kind in self.types:
+            self.gapped[kind] = self.gapped.get(kind, 0) + lost
+        if ring_full:
+            self.ring_full[kind] = self.ring_full.get(kind, 0) + lost
 
 
 class ServeOutput(Output):
@@ -91,6 +152,8 @@ class ServeOutput(Output):
         self.json_log = json_log
         self.events = events
         self.policy_load: LoadAccount | None = None  # the policy load whose denials come now
+        self.trace_load: TraceAccount | None = None  # the tracer load whose records come now
+        self._batch_traced: dict[str, int] = {}
         self._batch: list[dict[str, Any]] = []
         self._batch_denials = 0
         self._batch_gapped = [0, 0]
@@ -113,6 +176,19 @@ class ServeOutput(Output):
         kind = record.get("type")
         if kind == "lost":
             ring = record.get("ring")
+            if ring == "events":
+                # serve writes the tracer's drops per record type, from the kernel's counters,
+                # for the types the log keeps (Serve._account_trace)
+                return
+            if ring in ("tls_write", "tls_read"):
+                # TLS calls the kernel could not queue: a gap when the log keeps what is made
+                # of them (tls, http, llm records; steps, opened by LLM responses)
+                if self.events.types & {"tls", "http", "llm", "step"}:
+                    self._batch.append({"kind": "gap", "what": "TLS records",
+                                        "lost": record["dropped"],
+                                        "detail": {"cause": RING_FULL, "ring": ring,
+                                                   "total_dropped": record["total_dropped"]}})
+                return
             detail: dict[str, Any] = {"cause": RING_FULL, "ring": ring,
                                       "total_dropped": record.get("total_dropped")}
             if ring == "denials":
@@ -128,6 +204,8 @@ class ServeOutput(Output):
         elif kind == "denied" or self.events.wants(record):
             self._batch.append({"kind": "event", "event": record})
             self._batch_denials += kind == "denied"
+            if self.trace_load is not None and kind in self.trace_load.types:
+                self._batch_traced[kind] = self._batch_traced.get(kind, 0) + 1
 
     def add(self, bodies: list[dict[str, Any]]) -> None:
         """Records serve makes itself (lifecycle, gaps it found), in stream order."""
@@ -139,6 +217,7 @@ class ServeOutput(Output):
         batch, self._batch = self._batch, []
         denials, self._batch_denials = self._batch_denials, 0
         gapped, self._batch_gapped = self._batch_gapped, [0, 0]
+        traced, self._batch_traced = self._batch_traced, {}
         if not batch or self.audit is None or self.error is not None:
             return
         try:
@@ -147,6 +226,9 @@ class ServeOutput(Output):
             self.error = err
             self.name = str(self.audit.audit_dir)
             return
+        if self.trace_load is not None:
+            for kind, n in traced.items():
+                self.trace_load.written[kind] = self.trace_load.written.get(kind, 0) + n
         if self.policy_load is not None:
             self.policy_load.written += denials
             self.policy_load.gapped += gapped[0]

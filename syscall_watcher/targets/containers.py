@@ -17,8 +17,10 @@ each runtime's part is a short function, and splitting them would scatter that o
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -163,6 +165,64 @@ def cgroup_v2_root() -> str:
     return root
 
 
+def cgroup2_mount_root(mountinfo: str, mount_point: str) -> str | None:
+    """The root field of the cgroup2 mount visible at ``mount_point`` (the last one mounted
+    there): the mounted directory as this process's cgroup namespace names it. ``/`` for a
+    namespace's own mount; ``/../..`` for a node's whole hierarchy bind-mounted into a
+    container with a private cgroup namespace two levels down."""
+    root = None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        try:
+            sep = fields.index("-")
+        except ValueError:
+            continue
+        if (len(fields) >= 5 and sep + 1 < len(fields) and fields[sep + 1] == "cgroup2"
+                and _unescape_mountinfo(fields[4]) == mount_point):
+            root = _unescape_mountinfo(fields[3])
+    return root
+
+
+_ns_base: dict[str, str | None] = {}
+
+
+def cgroupns_base(root: str) -> str | None:
+    """Where this process's cgroup namespace root lies in the hierarchy mounted at ``root``
+    (e.g. ``/kubepods/burstable/pod…/…``), when that mount shows more than the namespace — a
+    pod with a private cgroup namespace (the kubelet's default on cgroup v2 nodes) and the
+    node's /sys/fs/cgroup mounted — else None. Then ``/proc/<pid>/cgroup`` names other
+    containers' cgroups relative to that root (``/../../<pod>/<id>``), and this joins them to
+    it. Found once: the directory that many levels down whose cgroup.procs lists this process.
+    """
+    if root in _ns_base:
+        return _ns_base[root]
+    base = None
+    try:
+        with open(MOUNTINFO, encoding="utf-8") as f:
+            mount_root = cgroup2_mount_root(f.read(), root)
+    except OSError:
+        mount_root = None
+    ups = (mount_root or "/").strip("/").split("/")
+    own = cgroup_v2_path_of_pid(os.getpid())
+    if mount_root and mount_root != "/" and all(u == ".." for u in ups) and own \
+            and not own.startswith("/.."):
+        own_parts = [x for x in own.strip("/").split("/") if x]
+        pid = str(os.getpid())
+        levels = ["*"] * (len(ups) + len(own_parts))
+        for path in glob.glob(os.path.join(glob.escape(root), *levels)):
+            try:
+                with open(os.path.join(path, "cgroup.procs"), encoding="ascii") as f:
+                    if pid not in f.read().split():
+                        continue
+            except OSError:
+                continue
+            rel = "/" + os.path.relpath(path, root)
+            base = rel[: len(rel) - len(own.rstrip("/"))] if own_parts else rel
+            break
+    _ns_base[root] = base
+    return base
+
+
 def cgroup_id_of(path: str) -> int:
     """The cgroup id of a cgroup v2 directory: its inode number (the kernfs node id)."""
     return os.stat(path).st_ino
@@ -211,6 +271,10 @@ def _container_from(candidate: _Candidate, root: str) -> Container:
     rel = cgroup_v2_path_of_pid(candidate.pid)
     if rel is None:
         raise SwatchError(f"container {label} is not running (its process {candidate.pid} is gone)")
+    if rel.startswith("/.."):
+        base = cgroupns_base(root)  # a pod in its own cgroup namespace, the node's mounted
+        if base is not None:
+            rel = posixpath.normpath(base + rel)
     if rel.startswith("/.."):
         raise SwatchError(f"container {label} is in a cgroup outside this cgroup namespace ({rel})")
     path = _cgroup_dir(root, rel)

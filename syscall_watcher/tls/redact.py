@@ -68,3 +68,30 @@ def redact_value(value: object) -> object:
                                              r"password|client_secret|refresh[_-]?token", k)
                     else redact_value(v)) for k, v in value.items()}
     return value
+
+
+_SECRET_NAME = re.compile(r"(?i)key|token|secret|password|passwd|credential|authorization")
+_ARG_HEADER = re.compile(r"(?i)^(authorization|proxy-authorization|x-api-key|api-key|cookie|"
+                         r"set-cookie|x-auth-token|x-goog-api-key):")
+_NAME_VALUE = re.compile(r"^(-{0,2}[A-Za-z0-9_][A-Za-z0-9_\-]*)=")
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command line with its secrets redacted (the rules of the EXEC formatter,
+    syscall_watcher/kernel/shim/text.c sw_redact_arg): the value after a secret-named flag
+    (``--api-key V``), ``NAME=V`` / ``--flag=V`` with a secret-sounding NAME, a secret header
+    (``Authorization: ...``), and key-shaped strings anywhere."""
+    out = []
+    prev = ""
+    for arg in argv:
+        if (prev.startswith("--") and "=" not in prev and len(prev) > 2
+                and _SECRET_NAME.search(prev[2:])):
+            out.append(REDACTED)
+        elif m := _ARG_HEADER.match(arg):
+            out.append(f"{m.group(0)} {REDACTED}")
+        elif (m := _NAME_VALUE.match(arg)) and _SECRET_NAME.search(m.group(1)):
+            out.append(m.group(0) + REDACTED)
+        else:
+            out.append(redact_text(arg))
+        prev = arg
+    return out

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from syscall_watcher.kernel.libbpf import ffi, lib
+from syscall_watcher.kernel.libbpf import ffi, lib, step_of
 from syscall_watcher.tls.http import HttpMessage, HttpStream
 from syscall_watcher.tls.llm import llm_request, llm_response, render_call
 from syscall_watcher.tls.probes import TlsProbes
 from syscall_watcher.tls.redact import redact_bytes, redact_headers, redact_text
+from syscall_watcher.tls.steps import Steps
 from syscall_watcher.trace.output import tell
 
 # struct sw_event_hdr + struct sw_tls_event up to data[] (bpf/tls.h; checked against cffi)
@@ -30,7 +31,7 @@ MAX_CONNS = 256          # connections followed at once (the least recent is for
 PREVIEW = 96             # plaintext bytes on a human TLS line (-s N changes it)
 FD_FROM = {lib.SW_TLS_FD_NONE: None, lib.SW_TLS_FD_CALL: "syscall",
            lib.SW_TLS_FD_CONN: "connection"}
-_C = {"TLS": "\033[36m", "HTTP": "\033[34m", "LLM": "\033[1;35m"}
+_C = {"TLS": "\033[36m", "HTTP": "\033[34m", "LLM": "\033[1;35m", "STEP": "\033[1;33m"}
 
 
 @dataclass
@@ -51,12 +52,20 @@ class Call:
         return int(self.hdr[3])
 
 
+# An HTTP/2 connection starts with this (RFC 9113 3.4); its frames are binary, its headers
+# HPACK: not parsed, and said so.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_NOTE = "HTTP/2: headers not parsed"
+
+
 @dataclass
 class Conn:
     requests: HttpStream
     responses: HttpStream
     asked: deque[str | None] = field(default_factory=deque)  # api of each request, in order
     last: Call | None = None
+    started: bool = False   # its first bytes were seen (the HTTP/2 preface is looked for there)
+    http2: bool = False     # it began with the HTTP/2 connection preface: not parsed as HTTP/1
 
 
 def peer_of(sock: tuple[Any, ...]) -> dict[str, Any] | None:
@@ -105,8 +114,10 @@ class TlsLines:
 
     def __init__(self, probes: TlsProbes, pids: Callable[[], set[int]], json_lines: bool = False,
                  color: bool = False, notices: TextIO | None = None, preview: int = PREVIEW,
-                 body_max: int = 1 << 20, clock_offset_ns: int = 0) -> None:
+                 body_max: int = 1 << 20, clock_offset_ns: int = 0,
+                 steps: Steps | None = None) -> None:
         self.probes = probes
+        self.steps = steps  # --agent
         self.pids = pids
         self.json = json_lines
         self.color = color
@@ -136,6 +147,8 @@ class TlsLines:
         self.probes.scan(self.pids())
         for note in self.probes.take_notes():
             tell(self.notices, f"swatch: --tls: {note}\n")
+        if self.steps is not None:
+            self.steps.drain()  # what step processes did, formatted since the last take
         out: list[tuple[int, bytes]] = []
         while self.ring.drain() > 0:
             out += self._records(self.ring.batch())
@@ -199,7 +212,12 @@ class TlsLines:
         self.conns.move_to_end(key)
         conn.last = call
         data = bytes(call.data)
-        out = [(call.ktime, self._tls_line(call, redact_bytes(data)))]
+        if not conn.started and data:
+            conn.started = True
+            conn.http2 = data.startswith(H2_PREFACE[:16])  # "PRI * HTTP/2.0\r\n"
+        out = [(call.ktime, self._tls_line(call, redact_bytes(data), conn.http2))]
+        if conn.http2:
+            return out
         # A chunk lost between the ones we have is a hole of unknown place: treat the rest of
         # the call as cut.
         total = call.length if len(data) == call.got else len(data) + (call.length - call.got)
@@ -218,7 +236,12 @@ class TlsLines:
             conn.asked.append(req["api"] if req else None)
             if req is not None:
                 self.counts["llm_request"] += 1
-                out.append((call.ktime, self._llm_line(call, "request", req, msg)))
+                line = self._llm_line(call, "request", req, msg)
+                if self.steps is not None:  # the agent's next request closes its step
+                    steps, pid, when = self.steps, call.hdr[4], call.ktime + self.offset
+                    out.append((call.ktime, line, lambda: steps.closed(pid, when)))
+                else:
+                    out.append((call.ktime, line))
         elif msg.status >= 200:
             api = conn.asked.popleft() if conn.asked else None
             if api is not None:
@@ -226,8 +249,21 @@ class TlsLines:
                 if resp is not None:
                     self.counts["llm_response"] += 1
                     resp["status"] = msg.status
-                    out.append((call.ktime, self._llm_line(call, "response", resp, msg)))
+                    line = self._llm_line(call, "response", resp, msg)
+                    if self.steps is not None and resp["tool_calls"]:
+                        out.append((call.ktime, line, self._step_start(call, resp)))
+                    else:
+                        out.append((call.ktime, line))
         return out
+
+    def _step_start(self, call: Call, resp: dict[str, Any]) -> Callable[[], bytes]:
+        """What opens a step when the LLM RESPONSE line is written (in time order)."""
+        steps = self.steps
+        assert steps is not None
+        comm = call.hdr[9].split(b"\0", 1)[0].decode(errors="replace")
+        prefix = self._prefix(call, "STEP")
+        return lambda: steps.started(call.hdr[4], comm, call.ktime + self.offset,
+                                     resp["tool_calls"], prefix)
 
     def _drops(self) -> list[tuple[int, bytes]]:
         counters = self.probes.counters.read()
@@ -250,9 +286,12 @@ class TlsLines:
     # -- lines -----------------------------------------------------------------------------
     def _common(self, call: Call, type_: str) -> dict[str, Any]:
         _, _, _, ktime, pid, tid, ppid, uid, cgroup_id, comm = call.hdr
-        return {"type": type_, "time_ns": ktime + self.offset, "pid": pid, "tid": tid,
-                "ppid": ppid, "uid": uid, "cgroup_id": cgroup_id,
-                "comm": comm.split(b"\0", 1)[0].decode(errors="replace")}
+        rec = {"type": type_, "time_ns": ktime + self.offset, "pid": pid, "tid": tid,
+               "ppid": ppid, "uid": uid, "cgroup_id": cgroup_id,
+               "comm": comm.split(b"\0", 1)[0].decode(errors="replace")}
+        if self.steps is not None and (step := step_of(pid)):
+            rec["step"] = step
+        return rec
 
     def _conn_fields(self, call: Call) -> dict[str, Any]:
         fd = call.sock[0]
@@ -280,7 +319,7 @@ class TlsLines:
                     "\n").encode()
         return (human + "\n").encode()
 
-    def _tls_line(self, call: Call, data: bytes) -> bytes:
+    def _tls_line(self, call: Call, data: bytes, http2: bool = False) -> bytes:
         op = "read" if call.op == lib.SW_TLS_READ else "write"
         rec = self._common(call, "tls") | {"op": op, "bytes": call.length,
                                            "captured": call.got,
@@ -291,6 +330,10 @@ class TlsLines:
         cut = f" (first {call.got} captured)" if call.length > call.got else ""
         human = (self._prefix(call, "TLS") + f"{op.upper()} {call.length} bytes "
                  f"{self._where(call)}{cut} \"{escape(shown)}\"{more}")
+        if http2:  # binary frames (HPACK headers): say so rather than show them as text
+            rec |= {"http2": True, "note": H2_NOTE}
+            human = (self._prefix(call, "TLS") + f"{op.upper()} {call.length} bytes "
+                     f"{self._where(call)}{cut} {H2_NOTE}")
         return self._emit(rec, human)
 
     def _http_line(self, call: Call, msg: HttpMessage) -> bytes:
@@ -406,7 +449,8 @@ def _alive(pid: int) -> bool:
 
 
 def open_for_session(session: Any, tls: Any, *, json_lines: bool, color: bool,
-                     notices: TextIO | None, view: Any) -> tuple[TlsProbes, TlsLines]:
+                     notices: TextIO | None, view: Any,
+                     steps: Steps | None = None) -> tuple[TlsProbes, TlsLines]:
     """`watch --tls`: the TLS probes loaded next to a pinned tracer (its membership maps and
     target, from its pins), living as long as this consumer."""
     from pathlib import Path
@@ -435,7 +479,7 @@ def open_for_session(session: Any, tls: Any, *, json_lines: bool, color: bool,
         probes.scan(pids(), force=True)
         lines = TlsLines(probes, pids, json_lines=json_lines, color=color, notices=notices,
                          preview=view.strsize if view is not None and view.strsize else PREVIEW,
-                         clock_offset_ns=clock_offset_ns())
+                         clock_offset_ns=clock_offset_ns(), steps=steps)
     except BaseException:
         probes.close()
         raise

@@ -52,9 +52,10 @@ def default_slots(max_pids: int, cpus: int | None = None) -> int:
 
 
 def memory_bytes(slots: int, cpus: int | None = None) -> int:
-    """The preallocated part of the per-process counts: pid_stats, pid_slot and free_slots
-    (pid_done comes on top, as processes exit: about 250 bytes each)."""
-    return max(slots, 1) * (slot_bytes(cpus) + 96 + 8)
+    """The preallocated part of the per-process counts: pid_stats, pid_slot, free_slots and
+    detect's fd_classes (pid_done comes on top, as processes exit: about 250 bytes each)."""
+    return max(slots, 1) * (slot_bytes(cpus) + 96 + 8
+                            + libbpf.ffi.sizeof("struct sw_fd_classes"))
 
 
 @dataclass

@@ -54,6 +54,7 @@ class RunResult:
     seccomp_denied: dict | None = None  # type: ignore[type-arg]  # syscall → denials seen
     landlock_denied: dict | None = None  # type: ignore[type-arg]  # operation → denials seen
     tls_lines: list[str] = field(default_factory=list)  # --tls: the end-of-run TLS lines
+    step_lines: list[str] = field(default_factory=list)  # --agent: the steps, summed up
 
 
 def _held_child(path: str, argv: list[str],
@@ -98,7 +99,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                stats_slots: int | None = None, limits: Limits | None = None,
                preventive: PreventivePlan | None = None,
                seccomp_profile: SeccompProfileRun | None = None,
-               tls: TlsSettings | None = None) -> RunResult:
+               tls: TlsSettings | None = None, agent: bool = False) -> RunResult:
     if not argv:
         raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
@@ -114,7 +115,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
     box = None
     seccomp_denials = None
     landlock_denials = None
-    tls_probes = tls_lines = None
+    tls_probes = tls_lines = steps = None
     forwarded: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
@@ -177,6 +178,11 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             from syscall_watcher.tls.stream import TlsLines
             from syscall_watcher.trace.stream import clock_offset_ns
 
+            if agent:
+                from syscall_watcher.tls.steps import Steps
+
+                steps = Steps(json_lines=json)
+
             traced_now = tracer
             tls_probes = TlsProbes.load(
                 tracer, Target(mode="pid", pid=pid, follow_children=follow_children),
@@ -186,7 +192,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                 tls_probes, lambda: {pid, *traced_now.pids()}, json_lines=json, color=color,
                 notices=notices,
                 preview=view.strsize if view is not None and view.strsize
-                else 96, clock_offset_ns=clock_offset_ns())
+                else 96, clock_offset_ns=clock_offset_ns(), steps=steps)
             extra = Merged(extra, tls_lines)
         start = time.monotonic()
         if stats_only:
@@ -209,6 +215,11 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                     if wpid:
                         status = wstatus
                 streamer.finish(extra=extra)
+                if steps is not None:  # each step summed up: the trace's last records
+                    steps.finish()
+                    if json:
+                        for record in steps.records():
+                            out.write(record)
                 delivered = streamer.delivered
                 written = streamer.written
                 dropped = streamer.dropped_during
@@ -230,6 +241,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             seccomp_denied=dict(seccomp_denials.by_syscall) if seccomp_denials else None,
             landlock_denied=dict(landlock_denials.by_op) if landlock_denials else None,
             tls_lines=tls_lines.summary_lines() if tls_lines is not None else [],
+            step_lines=steps.summary_lines(tls_probes.covered)
+            if steps is not None and tls_probes is not None else [],
         )
     finally:
         if release >= 0:
@@ -245,6 +258,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             seccomp_denials.close()
         if landlock_denials is not None:
             landlock_denials.close()
+        if steps is not None:
+            steps.close()
         if tls_lines is not None:
             tls_lines.close()
         if tls_probes is not None:
@@ -274,7 +289,7 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                     None, None, None, None),
                 policy: str | None = None, require_preventive: bool = False,
                 seccomp: str | None = None, phase: str | None = None,
-                tls: TlsSettings | None = None) -> int:
+                tls: TlsSettings | None = None, agent: bool = False) -> int:
     """`swatch run`: CMD traced, the trace to ``output`` (stderr by default, `-` stdout), the
     summary to stderr — one last JSON line of type "summary" when JSON lines share stderr.
     ``profile`` and ``exprs`` are --filter and -e. Returns the exit status for the shell
@@ -287,6 +302,8 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
     from syscall_watcher.sandbox.preventive import plan_for_run
 
     run_limits = parse_limits(*limits)
+    if agent and stats_only:
+        raise SwatchError("--agent shows steps: it does not go with --count/-c")
     if tls is not None and stats_only:
         raise SwatchError("--tls shows TLS lines: it does not go with --count/-c")
     if require_preventive and policy is None:
@@ -327,12 +344,14 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                             limits=run_limits if run_limits.wants_cgroup or
                             run_limits.oom_score_adj is not None else None, preventive=plan,
                             seccomp_profile=profile_run,
-                            tls=tls)
+                            tls=tls, agent=agent)
     finally:
         out.close()
     tell(sys.stderr, run_summary_json(argv, result) if json_on_stderr
          else render_run_summary(argv, result, top=None if stats_only else 15))
     if not json_on_stderr:
         for line in result.tls_lines:
+            tell(sys.stderr, f"swatch: {line}\n")
+        for line in result.step_lines:
             tell(sys.stderr, f"swatch: {line}\n")
     return exit_code_for_shell(result.exit_code)

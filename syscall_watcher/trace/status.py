@@ -66,6 +66,7 @@ def tracer_status(path: Path, programs: bool = False) -> TracerStatus:
             "pid_filter_full": counters.pid_filter_full,
             "pid_stats_full": counters.pid_stats_full,
             "untracked": counters.untracked,
+            "consumer_wakeups": counters.wakeups,
             "io_uring": {"traced": (path / "links" / "io_uring_complete").exists(),
                          "submitted": counters.uring_submitted,
                          "completed": counters.uring_completed,

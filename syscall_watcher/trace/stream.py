@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import BinaryIO, Protocol, TextIO
 
 from syscall_watcher.kernel import libbpf, syscalls, uring
@@ -167,7 +167,9 @@ class TraceSource(Source):
 
 class LineSource(Protocol):
     """Lines made in Python, merged into a stream by kernel time: ``take()`` what is there now,
-    ``take_all()`` everything up to now (at the end), as (ktime_ns, line) pairs."""
+    ``take_all()`` everything up to now (at the end), as (ktime_ns, line) pairs — or
+    (ktime_ns, line, then) where ``then()`` runs when the line is written and returns more
+    bytes to write after it (Streamer._emit_line)."""
 
     def take(self, timeout_ms: int = 0) -> list[tuple[int, bytes]]: ...
 
@@ -217,14 +219,17 @@ class Streamer:
         source.open()
         self.sources.append(source)
 
-    def remove(self, source: Source) -> None:
-        """Stop one source emitting, write out everything it still holds, say what it lost,
-        and let go of it; the other sources go on."""
+    def remove(self, source: Source, extra: LineSource | None = None) -> None:
+        """Stop one source emitting, write out everything it still holds (and what ``extra``
+        still has: lines made from it), say what it lost, and let go of it; the other sources
+        go on."""
         try:
             source.stop_emitting()
             assert source.consumer is not None
-            while source.consumer.drain():
-                self._write()
+            lines = extra.take_all() if extra is not None else []
+            while source.consumer.drain() or lines:
+                self._write(lines)
+                lines = []
             self._check_source(source)
         finally:
             self.sources.remove(source)
@@ -257,9 +262,19 @@ class Streamer:
         they are), write them out in time order; returns how many. ``extra``: lines made in
         Python (a run's OOM kills, seccomp denials), merged in by their ktime."""
         n = 0
-        for i, source in enumerate(self.sources):
-            assert source.consumer is not None
-            n += source.consumer.poll(timeout_ms if i == 0 else 0)
+        if len(self.sources) == 1:
+            assert self.sources[0].consumer is not None
+            n = self.sources[0].consumer.poll(timeout_ms)
+        elif self.sources:
+            # Wait on the first ring, then take the others before it: a record of the first
+            # that precedes (in one thread's order) a record taken from another is then in
+            # this round too, so the merge by kernel time never writes it after that record.
+            first = self.sources[0].consumer
+            assert first is not None
+            first.wait(timeout_ms)
+            for source in self.sources[1:] + self.sources[:1]:
+                assert source.consumer is not None
+                n += source.consumer.poll(0)
         if not self.sources and timeout_ms:
             time.sleep(timeout_ms / 1000)  # nothing attached (yet): a signal ends it early
         lines = extra.take() if extra is not None else []
@@ -301,7 +316,7 @@ class Streamer:
             live.sort(key=lambda c: c.next_ktime())
             first = live[0]
             while extra and extra[0][0] <= first.next_ktime():
-                self._emit(extra.pop(0)[1])
+                self._emit_line(extra.pop(0))
             untils = ([live[1].next_ktime()] if len(live) > 1 else []) + (
                 [extra[0][0]] if extra else [])
             until = min(untils) if untils else None
@@ -311,8 +326,23 @@ class Streamer:
             if first.position == before:  # a malformed record: the formatter stops there
                 live.remove(first)
             live = [c for c in live if c.pending]
-        for _, line in extra:
-            self._emit(line)
+        for item in extra:
+            self._emit_line(item)
+
+    def write_lines(self, lines: list[tuple[int, bytes]]) -> None:
+        """Lines made in Python, written now (merged with whatever the sources hold)."""
+        if lines:
+            self._write(lines)
+
+    def _emit_line(self, item: tuple[int, bytes] | tuple[int, bytes, Callable[[], bytes]]) -> None:
+        """A line made in Python; a third member is called when the line goes out, in time
+        order with the records around it (--agent opens and closes steps there), and what it
+        returns goes out right after."""
+        self._emit(item[1])
+        if len(item) > 2:
+            more = item[2]()  # type: ignore[misc]
+            if more:
+                self._emit(more)
 
     def _emit(self, data: bytes | memoryview) -> None:
         if self.out.write(data) or self.told_failure:

@@ -18,6 +18,7 @@ from syscall_watcher.kernel import syscalls
 from syscall_watcher.kernel.libbpf import to_str
 from syscall_watcher.sandbox.runtime import limits_summary
 from syscall_watcher.text import printable
+from syscall_watcher.tls.redact import redact_argv
 
 SORT_KEYS = ("count", "errors", "bytes_in", "bytes_out", "avg", "p99", "name")
 BY = ("syscall", "pid", "container")
@@ -234,7 +235,7 @@ def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped
     """The same as one JSON line, for when the trace (JSON lines) shares stderr with it."""
     rows = syscall_rows(result.tracer_stats)
     return json.dumps({
-        "type": "summary", "time_ns": time.time_ns(), "command": argv,
+        "type": "summary", "time_ns": time.time_ns(), "command": redact_argv(argv),
         "exit_code": result.exit_code,
         "wall_s": round(result.wall_s, 3), "processes": len(result.pid_stats),
         "syscalls": sum(r.count for r in rows), "errors": sum(r.errors for r in rows),

@@ -34,6 +34,10 @@ __all__ = ["descendants", "pid_exists"]  # re-exported: older callers import the
 VERSION = 2  # meta.version; 2: meta carries the link mask and is pinned last
 DEFAULT_PIN_DIR = "/sys/fs/bpf/syscall_watcher"
 DEFAULT_RING_SIZE = 16 << 20
+# `swatch run`'s ring: the consumer maps the ring twice over (libbpf, for records that wrap),
+# so its pages are 2 x the ring of a run's resident memory; 8 MiB streams a read storm with no
+# drop (bench/README.md, "Streaming and start-up") and keeps a streaming run under 64 MB.
+RUN_RING_SIZE = 8 << 20
 MAX_RING_SIZE = 1 << 30  # a sane bound: the ring is locked kernel memory
 
 # Program name → pin name under <pin dir>/links/
@@ -70,6 +74,7 @@ MAPS = {
     "files_written": ("struct sw_file_key", "struct sw_file_stat"),
     "detect": ("uint32_t", "uint64_t"),  # the lease, the DNS ring's count (SW_DETECT_*)
     "dns_answers": ("uint32_t", "struct sw_dns_answer"),
+    "fd_classes": ("uint32_t", "struct sw_fd_classes"),  # per slot: what its fds are
     # io_uring operations: per-opcode rules and counts
     "uring_info": ("uint32_t", "struct sw_uring_info"),
     "uring_stats": ("uint32_t", "struct sw_stat"),
@@ -86,9 +91,10 @@ def uring_programs() -> list[str]:
     """The io_uring programs this kernel can take: a submission hook (io_uring_submit_req from
     6.4, io_uring_submit_sqe before) and io_uring_complete; none without both (a kernel built
     without io_uring). The tracer works the same without them, blind to io_uring."""
+    have = libbpf.kernel_has_tracepoints(*(PROGRAMS[p] for p in URING_PROGRAMS))
     submit = next((p for p in ("sw_uring_submit_req", "sw_uring_submit_sqe")
-                   if libbpf.kernel_has_tracepoint(PROGRAMS[p])), None)
-    if submit is None or not libbpf.kernel_has_tracepoint("io_uring_complete"):
+                   if have[PROGRAMS[p]]), None)
+    if submit is None or not have["io_uring_complete"]:
         return []
     return [submit, "sw_uring_complete"]
 
@@ -106,7 +112,7 @@ TRACER = Component(
     kind="tracer", noun="pins", maps=tuple(MAPS), links=tuple(PROGRAMS.values()),
     version=VERSION, meta_type="struct sw_meta", object_path=bpf_object_path,
     unload_cmd="swatch unload", load_hint="swatch load --pid PID",
-    sized_at_load=("pid_stats",),  # --stats-slots
+    sized_at_load=("pid_stats", "fd_classes"),  # --stats-slots
 )
 
 
@@ -121,6 +127,7 @@ class Counters:
     untracked: int = 0        # children that could not be marked at fork: not traced
     uring_submitted: int = 0  # io_uring requests of traced processes submitted
     uring_completed: int = 0  # ... and seen completing
+    wakeups: int = 0          # records that woke the consumer (watcher.bpf.c output())
 
     @property
     def total_emitted(self) -> int:
@@ -151,6 +158,14 @@ def membership_warnings(counters: Counters, max_pids: int, pid_slots: int = 0) -
         out.append(f"{counters.pid_filter_full:,} children not listed in pid_filter (full at "
                    f"{max_pids:,}; --max-pids); they are traced all the same")
     return out
+
+
+def wakeup_threshold(ring_size: int, wakeup_bytes: int | None = None) -> int:
+    """The kernel wakes the consumer each time this many bytes have been sent (and after a
+    quiet spell: watcher.bpf.c output()): ``wakeup_bytes`` (0: every record) rounded down to a
+    power of two, by default an eighth of the ring up to 256 KiB."""
+    n = min(ring_size // 8, 256 << 10) if wakeup_bytes is None else wakeup_bytes
+    return 1 << (n.bit_length() - 1) if n > 0 else 0
 
 
 def pid_slots_for(target: Target, max_pids: int) -> int:
@@ -191,6 +206,7 @@ class Session(MapSet):
         out.untracked = vals.sum("untracked")
         out.uring_submitted = vals.sum("uring_submitted")
         out.uring_completed = vals.sum("uring_completed")
+        out.wakeups = vals.sum("wakeups")
         return out
 
     def pids(self) -> list[int]:
@@ -299,8 +315,7 @@ class LoadedTracer(LoadedComponent, Session):
             cfg.mode = MODE_IDS[target.mode]
             cfg.follow_children = 1 if target.follow_children else 0
             cfg.target_uid = target.uid
-            cfg.wakeup_bytes = wakeup_bytes if wakeup_bytes is not None else min(
-                ring_size // 8, 256 << 10)
+            cfg.wakeup_bytes = wakeup_threshold(ring_size, wakeup_bytes)
             cfg.target_cgroup = target.cgroup_id
             cfg.target_cgroup_level = target.cgroup_level
             cfg.target_comm = target.comm.encode()[: lib.SW_TASK_COMM_LEN - 1]
@@ -312,7 +327,7 @@ class LoadedTracer(LoadedComponent, Session):
             obj.set_max_entries("events", ring_size)
             obj.set_max_entries("pid_filter", max_pids)
             obj.set_max_entries("pid_done", max_pids)
-            for name in ("pid_stats", "pid_slot", "free_slots"):
+            for name in ("pid_stats", "pid_slot", "free_slots", "fd_classes"):
                 obj.set_max_entries(name, max(slots, 1))  # 0 slots: the maps need an entry
             wanted = uring_programs()
             for prog_name in URING_PROGRAMS:

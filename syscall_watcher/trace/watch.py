@@ -65,7 +65,7 @@ def tracer_alive(pin_dir: Path) -> bool:
 def watch(tracer_dir: Path, policy_dir: Path, *, view: ViewOptions,
           exprs: list[str] | None = None, output: str | Path | None = None, color: str = "auto",
           duration: float | None = None, notices: TextIO = sys.stderr,
-          tls: TlsSettings | None = None) -> bool:
+          tls: TlsSettings | None = None, agent: bool = False) -> bool:
     """Stream what is loaded at ``tracer_dir`` (events) and ``policy_dir`` (denials), whichever
     are there, to ``output`` (stdout by default). False if the output failed."""
     from syscall_watcher.policy.enforcer import POLICY, PinnedPolicy
@@ -91,7 +91,7 @@ def watch(tracer_dir: Path, policy_dir: Path, *, view: ViewOptions,
             out = open_output(output, 1, "stdout")
             colored = not view.json and out.fd == 1 and use_color(color, sys.stdout)
             _stream(session, policy, out, view.json, colored, duration, tracer_dir, policy_dir,
-                    stop, trace_view, notices, tls)
+                    stop, trace_view, notices, tls, agent)
         finally:
             if out is not None:
                 out.close()
@@ -104,7 +104,8 @@ def watch(tracer_dir: Path, policy_dir: Path, *, view: ViewOptions,
 
 def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool, color: bool,
             duration: float | None, tracer_dir: Path, policy_dir: Path, stop: StopSignals,
-            view: TraceView | None, notices: TextIO, tls: TlsSettings | None = None) -> None:
+            view: TraceView | None, notices: TextIO, tls: TlsSettings | None = None,
+            agent: bool = False) -> None:
     from syscall_watcher.policy.denials import DenialSource
     from syscall_watcher.policy.enforcer import policy_status
 
@@ -135,16 +136,22 @@ def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool,
     label = to_str(meta.target_label)
     if meta.mode == MODE_IDS["cgroup"]:
         label_container_cgroups(cgroup_path, label)
-    tls_probes = tls_lines = None
+    tls_probes = tls_lines = steps = None
     if tls is not None:
         from syscall_watcher.tls.stream import open_for_session
 
+        if agent:
+            from syscall_watcher.tls.steps import Steps
+
+            steps = Steps(json_lines=json)
         tls_probes, tls_lines = open_for_session(session, tls, json_lines=json, color=color,
-                                                 notices=notices, view=view)
+                                                 notices=notices, view=view, steps=steps)
     try:
         _pump(sources, out, json, color, notices, view, going, tracer_dir, cgroup_path, label,
-              tls_lines, Merged(phases, tls_lines))
+              tls_lines, Merged(phases, tls_lines), steps)
     finally:
+        if steps is not None:
+            steps.close()
         if tls_lines is not None:
             tls_lines.close()
         if tls_probes is not None:
@@ -153,7 +160,7 @@ def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool,
 
 def _pump(sources: list[Source], out: Output, json: bool, color: bool, notices: TextIO,
           view: TraceView | None, going: Any, tracer_dir: Path, cgroup_path: str, label: str,
-          tls_lines: Any, extra: Any) -> None:
+          tls_lines: Any, extra: Any, steps: Any = None) -> None:
     with Streamer(sources, out, json=json, color=color, notices=notices, view=view) as s:
         if tls_lines is not None:
             tls_lines.announce()  # after the stream opened: a test's barrier
@@ -168,8 +175,16 @@ def _pump(sources: list[Source], out: Output, json: bool, color: bool, notices: 
                 tell(notices, f"swatch: {label} has exited; its counts are kept "
                               "(`swatch status`)\n")
         s.finish(extra=extra)
+        if steps is not None:  # each step summed up: the stream's last records
+            steps.finish()
+            if json:
+                for record in steps.records():
+                    out.write(record)
         tell(notices, f"swatch: events delivered={s.delivered} dropped={s.dropped_during} "
                       f"written={out.lines}\n")
         if tls_lines is not None:
             for line in tls_lines.summary_lines():
+                tell(notices, f"swatch: {line}\n")
+        if steps is not None and not json:
+            for line in steps.summary_lines(tls_lines.probes.covered):
                 tell(notices, f"swatch: {line}\n")

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <bpf/libbpf.h>
 
 #include "watcher.h"
@@ -25,6 +26,7 @@ struct sw_consumer {
 	size_t len;
 	int records;
 	int more;               /* the last batch stopped full: records are still queued */
+	int woken;              /* the last poll was woken by the kernel (not its timeout) */
 	uint64_t delivered[SW_REC_TYPES];  /* per record type: SW_EV_*, SWP_EV_DENIAL */
 };
 
@@ -101,18 +103,21 @@ static int sw_batch_result(struct sw_consumer *c, int err)
 	return err;
 }
 
-/* Wait up to timeout_ms for a wakeup, then take what is queued either way: the kernel sends
- * with BPF_RB_NO_WAKEUP until wakeup_bytes are queued, and epoll never reports those records,
- * so a timeout is when a quiet stream's records are read (that bounds their latency). While
- * the last batch stopped full there is no wait at all. */
+/* Wait up to timeout_ms for a wakeup, then take what is queued either way: the kernel wakes
+ * the consumer only every wakeup_bytes sent and after a quiet spell (watcher.bpf.c output()),
+ * and epoll never reports the records sent in between, so a timeout is when the tail of a
+ * burst is read (that bounds its latency). While the last batch stopped full there is no wait
+ * at all. */
 int sw_consumer_poll(struct sw_consumer *c, int timeout_ms)
 {
 	int err;
 
 	c->len = 0;
 	c->records = 0;
+	c->woken = 0;
 	if (!c->more) {
 		err = ring_buffer__poll(c->rb, timeout_ms);
+		c->woken = err > 0 || err == SW_STOP_BATCH;
 		if (err == SW_STOP_BATCH) {
 			c->more = 1;
 			return c->records;
@@ -123,6 +128,23 @@ int sw_consumer_poll(struct sw_consumer *c, int timeout_ms)
 	err = ring_buffer__consume(c->rb);
 	c->more = err == SW_STOP_BATCH;
 	return sw_batch_result(c, err);
+}
+
+/* Wait up to timeout_ms for the kernel's wakeup without taking anything (the next poll or
+ * drain takes it): a stream of several rings waits on one, then takes the others first and
+ * this one last, so no record of this ring that precedes a taken record of another is left
+ * behind for the next round (the merge by kernel time would write it late). */
+int sw_consumer_wait(struct sw_consumer *c, int timeout_ms)
+{
+	struct epoll_event ev;
+	int n;
+
+	if (c->more)
+		return 1;
+	n = epoll_wait(ring_buffer__epoll_fd(c->rb), &ev, 1, timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	return n;
 }
 
 int sw_consumer_drain(struct sw_consumer *c)
@@ -160,6 +182,7 @@ size_t sw_batch_until(const char *recs, size_t len, size_t pos, uint64_t ktime_n
 	return len;
 }
 
+int sw_consumer_woken(struct sw_consumer *c) { return c->woken; }
 const char *sw_consumer_data(struct sw_consumer *c) { return c->buf; }
 size_t sw_consumer_len(struct sw_consumer *c) { return c->len; }
 

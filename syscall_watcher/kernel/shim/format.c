@@ -168,6 +168,27 @@ static int fold(struct sw_out *o, struct sw_held *held, const struct sw_event_hd
 	return 0;
 }
 
+static void format_one(struct sw_out *o, const struct sw_event_hdr *h, int mode, int color)
+{
+	if (!record_shown(h))
+		return;
+	if (mode == SW_OUT_JSON) {
+		sw_json_record(o, h);
+		return;
+	}
+	if (sw_opts.fold_startup) {
+		struct sw_held *held = held_of(h->pid);
+
+		if (held && fold(o, held, h, color))
+			return;
+		if (h->type == SW_EV_EXEC) {
+			hold(o, (const void *)h, color);
+			return;
+		}
+	}
+	sw_human_record(o, h, color, NULL);
+}
+
 size_t sw_format(const char *recs, size_t len, size_t *pos, int mode, int color, char *out,
 		 size_t cap)
 {
@@ -182,23 +203,9 @@ size_t sw_format(const char *recs, size_t len, size_t *pos, int mode, int color,
 		if (size < sizeof(*h) || *pos + size > len)
 			break;
 		*pos += (size + 7) & ~(size_t)7;
-		if (!record_shown(h))
-			continue;
-		if (mode == SW_OUT_JSON) {
-			sw_json_record(&o, h);
-			continue;
-		}
-		if (sw_opts.fold_startup) {
-			struct sw_held *held = held_of(h->pid);
-
-			if (held && fold(&o, held, h, color))
-				continue;
-			if (h->type == SW_EV_EXEC) {
-				hold(&o, (const void *)h, color);
-				continue;
-			}
-		}
-		sw_human_record(&o, h, color, NULL);
+		sw_step_before(h); /* --agent: a fork puts its child in its step */
+		format_one(&o, h, mode, color);
+		sw_step_after(h);
 	}
 	return o.p - out;
 }

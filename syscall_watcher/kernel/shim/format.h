@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "watcher.h"
 #include "policy.h"
@@ -64,8 +65,18 @@ struct sw_out {
 #define SW_CUT_END 1  /* read head-first (a user string): the tail is missing, "/head..." */
 #define SW_CUT_HEAD 2 /* walked leaf-first (a dentry path): the head is missing, ".../tail" */
 
-void sw_put(struct sw_out *o, const char *s, size_t n);
-void sw_puts(struct sw_out *o, const char *s);
+/* Inline: most calls append a string literal, whose strlen and memcpy the compiler then
+ * folds into a few stores (the JSON writer makes ~40 of these calls per record). */
+static inline void sw_put(struct sw_out *o, const char *s, size_t n)
+{
+	if ((size_t)(o->end - o->p) < n)
+		n = o->end - o->p;
+	memcpy(o->p, s, n);
+	o->p += n;
+}
+
+static inline void sw_puts(struct sw_out *o, const char *s) { sw_put(o, s, strlen(s)); }
+
 void sw_putf(struct sw_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sw_put_u64(struct sw_out *o, uint64_t v);
 void sw_put_i64(struct sw_out *o, int64_t v);
@@ -75,6 +86,13 @@ void sw_put_json_str(struct sw_out *o, const char *s, size_t n, int cut);
 void sw_put_human_text(struct sw_out *o, const char *s, size_t n, int quoted);
 void sw_put_human_str(struct sw_out *o, const char *s, size_t n, int cut);
 void sw_put_shell_word(struct sw_out *o, const char *s, size_t n, int cut);
+/* An argument with its secrets redacted into out (cap >= n + 64): its length, or (size_t)-1
+ * when it holds none (print s). prev: the argument before it (NULL for the first). */
+size_t sw_redact_arg(const char *prev, size_t pn, const char *s, size_t n, int end_cut,
+		     char *out, size_t cap);
+/* Write argument s (redacted) with put (sw_put_shell_word / sw_put_json_str). */
+void sw_put_arg(struct sw_out *o, const char *prev, size_t pn, const char *s, size_t n,
+		int end_cut, void (*put)(struct sw_out *, const char *, size_t, int));
 void sw_put_errno(struct sw_out *o, int64_t ret);
 int sw_is_err(int64_t ret);
 const char *sw_fmt_sockaddr(const uint8_t *a, size_t len, char *dst, size_t cap);
@@ -126,6 +144,13 @@ void sw_fmt_forget_held(void);
 
 void sw_human_record(struct sw_out *o, const struct sw_event_hdr *h, int color,
 		     const struct sw_held *fold);
+
+/* ------------------------------------------------------------------- steps.c */
+
+/* --agent: the step of a process (0: none), and the per-record hooks around formatting. */
+uint32_t sw_step_of(uint32_t pid);
+void sw_step_before(const struct sw_event_hdr *h);
+void sw_step_after(const struct sw_event_hdr *h);
 
 /* -------------------------------------------------------------------- json.c */
 

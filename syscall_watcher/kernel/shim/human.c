@@ -331,7 +331,8 @@ static void sw_human_exec(struct sw_out *o, const struct sw_exec_event *ev, int 
 		       const struct sw_held *fold)
 {
 	size_t fl = ev->filename_len, al = ev->argv_len;
-	const char *argv = (const char *)ev->data + fl;
+	const char *argv = (const char *)ev->data + fl, *prev = NULL;
+	size_t pn = 0;
 	size_t i = 0;
 	int idx = 0;
 
@@ -345,8 +346,11 @@ static void sw_human_exec(struct sw_out *o, const struct sw_exec_event *ev, int 
 
 		if (idx > 0) {
 			sw_put(o, " ", 1);
-			sw_put_shell_word(o, argv + i, n, SW_CUT_NONE);
+			sw_put_arg(o, prev, pn, argv + i, n,
+				   (ev->flags & SW_F_ARGV_TRUNC) && i + n >= al, sw_put_shell_word);
 		}
+		prev = argv + i;
+		pn = n;
 		i += n + 1;
 		idx++;
 	}

@@ -12,6 +12,7 @@
 static void sw_json_hdr(struct sw_out *o, const struct sw_event_hdr *h, const char *type)
 {
 	const char *label = sw_cgroup_label(h->cgroup_id);
+	uint32_t step;
 
 	sw_puts(o, "{\"type\":\"");
 	sw_puts(o, type);
@@ -29,6 +30,11 @@ static void sw_json_hdr(struct sw_out *o, const struct sw_event_hdr *h, const ch
 	sw_put_u64(o, h->cgroup_id);
 	sw_puts(o, ",\"comm\":");
 	sw_put_json_str(o, h->comm, sizeof(h->comm), SW_CUT_NONE);
+	step = sw_step_of(h->pid);
+	if (step) { /* --agent: the process belongs to a step (steps.c) */
+		sw_puts(o, ",\"step\":");
+		sw_put_u64(o, step);
+	}
 	if (label) {
 		const struct sw_kubernetes *k8s = sw_cgroup_kubernetes(h->cgroup_id);
 
@@ -163,7 +169,8 @@ static void sw_json_syscall(struct sw_out *o, const struct sw_syscall_event *ev,
 static void sw_json_exec(struct sw_out *o, const struct sw_exec_event *ev)
 {
 	size_t fl = ev->filename_len, al = ev->argv_len;
-	const char *argv = (const char *)ev->data + fl;
+	const char *argv = (const char *)ev->data + fl, *prev = NULL;
+	size_t pn = 0;
 	size_t i = 0;
 	int first = 1;
 
@@ -188,8 +195,11 @@ static void sw_json_exec(struct sw_out *o, const struct sw_exec_event *ev)
 
 		if (!first)
 			sw_put(o, ",", 1);
-		sw_put_json_str(o, argv + i, n, SW_CUT_NONE);
+		sw_put_arg(o, prev, pn, argv + i, n,
+			   (ev->flags & SW_F_ARGV_TRUNC) && i + n >= al, sw_put_json_str);
 		first = 0;
+		prev = argv + i;
+		pn = n;
 		i += n + 1;
 	}
 	sw_puts(o, "]");

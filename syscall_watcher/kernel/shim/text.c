@@ -10,16 +10,6 @@
 
 #include "format.h"
 
-void sw_put(struct sw_out *o, const char *s, size_t n)
-{
-	if ((size_t)(o->end - o->p) < n)
-		n = o->end - o->p;
-	memcpy(o->p, s, n);
-	o->p += n;
-}
-
-void sw_puts(struct sw_out *o, const char *s) { sw_put(o, s, strlen(s)); }
-
 void sw_putf(struct sw_out *o, const char *fmt, ...)
 {
 	va_list ap;
@@ -35,15 +25,30 @@ void sw_putf(struct sw_out *o, const char *fmt, ...)
 	o->p += n;
 }
 
+static const char sw_digit_pairs[201] =
+	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+	"8081828384858687888990919293949596979899";
+
+/* Two digits per division: every record carries a dozen numbers (time_ns has 19 digits). */
 void sw_put_u64(struct sw_out *o, uint64_t v)
 {
 	char tmp[24];
 	int i = sizeof(tmp);
 
-	do {
-		tmp[--i] = '0' + v % 10;
-		v /= 10;
-	} while (v);
+	while (v >= 100) {
+		unsigned d = (unsigned)(v % 100) * 2;
+
+		v /= 100;
+		tmp[--i] = sw_digit_pairs[d + 1];
+		tmp[--i] = sw_digit_pairs[d];
+	}
+	if (v >= 10) {
+		tmp[--i] = sw_digit_pairs[v * 2 + 1];
+		tmp[--i] = sw_digit_pairs[v * 2];
+	} else {
+		tmp[--i] = (char)('0' + v);
+	}
 	sw_put(o, tmp + i, sizeof(tmp) - i);
 }
 
@@ -115,8 +120,18 @@ void sw_put_json_str(struct sw_out *o, const char *s, size_t n, int cut)
 	for (size_t i = 0; i < n && u[i];) {
 		unsigned char ch = u[i];
 		uint32_t cp;
-		int len = sw_utf8_len(&u[i], n - i, &cp);
+		int len;
+		size_t run = i;
 
+		/* A run of printable ASCII that needs no escape (most of every path): one copy. */
+		while (run < n && u[run] >= 0x20 && u[run] < 0x7f && u[run] != '"' && u[run] != '\\')
+			run++;
+		if (run > i) {
+			sw_put(o, (const char *)&u[i], run - i);
+			i = run;
+			continue;
+		}
+		len = sw_utf8_len(&u[i], n - i, &cp);
 		if (ch == '"' || ch == '\\') {
 			char esc[2] = {'\\', (char)ch};
 			sw_put(o, esc, 2);
@@ -338,4 +353,186 @@ void sw_put_shell_word(struct sw_out *o, const char *s, size_t n, int cut)
 	if (cut == SW_CUT_END)
 		sw_put(o, "...", 3);
 	sw_put(o, "\"", 1);
+}
+
+/* ---- Secrets in a program's arguments (EXEC argv, every sink: human, JSON, files) ----
+ * The rules of syscall_watcher/tls/redact.py's redact_argv, in C because EXEC records are
+ * formatted here. An argument becomes (part) "[REDACTED]" when it is:
+ *  - the value after a secret-named flag (--api-key VALUE, --token VALUE, --password VALUE);
+ *  - a secret-named flag's "=VALUE" (--api-key=VALUE) or an environment-shaped NAME=VALUE whose
+ *    NAME says KEY/TOKEN/SECRET/PASSWORD/PASSWD/CREDENTIAL (the name stays);
+ *  - a secret header's value (Authorization:, Proxy-Authorization:, X-Api-Key:, Cookie:, ...);
+ *  - key-shaped text anywhere in it (sk-..., AKIA/ASIA..., ghp_..., xox?-..., AIza...,
+ *    "Bearer TOKEN"), only the key replaced; a key cut by the end of a truncated argv too. */
+#define SW_REDACTED "[REDACTED]"
+
+static int sw_ieq_prefix(const char *s, size_t n, const char *p)
+{
+	size_t k = strlen(p);
+
+	if (n < k)
+		return 0;
+	for (size_t i = 0; i < k; i++) {
+		char c = s[i];
+
+		if (c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		if (c != p[i])
+			return 0;
+	}
+	return 1;
+}
+
+static int sw_icontains(const char *s, size_t n, const char *p)
+{
+	size_t k = strlen(p);
+
+	for (size_t i = 0; i + k <= n; i++)
+		if (sw_ieq_prefix(s + i, n - i, p))
+			return 1;
+	return 0;
+}
+
+static int sw_secret_name(const char *s, size_t n)
+{
+	static const char *const words[] = {"key", "token", "secret", "password", "passwd",
+					    "credential", "authorization"};
+
+	for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++)
+		if (sw_icontains(s, n, words[w]))
+			return 1;
+	return 0;
+}
+
+/* A flag whose value is a secret: --api-key, --token, --password, -p? (no: too common). */
+static int sw_secret_flag(const char *s, size_t n)
+{
+	if (n < 3 || s[0] != '-' || s[1] != '-')
+		return 0;
+	return sw_secret_name(s + 2, n - 2);
+}
+
+static int sw_word_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-';
+}
+
+static int sw_tok_char(char c)
+{
+	return sw_word_char(c) || c == '.' || c == '~' || c == '+' || c == '/' || c == '=';
+}
+
+/* Length of the key-shaped token at s (0: none). ``end_cut``: s + n is a cut of the data, so a
+ * shorter start of a key counts. */
+static size_t sw_key_at(const char *s, size_t n, int end_cut)
+{
+	static const struct { const char *prefix; size_t min; int upper; } shapes[] = {
+		{"sk-", 6, 0}, {"AKIA", 12, 1}, {"ASIA", 12, 1}, {"ghp_", 20, 0}, {"gho_", 20, 0},
+		{"ghu_", 20, 0}, {"ghs_", 20, 0}, {"ghr_", 20, 0}, {"xoxa-", 10, 0},
+		{"xoxb-", 10, 0}, {"xoxp-", 10, 0}, {"xoxr-", 10, 0}, {"AIza", 20, 0},
+	};
+
+	for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+		size_t pl = strlen(shapes[k].prefix), i;
+
+		if (n < pl || memcmp(s, shapes[k].prefix, pl))
+			continue;
+		for (i = pl; i < n; i++) {
+			char c = s[i];
+
+			if (shapes[k].upper ? !((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+					    : !sw_word_char(c))
+				break;
+		}
+		if (i - pl >= shapes[k].min || (end_cut && i == n))
+			return i;
+	}
+	if (sw_ieq_prefix(s, n, "bearer ") || sw_ieq_prefix(s, n, "basic ")) {
+		size_t i = sw_ieq_prefix(s, n, "bearer ") ? 7 : 6, j = i;
+
+		while (j < n && sw_tok_char(s[j]))
+			j++;
+		if (j > i || (end_cut && j == n))
+			return j;
+	}
+	return 0;
+}
+
+static void sw_red_put(char *out, size_t cap, size_t *len, const char *s, size_t n)
+{
+	if (*len + n > cap)
+		n = cap - *len;
+	memcpy(out + *len, s, n);
+	*len += n;
+}
+
+size_t sw_redact_arg(const char *prev, size_t pn, const char *s, size_t n, int end_cut,
+		     char *out, size_t cap)
+{
+	static const char *const headers[] = {"authorization:", "proxy-authorization:",
+					      "x-api-key:", "api-key:", "cookie:", "set-cookie:",
+					      "x-auth-token:", "x-goog-api-key:"};
+	size_t len = 0, i, start = 0;
+	int changed = 0;
+
+	if (prev && sw_secret_flag(prev, pn) && memchr(prev, '=', pn) == NULL) {
+		sw_red_put(out, cap, &len, SW_REDACTED, strlen(SW_REDACTED));
+		return len;
+	}
+	for (size_t h = 0; h < sizeof(headers) / sizeof(headers[0]); h++) {
+		if (sw_ieq_prefix(s, n, headers[h])) {
+			size_t k = strlen(headers[h]);
+
+			sw_red_put(out, cap, &len, s, k);
+			sw_red_put(out, cap, &len, " " SW_REDACTED, strlen(SW_REDACTED) + 1);
+			return len;
+		}
+	}
+	/* NAME=VALUE (env-shaped or --flag=VALUE) with a secret-sounding NAME. */
+	for (i = 0; i < n && s[i] != '='; i++)
+		if (!sw_word_char(s[i]) && !(i < 2 && s[i] == '-'))
+			break;
+	if (i > 0 && i < n && s[i] == '=' && sw_secret_name(s, i)) {
+		sw_red_put(out, cap, &len, s, i + 1);
+		sw_red_put(out, cap, &len, SW_REDACTED, strlen(SW_REDACTED));
+		return len;
+	}
+	for (i = 0; i < n;) {
+		/* at a word boundary, as the regex's \b: "x-sk-..." starts a key, "xsk-..." not */
+		int boundary = i == 0 || !(sw_word_char(s[i - 1]) && s[i - 1] != '-');
+		size_t k = boundary ? sw_key_at(s + i, n - i, end_cut) : 0;
+
+		if (k) {
+			sw_red_put(out, cap, &len, s + start, i - start);
+			if (sw_ieq_prefix(s + i, n - i, "bearer ") ||
+			    sw_ieq_prefix(s + i, n - i, "basic ")) {
+				sw_red_put(out, cap, &len, s + i,
+					   sw_ieq_prefix(s + i, n - i, "bearer ") ? 7 : 6);
+			}
+			sw_red_put(out, cap, &len, SW_REDACTED, strlen(SW_REDACTED));
+			i += k;
+			start = i;
+			changed = 1;
+		} else {
+			i++;
+		}
+	}
+	if (!changed)
+		return (size_t)-1;
+	sw_red_put(out, cap, &len, s + start, n - start);
+	return len;
+}
+
+void sw_put_arg(struct sw_out *o, const char *prev, size_t pn, const char *s, size_t n,
+		int end_cut, void (*put)(struct sw_out *, const char *, size_t, int))
+{
+	char buf[SW_ARGV_MAX + 64];
+	size_t len = n + 64 <= sizeof(buf) ? sw_redact_arg(prev, pn, s, n, end_cut, buf,
+							   sizeof(buf)) : (size_t)-1;
+
+	if (len == (size_t)-1)
+		put(o, s, n, SW_CUT_NONE);
+	else
+		put(o, buf, len, SW_CUT_NONE);
 }
