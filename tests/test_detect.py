@@ -729,8 +729,10 @@ def test_all_groups_a_container_into_one_tree(busy_container: tuple[str, list[in
     assert not [t for t in doc["trees"] if t["session"] in container_sids]
     host_rows = [t for t in doc["trees"] if t["session"] == host.pid]
     assert len(host_rows) == 1 and host_rows[0]["kind"] == "session", doc["trees"]
-    assert {"program": "ls", "count": host_rows[0]["evidence"]["top_execs"][0]["count"]} \
-        in host_rows[0]["evidence"]["top_execs"]
+    # the loop alternates ls and sleep: a window's edges can cut one of either
+    execs = {e["program"]: e["count"] for e in host_rows[0]["evidence"]["top_execs"]}
+    assert execs.keys() >= {"ls", "sleep"} and execs["ls"] >= 2, execs
+    assert abs(execs["ls"] - execs["sleep"]) <= 1, execs
 
 
 def test_readme_tables_are_the_schemas() -> None:
