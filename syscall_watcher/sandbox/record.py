@@ -24,8 +24,9 @@ from syscall_watcher.tls.redact import redact_argv
 #: Calls whose events the record keeps (arguments, paths, addresses).
 EVENT_CALLS = ("execve", "execveat", "open", "openat", "openat2", "creat", "connect", "socket",
                "clone")
-#: Argument filters --args may write: syscall → (argument index, what it is).
-ARG_FILTERS = {"socket": (0, "address family"), "clone": (0, "flags")}
+#: Argument filters --args may write: syscall → (argument index, (what it is, its plural)).
+ARG_FILTERS = {"socket": (0, ("address family", "address families")),
+               "clone": (0, ("flags", "flags"))}
 _U64 = (1 << 64) - 1
 _O_ACCMODE, _O_CREAT, _O_TRUNC = 0o3, 0o100, 0o1000
 
@@ -175,7 +176,7 @@ def _arg_rules(obs: Observation, notes: list[str]) -> tuple[list[dict[str, Any]]
             for fam in families:
                 rules.append({"action": "SCMP_ACT_ALLOW", "names": [name], "args": [
                     {"index": index, "op": "SCMP_CMP_EQ", "value": fam, "valueTwo": 0}]})
-            notes.append(f"socket narrowed to the {what}{'es' if len(families) > 1 else ''} "
+            notes.append(f"socket narrowed to the {what[len(families) > 1]} "
                          f"seen: {', '.join(map(str, families))}")
         else:
             seen = 0
