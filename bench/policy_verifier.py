@@ -27,9 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.verifier import BPF_LOG_STATS, LOG_BYTES, _lib, parse  # noqa: E402
+from bench.verifier import parse, stats_logs  # noqa: E402
 from syscall_watcher.kernel import libbpf  # noqa: E402
-from syscall_watcher.kernel._libbpf import ffi  # noqa: E402
 from syscall_watcher.policy import enforcer, tiers  # noqa: E402
 from syscall_watcher.policy.language import load_policy  # noqa: E402
 from syscall_watcher.targets.target import Target  # noqa: E402
@@ -45,17 +44,10 @@ _real_load = libbpf.BpfObject.load
 
 
 def _load_with_stats(self: libbpf.BpfObject) -> None:
-    stats = any(p.autoload and n.startswith(("swp_lsm_", "swp_fmr_", "swp_sys"))
-                for n, p in self.programs.items()) and len(
-        [p for p in self.programs.values() if p.autoload]) > 1
-    if stats:  # the enforcer's load, not a probe's (a probe loads one program)
-        for name, prog in self.programs.items():
-            if not prog.autoload:
-                continue
-            buf = _logs[name] = ctypes.create_string_buffer(LOG_BYTES)
-            ptr = int(ffi.cast("uintptr_t", prog._ptr))
-            _lib.bpf_program__set_log_buf(ptr, buf, LOG_BYTES)
-            _lib.bpf_program__set_log_level(ptr, BPF_LOG_STATS)
+    # the enforcer's load (a pid target: the process tree's programs), not a probe's
+    stats = self.programs["swp_fork"].autoload
+    if stats:
+        stats_logs(self, _logs)
     t0 = time.monotonic()
     _real_load(self)
     if stats:
