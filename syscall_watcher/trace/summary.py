@@ -151,7 +151,8 @@ def human_ns(ns: int | None) -> str:
 def render_table(rows: list[Row], by: str, title: str, top: int | None) -> str:
     total = Row(name="TOTAL", count=sum(r.count for r in rows),
                 errors=sum(r.errors for r in rows), bytes_in=sum(r.bytes_in for r in rows),
-                bytes_out=sum(r.bytes_out for r in rows), total_ns=sum_ns(r.total_ns for r in rows))
+                bytes_out=sum(r.bytes_out for r in rows),
+                total_ns=sum_ns(r.total_ns for r in rows))
     shown = rows[:top] if top else rows
     first = {"syscall": "SYSCALL", "pid": "PID     COMM", "container": "CONTAINER"}[by]
     # A width that does not depend on which rows are shown, so a refresh never shifts columns.
@@ -284,7 +285,8 @@ def pinned_summary_json(session, by: str, sort: str,  # type: ignore[no-untyped-
         "latency_measured": session.latency_measured,
         "total": {**{k: sum(getattr(r, k) for r in rows)
                      for k in ("count", "errors", "bytes_in", "bytes_out")},
-                  "total_ns": sum_ns(r.total_ns for r in rows)},
+                  "total_ns": sum_ns(r.total_ns for r in rows)
+                  if session.latency_measured else None},
         "events_emitted": counters.total_emitted,
         "events_dropped": counters.total_dropped,
         "pid_stats_full": counters.pid_stats_full,
