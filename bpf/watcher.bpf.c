@@ -271,6 +271,28 @@ static __always_inline bool detecting(u64 now)
 
 /* A call whose detect part runs only under the lease: bytes in/out with the fd in argument 0,
  * a receive that may bring a DNS answer, a call that frees fds. */
+/* detecting() for --no-latency's sys_exit, which has no clock read to share: the clock is read
+ * only while a lease is set (0: none, or ended). detect's userspace sets 0 when it lets go; a
+ * lease found run out (a detect killed outright) is set to 0 here, once (unless renewed
+ * meanwhile), so the calls after it read no clock either. *now: the time, when read. */
+static __always_inline bool lease_held(u64 *now)
+{
+	u32 key = SW_DETECT_LEASE;
+	u64 *until = bpf_map_lookup_elem(&detect, &key);
+	u64 u;
+
+	if (!until)
+		return false;
+	u = *until;
+	if (!u)
+		return false;
+	*now = bpf_ktime_get_ns();
+	if (*now < u)
+		return true;
+	__sync_val_compare_and_swap(until, u, 0);
+	return false;
+}
+
 static __always_inline bool leased_call(struct sw_syscall_info *info)
 {
 	return ((info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) && info->fd_arg == 0) ||
@@ -1272,11 +1294,11 @@ static __always_inline bool child_fork_return(u32 nr, s64 ret)
 }
 
 /* --no-latency's sys_exit: everything the default's two programs count but the latency, in one
- * program and with no fine clock read. The membership test is sys_enter's; the number and the
- * arguments detect needs come from the registers (SW_EXIT_NR). The clock: detect's lease is a
- * deadline seconds away, so the coarse clock (the same CLOCK_MONOTONIC, at tick resolution: no
- * counter read) tells it; a connect or a DNS answer, rare calls whose time detect keeps, reads
- * the fine clock. */
+ * program and with no clock read while no detect runs. The membership test is sys_enter's; the
+ * number and the arguments detect needs come from the registers (SW_EXIT_NR). The clock is read
+ * only for a connect (rare; detect keeps its time) and, while detect holds its lease, for the
+ * calls that need the lease (lease_held(): the tracing programs may not read the coarse clock,
+ * whose seqlock a tracepoint inside the timekeeping code could deadlock on). */
 static __always_inline int count_at_exit(struct pt_regs *regs, s64 ret)
 {
 	u64 id = bpf_get_current_pid_tgid();
@@ -1313,15 +1335,15 @@ static __always_inline int count_at_exit(struct pt_regs *regs, s64 ret)
 		sw_detect_io(p, ps, info, ret, now);
 		p->detect_args = 0;
 	} else if (leased_call(info)) {
-		if (detecting(bpf_ktime_get_coarse_ns())) {
+		u64 now = 0;
+
+		if (lease_held(&now)) {
 			p->args[0] = PT_REGS_PARM1_SYSCALL(regs);
 			p->args[1] = PT_REGS_PARM2_SYSCALL(regs);
 			if (info->detect & SW_DT_DNS_FROM)
 				p->args[4] = PT_REGS_PARM5_SYSCALL(regs);
 			p->detect_args = 1;
-			sw_detect_io(p, ps, info, ret,
-				     info->detect & (SW_DT_DNS | SW_DT_DNS_MMSG) ?
-				     bpf_ktime_get_ns() : bpf_ktime_get_coarse_ns());
+			sw_detect_io(p, ps, info, ret, now);
 			p->detect_args = 0;
 		}
 	}
