@@ -1297,8 +1297,8 @@ static __always_inline bool child_fork_return(u32 nr, s64 ret)
  * program and with no clock read while no detect runs. The membership test is sys_enter's; the
  * number and the arguments detect needs come from the registers (SW_EXIT_NR). The clock is read
  * only for a connect (rare; detect keeps its time) and, while detect holds its lease, for the
- * calls that need the lease (lease_held(): the tracing programs may not read the coarse clock,
- * whose seqlock a tracepoint inside the timekeeping code could deadlock on). */
+ * calls that need the lease (lease_held(); the coarse clock, cheaper, is not offered to
+ * tracing programs: the verifier refuses bpf_ktime_get_coarse_ns() there). */
 static __always_inline int count_at_exit(struct pt_regs *regs, s64 ret)
 {
 	u64 id = bpf_get_current_pid_tgid();
