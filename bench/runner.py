@@ -201,8 +201,15 @@ def _bystander_once(runner: TrialRunner, tr: BystanderTracer) -> dict[str, Any]:
         runner.drop_trial(trial)
 
 
-def run_bystander(runner: TrialRunner, tools: Tools, reps: int) -> dict[str, Any]:
-    tracers = bystander_tracers(tools, runner)
+def run_bystander(runner: TrialRunner, tools: Tools, reps: int,
+                  names: set[str] | None = None) -> dict[str, Any]:
+    """The bystander part; with names, only those tracers (and always the baseline)."""
+    every = bystander_tracers(tools, runner)
+    if names and names - {t.name for t in every}:
+        raise SystemExit(f"bench: error: --bystanders: unknown tracer(s) "
+                         f"{', '.join(sorted(names - {t.name for t in every}))}; choose from "
+                         f"{', '.join(t.name for t in every)}")
+    tracers = [t for t in every if not names or t.name in names or t.name == "none (baseline)"]
     runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in tracers}
     dead: dict[str, str] = {}
     for rep in range(reps):
