@@ -226,6 +226,19 @@ static __always_inline int denied_by(struct swp_rules *r, u32 op, char *buf, u32
 	return denied_by_anc(r, op, buf, start, 0);
 }
 
+#define SWP_IN_BUF2 (1u << 16) /* path_match(): the path is in s->buf2 */
+
+/* denied_by_anc() on the path at s->buf[at] (at | SWP_IN_BUF2: s->buf2), as a global function:
+ * the rule match's bpf_loop callback is verified once per program, not again along every path
+ * through the caller (bench/README.md, "Policy load on Debian's 6.1"). */
+__noinline int path_match(struct scratch *s, struct swp_rules *r, u32 op, u32 at, u32 anc_len)
+{
+	if (!s || !r)
+		return -1;
+	return denied_by_anc(r, op & (SWP_OPS - 1), at & SWP_IN_BUF2 ? s->buf2 : s->buf,
+			     at & SWP_PATH_MASK, anc_len);
+}
+
 /* ------------------------------------------------------------------ reporting */
 
 static __always_inline struct scratch *get_scratch(void)
@@ -721,14 +734,26 @@ static long mmsg_step(u64 i, void *ctx)
 	return 1;
 }
 
-/* The rule denying op (or, with wr, a write) on a path, or -1; *op becomes what matched. */
-static __always_inline int path_rule(struct swp_rules *r, u32 *op, bool wr, char *buf, u32 start,
-				     u32 anc_len)
+#define SWP_NO_PATH (-1)
+
+/* The rule denying op on the path at s->buf[start] (which 1: s->buf2; SWP_NO_PATH: a 'block'
+ * rule only), or -1. */
+static __always_inline int rule_on(struct swp_rules *r, u32 op, struct scratch *s, int which,
+				   u32 start, u32 anc_len)
 {
-	int rule = denied_by_anc(r, *op, buf, start, anc_len);
+	return which == SWP_NO_PATH ? denied_by(r, op, NULL, 0)
+				    : path_match(s, r, op, start | (which ? SWP_IN_BUF2 : 0), anc_len);
+}
+
+/* The rule denying op (or, with wr, a write) on a path (rule_on()), or -1; *op becomes what
+ * matched. */
+static __always_inline int path_rule(struct swp_rules *r, u32 *op, bool wr, struct scratch *s,
+				     int which, u32 start, u32 anc_len)
+{
+	int rule = rule_on(r, *op, s, which, start, anc_len);
 
 	if (rule < 0 && wr) {
-		rule = denied_by_anc(r, SWP_OP_WRITE, buf, start, anc_len);
+		rule = rule_on(r, SWP_OP_WRITE, s, which, start, anc_len);
 		if (rule >= 0)
 			*op = SWP_OP_WRITE;
 	}
@@ -834,7 +859,7 @@ __noinline int check_file_call(u64 regs_addr, struct swp_syscall *sc, struct swp
 		buf = s->buf;
 		have = true;
 	}
-	rule = path_rule(r, &op, wr, buf, start, anc);
+	rule = path_rule(r, &op, wr, s, buf ? 0 : SWP_NO_PATH, start, anc);
 	if (rule < 0 && unchecked && path_rules_for(r, op, wr)) {
 		rule = SWP_RULE_UNCHECKED;
 		set_target_none(s);
@@ -850,7 +875,7 @@ __noinline int check_file_call(u64 regs_addr, struct swp_syscall *sc, struct swp
 
 		res = resolve_user_path(s, 1, syscall_arg(regs, sc->path2_arg), dirfd, 0);
 		if (res > 0) {
-			rule = path_rule(r, &op2, wr, s->buf2, 0, 0);
+			rule = path_rule(r, &op2, wr, s, 1, 0, 0);
 			if (rule >= 0) {
 				set_target_path(s, s->buf2, 0, 0);
 				return SWP_PACK(op2, rule);
@@ -1093,7 +1118,7 @@ __noinline int check_uring_req(u64 req_addr, struct swp_rules *r, struct scratch
 		if (!f)
 			return -1;
 		start = file_user_path(f, s->buf, &trunc);
-		rule = denied_by(r, SWP_OP_WRITE, s->buf, start);
+		rule = path_match(s, r, SWP_OP_WRITE, start, 0);
 		if (rule < 0)
 			return -1;
 		set_target_path(s, s->buf, start, trunc);
@@ -1110,7 +1135,7 @@ __noinline int check_uring_req(u64 req_addr, struct swp_rules *r, struct scratch
 		op = SWP_OP_WRITE; /* only writes are held: an open for writing is one */
 	res = fn ? resolve_user_path(s, 0, (u64)BPF_CORE_READ(fn, name), dfd, 1) : -UP_NONE;
 	if (res > 0) {
-		rule = path_rule(r, &op, wr, s->buf, 0, op == SWP_OP_RENAME ? res : 0);
+		rule = path_rule(r, &op, wr, s, 0, 0, op == SWP_OP_RENAME ? res : 0);
 		if (rule >= 0) {
 			set_target_path(s, s->buf, 0, 0);
 			return SWP_PACK(op, rule);
@@ -1127,7 +1152,7 @@ __noinline int check_uring_req(u64 req_addr, struct swp_rules *r, struct scratch
 
 		res = resolve_user_path(s, 1, (u64)BPF_CORE_READ(fn2, name), dfd2, 1);
 		if (res > 0) {
-			rule = path_rule(r, &op2, wr, s->buf2, 0, 0);
+			rule = path_rule(r, &op2, wr, s, 1, 0, 0);
 			if (rule >= 0) {
 				set_target_path(s, s->buf2, 0, 0);
 				return SWP_PACK(op2, rule);
@@ -1206,7 +1231,8 @@ static __always_inline u64 swp_kaddr(const void *p)
 	return a;
 }
 
-/* The hooks' path check is two global functions (verified once per program, from one state).
+/* The hooks' path check is two global functions (verified once per program, from one state):
+ * hook_path() and path_match().
  * Inlined, the verifier walked the path walk's and the rule match's bpf_loop callbacks again for
  * every path through the hook that reached them: on Debian's 6.1 that was 97,000-227,000
  * instructions and 4-10 s (under QEMU TCG) per program (bench/README.md). */
@@ -1228,15 +1254,6 @@ __noinline u32 hook_path(struct scratch *s, u64 f_addr, u64 mnt_addr, u64 d_addr
 	return (start & SWP_PATH_MASK) | (trunc ? SWP_WALK_TRUNC : 0);
 }
 
-/* denied_by_anc() on the path at s->buf[start]. */
-__noinline int hook_path_rule(struct scratch *s, struct swp_rules *r, u32 op, u32 start,
-			      u32 anc_len)
-{
-	if (!s || !r)
-		return -1;
-	return denied_by_anc(r, op & (SWP_OPS - 1), s->buf, start & SWP_PATH_MASK, anc_len);
-}
-
 /* op on a path: with of_file, the path the user opened the file f by; else the path of the
  * entry d on the mount mnt (path_* hooks). With ancestor, also when the entry is a directory
  * above a rule's path (renaming it would move that path). 0, or -EPERM (after reporting). */
@@ -1254,8 +1271,7 @@ static __always_inline int check_path(bool of_file, struct file *f, struct vfsmo
 		       : hook_path(s, 0, swp_kaddr(mnt), swp_kaddr(d));
 	start = walk & SWP_PATH_MASK;
 	trunc = !!(walk & SWP_WALK_TRUNC);
-	rule = hook_path_rule(s, r, op, start,
-			      ancestor && !trunc ? SWP_PATH_MAX - 1 - start : 0);
+	rule = path_match(s, r, op, start, ancestor && !trunc ? SWP_PATH_MAX - 1 - start : 0);
 	if (rule < 0)
 		return 0;
 	set_target_path(s, s->buf, start, trunc);
