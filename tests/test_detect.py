@@ -671,7 +671,10 @@ def busy_container(make_container):  # type: ignore[no-untyped-def]  # noqa: F81
                 and _cgroup_of(int(p)) == cg]
 
     assert wait_for(lambda: len({_sid(p) for p in in_container()} - {None}) >= 2, timeout=30)
-    return name, in_container()
+    yield name, in_container()
+    # Its loop never ends: removed with this module, not at session end, so it does not load
+    # the machine under the tests after it (make_container removes it again there, harmlessly).
+    tc.docker("rm", "-f", "-v", name, check=False)
 
 
 def _cgroup_of(pid: int) -> str | None:

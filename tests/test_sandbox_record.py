@@ -308,11 +308,13 @@ def test_record_a_running_container(tmp_path: Path, make_container) -> None:  # 
     name = f"swatch-test-record-{secrets.token_hex(4)}"
     make_container("sh", "-c", "while true; do echo x > /tmp/f; usleep 20000; done", name=name)
     out = tmp_path / "c.json"
-    res = swatch("record", "--container", name, "--duration", "1", "-o", str(out))
+    try:
+        res = swatch("record", "--container", name, "--duration", "1", "-o", str(out))
+    finally:  # its loop never ends: not left to load the machine until the session ends
+        docker("rm", "-f", name, check=False)
     assert res.returncode == 0, res.stderr
     names = names_of(json.loads(out.read_text()))
     # the loop: sh opens /tmp/f for the redirection, writes, and forks/execs usleep
     assert {"openat", "write", "wait4", "execve"} <= names
     draft = load_policy(str(tmp_path / "c.policy"))
     assert "connect" in draft.blocks
-    docker("rm", "-f", name, check=False)

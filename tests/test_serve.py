@@ -433,14 +433,20 @@ STORM = ("import select, socket, sys, time\n"
          "print(made, flush=True)\n")
 
 
-def _policy_counts(ppin: Path):  # type: ignore[no-untyped-def]
+def _pinned_counts(pins: Path, policy: bool):  # type: ignore[no-untyped-def]
+    """The kernel's counters of what is pinned at pins: the enforcer's or the tracer's."""
     from syscall_watcher.policy.enforcer import PinnedPolicy
+    from syscall_watcher.trace.tracer import PinnedSession
 
-    session = PinnedPolicy.open(ppin)
+    session = (PinnedPolicy if policy else PinnedSession).open(pins)
     try:
-        return session.counts()
+        return session.counts() if policy else session.counters()
     finally:
         session.close()
+
+
+def _policy_counts(ppin: Path):  # type: ignore[no-untyped-def]
+    return _pinned_counts(ppin, policy=True)
 
 
 def _denials_logged(d: Path) -> int:
@@ -753,14 +759,6 @@ TRACE_STORM = ("import os, select, sys\n"
                "print('done', flush=True)\n")
 
 
-def _tracer_counts(pins: Path):  # type: ignore[no-untyped-def]
-    from syscall_watcher.trace.tracer import PinnedSession
-
-    session = PinnedSession.open(pins)
-    try:
-        return session.counters()
-    finally:
-        session.close()
 
 
 def _syscalls_logged(d: Path) -> int:
@@ -809,7 +807,7 @@ def test_trace_events_in_flight_at_kill9_are_a_gap(pin_dir: Path, tmp_path: Path
             serve.wait()
         storm.kill()
         storm.wait()
-    counts = _tracer_counts(pin_dir)  # serve stopped: the tracer emits no more
+    counts = _pinned_counts(pin_dir, policy=False)  # serve stopped: the tracer emits no more
     recs = read_audit(d)
     (load,) = [r for r in recs if r["kind"] == "lifecycle"]
     assert (load["component"], load["action"]) == ("tracer", "load")

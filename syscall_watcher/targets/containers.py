@@ -127,21 +127,25 @@ def parse_cgroup2_mount(mountinfo: str) -> str | None:
 
     With several cgroup2 mounts the one whose root is ``/`` wins, then the shortest path.
     """
-    found: list[tuple[bool, str]] = []
+    found = [(root != "/", mount_point) for root, mount_point in _cgroup2_mounts(mountinfo)]
+    if not found:
+        return None
+    found.sort(key=lambda item: (item[0], len(item[1])))
+    return found[0][1]
+
+
+def _cgroup2_mounts(mountinfo: str) -> list[tuple[str, str]]:
+    """(root as written, unescaped mount point) of each cgroup2 line of a mountinfo text."""
+    mounts = []
     for line in mountinfo.splitlines():
         fields = line.split()
         try:
             sep = fields.index("-")
         except ValueError:
             continue
-        if len(fields) < 5 or sep + 1 >= len(fields) or fields[sep + 1] != "cgroup2":
-            continue
-        root, mount_point = fields[3], _unescape_mountinfo(fields[4])
-        found.append((root != "/", mount_point))
-    if not found:
-        return None
-    found.sort(key=lambda item: (item[0], len(item[1])))
-    return found[0][1]
+        if len(fields) >= 5 and sep + 1 < len(fields) and fields[sep + 1] == "cgroup2":
+            mounts.append((fields[3], _unescape_mountinfo(fields[4])))
+    return mounts
 
 
 def _unescape_mountinfo(text: str) -> str:
@@ -171,15 +175,9 @@ def cgroup2_mount_root(mountinfo: str, mount_point: str) -> str | None:
     namespace's own mount; ``/../..`` for a node's whole hierarchy bind-mounted into a
     container with a private cgroup namespace two levels down."""
     root = None
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        try:
-            sep = fields.index("-")
-        except ValueError:
-            continue
-        if (len(fields) >= 5 and sep + 1 < len(fields) and fields[sep + 1] == "cgroup2"
-                and _unescape_mountinfo(fields[4]) == mount_point):
-            root = _unescape_mountinfo(fields[3])
+    for mounted_root, point in _cgroup2_mounts(mountinfo):
+        if point == mount_point:
+            root = _unescape_mountinfo(mounted_root)
     return root
 
 

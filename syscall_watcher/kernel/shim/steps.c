@@ -171,16 +171,24 @@ static int side_room(void)
 	return 1;
 }
 
+/* Point o at the side buffer's free room; 0 (the record counted lost) when there is none. */
+static int side_open(struct sw_out *o)
+{
+	if (!side_room()) {
+		sw_side_lost++;
+		return 0;
+	}
+	o->p = sw_side + sw_side_len;
+	o->end = sw_side + sw_side_cap;
+	return 1;
+}
+
 static void side_json(const struct sw_event_hdr *h)
 {
 	struct sw_out o;
 
-	if (!side_room()) {
-		sw_side_lost++;
+	if (!side_open(&o))
 		return;
-	}
-	o.p = sw_side + sw_side_len;
-	o.end = sw_side + sw_side_cap;
 	sw_json_record(&o, h);
 	sw_side_len = o.p - sw_side;
 }
@@ -189,12 +197,8 @@ static void side_spawn(const struct sw_event_hdr *h, uint32_t child, uint32_t st
 {
 	struct sw_out o;
 
-	if (!side_room()) {
-		sw_side_lost++;
+	if (!side_open(&o))
 		return;
-	}
-	o.p = sw_side + sw_side_len;
-	o.end = sw_side + sw_side_cap;
 	sw_puts(&o, "{\"spawn\":");
 	sw_put_u64(&o, child);
 	sw_puts(&o, ",\"parent\":");
