@@ -54,34 +54,22 @@ def _leaf(annotation: Any, info: Any) -> Convert | None:
     """The plain conversion of one value, or None when this annotation has none."""
     if getattr(info, "parser", None) is not None or getattr(info, "clamp", False):
         return None
-    if annotation is str:
-        def to_str(value: Any, _param: Any, _ctx: Any) -> Any:
-            if type(value) is not str:
+    if annotation in (str, bool):
+        def as_is(value: Any, _param: Any, _ctx: Any) -> Any:
+            if type(value) is not annotation:
                 raise Declined
             return value
-        return to_str
-    if annotation is bool:
-        def to_bool(value: Any, _param: Any, _ctx: Any) -> Any:
-            if type(value) is not bool:
-                raise Declined
-            return value
-        return to_bool
-    if annotation is int:
-        def to_int(value: Any, _param: Any, _ctx: Any) -> Any:
-            if type(value) is int:
+        return as_is
+    if annotation in (int, float):
+        pattern = _INT if annotation is int else _FLOAT
+
+        def to_number(value: Any, _param: Any, _ctx: Any) -> Any:
+            if type(value) is annotation:
                 return _bounded(value, info)
-            if type(value) is str and _INT.match(value):
-                return _bounded(int(value), info)
+            if type(value) is str and pattern.match(value):
+                return _bounded(annotation(value), info)
             raise Declined
-        return to_int
-    if annotation is float:
-        def to_float(value: Any, _param: Any, _ctx: Any) -> Any:
-            if type(value) is float:
-                return _bounded(value, info)
-            if type(value) is str and _FLOAT.match(value):
-                return _bounded(float(value), info)
-            raise Declined
-        return to_float
+        return to_number
     if annotation is Path and info.path_type is None:
         def to_path(value: Any, param: Any, ctx: Any) -> Any:
             if type(value) is str and value and "\0" not in value:
