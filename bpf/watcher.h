@@ -150,6 +150,8 @@ struct sw_pid_range {
 struct sw_state {
 	uint32_t streaming;     /* a consumer is attached: emit events */
 	uint32_t consumer_pid;
+	uint32_t last_step;     /* --agent: the last step id a consumer of this load gave (the
+				   next consumer's ids go on from it); only userspace uses it */
 };
 
 /* One finished syscall. data[] holds, in order: path, path2, fd name (NUL

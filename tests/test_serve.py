@@ -1002,3 +1002,109 @@ def test_tls_and_agent_bad_input_is_one_line(tmp_path: Path) -> None:
         r = swatch("serve", *args, *base, timeout=20)
         assert (r.returncode, r.stderr.splitlines()) == (1, [f"swatch: error: {line}"]), args
     assert not (tmp_path / "a").exists()
+
+
+def test_open_steps_summed_up_at_sigterm_and_at_unload_ids_go_on(pin_dir: Path, conversation,  # type: ignore[no-untyped-def]
+                                                                   model, tmp_path: Path) -> None:
+    """A step still going when serve lets go of the tracer is summed up then, in the JSON log
+    and the audit log: at SIGTERM, and at an unload. The agent loop's tool calls here block
+    reading the agent's stdin (the test's pipe: it says when each ends). Serve 1 sees step 1
+    (over while it runs) and step 2, still open at its SIGTERM. Serve 2, started next on the
+    same tracer and audit log, sees step 3 — numbered 3, not 1 again: the tracer's state map
+    keeps the last step id — still open at `swatch unload`. Each summary is written once, with
+    what the kernel reported so far: the shell exec'd, no exit, no request closing it."""
+    from test_steps import base, held_agent
+
+    out2, out3 = tmp_path / "out2.txt", tmp_path / "out3.txt"
+    cmds = [f"printf one > {conversation['out']}",
+            f'read line && printf %s "$line" > {out2}', f'read line && printf %s "$line" > {out3}']
+    model.script = [[("run_shell", {"cmd": c})] for c in cmds]
+    agent = held_agent(conversation)
+    assert agent.stdin is not None and agent.stdout is not None
+    logs = [tmp_path / "events1.jsonl", tmp_path / "events2.jsonl"]
+    errs = [tmp_path / "serve1.err", tmp_path / "serve2.err"]
+    audit = tmp_path / "audit"
+    serve = None
+
+    def start(i: int) -> subprocess.Popen:  # type: ignore[type-arg]
+        proc = _start_serve(errs[i], "--agent", "--pin-dir", str(pin_dir), "--policy-pin-dir",
+                            str(new_pin_dir("none")), "--json-log", str(logs[i]),
+                            "--audit-dir", str(audit))
+        assert _said(errs[i], "swatch: --tls: uprobes on "), errs[i].read_text()  # streaming
+        return proc
+
+    def steps_of(i: int, event: str) -> list[dict]:  # type: ignore[type-arg]
+        return [r for r in _lines(logs[i]) if r["type"] == "step" and r["event"] == event]
+
+    def running(i: int, sid: int) -> bool:
+        """Step sid's shell has exec'd (its read then waits for us)."""
+        return any(r["type"] == "exec" and r.get("step") == sid for r in _lines(logs[i]))
+
+    def say(line: str) -> None:
+        agent.stdin.write(line)  # type: ignore[union-attr]
+        agent.stdin.flush()  # type: ignore[union-attr]
+
+    try:
+        swatch("load", "--pid", str(agent.pid), "--pin-dir", str(pin_dir), check=True)
+        serve = start(0)
+        say("go\n")
+        assert wait_for(lambda: running(0, 2), timeout=30), errs[0].read_text()
+        assert wait_for(lambda: len(steps_of(0, "summary")) == 1, timeout=15)  # step 1: over
+        assert _end(serve) == 0, errs[0].read_text()
+        assert _said(errs[0], "released (serve stopping); detached"), errs[0].read_text()
+
+        serve = start(1)
+        say("x\n")  # step 2's shell reads it, writes, exits; the agent asks again
+        assert wait_for(lambda: running(1, 3), timeout=30), errs[1].read_text()
+        assert out2.read_text() == "x"
+        swatch("unload", "--pin-dir", str(pin_dir), check=True)
+        assert _said(errs[1], "unloaded; detached"), errs[1].read_text()
+        say("y\n")  # step 3 ends, untraced now; the agent's last answer is text
+        agent.stdin.close()
+        assert agent.wait(timeout=30) == 0
+        assert agent.stdout.read() == "agent: 3 turns\n" and out3.read_text() == "y"
+        assert _end(serve) == 0, errs[1].read_text()
+    finally:
+        if serve is not None and serve.poll() is None:
+            _end(serve)
+        if not agent.stdin.closed:
+            agent.stdin.close()  # a step's `read` ends at EOF
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    recs = [[parse_record(x) for x in log.read_text().splitlines()] for log in logs]
+    starts = [[(r["step"], r["tool_calls"][0]["arguments"]["cmd"]) for r in rs
+               if r["type"] == "step" and r["event"] == "start"] for rs in recs]
+    assert starts == [[(1, cmds[0]), (2, cmds[1])], [(3, cmds[2])]]
+    summaries = [{r["step"]: r for r in rs if r["type"] == "step" and r["event"] == "summary"}
+                 for rs in recs]
+    assert [sorted(s) for s in summaries] == [[1, 2], [3]]  # each once
+    s1 = summaries[0][1]
+    assert s1["end_ns"] is not None and [e["exit_code"] for e in s1["exits"]] == [0]
+    assert s1["files_written"] == [conversation["out"]]
+    # The open steps: their shell, exec'd and waiting; no exit, no request closed them.
+    for rs, s, cmd in ((recs[0], summaries[0][2], cmds[1]), (recs[1], summaries[1][3], cmds[2])):
+        (shell,) = [r for r in rs if r["type"] == "exec" and r.get("step") == s["step"]]
+        assert s["pids"] == [{"pid": shell["pid"], "comm": "sh"}]
+        assert [(base(e["filename"]), e["argv"]) for e in s["execs"]] == [
+            ("sh", ["/bin/sh", "-c", cmd])]
+        assert (s["exits"], s["end_ns"], s["files_written"], s["flags"]) == ([], None, [], [])
+        # the last record of its serve's log (after the tracer's last records)
+        assert rs[-1] == s
+    # Serve 2 knew nothing of step 2: its shell's records carry no step there.
+    (exit2,) = [r for r in recs[1] if r["type"] == "exit" and
+                r["pid"] == summaries[0][2]["pids"][0]["pid"]]
+    assert "step" not in exit2 and exit2["exit_code"] == 0
+
+    # The audit log holds the same step records in the same order; step 3's summary comes
+    # before the tracer's unload record; it verifies.
+    audit_recs = read_audit(audit)
+    events = [r["event"] for r in audit_recs if r["kind"] == "event"]
+    assert events == [r for rs in recs for r in rs if r["type"] == "step"]
+    order = [("summary", r["event"]["step"]) if r["kind"] == "event" else r["action"]
+             for r in audit_recs if r["kind"] == "event" and r["event"]["event"] == "summary"
+             or r["kind"] == "lifecycle" and r["component"] == "tracer"
+             and r["action"] in ("load", "unload")]
+    assert order == ["load", ("summary", 1), ("summary", 2), ("summary", 3), "unload"]
+    r = swatch("audit", "verify", "--audit-dir", str(audit))
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -260,3 +261,89 @@ def test_agent_does_not_go_with_count() -> None:
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
         "swatch: error: --agent shows steps: it does not go with --count/-c"]
+
+
+FAN = r"""
+import socket, sys
+n, port = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):  # n distinct addresses on 127/8, one port nothing listens on: refused
+    s = socket.socket()
+    try:
+        s.connect((f"127.0.{1 + i // 250}.{1 + i % 250}", port))
+    except ConnectionRefusedError:
+        pass
+    s.close()
+"""
+
+
+def test_connect_memory_is_bounded_and_the_new_address_flag_follows_it(  # type: ignore[no-untyped-def]
+        conversation, model, tmp_path: Path) -> None:
+    """The `connect` flag's memory of addresses connected to keeps the CONNECT_MEMORY most
+    recently connected to. A real agent loop: step 1 runs the probe (a connect to a port no tool
+    call names: flagged, never connected to before), step 2 runs it again (remembered: not
+    flagged), step 3 connects to CONNECT_MEMORY - 1 other addresses (on a port its call names:
+    not flagged), which pushes the probe's address out — but not the model's, which the agent's
+    request 3 connected to after step 2 and its request 4 refreshes — so step 4's probe connect
+    is new again, and flagged. Forgotten: the probe's address (at the last of step 3's
+    connects) and, when step 4 puts it back, the oldest of step 3's: 2, said in the summary."""
+    from syscall_watcher.tls.steps import CONNECT_MEMORY, LIST_MAX
+
+    closed = socket.socket()  # bound, never listening: every connect to its port is refused
+    closed.bind(("0.0.0.0", 0))
+    closed_port = closed.getsockname()[1]
+    fan = tmp_path / "fan.py"
+    fan.write_text(FAN)
+    probe, port = conversation["probe"], conversation["port"]
+    Path(probe).write_text(f"echo hi > /dev/tcp/127.0.0.1/{port}\n")
+    many = CONNECT_MEMORY - 1
+    cmds = [f"bash {probe}", f"bash {probe}", f"{sys.executable} {fan} {many} {closed_port}",
+            f"bash {probe}"]
+    model.script = [[("run_shell", {"cmd": c})] for c in cmds]
+    trace = tmp_path / "trace.jsonl"
+    try:
+        proc = swatch("run", "--agent", "--json", "-o", str(trace), "--",
+                      *conversation["argv"], env=AGENT_ENV, timeout=180)
+    finally:
+        closed.close()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "agent: 4 turns\n"
+    assert re.search(r"^swatch: events delivered=\d+ dropped=0 ", proc.stderr, re.M), \
+        proc.stderr[-2000:]  # every connect reached the steps
+    recs = read_events(trace)
+    summary = {r["step"]: r for r in recs if r["type"] == "step" and r["event"] == "summary"}
+    assert sorted(summary) == [1, 2, 3, 4]
+    probe_addr = f"127.0.0.1:{port}"
+    flag = [{"rule": "connect", "detail": f"connected to {probe_addr}: not named in the tool "
+             "call, never connected to before"}]
+    for sid in (1, 2, 4):
+        assert summary[sid]["connects"] == [{"addr": probe_addr, "result": "OK"}]
+    assert summary[1]["flags"] == flag       # never connected to before
+    assert summary[2]["flags"] == []         # step 1 did: remembered
+    assert summary[4]["flags"] == flag       # forgotten since: new again
+    s3 = summary[3]
+    assert s3["flags"] == []                 # its call names the port
+    assert len(s3["connects"]) == LIST_MAX and s3["not_listed"] >= many - LIST_MAX
+    assert {c["result"] for c in s3["connects"]} == {"ECONNREFUSED"}
+    fanned = {r["addr"] for r in recs if r["type"] == "syscall" and r["syscall"] == "connect"
+              and r.get("step") == 3}
+    assert len(fanned) == many  # every connect of step 3 seen, each its own address
+
+    # The rule replayed over the trace's connects (in record order, every traced process's):
+    # the addresses a bounded, most-recently-used memory forgets — what swatch said.
+    memory: dict[str, None] = {}
+    forgotten = 0
+    for r in recs:
+        if r["type"] == "syscall" and r["syscall"] == "connect" and \
+                r.get("family") in ("inet", "inet6"):
+            addr = r["addr"]
+            known = addr in memory
+            memory.pop(addr, None)
+            memory[addr] = None  # the most recent now
+            if not known and len(memory) > CONNECT_MEMORY:
+                del memory[next(iter(memory))]  # the least recent
+                forgotten += 1
+    assert forgotten == 2
+    said = [line for line in proc.stderr.splitlines() if "were forgotten" in line]
+    assert said == [f"swatch: steps: {forgotten} addresses connected to were forgotten (only "
+                    f"the {CONNECT_MEMORY} most recent are remembered): a step connecting to "
+                    "one again counted it as never connected to before"]

@@ -3,7 +3,13 @@ and libgnutls, against a fake model served over HTTPS on 127.0.0.1 with a CA mad
 (tests/fake_model.py). Clients are real: Python's urllib (OpenSSL, SSL_*_ex), curl (OpenSSL,
 its own BIO: send/recv), and the Node binary here (its OpenSSL is linked in statically: the
 case swatch must name as not covered). Secrets the clients send are checked on the server's
-side (they were really sent) and grepped for in every output swatch wrote."""
+side (they were really sent) and grepped for in every output swatch wrote.
+
+Debian 12's own nodejs does link the system's OpenSSL (its runtime, libnode108, depends on
+libssl3), but it is not installed here: the machine's Node.js 20 is NodeSource's `nodejs`,
+which Provides nodejs-legacy, which libnode108 Conflicts with — Debian's would have to replace
+it (a downgrade to 18 of the machine's node and npm). So Node over the system libssl is not
+tested; any process calling the system libssl is covered the same way (Python's and curl's)."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -318,6 +325,75 @@ def test_a_library_without_the_symbols_is_refused_and_nothing_stays_loaded() -> 
         f"swatch: error: --tls-lib {libz}: not a TLS library swatch knows (no "
         "SSL_write/SSL_read or gnutls_record_send/recv)"], proc.stderr
     assert not tls_prog_names()  # (the autouse fixture checks the tracer's programs)
+
+
+FAKE_LIBSSL = r"""
+int SSL_write(void *s, const void *b, int n) { (void)s; (void)b; return n; }
+int SSL_read(void *s, void *b, int n) { (void)s; (void)b; (void)n; return 0; }
+int SSL_write_ex(void *s, const void *b, unsigned long n, unsigned long *w) { (void)s; (void)b; *w = n; return 1; }
+int SSL_read_ex(void *s, void *b, unsigned long n, unsigned long *r) { (void)s; (void)b; (void)n; *r = 0; return 1; }
+"""
+
+
+def fake_libssl(directory: Path, bad: set[str]) -> Path:
+    """A libssl.so.3 of our own (gcc, stripped: its symbols in .dynsym only) whose symbols in
+    ``bad`` point 1 GiB past the start of their section, far beyond the end of the file: libbpf
+    finds each symbol and turns it into a file offset, and the kernel refuses a uprobe at an
+    offset past the end of the file (uprobe_register: EINVAL). A real refusal, with a real
+    file: no mock."""
+    src, lib_ = directory / "fake_ssl.c", directory / "libssl.so.3"
+    src.write_text(FAKE_LIBSSL)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-s", "-o", str(lib_), str(src)], check=True)
+    data = bytearray(lib_.read_bytes())
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
+                for i in range(shnum)]
+    patched = set()
+    for _name, sh_type, _f, _a, offset, size, link, _i, _al, entsize in sections:
+        if sh_type != 11:  # SHT_DYNSYM
+            continue
+        strtab = sections[link][4]
+        for at in range(offset, offset + size, entsize):
+            st_name, = struct.unpack_from("<I", data, at)
+            name = bytes(data[strtab + st_name:data.index(0, strtab + st_name)]).decode()
+            if name in bad:
+                value, = struct.unpack_from("<Q", data, at + 8)
+                struct.pack_into("<Q", data, at + 8, value + (1 << 30))
+                patched.add(name)
+    assert patched == bad
+    lib_.write_bytes(bytes(data))
+    return lib_
+
+
+def test_a_uprobe_the_kernel_refuses_is_one_line_naming_the_library_and_why(  # type: ignore[no-untyped-def]
+        tmp_path: Path) -> None:
+    """One function of a probed library refused by the kernel: one line names the library, the
+    function and the reason; the other functions are probed and the run goes on. Every one
+    refused (--tls-lib): one error line, nothing left loaded."""
+    lib_ = fake_libssl(tmp_path, {"SSL_read_ex"})
+    proc = swatch("run", "--tls", "--tls-lib", str(lib_), "--", "/bin/sh", "-c", "exit 7")
+    assert proc.returncode == 7, proc.stderr
+    assert " EXEC " in proc.stderr  # traced as usual
+    said = [line for line in proc.stderr.splitlines() if str(lib_) in line]
+    assert len(said) == 2 and said[0] == \
+        f"swatch: --tls: uprobes on {lib_} (SSL_write, SSL_write_ex, SSL_read)", proc.stderr
+    refused = re.fullmatch(
+        f"swatch: --tls: {re.escape(str(lib_))}: uprobe on SSL_read_ex refused: Invalid "
+        f"argument \\(errno 22\\) — libbpf: prog 'sw_tls_enter': failed to create uprobe "
+        f"'{re.escape(str(lib_))}:0x([0-9a-f]+)' perf event: Invalid argument", said[1])
+    assert refused, said[1]
+    assert int(refused[1], 16) > lib_.stat().st_size  # the offset the kernel would not take
+
+    (tmp_path / "all").mkdir()
+    every = fake_libssl(tmp_path / "all", {"SSL_write", "SSL_write_ex", "SSL_read",
+                                           "SSL_read_ex"})
+    proc = swatch("run", "--tls", "--tls-lib", str(every), "--", "/bin/true")
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"swatch: error: --tls-lib {every}: uprobe on SSL_write refused: "
+                           "Invalid argument (errno 22) — libbpf: "), line
+    assert not tls_prog_names()
 
 
 def tls_prog_names() -> list[str]:

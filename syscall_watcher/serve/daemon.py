@@ -406,7 +406,7 @@ class Serve:
         from syscall_watcher.tls.steps import Steps, StepSummaries
         from syscall_watcher.tls.stream import open_for_session
 
-        steps = Steps(json_lines=True) if self.config.agent else None
+        steps = Steps(json_lines=True, ids=session) if self.config.agent else None
         try:
             probes, lines = open_for_session(session, self.config.tls, json_lines=True,
                                              color=False, notices=self.config.notices,
@@ -434,12 +434,8 @@ class Serve:
             for line in tls.lines.summary_lines():
                 self._say(f"swatch: serve: {line}")
             if tls.steps is not None:
-                side_lost, members_lost = libbpf.step_lost()
-                if side_lost or members_lost or tls.steps.no_room:
-                    self._say(f"swatch: serve: steps: {side_lost} action records not kept "
-                              f"(buffer full), {members_lost} processes not put in their step "
-                              f"(table full), {tls.steps.no_room} steps not opened (too many "
-                              "agents)")
+                for line in tls.steps.lost_lines():
+                    self._say(f"swatch: serve: {line}")
         finally:
             tls.close()
 

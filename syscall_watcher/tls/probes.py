@@ -120,6 +120,13 @@ def comm_of(pid: int) -> str:
         return "?"
 
 
+def _why(err: BpfError) -> str:
+    """A refusal's reason: the error, and libbpf's last word on it."""
+    why = f"{os.strerror(err.errno)} (errno {err.errno})"
+    said = err.libbpf_msg.removeprefix("libbpf: ")
+    return f"{why} — libbpf: {said}" if said else why
+
+
 @dataclass
 class TlsSettings:
     """What --tls, --tls-bytes and --tls-lib asked for."""
@@ -207,6 +214,9 @@ class TlsProbes:
                                           "calls not found)")
             for path in extra_libraries:
                 lib_ = probes.attach_library(path, path)
+                refused = [r for r in probes.refused if r.startswith(f"{path}: ")]
+                if lib_ is not None and not lib_.functions and refused:
+                    raise SwatchError(f"--tls-lib {refused[0]}")
                 if lib_ is None or not lib_.functions:
                     raise SwatchError(f"--tls-lib {path}: not a TLS library swatch knows "
                                       "(no SSL_write/SSL_read or gnutls_record_send/recv)")
@@ -242,17 +252,15 @@ class TlsProbes:
                 except BpfError as err:
                     if err.errno == 2:  # ENOENT: the file has no such symbol
                         found.missing.append(func)
-                    else:
-                        found.missing.append(func)
-                        self.refused.append(f"{path}: uprobe on {func} refused: {err}")
+                    else:  # in the file, but the kernel (or libbpf) would not probe it
+                        self.refused.append(f"{path}: uprobe on {func} refused: {_why(err)}")
                     continue
                 try:
                     exit_ = self.obj.programs["sw_tls_exit"].attach_uprobe(
                         open_path, func, retprobe=True, cookie=cookie)
                 except BpfError as err:
                     enter.destroy()
-                    found.missing.append(func)
-                    self.refused.append(f"{path}: uretprobe on {func} refused: {err}")
+                    self.refused.append(f"{path}: uretprobe on {func} refused: {_why(err)}")
                     continue
                 self.links += [enter, exit_]
                 found.functions.append(func)

@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from syscall_watcher.kernel import libbpf
 from syscall_watcher.tls.redact import redact_text, redact_value
@@ -29,6 +30,10 @@ from syscall_watcher.tls.redact import redact_text, redact_value
 SHELLS = {"sh", "bash", "dash", "zsh", "ash", "ksh", "busybox"}
 DNS_PORT = 53
 LIST_MAX = 200  # entries of each list kept in a step's record (the rest counted)
+# Addresses remembered for the `connect` flag's "never connected to before": the ones most
+# recently connected to (a connect refreshes its address); an older one is forgotten (counted),
+# and a step connecting there again is its first connect again (README: Steps).
+CONNECT_MEMORY = 4096
 O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND = 0o1, 0o2, 0o100, 0o1000, 0o2000
 _WORD_SPLIT = re.compile(r"[\s;|&()<>'\"=,`]+")
 _CHANGES = {"DELETE", "RENAME", "MKDIR", "RMDIR", "LINK", "CHMOD"}
@@ -186,10 +191,11 @@ class Step:
                 "pids": [{"pid": p, "comm": c} for p, c in self.pids.items()],
                 "execs": self.execs[:LIST_MAX],
                 "files_read": list(self.files_read), "files_written": list(self.files_written),
-                "connects": [{"addr": a, "result": r} for a, r in self.connects.items()],
+                "connects": [{"addr": a, "result": r}
+                             for a, r in list(self.connects.items())[:LIST_MAX]],
                 "exits": self.exits, "denied": self.denied,
                 "not_listed": self.files_read.more + self.files_written.more +
-                max(len(self.execs) - LIST_MAX, 0),
+                max(len(self.execs) - LIST_MAX, 0) + max(len(self.connects) - LIST_MAX, 0),
                 "flags": self.flags()}
 
 
@@ -197,16 +203,30 @@ def _line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
+class StepIds(Protocol):
+    """Where a tracer keeps the last step id given (trace.tracer.Session: its state map)."""
+
+    def last_step(self) -> int: ...
+
+    def set_last_step(self, step: int) -> None: ...
+
+
 class Steps:
     """The steps of one stream: opened and closed by the LLM lines (TlsLines calls
     ``started``/``closed`` when the merged stream writes those lines), summed up from the C
-    formatter's side buffer (``drain``)."""
+    formatter's side buffer (``drain``). Step ids go on from the last one the tracer's
+    ``ids`` keep (so a consumer attaching again to the same load gives new ids) and are kept
+    there as they are given."""
 
-    def __init__(self, json_lines: bool = False) -> None:
+    def __init__(self, json_lines: bool = False, ids: StepIds | None = None) -> None:
         self.json = json_lines
+        self.ids = ids
         self.steps: dict[int, Step] = {}
-        self.last_id = 0
-        self.first_connect: dict[str, int] = {}  # address -> the step that connected first (0)
+        self.last_id = ids.last_step() if ids is not None else 0
+        # address -> the step that connected there first (0: not a step), the
+        # CONNECT_MEMORY most recently connected to, oldest first
+        self.first_connect: OrderedDict[str, int] = OrderedDict()
+        self.forgotten = 0                       # addresses dropped from first_connect
         self.open_of: dict[int, int] = {}        # agent pid -> its open step
         self.no_room = 0
         libbpf.step_reset(True)
@@ -218,6 +238,8 @@ class Steps:
     def started(self, agent_pid: int, agent_comm: str, time_ns: int,
                 tool_calls: list[dict[str, Any]], prefix: str) -> bytes:
         self.last_id += 1
+        if self.ids is not None:
+            self.ids.set_last_step(self.last_id)
         step = Step(self.last_id, agent_pid, agent_comm, time_ns,
                     [{"name": redact_text(c["name"]), "arguments": redact_value(c["arguments"])}
                      for c in tool_calls])
@@ -296,7 +318,7 @@ class Steps:
         addr = rec["addr"]
         if rec.get("family") not in ("inet", "inet6"):
             return
-        self.first_connect.setdefault(addr, sid if step is not None else 0)
+        self._remember(addr, sid if step is not None else 0)
         if step is None:
             return
         step.pids[rec["pid"]] = rec.get("comm", "")
@@ -307,6 +329,31 @@ class Steps:
             step.connects[addr] = result
         if self.first_connect[addr] == sid:
             step.new_addresses.add(addr)
+
+    def _remember(self, addr: str, sid: int) -> None:
+        """A connect to addr by step sid (0: no step): the first one is kept, and addr is now
+        the most recently connected to; past CONNECT_MEMORY the oldest is forgotten."""
+        if addr in self.first_connect:
+            self.first_connect.move_to_end(addr)
+            return
+        self.first_connect[addr] = sid
+        if len(self.first_connect) > CONNECT_MEMORY:
+            self.first_connect.popitem(last=False)
+            self.forgotten += 1
+
+    def lost_lines(self) -> list[str]:
+        """What the steps could not keep or remember (empty when nothing)."""
+        side_lost, members_lost = libbpf.step_lost()
+        out = []
+        if side_lost or members_lost or self.no_room:
+            out.append(f"steps: {side_lost} action records not kept (buffer full), "
+                       f"{members_lost} processes not put in their step (table full), "
+                       f"{self.no_room} steps not opened (too many agents)")
+        if self.forgotten:
+            out.append(f"steps: {self.forgotten} addresses connected to were forgotten (only "
+                       f"the {CONNECT_MEMORY} most recent are remembered): a step connecting "
+                       "to one again counted it as never connected to before")
+        return out
 
     def _file(self, step: Step, rec: dict[str, Any]) -> None:
         op = rec.get("op")
@@ -380,12 +427,7 @@ class Steps:
             if rec["not_listed"]:
                 lines.append(f"  ({rec['not_listed']} more not listed)")
             lines += [f"  FLAG {f['rule']}: {f['detail']}" for f in rec["flags"]]
-        side_lost, members_lost = libbpf.step_lost()
-        if side_lost or members_lost or self.no_room:
-            lines.append(f"steps: {side_lost} action records not kept (buffer full), "
-                         f"{members_lost} processes not put in their step (table full), "
-                         f"{self.no_room} steps not opened (too many agents)")
-        return lines
+        return lines + self.lost_lines()
 
 
 class StepSummaries:

@@ -181,7 +181,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             if agent:
                 from syscall_watcher.tls.steps import Steps
 
-                steps = Steps(json_lines=json)
+                steps = Steps(json_lines=json, ids=tracer)
 
             traced_now = tracer
             tls_probes = TlsProbes.load(

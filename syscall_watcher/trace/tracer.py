@@ -193,6 +193,16 @@ class Session(MapSet):
         st.consumer_pid = consumer_pid if on else 0
         self.maps["state"].update(key, st)
 
+    def last_step(self) -> int:
+        """--agent: the last step id a consumer of this load gave (0: none yet)."""
+        return int(self._one("state")[1].last_step)
+
+    def set_last_step(self, step: int) -> None:
+        """Kept in the tracer's state map, so a later consumer's step ids go on from it."""
+        key, st = self._one("state")
+        st.last_step = step
+        self.maps["state"].update(key, st)
+
     def counters(self) -> Counters:
         vals = self._one_per_cpu("counters")
         out = Counters()

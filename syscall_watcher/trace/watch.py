@@ -143,7 +143,7 @@ def _stream(session: PinnedSession | None, policy: Any, out: Output, json: bool,
         if agent:
             from syscall_watcher.tls.steps import Steps
 
-            steps = Steps(json_lines=json)
+            steps = Steps(json_lines=json, ids=session)
         tls_probes, tls_lines = open_for_session(session, tls, json_lines=json, color=color,
                                                  notices=notices, view=view, steps=steps)
     try:
