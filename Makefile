@@ -38,6 +38,8 @@ STAMP := build/.stamp
 PID ?=
 CONTAINER ?=
 FILTER ?= default
+# LATENCY=0: `swatch load --no-latency` (count without latency: sys_exit alone, no clock read)
+LATENCY ?= 1
 POLICY_FILE ?=
 SW_TARGET = $(if $(PID),--pid $(PID),)$(if $(CONTAINER),--container $(CONTAINER),)
 
@@ -111,7 +113,7 @@ test-vm: deps all venv
 	$(VENV)/bin/python -m pytest -v tests/test_policy_vm.py
 
 load: all venv
-	$(SWATCH) load $(SW_TARGET) --filter $(FILTER)
+	$(SWATCH) load $(SW_TARGET) $(if $(filter 0,$(LATENCY)),--no-latency,--filter $(FILTER))
 
 watch: venv
 	$(SWATCH) watch

@@ -185,6 +185,16 @@ class Syscount(Setup):
         return {}
 
 
+class SyscountL(Syscount):
+    """`syscount -p -L`: with latency, as swatch's default measures it (its sys_enter program
+    then runs too, storing a timestamp per thread in a hash; sys_exit adds the time)."""
+
+    name, does = "syscount -p -L", "stats + latency (map, enter+exit)"
+
+    def attach_argv(self, pid: int, t: Trial) -> list[Any]:
+        return [*super().attach_argv(pid, t), "-L"]
+
+
 # ------------------------------------------------------------------- streaming to a file
 class StreamBpftrace(Setup):
     """bpftrace printf per event, launched with -c (so wall time covers start-up and drain)."""
@@ -233,7 +243,8 @@ class BSyscount(BystanderTracer):
         self.needs = ("syscount", "stdbuf")
 
     def start(self, target_pid: int, tmp: Path) -> str | None:
-        argv = [self.tools["stdbuf"], "-oL", self.tools["syscount"], "-p", target_pid]
+        argv = [self.tools["stdbuf"], "-oL", self.tools["syscount"], "-p", target_pid,
+                *(["-L"] if self.name.startswith("syscount -p -L") else [])]
         return self._attached_proc(argv, tmp, lambda out: "Tracing syscalls" in read_text(out))
 
     def stop(self) -> dict[str, Any]:

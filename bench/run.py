@@ -57,6 +57,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="comma list of the syscall workloads' setups to run (their names in "
                          "the tables, e.g. 'swatch load --pid,swatch load --pid + detect'); "
                          "untraced always runs")
+    ap.add_argument("--bystanders", default="",
+                    help="comma list of the bystander part's tracers to run (their names, e.g. "
+                         "'syscount -p OTHER,swatch load --pid OTHER --no-latency'); the "
+                         "baseline always runs")
     ap.add_argument("--swatch", default=os.environ.get("SWATCH", str(ROOT / ".venv/bin/swatch")),
                     help="swatch CLI path")
     ap.add_argument("--pin-dir", default="/sys/fs/bpf/swatch-bench",
@@ -73,6 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.only_parts = {x.strip() for x in args.only.split(",") if x.strip()}
     args.setup_names = {x.strip() for x in args.setups.split(",") if x.strip()} or None
+    args.bystander_names = {x.strip() for x in args.bystanders.split(",") if x.strip()} or None
     unknown = args.only_parts - set(PARTS)
     if unknown:
         ap.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}; choose from "
@@ -131,7 +136,7 @@ def run_parts(args: argparse.Namespace, reps: int, tools: Tools,
                lambda: runner.run_syscall_workloads(trials, tools, reps, wl_only,
                                                    args.setup_names)),
               ("bystander", not only or "bystander" in only,
-               lambda: runner.run_bystander(trials, tools, reps)),
+               lambda: runner.run_bystander(trials, tools, reps, args.bystander_names)),
               ("streaming", not only or "streaming" in only,
                lambda: runner.run_streaming(trials, tools, reps)),
               ("programs", not only or "programs" in only,

@@ -15,8 +15,9 @@ from bench import peers, progstats
 from bench.procs import kill_group, log, med, oneline, parse_result, read_text, reap, spawn, tail
 from bench.setups import (
     Before, BNone, BSwatch, BSwatchBefore, BystanderTracer, Setup, SwatchPinned,
-    SwatchPinnedBefore, SwatchPinnedDetect, SwatchPinnedDetectBefore, SwatchStats,
-    SwatchStatsBefore, SwatchStream, SwatchStreamBefore, Tools, Untraced,
+    SwatchPinnedBefore, SwatchPinnedDetect, SwatchPinnedDetectBefore, SwatchPinnedNoLatency,
+    SwatchStats, SwatchStatsBefore, SwatchStatsNoLatency, SwatchStream, SwatchStreamBefore,
+    Tools, Untraced,
 )
 from bench.trial import TrialRunner
 from bench.workloads import BUILD, BY_NAME, WORKLOADS
@@ -27,8 +28,10 @@ def syscall_setups(tools: Tools, pin_dir: str, names: set[str] | None = None) ->
     the baseline of every ratio)."""
     every = [Untraced(tools), peers.StraceF(tools), peers.StraceFC(tools),
              peers.PerfTrace(tools), peers.BpftraceCount(tools), peers.BpftracePrintf(tools),
-             peers.Syscount(tools), SwatchStats(tools), SwatchPinned(tools, pin_dir),
-             SwatchPinnedDetect(tools, pin_dir), SwatchStream(tools)] + (
+             peers.Syscount(tools), peers.SyscountL(tools), SwatchStats(tools),
+             SwatchStatsNoLatency(tools), SwatchPinned(tools, pin_dir),
+             SwatchPinnedNoLatency(tools, pin_dir), SwatchPinnedDetect(tools, pin_dir),
+             SwatchStream(tools)] + (
                  [SwatchStatsBefore(tools), SwatchStreamBefore(tools),
                   SwatchPinnedBefore(tools, pin_dir), SwatchPinnedDetectBefore(tools, pin_dir)]
                  if Before.swatch() else [])
@@ -44,11 +47,14 @@ def bystander_tracers(tools: Tools, runner: TrialRunner) -> list[BystanderTracer
     a = (tools, runner.env(), runner.ready_timeout)
     return [BNone("none (baseline)", *a),
             peers.BSyscount("syscount -p OTHER", *a),
+            peers.BSyscount("syscount -p -L OTHER", *a),
             peers.BBpftrace("bpftrace count enter", *a, exit_probe=False),
             peers.BBpftrace("bpftrace count enter+exit", *a, exit_probe=True),
             BSwatch("swatch load --pid OTHER", *a, pin_dir=runner.pin_dir, filter_all=False),
             BSwatch("swatch load --pid OTHER --filter all", *a, pin_dir=runner.pin_dir,
-                    filter_all=True)] + (
+                    filter_all=True),
+            BSwatch("swatch load --pid OTHER --no-latency", *a, pin_dir=runner.pin_dir,
+                    filter_all=False, no_latency=True)] + (
                 [BSwatchBefore("swatch load --pid OTHER (before)", *a, pin_dir=runner.pin_dir,
                                filter_all=False)]
                 if Before.swatch() else [])
@@ -195,8 +201,15 @@ def _bystander_once(runner: TrialRunner, tr: BystanderTracer) -> dict[str, Any]:
         runner.drop_trial(trial)
 
 
-def run_bystander(runner: TrialRunner, tools: Tools, reps: int) -> dict[str, Any]:
-    tracers = bystander_tracers(tools, runner)
+def run_bystander(runner: TrialRunner, tools: Tools, reps: int,
+                  names: set[str] | None = None) -> dict[str, Any]:
+    """The bystander part; with names, only those tracers (and always the baseline)."""
+    every = bystander_tracers(tools, runner)
+    if names and names - {t.name for t in every}:
+        raise SystemExit(f"bench: error: --bystanders: unknown tracer(s) "
+                         f"{', '.join(sorted(names - {t.name for t in every}))}; choose from "
+                         f"{', '.join(t.name for t in every)}")
+    tracers = [t for t in every if not names or t.name in names or t.name == "none (baseline)"]
     runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in tracers}
     dead: dict[str, str] = {}
     for rep in range(reps):
@@ -274,8 +287,8 @@ def run_streaming(runner: TrialRunner, tools: Tools, reps: int) -> dict[str, Any
 def run_programs(runner: TrialRunner, tools: Tools, reps: int) -> dict[str, Any]:
     """Per-program BPF cost (kernel run-time stats, on only for this part) of the tracers that
     stay loaded on a held storm: what each program costs per run and per call of the loop."""
-    setups = [peers.Syscount(tools), peers.BpftraceCount(tools),
-              SwatchPinned(tools, runner.pin_dir)]
+    setups = [peers.Syscount(tools), peers.SyscountL(tools), peers.BpftraceCount(tools),
+              SwatchPinned(tools, runner.pin_dir), SwatchPinnedNoLatency(tools, runner.pin_dir)]
     wls = [BY_NAME["read"], BY_NAME["getppid"]]
     out: dict[str, Any] = {"desc": "BPF run time per program (kernel.bpf_stats via "
                                    "bpf_enable_stats, on during this part only)"}

@@ -157,6 +157,16 @@ class SwatchStats(Setup):
         return out
 
 
+class SwatchStatsNoLatency(SwatchStats):
+    """`swatch run --stats-only --no-latency`: sys_exit alone, no clock read (as `syscount -p`
+    without -L); every counter but the latency."""
+
+    name, does = "swatch stats --no-latency", "stats without latency (in-kernel counts)"
+
+    def launch_argv(self, cmd: list[str], t: Trial) -> list[Any]:
+        return [self.tools["swatch"], "run", "--stats-only", "--no-latency", "--json", "--", *cmd]
+
+
 def scan_stream(path: Path, wl_pid: int) -> dict[str, int]:
     """One pass over a JSON-lines trace: event records, `lost` records, exec records of pids
     other than wl_pid (the workload's children), lines that are not JSON records."""
@@ -257,9 +267,11 @@ class SwatchPinned(Setup):
         super().__init__(tools)
         self.pin_dir = pin_dir
 
+    load_args: tuple[str, ...] = ()
+
     def attach(self, pid: int, t: Trial, env: dict[str, str]) -> str | None:
-        rc, ru, out, hwm = swatch_cli(self.tools, "load", "--pid", pid, pin_dir=self.pin_dir,
-                                      env=env)
+        rc, ru, out, hwm = swatch_cli(self.tools, "load", "--pid", pid, *self.load_args,
+                                      pin_dir=self.pin_dir, env=env)
         t.facts["load_cpu_s"], t.facts["load_hwm_kb"] = ru_cpu(ru), hwm
         return None if rc == 0 else f"swatch load rc={rc}: {tail(out)}"
 
@@ -291,6 +303,13 @@ class SwatchPinned(Setup):
             return {}
         n = counted.get(own, 0)
         return {"counted_own_syscall": n, "own_syscall_missed": max(0, res["calls"] - n)}
+
+
+class SwatchPinnedNoLatency(SwatchPinned):
+    """`swatch load --pid PID --no-latency`: SwatchPinned counting at sys_exit alone."""
+
+    name, does = "swatch load --pid --no-latency", "stats without latency (pinned)"
+    load_args = ("--no-latency",)
 
 
 def lease_held(pin_dir: str) -> bool:
@@ -424,16 +443,17 @@ class BSwatch(BystanderTracer):
     --json` shows what it counted, which must not include the bystander's calls."""
 
     def __init__(self, name: str, tools: Tools, env: dict[str, str], ready_timeout: float,
-                 pin_dir: str, filter_all: bool) -> None:
+                 pin_dir: str, filter_all: bool, no_latency: bool = False) -> None:
         super().__init__(name, tools, env, ready_timeout)
         self.needs = ("swatch",)
-        self.pin_dir, self.filter_all = pin_dir, filter_all
+        self.pin_dir, self.filter_all, self.no_latency = pin_dir, filter_all, no_latency
         self.loaded = False
         self.load_ru: Any = None
         self.hwm_kb = 0
 
     def start(self, target_pid: int, tmp: Path) -> str | None:
-        args = ["load", "--pid", str(target_pid)] + (["--filter", "all"] if self.filter_all else [])
+        args = (["load", "--pid", str(target_pid)] + (["--filter", "all"] if self.filter_all else [])
+                + (["--no-latency"] if self.no_latency else []))
         self.loaded = True  # unload even if load half-succeeded
         rc, self.load_ru, out, self.hwm_kb = swatch_cli(self.tools, *args, pin_dir=self.pin_dir,
                                                         env=self.env)

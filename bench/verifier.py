@@ -39,14 +39,20 @@ _load_s: list[float] = []
 _real_load = libbpf.BpfObject.load
 
 
-def _load_with_stats(self: libbpf.BpfObject) -> None:
-    for name, prog in self.programs.items():
+def stats_logs(obj: libbpf.BpfObject,
+               logs: dict[str, ctypes.Array]) -> None:  # type: ignore[type-arg]
+    """Give every program obj will load a BPF_LOG_STATS log of its own: logs[its name]."""
+    for name, prog in obj.programs.items():
         if not prog.autoload:
             continue
-        buf = _logs[name] = ctypes.create_string_buffer(LOG_BYTES)
+        buf = logs[name] = ctypes.create_string_buffer(LOG_BYTES)
         ptr = int(ffi.cast("uintptr_t", prog._ptr))
         _lib.bpf_program__set_log_buf(ptr, buf, LOG_BYTES)
         _lib.bpf_program__set_log_level(ptr, BPF_LOG_STATS)
+
+
+def _load_with_stats(self: libbpf.BpfObject) -> None:
+    stats_logs(self, _logs)
     t0 = time.monotonic()
     _real_load(self)
     _load_s.append(time.monotonic() - t0)

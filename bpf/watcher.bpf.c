@@ -271,6 +271,28 @@ static __always_inline bool detecting(u64 now)
 
 /* A call whose detect part runs only under the lease: bytes in/out with the fd in argument 0,
  * a receive that may bring a DNS answer, a call that frees fds. */
+/* detecting() for --no-latency's sys_exit, which has no clock read to share: the clock is read
+ * only while a lease is set (0: none, or ended). detect's userspace sets 0 when it lets go; a
+ * lease found run out (a detect killed outright) is set to 0 here, once (unless renewed
+ * meanwhile), so the calls after it read no clock either. *now: the time, when read. */
+static __always_inline bool lease_held(u64 *now)
+{
+	u32 key = SW_DETECT_LEASE;
+	u64 *until = bpf_map_lookup_elem(&detect, &key);
+	u64 u;
+
+	if (!until)
+		return false;
+	u = *until;
+	if (!u)
+		return false;
+	*now = bpf_ktime_get_ns();
+	if (*now < u)
+		return true;
+	__sync_val_compare_and_swap(until, u, 0);
+	return false;
+}
+
 static __always_inline bool leased_call(struct sw_syscall_info *info)
 {
 	return ((info->flags & (SW_SC_BYTES_IN | SW_SC_BYTES_OUT)) && info->fd_arg == 0) ||
@@ -422,36 +444,45 @@ static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, u32 *
 
 /* tp_btf, not raw_tp: the same tracepoint and dispatch, but regs is a typed kernel pointer, so
  * the arguments are plain loads from it instead of one bpf_probe_read_kernel() call each. */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(sw_sys_enter, struct pt_regs *regs, long syscall_nr)
+/* The filter at a syscall's start (sw_sys_enter; sw_sys_exit with --no-latency): the current
+ * thread's storage when it is traced (made at its first syscall), else NULL. */
+static __always_inline struct sw_task *syscall_task(u32 tgid)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tid = (u32)id;
-	u32 tgid = id >> 32;
 	struct task_struct *task;
 	struct sw_task *p = NULL;
-	u64 now;
-	u32 nr;
 
 	if (cfg.mode == SW_TARGET_PID) {
 		/* Bystanders: two compares. A thread's storage exists once it is known traced
 		 * (marked at fork, or found in pid_filter at its first syscall) or excluded:
 		 * after that, no hash lookup. */
 		if (!in_pid_range(tgid))
-			return 0;
+			return NULL;
 		task = bpf_get_current_task_btf();
 		p = task_mark(&pending, task);
 		if (!p && !tgid_listed(&pid_filter, tgid))
-			return 0;
+			return NULL;
 	} else if (!mode_matches()) {
-		return 0;
+		return NULL;
 	} else {
 		task = bpf_get_current_task_btf();
 	}
-	nr = syscall_nr;
 	if (!p)
 		p = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!p || p->excluded)
+		return NULL;
+	return p;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sw_sys_enter, struct pt_regs *regs, long syscall_nr)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+	struct sw_task *p = syscall_task(id >> 32);
+	u32 nr = syscall_nr;
+	u64 now;
+
+	if (!p)
 		return 0;
 	p->nr = nr;
 	p->args_ok = 0;
@@ -659,6 +690,8 @@ static __always_inline struct sw_pid_stat *pid_stat_of(u32 tgid, bool *shared)
 			(ps)->field += (v);                               \
 	} while (0)
 
+/* dur is 0 with --no-latency (cfg.no_latency): total_ns stays 0 and the histogram is left
+ * alone; userspace reports the latency as not measured. */
 static __always_inline struct sw_pid_stat *account(struct sw_task *p, u64 id, u32 nr, s64 ret,
 						   u64 dur, u8 flags, bool *shared)
 {
@@ -673,7 +706,8 @@ static __always_inline struct sw_pid_stat *account(struct sw_task *p, u64 id, u3
 	 * migration is disabled), so no read-modify-write here can interleave with another. */
 	if (s) {
 		add_call(s, dur, err, in, out);
-		s->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)] += 1;
+		if (!cfg.no_latency)
+			s->hist[log2_u64(dur) & (SW_HIST_BUCKETS - 1)] += 1;
 	}
 	if (!ps)
 		return NULL;
@@ -1228,6 +1262,94 @@ __noinline int sw_syscall_record(struct sw_task *p, struct sw_syscall_info *info
 	return 0;
 }
 
+/* --no-latency: the syscall's number and arguments as the registers hold them at sys_exit.
+ * x86-64 keeps the number in orig_ax and the argument registers as they were at entry (the
+ * return value goes to ax), except where the call itself rewrote them: a successful execve
+ * zeroes them for the new image (its count needs none), rt_sigreturn restores the interrupted
+ * context and sets orig_ax to -1. arm64: syscallno, orig_x0 for the first argument. */
+#if defined(__TARGET_ARCH_x86)
+#define SW_EXIT_NR(regs) ((regs)->orig_ax)
+#define SW_NR_RT_SIGRETURN 15
+#define SW_NR_CLONE 56
+#define SW_NR_FORK 57
+#define SW_NR_VFORK 58
+#elif defined(__TARGET_ARCH_arm64)
+#define SW_EXIT_NR(regs) ((regs)->syscallno)
+#define SW_NR_RT_SIGRETURN 139
+#define SW_NR_CLONE 220
+#define SW_NR_FORK 0xffffffff  /* none */
+#define SW_NR_VFORK 0xffffffff
+#else
+#error "--no-latency's sys_exit: say where this architecture keeps the syscall number"
+#endif
+#define SW_NR_CLONE3 435
+
+/* A thread's first return to user space after fork/clone is a sys_exit too, of the parent's
+ * call, returning 0 in the child: not a call the child made (the default never sees it: the
+ * child's storage starts with no call in flight). A parent's clone never returns 0. */
+static __always_inline bool child_fork_return(u32 nr, s64 ret)
+{
+	return ret == 0 && (nr == SW_NR_CLONE || nr == SW_NR_CLONE3 || nr == SW_NR_FORK ||
+			    nr == SW_NR_VFORK);
+}
+
+/* --no-latency's sys_exit: everything the default's two programs count but the latency, in one
+ * program and with no clock read while no detect runs. The membership test is sys_enter's; the
+ * number and the arguments detect needs come from the registers (SW_EXIT_NR). The clock is read
+ * only for a connect (rare; detect keeps its time) and, while detect holds its lease, for the
+ * calls that need the lease (lease_held(); the coarse clock, cheaper, is not offered to
+ * tracing programs: the verifier refuses bpf_ktime_get_coarse_ns() there). */
+static __always_inline int count_at_exit(struct pt_regs *regs, s64 ret)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct sw_task *p = syscall_task(id >> 32);
+	struct sw_syscall_info *info;
+	struct sw_pid_stat *ps;
+	bool shared;
+	long orig;
+	u32 nr;
+
+	if (!p)
+		return 0;
+	if (p->skip_exit) {
+		p->skip_exit = 0;
+		return 0;
+	}
+	orig = SW_EXIT_NR(regs);
+	nr = orig == -1 ? SW_NR_RT_SIGRETURN : (u32)orig;
+	if (nr >= SW_MAX_SYSCALLS || child_fork_return(nr, ret))
+		return 0;
+	info = bpf_map_lookup_elem(&syscall_info, &nr);
+	if (!info)
+		return 0;
+	ps = account(p, id, nr, ret, 0, info->flags, &shared);
+	if (!ps)
+		return 0;
+	if (info->detect & SW_DT_CONNECT) {
+		u64 now = bpf_ktime_get_ns();
+
+		p->args[0] = PT_REGS_PARM1_SYSCALL(regs);
+		p->args[1] = PT_REGS_PARM2_SYSCALL(regs);
+		p->args[2] = PT_REGS_PARM3_SYSCALL(regs);
+		p->detect_args = detecting(now);
+		sw_detect_io(p, ps, info, ret, now);
+		p->detect_args = 0;
+	} else if (leased_call(info)) {
+		u64 now = 0;
+
+		if (lease_held(&now)) {
+			p->args[0] = PT_REGS_PARM1_SYSCALL(regs);
+			p->args[1] = PT_REGS_PARM2_SYSCALL(regs);
+			if (info->detect & SW_DT_DNS_FROM)
+				p->args[4] = PT_REGS_PARM5_SYSCALL(regs);
+			p->detect_args = 1;
+			sw_detect_io(p, ps, info, ret, now);
+			p->detect_args = 0;
+		}
+	}
+	return 0;
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sw_sys_exit, struct pt_regs *regs, long syscall_ret)
 {
@@ -1238,6 +1360,8 @@ int BPF_PROG(sw_sys_exit, struct pt_regs *regs, long syscall_ret)
 	u32 nr;
 	s64 ret;
 
+	if (cfg.no_latency)
+		return count_at_exit(regs, syscall_ret);
 	p = end_syscall(id, &ts);
 	if (!p)
 		return 0;

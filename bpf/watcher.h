@@ -66,7 +66,8 @@ struct sw_config {
 	uint32_t wakeup_bytes;   /* wake the consumer every this many bytes sent (a power of two) */
 	uint32_t pid_slots;      /* slots in pid_stats (--stats-slots; 0: none) */
 	uint32_t nr_cpus;        /* possible CPUs: the copies of a per-CPU value */
-	uint32_t pad;
+	uint32_t no_latency;     /* --no-latency: sw_sys_enter is not loaded; sw_sys_exit counts
+				  * alone, with no clock read (sw_sys_exit, watcher.bpf.c) */
 	uint64_t target_cgroup;
 	char target_comm[SW_TASK_COMM_LEN];
 };
@@ -356,6 +357,9 @@ struct sw_task {
 	uint32_t stat_missed;   /* pid_done had no room for this process (counted once) */
 	uint32_t pid_slot;      /* 1 + its process's slot in pid_stats, or SW_SLOT_* */
 	uint32_t detect_args;   /* args[0], [1] (and [4]) were read for detect at sys_enter */
+	uint32_t skip_exit;     /* --no-latency: the next sys_exit ends a call begun before the
+				 * tracer was there (`swatch run`'s held child): not counted */
+	uint32_t pad;
 };
 
 /* What was loaded, for `status` (array map "meta", one entry). */
@@ -377,7 +381,11 @@ struct sw_meta {
 	char cgroup_path[256];   /* SW_TARGET_CGROUP: the v2 cgroup directory */
 	uint32_t max_pids;       /* max_entries of pid_filter and pid_done */
 	uint32_t pid_slots;      /* slots in pid_stats (--stats-slots) */
+	uint32_t flags;          /* SW_META_* */
+	uint32_t pad;
 };
+/* struct sw_meta.flags */
+#define SW_META_NO_LATENCY 1 /* loaded with --no-latency: no sys_enter, latency not measured */
 /* SW_CDEF_END */
 
 #endif /* SWATCH_WATCHER_H */

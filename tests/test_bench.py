@@ -16,7 +16,8 @@ from conftest import ROOT, SWATCH, new_pin_dir, swatch
 sys.path.insert(0, str(ROOT))
 
 from bench import peers, runner, workloads  # noqa: E402
-from bench.setups import BSwatch, SwatchPinned, SwatchStats, SwatchStream, Tools  # noqa: E402
+from bench.setups import (BSwatch, SwatchPinned, SwatchPinnedNoLatency, SwatchStats,  # noqa: E402
+                          SwatchStatsNoLatency, SwatchStream, Tools)
 from bench.trial import TrialRunner  # noqa: E402
 
 
@@ -36,11 +37,14 @@ def trials():  # type: ignore[no-untyped-def]
     assert not pin_dir.exists()  # (conftest checks that no program is left loaded)
 
 
-def test_stats_only_children_from_the_json_summary(tools: Tools, trials: TrialRunner) -> None:
-    """`swatch run --stats-only --json`: children seen = the summary's processes - 1 (the human
-    title says "51 processes", which the old regex, "process(es)", never matched)."""
+@pytest.mark.parametrize("setup", [SwatchStats, SwatchStatsNoLatency])
+def test_stats_only_children_from_the_json_summary(tools: Tools, trials: TrialRunner,
+                                                   setup: type[SwatchStats]) -> None:
+    """`swatch run --stats-only --json` (and with --no-latency): children seen = the summary's
+    processes - 1 (the human title says "51 processes", which the old regex, "process(es)",
+    never matched)."""
     wl = workloads.BY_NAME["forkexec"]
-    rec = trials.run(SwatchStats(tools), wl, argv=wl.argv_n(7, trials.base))
+    rec = trials.run(setup(tools), wl, argv=wl.argv_n(7, trials.base))
     assert "error" not in rec, rec
     assert rec["result"]["calls"] == 7
     assert rec["children_seen"] == 7
@@ -60,11 +64,13 @@ def test_streaming_records_match_the_summary(tools: Tools, trials: TrialRunner) 
     assert "non_json_lines" not in rec
 
 
-def test_pinned_counts_the_storms_own_syscall_exactly(tools: Tools, trials: TrialRunner) -> None:
-    """`swatch load --pid` on the held storm, read with `swatch summary --json`: exactly the
-    loop's getppid calls, and the tracer is gone afterwards."""
+@pytest.mark.parametrize("setup", [SwatchPinned, SwatchPinnedNoLatency])
+def test_pinned_counts_the_storms_own_syscall_exactly(tools: Tools, trials: TrialRunner,
+                                                      setup: type[SwatchPinned]) -> None:
+    """`swatch load --pid` (and with --no-latency) on the held storm, read with `swatch summary
+    --json`: exactly the loop's getppid calls, and the tracer is gone afterwards."""
     wl = workloads.BY_NAME["getppid"]
-    rec = trials.run(SwatchPinned(tools, trials.pin_dir), wl, argv=wl.argv_n(4321, trials.base))
+    rec = trials.run(setup(tools, trials.pin_dir), wl, argv=wl.argv_n(4321, trials.base))
     assert "error" not in rec, rec
     assert rec["counted_own_syscall"] == 4321
     assert rec["own_syscall_missed"] == 0
@@ -72,10 +78,11 @@ def test_pinned_counts_the_storms_own_syscall_exactly(tools: Tools, trials: Tria
     assert not Path(trials.pin_dir).exists()
 
 
-def test_bystander_is_not_counted(tools: Tools, trials: TrialRunner) -> None:
+@pytest.mark.parametrize("no_latency", [False, True])
+def test_bystander_is_not_counted(tools: Tools, trials: TrialRunner, no_latency: bool) -> None:
     """swatch loaded on a sleeping pid counts none of the bystander's calls (summary --json)."""
     tr = BSwatch("swatch", tools, trials.env(), trials.ready_timeout, pin_dir=trials.pin_dir,
-                 filter_all=True)
+                 filter_all=not no_latency, no_latency=no_latency)
     rec = runner._bystander_once(trials, tr)
     assert "error" not in rec, rec
     assert rec["result"]["calls"] == workloads.BY_NAME["getppid"].size(True, False)

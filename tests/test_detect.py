@@ -581,10 +581,14 @@ def _fd_class(pins: str, pid: int, fd: int) -> int:
         s.close()
 
 
-def test_fd_classes_follow_close_and_dup2(pin_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("load_args", [[], ["--no-latency"]], ids=["default", "no-latency"])
+def test_fd_classes_follow_close_and_dup2(pin_dir: Path, tmp_path: Path,
+                                          load_args: list[str]) -> None:
     """Under detect's lease a read/write finds its fd's class (regular file or not) once and
     the kernel remembers it per process; a close, or a dup2 over the fd, forgets it: file
-    bytes are exact when one fd number is a pipe, then a file, then a pipe again."""
+    bytes are exact when one fd number is a pipe, then a file, then a pipe again. The same
+    with a --no-latency tracer (sys_exit alone: the fds from the registers, the lease against
+    the coarse clock)."""
     script = tmp_path / "fd_reuse.py"
     script.write_text(FD_REUSE_WORKLOAD)
     target = subprocess.Popen([sys.executable, "-S", "-B", str(script), str(tmp_path / "o")],
@@ -592,7 +596,7 @@ def test_fd_classes_follow_close_and_dup2(pin_dir: Path, tmp_path: Path) -> None
     pins = str(pin_dir)
     detect = None
     try:
-        swatch("load", "--pid", str(target.pid), "--pin-dir", pins, check=True)
+        swatch("load", "--pid", str(target.pid), *load_args, "--pin-dir", pins, check=True)
         detect = subprocess.Popen([SWATCH, "detect", "--pin-dir", pins, "--samples", "1",
                                    "--interval", "60"], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)

@@ -60,6 +60,10 @@ StatsSlotsOpt = Annotated[int | None, typer.Option(
     "--stats-slots", metavar="N", help="Processes counted at once in per-CPU slots (the fast "
     "path; slots x CPUs x 168 bytes, preallocated) [default: as many as fit in 8 MiB, at most "
     "4096]; more are counted exactly in a shared table, and said so.")]
+NoLatencyOpt = Annotated[bool, typer.Option(
+    "--no-latency", help="Count without measuring latency: one program at sys_exit, no clock "
+    "read (as `syscount` without -L); every other counter is kept, the latency columns say "
+    "'-' (null in JSON). No events: counting only.")]
 
 # --- targets -------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from syscall_watcher.cli.options import (
     JsonOpt,
     MaxPidsOpt,
     NoChildrenOpt,
+    NoLatencyOpt,
     OutputOpt,
     PidOpt,
     PinDirOpt,
@@ -65,6 +66,7 @@ def load(
         "--replace", help="Replace a tracer already loaded.")] = False,
     max_pids: MaxPidsOpt = None,
     stats_slots: StatsSlotsOpt = None,
+    no_latency: NoLatencyOpt = False,
     pin_dir: PinDirOpt = None,
 ) -> None:
     """Load the tracer, pin it under bpffs and return; tracing goes on without us."""
@@ -73,6 +75,9 @@ def load(
     from syscall_watcher.trace.view import select_syscalls
 
     require_root()
+    if no_latency and (filter or syscalls_expr or failed):
+        raise SwatchError("--no-latency counts only: --filter, -e and --failed choose events, "
+                          "which it does not stream")
     sel = select_syscalls(filter, syscalls_expr)
     if no_children and not pid:
         raise SwatchError("--no-children applies to --pid only (the other targets have no tree "
@@ -81,10 +86,13 @@ def load(
                             max_pids=max_pids, stats_slots=stats_slots)
     start = time.monotonic()
     path = load_pinned(target, sel.label, pin_dir_default(pin_dir), ring_size, replace=replace,
-                       enabled=sel.syscalls, failed_only=failed)
-    typer.echo(f"swatch: tracing {target.label} (filter {sel.label}), pinned in {path} "
-               f"[{(time.monotonic() - start) * 1000:.0f} ms]. `swatch watch` to see events, "
-               "`swatch unload` to stop.")
+                       enabled=sel.syscalls, failed_only=failed, latency=not no_latency)
+    typer.echo(f"swatch: tracing {target.label} (filter {sel.label}"
+               + (", counting only: no latency, no events" if no_latency else "")
+               + f"), pinned in {path} [{(time.monotonic() - start) * 1000:.0f} ms]. "
+               + ("`swatch summary` to see the counts" if no_latency
+                  else "`swatch watch` to see events")
+               + ", `swatch unload` to stop.")
 
 
 WATCH_HELP = (
@@ -235,6 +243,7 @@ def run(
     ring_size: RingSizeOpt = RUN_RING_SIZE,
     max_pids: MaxPidsOpt = None,
     stats_slots: StatsSlotsOpt = None,
+    no_latency: NoLatencyOpt = False,
     memory: Annotated[Optional[str], typer.Option(
         "--memory", metavar="SIZE", help="Memory limit for CMD and its children (512M, 2G): a "
         "cgroup of the run; reaching it is an OOM kill, reported.")] = None,
@@ -279,7 +288,7 @@ def run(
                                  limits=(memory, cpu, pids, oom_score_adj),
                                  policy=policy, require_preventive=require_preventive,
                                  seccomp=seccomp, phase=phase,
-                                 tls=tls_settings, agent=agent))
+                                 tls=tls_settings, agent=agent, latency=not no_latency))
 
 
 def tls_options(tls: bool, tls_bytes: int, tls_lib: list[str] | None):  # type: ignore[no-untyped-def]

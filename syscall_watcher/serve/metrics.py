@@ -173,7 +173,8 @@ def _syscall_metrics(stats: dict, target: str) -> Iterator[Metric]:  # type: ign
         errors.add_metric(key, s["errors"])
         bytes_in.add_metric(key, s["bytes_in"])
         bytes_out.add_metric(key, s["bytes_out"])
-        latency.add_metric(key, histogram_buckets(s["hist"]), s["total_ns"] / 1e9)
+        if s["hist"] is not None:  # None: a --no-latency tracer, latency not measured
+            latency.add_metric(key, histogram_buckets(s["hist"]), s["total_ns"] / 1e9)
     yield from (calls, errors, bytes_in, bytes_out, latency)
 
 

@@ -55,16 +55,21 @@ class RunResult:
     landlock_denied: dict | None = None  # type: ignore[type-arg]  # operation → denials seen
     tls_lines: list[str] = field(default_factory=list)  # --tls: the end-of-run TLS lines
     step_lines: list[str] = field(default_factory=list)  # --agent: the steps, summed up
+    latency: bool = True  # False: --no-latency, the latency was not measured
 
 
 def _held_child(path: str, argv: list[str],
                 before_exec: Callable[[], None] | None = None,
-                after_release: Callable[[], None] | None = None) -> tuple[int, int]:
+                after_release: Callable[[], None] | None = None,
+                wait_fd: list[int] | None = None) -> tuple[int, int]:
     """Fork a child that waits on a pipe, then execs; returns (pid, release fd).
     ``before_exec`` (Landlock, seccomp) runs in the child before it waits: untraced.
     ``after_release`` (an OCI profile's filter) runs after the wait, just before exec: the
-    filter must allow only what CMD does, and the wait's read is not CMD's."""
+    filter must allow only what CMD does, and the wait's read is not CMD's. ``wait_fd``, if
+    given, gets the fd the child reads (its number in the child too)."""
     r, w = os.pipe()
+    if wait_fd is not None:
+        wait_fd.append(r)
     pid = os.fork()
     if pid == 0:  # child: untraced until the parent releases it
         try:
@@ -99,7 +104,8 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                stats_slots: int | None = None, limits: Limits | None = None,
                preventive: PreventivePlan | None = None,
                seccomp_profile: SeccompProfileRun | None = None,
-               tls: TlsSettings | None = None, agent: bool = False) -> RunResult:
+               tls: TlsSettings | None = None, agent: bool = False,
+               latency: bool = True) -> RunResult:
     if not argv:
         raise SwatchError("no command given: swatch run [OPTIONS] -- CMD [ARGS...]")
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
@@ -107,9 +113,11 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
         raise SwatchError(f"command not found or not executable: {argv[0]}")
     if not isinstance(out, Output):  # the trace goes to stderr unless told otherwise
         out = Output(out) if out is not None else Output(sys.stderr.fileno(), "stderr")
+    wait_fd: list[int] = []
     pid, release = _held_child(path, argv,
                                preventive.apply_in_child if preventive is not None else None,
-                               seccomp_profile.load if seccomp_profile is not None else None)
+                               seccomp_profile.load if seccomp_profile is not None else None,
+                               wait_fd)
     status: int | None = None
     tracer = None
     box = None
@@ -139,7 +147,10 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
                    label=os.path.basename(argv[0]), max_pids=max_pids,
                    stats_slots=stats_slots),
             profile, ring_size=ring_size, enabled=enabled, failed_only=failed_only,
+            latency=latency,
         )
+        if not latency:  # the held child's read began untraced: its exit is not CMD's call
+            tracer.skip_in_flight_read(pid, wait_fd[0])
         extra = box
         if preventive is not None and preventive.seccomp_filter is not None:
             from syscall_watcher.sandbox.denials import Merged, SeccompDenials
@@ -243,6 +254,7 @@ def run_traced(argv: list[str], profile: str = "default", json: bool = False,
             tls_lines=tls_lines.summary_lines() if tls_lines is not None else [],
             step_lines=steps.summary_lines(tls_probes.covered)
             if steps is not None and tls_probes is not None else [],
+            latency=latency,
         )
     finally:
         if release >= 0:
@@ -289,7 +301,8 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                     None, None, None, None),
                 policy: str | None = None, require_preventive: bool = False,
                 seccomp: str | None = None, phase: str | None = None,
-                tls: TlsSettings | None = None, agent: bool = False) -> int:
+                tls: TlsSettings | None = None, agent: bool = False,
+                latency: bool = True) -> int:
     """`swatch run`: CMD traced, the trace to ``output`` (stderr by default, `-` stdout), the
     summary to stderr — one last JSON line of type "summary" when JSON lines share stderr.
     ``profile`` and ``exprs`` are --filter and -e. Returns the exit status for the shell
@@ -298,6 +311,9 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
     from syscall_watcher.trace.watch import open_output
 
     run_limits = parse_limits(*limits)
+    if not latency and not stats_only:
+        raise SwatchError("--no-latency counts only (no sys_enter program): it goes with "
+                          "--count/-c, not with a stream of events")
     if agent and stats_only:
         raise SwatchError("--agent shows steps: it does not go with --count/-c")
     if tls is not None and stats_only:
@@ -343,7 +359,7 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                             limits=run_limits if run_limits.wants_cgroup or
                             run_limits.oom_score_adj is not None else None, preventive=plan,
                             seccomp_profile=profile_run,
-                            tls=tls, agent=agent)
+                            tls=tls, agent=agent, latency=latency)
     finally:
         out.close()
     from syscall_watcher.trace.summary import render_run_summary, run_summary_json

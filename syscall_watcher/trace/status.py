@@ -51,6 +51,7 @@ def tracer_status(path: Path, programs: bool = False) -> TracerStatus:
             "target": to_str(meta.target_label),
             "mode": MODE_NAMES.get(meta.mode, "?"),
             "filter": to_str(meta.profile),
+            "latency_measured": session.latency_measured,
             "loaded_at": time.strftime("%Y-%m-%d %H:%M:%S",
                                        time.localtime(meta.load_time_ns / 1e9)),
             "pids": session.pids() if meta.mode == MODE_IDS["pid"] else [],
@@ -84,7 +85,9 @@ def tracer_status(path: Path, programs: bool = False) -> TracerStatus:
                      + " ".join(map(str, info["pids"][:20])))
     lines += [
         f"  watching   {'pid ' + str(consumer) if streaming else 'no consumer attached'}",
-        f"  syscalls   {info['syscalls_counted']:,} counted",
+        f"  syscalls   {info['syscalls_counted']:,} counted"
+        + ("" if info["latency_measured"] else
+           ", latency not measured (--no-latency: sys_exit only, no events)"),
         (f"  processes  {int(meta.pid_slots):,} slots counted per CPU "
          f"({info['pid_slots_memory'] / (1 << 20):.1f} MiB: slots x {libbpf.NUM_CPUS} CPUs x "
          f"{slot_bytes(1)} B, preallocated; --stats-slots), up to {int(meta.max_pids):,} "

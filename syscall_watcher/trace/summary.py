@@ -33,19 +33,25 @@ class Row:
     errors: int
     bytes_in: int
     bytes_out: int
-    total_ns: int
+    total_ns: int | None  # None: latency not measured (a --no-latency tracer)
     p50_ns: int | None = None
     p99_ns: int | None = None
     pid: int | None = None
+    percentiles: bool = False  # a syscall row: p50_ns/p99_ns are its (null when not measured)
 
     @property
-    def avg_ns(self) -> int:
+    def avg_ns(self) -> int | None:
+        if self.total_ns is None:
+            return None
         return self.total_ns // self.count if self.count else 0
 
     def as_json(self) -> dict:  # type: ignore[type-arg]
+        """The row's fields; the latency ones null when not measured, never 0."""
         d = asdict(self)
+        del d["percentiles"]
         d["avg_ns"] = self.avg_ns
-        return {k: v for k, v in d.items() if v is not None}
+        keep = {"total_ns", "avg_ns"} | ({"p50_ns", "p99_ns"} if self.percentiles else set())
+        return {k: v for k, v in d.items() if v is not None or k in keep}
 
 
 def percentile_ns(hist: list[int], q: float) -> int:
@@ -67,17 +73,27 @@ def syscall_rows(stats: dict) -> list[Row]:  # type: ignore[type-arg]
     rows = []
     for nr, s in stats.items():  # a syscall's number, or an io_uring op's row name
         name = nr if isinstance(nr, str) else names.get(nr, f"nr{nr}")
+        hist = s["hist"]  # None: latency not measured
         rows.append(Row(name=name, count=s["count"], errors=s["errors"],
                         bytes_in=s["bytes_in"], bytes_out=s["bytes_out"],
-                        total_ns=s["total_ns"], p50_ns=percentile_ns(s["hist"], 0.50),
-                        p99_ns=percentile_ns(s["hist"], 0.99)))
+                        total_ns=s["total_ns"],
+                        p50_ns=percentile_ns(hist, 0.50) if hist is not None else None,
+                        p99_ns=percentile_ns(hist, 0.99) if hist is not None else None,
+                        percentiles=True))
     return rows
+
+
+def sum_ns(values) -> int | None:  # type: ignore[no-untyped-def]
+    """A sum of total_ns values; None (not measured) if any is."""
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
 
 
 def pid_rows(pid_stats: dict) -> list[Row]:  # type: ignore[type-arg]
     return [Row(name=str(s["comm"]), pid=pid, count=int(s["count"]), errors=int(s["errors"]),
                 bytes_in=int(s["bytes_in"]), bytes_out=int(s["bytes_out"]),
-                total_ns=int(s["total_ns"])) for pid, s in pid_stats.items()]
+                total_ns=None if s["total_ns"] is None else int(s["total_ns"]))
+            for pid, s in pid_stats.items()]
 
 
 def container_rows(pid_stats: dict) -> list[Row]:  # type: ignore[type-arg]
@@ -95,7 +111,7 @@ def container_rows(pid_stats: dict) -> list[Row]:  # type: ignore[type-arg]
         row.errors += int(s["errors"])
         row.bytes_in += int(s["bytes_in"])
         row.bytes_out += int(s["bytes_out"])
-        row.total_ns += int(s["total_ns"])
+        row.total_ns = sum_ns([row.total_ns, s["total_ns"]])
     return list(groups.values())
 
 
@@ -103,7 +119,7 @@ def sort_rows(rows: list[Row], key: str) -> list[Row]:
     if key == "name":
         return sorted(rows, key=lambda r: r.name)
     if key == "avg":
-        return sorted(rows, key=lambda r: -r.avg_ns)
+        return sorted(rows, key=lambda r: -(r.avg_ns or 0))
     if key == "p99":
         return sorted(rows, key=lambda r: -(r.p99_ns or 0))
     return sorted(rows, key=lambda r: (-getattr(r, key), r.name))
@@ -135,7 +151,8 @@ def human_ns(ns: int | None) -> str:
 def render_table(rows: list[Row], by: str, title: str, top: int | None) -> str:
     total = Row(name="TOTAL", count=sum(r.count for r in rows),
                 errors=sum(r.errors for r in rows), bytes_in=sum(r.bytes_in for r in rows),
-                bytes_out=sum(r.bytes_out for r in rows), total_ns=sum(r.total_ns for r in rows))
+                bytes_out=sum(r.bytes_out for r in rows),
+                total_ns=sum_ns(r.total_ns for r in rows))
     shown = rows[:top] if top else rows
     first = {"syscall": "SYSCALL", "pid": "PID     COMM", "container": "CONTAINER"}[by]
     # A width that does not depend on which rows are shown, so a refresh never shifts columns.
@@ -209,6 +226,8 @@ def render_run_summary(argv: list[str], result,  # type: ignore[no-untyped-def]
               f"{plural(errors, 'error')}\n"
             + f"swatch: events delivered={result.delivered} dropped={result.dropped} "
               f"emitted={result.emitted} written={result.written}\n"
+            + ("" if getattr(result, "latency", True) else
+               "swatch: latency not measured (--no-latency): AVG, P50, P99 are '-'\n")
             + "".join(f"swatch: WARNING: {w}\n" for w in getattr(result, "warnings", []))
             + (limits_summary(box) if box else "")
             + _seccomp_line(getattr(result, "seccomp_denied", None))
@@ -239,6 +258,7 @@ def run_summary_json(argv: list[str], result) -> str:  # type: ignore[no-untyped
         "exit_code": result.exit_code,
         "wall_s": round(result.wall_s, 3), "processes": len(result.pid_stats),
         "syscalls": sum(r.count for r in rows), "errors": sum(r.errors for r in rows),
+        "latency_measured": getattr(result, "latency", True),
         "events": {"delivered": result.delivered, "dropped": result.dropped,
                    "emitted": result.emitted, "written": result.written},
         "warnings": list(getattr(result, "warnings", [])),
@@ -262,8 +282,11 @@ def pinned_summary_json(session, by: str, sort: str,  # type: ignore[no-untyped-
         "target": to_str(session.meta().target_label), "by": by,
         "processes": len(pid_stats),
         "rows": [r.as_json() for r in (rows[:top] if top else rows)],
-        "total": {k: sum(getattr(r, k) for r in rows)
-                  for k in ("count", "errors", "bytes_in", "bytes_out", "total_ns")},
+        "latency_measured": session.latency_measured,
+        "total": {**{k: sum(getattr(r, k) for r in rows)
+                     for k in ("count", "errors", "bytes_in", "bytes_out")},
+                  "total_ns": sum_ns(r.total_ns for r in rows)
+                  if session.latency_measured else None},
         "events_emitted": counters.total_emitted,
         "events_dropped": counters.total_dropped,
         "pid_stats_full": counters.pid_stats_full,
@@ -319,6 +342,10 @@ def show_pinned_summary(pin_dir: Path, *, by: str = "syscall", sort: str = "coun
     if top is not None and top < 1:
         raise SwatchError(f"--top {top}: show at least 1 row")
     session = PinnedSession.open(pin_dir)
+    if sort in ("avg", "p99") and not session.latency_measured:
+        session.close()
+        raise SwatchError(f"--sort {sort}: the tracer at {pin_dir} was loaded with --no-latency "
+                          "and does not measure latency")
     redraw = not once and not json_lines and out.isatty()
     try:
         while True:

@@ -31,7 +31,7 @@ from syscall_watcher.trace.pidstats import ProcessCounts, default_slots, read_pr
 
 __all__ = ["descendants", "pid_exists"]  # re-exported: older callers import them from here
 
-VERSION = 2  # meta.version; 2: meta carries the link mask and is pinned last
+VERSION = 3  # meta.version; 2: meta carries the link mask and is pinned last; 3: meta.flags
 DEFAULT_PIN_DIR = "/sys/fs/bpf/syscall_watcher"
 DEFAULT_RING_SIZE = 16 << 20
 # `swatch run`'s ring: the consumer maps the ring twice over (libbpf, for records that wrap),
@@ -250,21 +250,63 @@ class Session(MapSet):
         if self.meta().mode == lib.SW_TARGET_PID:
             self.remove_pid(pid)
 
-    def syscall_stats(self) -> dict[int, dict[str, int | list[int]]]:
-        """Per syscall number: count, errors, bytes_in, bytes_out, total_ns, hist (summed over CPUs)."""
-        out: dict[int, dict[str, int | list[int]]] = {}
+    @property
+    def latency_measured(self) -> bool:
+        """False for a tracer loaded with --no-latency: it has no sys_enter program, so
+        total_ns and the histograms are not measured (reported as None, never as 0)."""
+        return not int(self.meta().flags) & lib.SW_META_NO_LATENCY
+
+    def _call_row(self, vals) -> dict[str, int | list[int] | None]:  # type: ignore[no-untyped-def]
+        """One per-syscall (or io_uring op) row of per-CPU sw_stat values, summed."""
+        row: dict[str, int | list[int] | None] = {
+            f: vals.sum(f) for f in ("count", "errors", "bytes_in", "bytes_out")}
+        if self.latency_measured:
+            row["total_ns"] = vals.sum("total_ns")
+            row["hist"] = [vals.sum("hist", b) for b in range(lib.SW_HIST_BUCKETS)]
+        else:
+            row["total_ns"] = row["hist"] = None
+        return row
+
+    def syscall_stats(self) -> dict[int, dict[str, int | list[int] | None]]:
+        """Per syscall number: count, errors, bytes_in, bytes_out, total_ns, hist (summed over
+        CPUs; total_ns and hist None when the latency is not measured)."""
+        out: dict[int, dict[str, int | list[int] | None]] = {}
         key = libbpf.new("uint32_t *")
         for nr in syscalls.names():
             key[0] = nr
             vals = self.maps["stats"].lookup_per_cpu(key, "struct sw_stat")
             if vals is None or not vals.sum("count"):
                 continue
-            out[nr] = {
-                **{f: vals.sum(f) for f in ("count", "errors", "bytes_in", "bytes_out",
-                                            "total_ns")},
-                "hist": [vals.sum("hist", b) for b in range(lib.SW_HIST_BUCKETS)],
-            }
+            out[nr] = self._call_row(vals)
         return out
+
+    def skip_in_flight_read(self, pid: int, fd: int, timeout: float = 10.0) -> None:
+        """--no-latency, `swatch run`: CMD's process, held before exec in a read() of fd,
+        began that call before the tracer was there, and sys_exit alone would count it (the
+        default's sys_enter never saw it start, so it counts nothing). Once /proc says the
+        process is blocked in that read, its thread is marked to skip its next sys_exit."""
+        want = f"{syscalls.table()['read']} {fd:#x} "
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(f"/proc/{pid}/syscall") as f:
+                    if f.read().startswith(want):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or os.waitid(
+                    os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                raise SwatchError(f"process {pid} did not wait for its release as swatch run's "
+                                  "held child should; nothing was traced")
+            time.sleep(0.001)
+        fds = thread_pidfds(pid)
+        try:
+            value = libbpf.new("struct sw_task *", {"skip_exit": 1})
+            key = libbpf.new("int *", fds[0])
+            self.maps["pending"].update(key, value)
+        finally:
+            for fd_ in fds:
+                os.close(fd_)
 
     def processes(self) -> dict[int, ProcessCounts]:
         """Every process counted, by tgid, each once (trace/pidstats.py)."""
@@ -285,17 +327,16 @@ class Session(MapSet):
             vals = self.maps["uring_stats"].lookup_per_cpu(key, "struct sw_stat")
             if vals is None or not vals.sum("count"):
                 continue
-            out[op.row] = {
-                **{f: vals.sum(f) for f in ("count", "errors", "bytes_in", "bytes_out",
-                                            "total_ns")},
-                "hist": [vals.sum("hist", b) for b in range(lib.SW_HIST_BUCKETS)],
-            }
+            out[op.row] = self._call_row(vals)
         return out
 
-    def pid_stats(self) -> dict[int, dict[str, int | str]]:
+    def pid_stats(self) -> dict[int, dict[str, int | str | None]]:
+        """Per process: comm, count, errors, bytes_in, bytes_out, total_ns (None when the
+        latency is not measured), cgroup_id."""
+        measured = self.latency_measured
         return {tgid: {"comm": pc.comm,
-                       **{f: pc.values[f] for f in ("count", "errors", "bytes_in", "bytes_out",
-                                                    "total_ns")},
+                       **{f: pc.values[f] for f in ("count", "errors", "bytes_in", "bytes_out")},
+                       "total_ns": pc.values["total_ns"] if measured else None,
                        "cgroup_id": pc.cgroup_id}
                 for tgid, pc in self.processes().items()}
 
@@ -307,10 +348,12 @@ class LoadedTracer(LoadedComponent, Session):
     @classmethod
     def load(cls, target: Target, profile: str = "default", ring_size: int = DEFAULT_RING_SIZE,
              wakeup_bytes: int | None = None, enabled: frozenset[str] | None = None,
-             failed_only: bool = False) -> LoadedTracer:
+             failed_only: bool = False, latency: bool = True) -> LoadedTracer:
         """Load and attach. ``enabled`` (the syscalls that become events) defaults to the
         profile's; ``profile`` is then only the label `status` shows. ``failed_only``: emit
-        syscall events only for calls that failed (strace -Z)."""
+        syscall events only for calls that failed (strace -Z). ``latency`` False
+        (--no-latency): sw_sys_enter is not loaded and sw_sys_exit counts alone, reading no
+        clock; the latency is not measured and no events can be streamed."""
         require_root()
         require_btf()
         if enabled is None:
@@ -333,6 +376,7 @@ class LoadedTracer(LoadedComponent, Session):
             slots = pid_slots_for(target, max_pids)
             cfg.pid_slots = slots
             cfg.nr_cpus = libbpf.NUM_CPUS
+            cfg.no_latency = 0 if latency else 1
             obj.set_rodata(cfg)
             obj.set_max_entries("events", ring_size)
             obj.set_max_entries("pid_filter", max_pids)
@@ -342,11 +386,13 @@ class LoadedTracer(LoadedComponent, Session):
             wanted = uring_programs()
             for prog_name in URING_PROGRAMS:
                 obj.programs[prog_name].set_autoload(prog_name in wanted)
+            obj.programs["sw_sys_enter"].set_autoload(latency)
             obj.load()
             tracer = cls(obj, {})
             if target.mode == "pid":
                 held = [PidFd(p) for p in target.all_pids]
-            tracer._fill(target, profile, enabled, ring_size, max_pids, failed_only, slots)
+            tracer._fill(target, profile, enabled, ring_size, max_pids, failed_only, slots,
+                         latency)
             for prog_name in PROGRAMS:
                 if obj.programs[prog_name].autoload:
                     tracer.links[prog_name] = obj.programs[prog_name].attach()
@@ -371,7 +417,8 @@ class LoadedTracer(LoadedComponent, Session):
                 h.close()
 
     def _fill(self, target: Target, profile: str, enabled: frozenset[str], ring_size: int,
-              max_pids: int, failed_only: bool = False, pid_slots: int = 0) -> None:
+              max_pids: int, failed_only: bool = False, pid_slots: int = 0,
+              latency: bool = True) -> None:
         self.max_pids = max_pids
         self.pid_slots = pid_slots
         info_map = self.maps["syscall_info"]
@@ -408,6 +455,7 @@ class LoadedTracer(LoadedComponent, Session):
         meta.cgroup_path = target.cgroup_path.encode()[:255]
         meta.max_pids = max_pids
         meta.pid_slots = pid_slots
+        meta.flags = 0 if latency else lib.SW_META_NO_LATENCY
         self.maps["meta"].update(libbpf.new("uint32_t *", 0), meta)
         # swatch's own processes are never traced, whatever the target (even `--pid 1`).
         for pid in (os.getpid(), *target.exclude_pids):
@@ -495,7 +543,7 @@ def unload(pin_dir: Path) -> list[str] | None:
 
 def load_pinned(target: Target, profile: str, pin_dir: Path, ring_size: int,
                 replace: bool = False, enabled: frozenset[str] | None = None,
-                failed_only: bool = False) -> Path:
+                failed_only: bool = False, latency: bool = True) -> Path:
     """`swatch load`: load, attach, pin, return; the kernel keeps tracing after we exit."""
     require_root()
     state = TRACER.require_free(
@@ -503,7 +551,7 @@ def load_pinned(target: Target, profile: str, pin_dir: Path, ring_size: int,
         already=f"swatch is already loaded (pins in {pin_dir}); `swatch unload` first, "
         "or pass --replace")
     tracer = LoadedTracer.load(target, profile, ring_size, enabled=enabled,
-                               failed_only=failed_only)
+                               failed_only=failed_only, latency=latency)
     try:
         if state.state != "absent":
             left = TRACER.unload(pin_dir)

@@ -86,6 +86,10 @@ def watch(tracer_dir: Path, policy_dir: Path, *, view: ViewOptions,
         try:
             if policy is None or pin_status(tracer_dir) != "absent":
                 session = PinnedSession.open(tracer_dir)
+                if not session.latency_measured:
+                    raise SwatchError(f"the tracer at {tracer_dir} was loaded with --no-latency: "
+                                      "it counts only (`swatch summary`) and has no events to "
+                                      "watch; load it without --no-latency to stream")
             trace_view = (view.for_loaded(to_str(session.meta().profile), exprs)
                           if session is not None else None)
             out = open_output(output, 1, "stdout")
