@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import SWATCH, child_running, read_events, swatch
+from conftest import SWATCH, child_running, read_events, swatch, wait_for
 
 
 def _syscalls(events, pid, name):  # type: ignore[no-untyped-def]
@@ -57,6 +57,8 @@ def test_known_workload_events_exact(tmp_path: Path, listener, workload) -> None
     conn = _syscalls(ev, pid, "connect")
     assert [(c["fd"], c["addr"], c["family"], c["ret"]) for c in conn] == [
         (3, f"127.0.0.1:{port}", "inet", 0)]
+    # the listener's thread appends what it read on its own time: wait for it, then compare
+    wait_for(lambda: received)
     assert received == [b"hello\n"]
 
     spawn = [e for e in ev if e["type"] == "syscall" and e["pid"] == pid and e["op"] == "SPAWN"]

@@ -13,7 +13,9 @@
     audit.py     swatch audit init | verify | show | tail | prove | check-proof | repair …
 
 Add a group: write cli/NAME.py with ``app = typer.Typer(name="NAME", ...)`` and its commands,
-then add one line to app.py: ``app.add_typer(NAME.app, rich_help_panel="Title")``.
+then add one line to ``SwatchGroup.lazy`` in app.py:
+``Lazy("syscall_watcher.cli.NAME:app", ("NAME",), "Title", group=True)``. A module is imported
+only when one of its commands runs (or for `swatch --help` and completion).
 """
 
 from syscall_watcher.cli.app import app, main

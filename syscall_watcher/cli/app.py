@@ -1,10 +1,12 @@
 """`swatch`: the root command, its command groups, and the entry point.
 
 Each command group is one module under cli/ that builds a ``typer.Typer`` and knows nothing of
-the others; this file registers each with ONE line:
+the others; this file registers each with ONE line in ``SwatchGroup.lazy``, naming the module
+and the commands it defines, which it imports only when one of them is used (`swatch run`
+imports neither the audit log nor the policy compiler):
 
-    add_commands(trace.commands, "Trace")   # top-level commands: swatch load, swatch watch …
-    app.add_typer(policy.app, rich_help_panel="Policy")   # a group: swatch policy load …
+    Lazy("syscall_watcher.cli.trace:commands", ("load", "watch", …), "Trace")  # swatch load …
+    Lazy("syscall_watcher.cli.policy:app", ("policy",), "Policy", group=True)  # swatch policy load …
 
 A group built with ``typer.Typer(name=..., cls=HyphenAliasedGroup)`` also answers to the flat
 spellings (`swatch policy-load`); new groups (detect, audit, sandbox, serve) need not.
@@ -30,12 +32,30 @@ except ImportError:  # pragma: no cover - older typer on the system click
             """Never raised by this click."""
 
 from syscall_watcher import __version__
-from syscall_watcher.cli import audit, detect, policy, sandbox, serve, targets, trace
+from syscall_watcher.cli import coerce
 from syscall_watcher.cli.errors import error_line
-from syscall_watcher.cli.groups import RootGroup
+from syscall_watcher.cli.groups import Lazy, RootGroup
+
+coerce.install()  # typer's option parsing without pydantic for plain values (cli/coerce.py)
+
+
+class SwatchGroup(RootGroup):
+    """`swatch`'s commands, by the module that defines them (in `swatch --help`'s order)."""
+
+    lazy = (
+        Lazy("syscall_watcher.cli.trace:commands",
+             ("load", "watch", "status", "summary", "unload", "run", "profiles"), "Trace"),
+        Lazy("syscall_watcher.cli.targets:commands", ("containers",), "Targets"),
+        Lazy("syscall_watcher.cli.sandbox:commands", ("cleanup", "record"), "Sandbox"),
+        Lazy("syscall_watcher.cli.serve:commands", ("serve",), "Serve"),
+        Lazy("syscall_watcher.cli.detect:commands", ("detect",), "Detect"),
+        Lazy("syscall_watcher.cli.policy:app", ("policy",), "Policy", group=True),
+        Lazy("syscall_watcher.cli.audit:audit_app", ("audit",), "Audit", group=True),
+    )
+
 
 app = typer.Typer(
-    cls=RootGroup,
+    cls=SwatchGroup,
     no_args_is_help=True,
     # Plain click help: typer's rich panels print a `<bool>` type after every flag.
     rich_markup_mode=None,
@@ -59,24 +79,9 @@ def _main(
 ) -> None:
     """swatch — watch (and limit) what a process tree or container does, with eBPF."""
     if ctx.invoked_subcommand != "cleanup":
-        sandbox.sweep_stale_runs()
+        from syscall_watcher.cli.sandbox import sweep_stale_runs
 
-
-def add_commands(group: typer.Typer, section: str) -> None:
-    """Register a module's commands at the top level (`swatch NAME`), under ``section`` in
-    `swatch --help`."""
-    for info in group.registered_commands:
-        info.rich_help_panel = section
-        app.registered_commands.append(info)
-
-
-add_commands(trace.commands, "Trace")
-app.add_typer(policy.app, rich_help_panel="Policy")
-app.add_typer(audit.audit_app, name="audit", rich_help_panel="Audit")
-add_commands(targets.commands, "Targets")
-add_commands(sandbox.commands, "Sandbox")
-add_commands(serve.commands, "Serve")
-add_commands(detect.commands, "Detect")
+        sweep_stale_runs()
 
 
 @app.command(rich_help_panel="Other")

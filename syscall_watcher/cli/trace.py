@@ -293,12 +293,12 @@ def run(
 
 def tls_options(tls: bool, tls_bytes: int, tls_lib: list[str] | None):  # type: ignore[no-untyped-def]
     """--tls, --tls-bytes, --tls-lib as TlsSettings (None without --tls); checked here."""
-    from syscall_watcher.tls.probes import MAX_CAPTURE, TlsSettings
-
     if not tls:
         if tls_lib or tls_bytes != 16384:
             raise SwatchError("--tls-bytes and --tls-lib go with --tls")
         return None
+    from syscall_watcher.tls.probes import MAX_CAPTURE, TlsSettings
+
     if not 1 <= tls_bytes <= MAX_CAPTURE:
         raise SwatchError(f"--tls-bytes {tls_bytes}: give a number from 1 to {MAX_CAPTURE}")
     for path in tls_lib or ():

@@ -148,14 +148,17 @@ ffibuilder.cdef(
 )
 ffibuilder.set_source(
     "syscall_watcher.kernel._libbpf",
-    "#include <sys/vfs.h>\n#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n"
+    "#include <sys/vfs.h>\n#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include <bpf/btf.h>\n"
     '#include "watcher.h"\n#include "policy.h"\n#include "tls.h"\n#include "_shim.h"\n',
     libraries=["bpf"],
     # setuptools insists on paths relative to setup.py's directory (the build's cwd)
     include_dirs=[os.path.relpath(BPF_DIR), os.path.relpath(BPF_DIR / "include"),
                   os.path.relpath(HERE)],
     sources=[os.path.relpath(p) for p in SHIM_SOURCES],
-    extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
+    # an undeclared libbpf function would be called as returning int: a pointer it returns
+    # cut to 32 bits (btf__load_vmlinux_btf's, from a thread's heap, crashed)
+    extra_compile_args=["-O2", "-Wall", "-Wno-unused-function",
+                        "-Werror=implicit-function-declaration", "-Werror=int-conversion"],
 )
 
 if __name__ == "__main__":

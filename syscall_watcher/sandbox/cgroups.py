@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syscall_watcher.errors import SwatchError
+from syscall_watcher.sandbox import RUNS_DIR
 from syscall_watcher.sandbox.limits import CPU_PERIOD_US, Limits
 
-RUNS_DIR = Path(os.environ.get("SWATCH_RUNS_DIR", "/run/swatch/runs"))
 NAME_PREFIX = "swatch-run-"
 EMPTY_TIMEOUT_S = 5.0  # how long ending a cgroup's leftover processes may take
 

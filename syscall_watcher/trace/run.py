@@ -307,12 +307,8 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
     summary to stderr — one last JSON line of type "summary" when JSON lines share stderr.
     ``profile`` and ``exprs`` are --filter and -e. Returns the exit status for the shell
     (CMD's; 128+N if signal N killed it)."""
-    from syscall_watcher.trace.stream import tell
-    from syscall_watcher.trace.summary import render_run_summary, run_summary_json
-    from syscall_watcher.trace.watch import open_output
-
     from syscall_watcher.sandbox.limits import parse_limits
-    from syscall_watcher.sandbox.preventive import plan_for_run
+    from syscall_watcher.trace.watch import open_output
 
     run_limits = parse_limits(*limits)
     if not latency and not stats_only:
@@ -341,8 +337,11 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
              f" before exec: default {profile.default_action}, {len(profile.rules)} rules"
              + (f" ({profile.skipped} left out by includes/excludes)" if profile.skipped
                 else "") + "\n")
-    plan = (plan_for_run(policy, argv, require_preventive, sys.stderr, phase=phase)
-            if policy is not None else None)
+    plan = None
+    if policy is not None:  # the policy compiler and Landlock: only for --policy
+        from syscall_watcher.sandbox.preventive import plan_for_run
+
+        plan = plan_for_run(policy, argv, require_preventive, sys.stderr, phase=phase)
     trace_view = view.for_selection(sel)
     out = open_output(output, 2, "stderr")
     try:
@@ -363,6 +362,8 @@ def run_command(argv: list[str], *, profile: str | None, exprs: list[str] | None
                             tls=tls, agent=agent, latency=latency)
     finally:
         out.close()
+    from syscall_watcher.trace.summary import render_run_summary, run_summary_json
+
     tell(sys.stderr, run_summary_json(argv, result) if json_on_stderr
          else render_run_summary(argv, result, top=None if stats_only else 15))
     if not json_on_stderr:
