@@ -132,7 +132,7 @@ def test_python_anthropic_streamed_human_lines(model, tmp_path: Path) -> None:  
     url = model.url + "/v1/messages"
     proc = swatch("run", "--tls", "-e", "connect", "--", sys.executable, client_file(model),
                   str(model.ca), url, "stream")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, (proc.stderr, "server side:", model.errors)
     lines = proc.stderr.splitlines()
     llm = [line.split(" LLM ", 1)[1].strip() for line in lines if " LLM     " in line]
     assert llm == [
@@ -303,7 +303,7 @@ def test_http2_connection_said_not_parsed(model, tmp_path: Path) -> None:  # typ
     out = tmp_path / "trace.jsonl"
     argv = [sys.executable, str(client), str(model.ca), str(model.server_address[1])]
     proc = swatch("run", "--tls", "--json", "-o", str(out), "--", *argv)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, (proc.stderr, "server side:", model.errors)
     events = read_events(out)
     writes = [e for e in events if e["type"] == "tls" and e["op"] == "write"]
     assert [e["bytes"] for e in writes] == [33, 14]
@@ -311,7 +311,7 @@ def test_http2_connection_said_not_parsed(model, tmp_path: Path) -> None:  # typ
                for e in writes)
     assert [e for e in events if e["type"] in ("http", "llm")] == []
     human = swatch("run", "--tls", "--", *argv)
-    assert human.returncode == 0, human.stderr
+    assert human.returncode == 0, (human.stderr, "server side:", model.errors)
     assert "WRITE 33 bytes" in human.stderr and "HTTP/2: headers not parsed" in human.stderr
     assert not re.search(r" (HTTP|LLM) {3,}", human.stderr) and "PRI" not in human.stderr
 
@@ -440,7 +440,7 @@ def test_ring_full_drops_counted_per_type(model, tmp_path: Path) -> None:  # typ
     proc = swatch("run", "--tls", "--tls-bytes", "65536", "--ring-size", "65536", "--json",
                   "-o", str(out), "--", sys.executable, str(script), str(model.ca),
                   str(model.server_address[1]))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, (proc.stderr, "server side:", model.errors)
     recs = read_events(out)
     lost = [r for r in recs if r["type"] == "lost" and r["ring"].startswith("tls_")]
     assert lost and {r["ring"] for r in lost} <= {"tls_write", "tls_read"}
@@ -523,7 +523,7 @@ def test_wget_gnutls_openai_plain(model, tmp_path: Path) -> None:  # type: ignor
     proc = swatch("run", "--tls", "--json", "-o", str(out), "--", "wget", "-q", "-O", "-",
                   f"--ca-certificate={model.ca}", f"--post-file={tmp_path / 'body.json'}",
                   model.url + "/v1/chat/completions", env={"WGETRC": str(rc)})
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, (proc.stderr, "server side:", model.errors)
     assert model.received[-1][1]["Authorization"].endswith("sk-swatchtest0123456789abcdef")
     assert model.received[-1][2].decode() == body
     recs = read_events(out)
