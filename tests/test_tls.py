@@ -223,7 +223,7 @@ def test_node_static_openssl_named_not_covered(model, tmp_path: Path) -> None:  
             p.kill()
             p.wait()
     stderr = "".join(seen) + err
-    assert p.returncode == 0, stderr
+    assert p.returncode == 0, (stderr, "server side:", model.errors)
     assert out == "done\n"
     assert " (node) has TCP connections but maps no libssl/libgnutls: its TLS plaintext is " \
         "NOT seen" in stderr
