@@ -136,8 +136,10 @@ README_ROWS = [  # README label, setup name
 
 
 def _cell(wname: str, setup: str, s: dict[str, Any] | None) -> str:
-    if not s or s.get("status") != "ok":
-        return "skipped" if s and s.get("status") == "skipped" else "failed"
+    if s is None:  # left out of this run (--only, --setups)
+        return "not run"
+    if s.get("status") != "ok":
+        return "skipped" if s.get("status") == "skipped" else "failed"
     ratio = s.get("vs_untraced")
     r = "1×" if setup == "untraced" or ratio is None else f"{ratio:.2f}×"
     if wname == "forkexec":
@@ -163,10 +165,17 @@ def markdown(res: dict[str, Any]) -> str:
     if cols:
         lines.append("| ns per call (× untraced) | " + " | ".join(heads[c] for c in cols) + " |")
         lines.append("|---" * (len(cols) + 1) + "|")
+        left_out = []
         for label, setup in README_ROWS:
             cells = [_cell(c, setup, wls[c]["summary"].get(setup)) for c in cols]
+            if all(cell == "not run" for cell in cells):
+                left_out.append(setup)
+                continue
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
+        if left_out:
+            lines += ["Not run (`--setups`): " + ", ".join(f"`{n}`" for n in left_out) + ".",
+                      ""]
     b = res.get("bystander")
     if b:
         lines += ["| bystander: `getppid` in a process nobody traces | ns per call | added "

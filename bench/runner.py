@@ -16,8 +16,8 @@ from bench.procs import kill_group, log, med, oneline, parse_result, read_text, 
 from bench.setups import (
     Before, BNone, BSwatch, BSwatchBefore, BystanderTracer, Setup, SwatchPinned,
     SwatchPinnedBefore, SwatchPinnedDetect, SwatchPinnedDetectBefore, SwatchPinnedNoLatency,
-    SwatchStats, SwatchStatsBefore, SwatchStatsNoLatency, SwatchStream, SwatchStreamBefore,
-    Tools, Untraced,
+    SwatchPinnedNoLatencyBefore, SwatchStats, SwatchStatsBefore, SwatchStatsNoLatency,
+    SwatchStream, SwatchStreamBefore, Tools, Untraced,
 )
 from bench.trial import TrialRunner
 from bench.workloads import BUILD, BY_NAME, WORKLOADS
@@ -33,7 +33,8 @@ def syscall_setups(tools: Tools, pin_dir: str, names: set[str] | None = None) ->
              SwatchPinnedNoLatency(tools, pin_dir), SwatchPinnedDetect(tools, pin_dir),
              SwatchStream(tools)] + (
                  [SwatchStatsBefore(tools), SwatchStreamBefore(tools),
-                  SwatchPinnedBefore(tools, pin_dir), SwatchPinnedDetectBefore(tools, pin_dir)]
+                  SwatchPinnedBefore(tools, pin_dir), SwatchPinnedNoLatencyBefore(tools, pin_dir),
+                  SwatchPinnedDetectBefore(tools, pin_dir)]
                  if Before.swatch() else [])
     return [s for s in every if not names or s.name in names or s.name == "untraced"]
 
@@ -56,7 +57,9 @@ def bystander_tracers(tools: Tools, runner: TrialRunner) -> list[BystanderTracer
             BSwatch("swatch load --pid OTHER --no-latency", *a, pin_dir=runner.pin_dir,
                     filter_all=False, no_latency=True)] + (
                 [BSwatchBefore("swatch load --pid OTHER (before)", *a, pin_dir=runner.pin_dir,
-                               filter_all=False)]
+                               filter_all=False),
+                 BSwatchBefore("swatch load --pid OTHER --no-latency (before)", *a,
+                               pin_dir=runner.pin_dir, filter_all=False, no_latency=True)]
                 if Before.swatch() else [])
 
 

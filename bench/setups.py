@@ -390,6 +390,13 @@ class SwatchPinnedBefore(SwatchPinned):
                          pin_dir)
 
 
+class SwatchPinnedNoLatencyBefore(SwatchPinnedBefore):
+    """SwatchPinnedNoLatency with the "before" swatch (BENCH_SWATCH_BEFORE)."""
+
+    name = "swatch load --pid --no-latency (before)"
+    load_args = ("--no-latency",)
+
+
 # ------------------------------------------------------------------------------ bystander
 class BystanderTracer:
     """A tracer watching a sleeping pid while an untraced workload runs beside it."""

@@ -37,13 +37,15 @@ STORM = str(ROOT / "build" / "workloads" / "storm")
 # name -> [(text in watcher.bpf.c, its replacement)]; every text must be found once.
 VARIANTS: dict[str, list[tuple[str, str]]] = {
     "main": [],  # main's swatch as it is (BENCH_SWATCH_BEFORE, default /work/main/.venv/bin/swatch)
+    "main_obj": [],  # main's watcher.bpf.c loaded by this tree's swatch (SWATCH_BPF_OBJ)
     "full": [],
     "full_detect": [],  # full, a detect run holding the lease meanwhile
     # sys_exit without the per-process counts (the slot lookup and its adds)
     "no_pid_stats": [("\tstruct sw_pid_stat *ps = process_stat(p, id, shared, true);\n",
                       "\tstruct sw_pid_stat *ps = NULL;\n")],
     # sys_exit without detect's counters (connects; file bytes and DNS under the lease)
-    "no_detect": [("\t\t\tdetect_io(p, ps, shared, info, ret, id, now);", "\t\t\t;")],
+    "no_detect": [("\t\t\tsw_detect_io(p, ps, info, ret, now);\n\t}\n\tif (wants_event",
+                   "\t\t\t;\n\t}\n\tif (wants_event")],
     # sys_exit without account(): no per-syscall nor per-process statistics (nor detect's)
     "no_account": [("\t\tstruct sw_pid_stat *ps = account(p, id, nr, ret, dur, info->flags, "
                     "&shared);\n", "\t\tstruct sw_pid_stat *ps = NULL;\n\t\tshared = false;\n")],
@@ -63,25 +65,12 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
                         "\tp->detect_args = 0;\n\tnow = 1;\n")],
     "no_ktime_exit": [("\tnow = bpf_ktime_get_ns();\n\tdur = now - ts;\n",
                        "\tnow = 1;\n\tdur = ts;\n")],
-    # a candidate, not a cut: the ids as two plain loads from the typed current task instead
-    # of the bpf_get_current_pid_tgid() call (one helper call less per program)
-    "ids_from_task": [
-        ("sw_sys_enter, struct pt_regs *regs, long syscall_nr)\n{\n"
-         "\tu64 id = bpf_get_current_pid_tgid();\n",
-         "sw_sys_enter, struct pt_regs *regs, long syscall_nr)\n{\n"
-         "\tstruct task_struct *cur__ = bpf_get_current_task_btf();\n"
-         "\tu64 id = (u64)cur__->tgid << 32 | (u32)cur__->pid;\n"),
-        ("sw_sys_exit, struct pt_regs *regs, long syscall_ret)\n{\n"
-         "\tu64 id = bpf_get_current_pid_tgid();\n",
-         "sw_sys_exit, struct pt_regs *regs, long syscall_ret)\n{\n"
-         "\tstruct task_struct *cur__ = bpf_get_current_task_btf();\n"
-         "\tu64 id = (u64)cur__->tgid << 32 | (u32)cur__->pid;\n"),
-    ],
     # both programs return at once: the floor (raw_tp dispatch + the statistics' own clocks)
     "empty": [
-        ("\tu32 nr;\n\n\tif (cfg.mode == SW_TARGET_PID) {", "\tu32 nr;\n\n\treturn 0;\n"
-         "\tif (cfg.mode == SW_TARGET_PID) {"),
-        ("\tp = end_syscall(id, &ts);\n", "\treturn 0;\n\tp = end_syscall(id, &ts);\n"),
+        ("sw_sys_enter, struct pt_regs *regs, long syscall_nr)\n{\n",
+         "sw_sys_enter, struct pt_regs *regs, long syscall_nr)\n{\n\treturn 0;\n"),
+        ("sw_sys_exit, struct pt_regs *regs, long syscall_ret)\n{\n",
+         "sw_sys_exit, struct pt_regs *regs, long syscall_ret)\n{\n\treturn 0;\n"),
     ],
 }
 
@@ -89,7 +78,7 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
 def build(name: str, edits: list[tuple[str, str]]) -> Path:
     if name == "full_detect":
         return build("full", edits)
-    if name == "main":
+    if name in ("main", "main_obj"):
         src = subprocess.run(["git", "-C", str(ROOT), "show", "main:bpf/watcher.bpf.c"],
                              check=True, capture_output=True, text=True).stdout
     else:

@@ -444,11 +444,18 @@ static __always_inline int fd_name(u64 fd, char *dst, char *buf, u8 *kind, u32 *
 
 /* tp_btf, not raw_tp: the same tracepoint and dispatch, but regs is a typed kernel pointer, so
  * the arguments are plain loads from it instead of one bpf_probe_read_kernel() call each. */
+/* The current task's ids as bpf_get_current_pid_tgid() gives them (tgid << 32 | pid): two
+ * plain loads from the typed current task, which the syscall programs need anyway (for its
+ * storage), instead of a helper call of their own. */
+static __always_inline u64 task_ids(struct task_struct *task)
+{
+	return (u64)(u32)task->tgid << 32 | (u32)task->pid;
+}
+
 /* The filter at a syscall's start (sw_sys_enter; sw_sys_exit with --no-latency): the current
  * thread's storage when it is traced (made at its first syscall), else NULL. */
-static __always_inline struct sw_task *syscall_task(u32 tgid)
+static __always_inline struct sw_task *syscall_task(struct task_struct *task, u32 tgid)
 {
-	struct task_struct *task;
 	struct sw_task *p = NULL;
 
 	if (cfg.mode == SW_TARGET_PID) {
@@ -457,14 +464,11 @@ static __always_inline struct sw_task *syscall_task(u32 tgid)
 		 * after that, no hash lookup. */
 		if (!in_pid_range(tgid))
 			return NULL;
-		task = bpf_get_current_task_btf();
 		p = task_mark(&pending, task);
 		if (!p && !tgid_listed(&pid_filter, tgid))
 			return NULL;
 	} else if (!mode_matches()) {
 		return NULL;
-	} else {
-		task = bpf_get_current_task_btf();
 	}
 	if (!p)
 		p = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -476,9 +480,10 @@ static __always_inline struct sw_task *syscall_task(u32 tgid)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(sw_sys_enter, struct pt_regs *regs, long syscall_nr)
 {
-	u64 id = bpf_get_current_pid_tgid();
+	struct task_struct *task = bpf_get_current_task_btf();
+	u64 id = task_ids(task);
 	u32 tid = (u32)id;
-	struct sw_task *p = syscall_task(id >> 32);
+	struct sw_task *p = syscall_task(task, id >> 32);
 	u32 nr = syscall_nr;
 	u64 now;
 
@@ -1076,13 +1081,13 @@ __noinline int sw_detect_io(struct sw_task *p, struct sw_pid_stat *ps,
 
 /* sys_exit, step 1: the thread's syscall in flight ends. Only traced threads have one: this
  * lookup is the filter. Returns the thread's state (NULL: nothing to do) and *ts the entry. */
-static __always_inline struct sw_task *end_syscall(u64 id, u64 *ts)
+static __always_inline struct sw_task *end_syscall(struct task_struct *task, u64 id, u64 *ts)
 {
 	struct sw_task *p;
 
 	if (cfg.mode == SW_TARGET_PID && !in_pid_range(id >> 32))
 		return NULL;
-	p = task_mark(&pending, bpf_get_current_task_btf());
+	p = task_mark(&pending, task);
 	if (!p || !p->ts)
 		return NULL;
 	*ts = p->ts;
@@ -1299,10 +1304,10 @@ static __always_inline bool child_fork_return(u32 nr, s64 ret)
  * only for a connect (rare; detect keeps its time) and, while detect holds its lease, for the
  * calls that need the lease (lease_held(); the coarse clock, cheaper, is not offered to
  * tracing programs: the verifier refuses bpf_ktime_get_coarse_ns() there). */
-static __always_inline int count_at_exit(struct pt_regs *regs, s64 ret)
+static __always_inline int count_at_exit(struct task_struct *task, u64 id, struct pt_regs *regs,
+					 s64 ret)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	struct sw_task *p = syscall_task(id >> 32);
+	struct sw_task *p = syscall_task(task, id >> 32);
 	struct sw_syscall_info *info;
 	struct sw_pid_stat *ps;
 	bool shared;
@@ -1353,7 +1358,8 @@ static __always_inline int count_at_exit(struct pt_regs *regs, s64 ret)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sw_sys_exit, struct pt_regs *regs, long syscall_ret)
 {
-	u64 id = bpf_get_current_pid_tgid();
+	struct task_struct *task = bpf_get_current_task_btf();
+	u64 id = task_ids(task);
 	struct sw_syscall_info *info;
 	struct sw_task *p;
 	u64 ts, dur, now;
@@ -1361,8 +1367,8 @@ int BPF_PROG(sw_sys_exit, struct pt_regs *regs, long syscall_ret)
 	s64 ret;
 
 	if (cfg.no_latency)
-		return count_at_exit(regs, syscall_ret);
-	p = end_syscall(id, &ts);
+		return count_at_exit(task, id, regs, syscall_ret);
+	p = end_syscall(task, id, &ts);
 	if (!p)
 		return 0;
 	nr = p->nr;

@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import os
 import socket
 import ssl
 import threading
+import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -137,6 +139,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    def handle(self) -> None:
+        # The handshake stays where it was (inside the first SSL_read_ex, which --tls probes in
+        # every process, this one too); what the connection came to is told afterwards.
+        super().handle()
+        version = self.connection.version()  # None: the handshake never completed
+        self.server.note(f"client port {self.client_address[1]}: ended; handshake "
+                         f"{'done, ' + version if version else 'NOT done'}; last request "
+                         f"{getattr(self, 'requestline', '')!r}")
+
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.received.append((self.path, dict(self.headers), body))
@@ -188,6 +199,9 @@ class FakeModelServer(ThreadingHTTPServer):
         # What went wrong on the server's side of a connection (a failed handshake, a
         # handler's exception), for the assertion message of a test whose client failed.
         self.errors: list[str] = []
+        # Every connection's story (accepted, handshake, served), with times: what a failed
+        # client's assertion message shows of the server's side.
+        self.story: list[str] = []
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(cert), str(key))
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -195,11 +209,36 @@ class FakeModelServer(ThreadingHTTPServer):
     def get_request(self) -> tuple[socket.socket, Any]:
         # The TLS handshake happens in the connection's own thread (on its first read), not
         # in accept() on the server's loop, where one client's handshake would hold up all.
-        sock, addr = self.socket.accept()
-        return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+        # socketserver drops a connection whose get_request raised OSError without a word
+        # (SSLError is one): say it, for the assertion message of the client's test.
+        try:
+            sock, addr = self.socket.accept()
+            self.note(f"client port {addr[1]}: accepted (fd {sock.fileno()})")
+            return self.ctx.wrap_socket(sock, server_side=True,
+                                        do_handshake_on_connect=False), addr
+        except OSError:
+            self.errors.append("accept/wrap_socket: " + traceback.format_exc())
+            raise
+
+    def note(self, what: str) -> None:
+        t = time.time()
+        self.story.append(f"{time.strftime('%H:%M:%S', time.localtime(t))}."
+                          f"{int(t * 1000) % 1000:03d} {what}")
 
     def handle_error(self, request: object, client_address: object) -> None:
         self.errors.append(traceback.format_exc())
+        self.note(f"client {client_address}: error: {traceback.format_exc(limit=0).strip()}")
+
+    def side(self, proc_stderr: str) -> str:
+        """For a failed client's assertion message: the client's own lines (not the tracer's
+        timestamped event lines), then the server's story and errors."""
+        own = [ln for ln in proc_stderr.splitlines()
+               if ln.startswith(("Traceback", "  ")) or " CONNECT " in ln
+               or "Error" in ln and not ln[:2].isdigit()]
+        return ("client:\n" + "\n".join(own[-40:]) + "\nserver story:\n"
+                + "\n".join(self.story[-12:]) + "\nserver errors:\n" + "\n".join(self.errors)
+                + f"\nthis process: {len(os.listdir('/proc/self/fd'))} fds open, threads "
+                + ", ".join(t.name for t in threading.enumerate()))
 
     @property
     def url(self) -> str:

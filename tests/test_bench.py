@@ -15,7 +15,7 @@ from conftest import ROOT, SWATCH, new_pin_dir, swatch
 
 sys.path.insert(0, str(ROOT))
 
-from bench import peers, runner, workloads  # noqa: E402
+from bench import peers, report, runner, workloads  # noqa: E402
 from bench.setups import (BSwatch, SwatchPinned, SwatchPinnedNoLatency, SwatchStats,  # noqa: E402
                           SwatchStatsNoLatency, SwatchStream, Tools)
 from bench.trial import TrialRunner  # noqa: E402
@@ -109,3 +109,22 @@ def test_a_missing_peer_is_skipped_and_named(tmp_path: Path,
     summary = runner.summarize([{"skipped": found.missing["strace"]}] * 2, None)
     assert summary["status"] == "skipped"
     assert summary["reason"].startswith("skipped: strace is not installed")
+
+
+def test_results_md_says_not_run_for_setups_left_out() -> None:
+    """results.md: a setup the run left out (--setups) is not called failed; a row no column
+    ran is left out and named once; a setup that ran and failed still says so."""
+    ok = {"status": "ok", "median_ns_per_call": 500.0, "vs_untraced": 1.25}
+    base = {"status": "ok", "median_ns_per_call": 400.0, "vs_untraced": 1.0}
+    failed = runner.summarize([{"error": "boom"}] * 2, None)
+    res = {"meta": {"date": "d", "cpus": 2, "kernel": "k", "runs_per_setup": 1},
+           "workloads": {
+               "read": {"summary": {"untraced": base, "swatch stats": ok,
+                                    "syscount -p": failed}},
+               "getppid": {"summary": {"untraced": base, "swatch stats": ok}}}}
+    md = report.markdown(res)
+    assert "| **swatch, stats only** | 500 (1.25×) | 500 (1.25×) |" in md
+    assert "| libbpf-tools `syscount -p` | failed | not run |" in md
+    assert "`perf trace`" not in md.split("Not run")[0]
+    assert "Not run (`--setups`): `swatch load --pid`," in md
+    assert "`syscount -p`," not in md.split("Not run")[1]

@@ -75,9 +75,9 @@ def client_file(model: FakeModelServer) -> str:
 def run_json(model: FakeModelServer, tmp_path: Path, argv: list[str],
              *extra: str) -> tuple[subprocess.CompletedProcess, list[dict], str]:  # type: ignore[type-arg]
     out = tmp_path / "trace.jsonl"
-    before, errors_before = len(model.received), len(model.errors)
+    before = len(model.received)
     proc = swatch("run", "--tls", "--json", "-o", str(out), *extra, "--", *argv)
-    assert proc.returncode == 0, (proc.stderr, "server side:", model.errors[errors_before:])
+    assert proc.returncode == 0, model.side(proc.stderr)
     assert len(model.received) > before, "the client reached the server"
     return proc, read_events(out), out.read_text()
 
@@ -132,7 +132,7 @@ def test_python_anthropic_streamed_human_lines(model, tmp_path: Path) -> None:  
     url = model.url + "/v1/messages"
     proc = swatch("run", "--tls", "-e", "connect", "--", sys.executable, client_file(model),
                   str(model.ca), url, "stream")
-    assert proc.returncode == 0, (proc.stderr, "server side:", model.errors)
+    assert proc.returncode == 0, model.side(proc.stderr)
     lines = proc.stderr.splitlines()
     llm = [line.split(" LLM ", 1)[1].strip() for line in lines if " LLM     " in line]
     assert llm == [
@@ -223,7 +223,7 @@ def test_node_static_openssl_named_not_covered(model, tmp_path: Path) -> None:  
             p.kill()
             p.wait()
     stderr = "".join(seen) + err
-    assert p.returncode == 0, (stderr, "server side:", model.errors)
+    assert p.returncode == 0, model.side(stderr)
     assert out == "done\n"
     assert " (node) has TCP connections but maps no libssl/libgnutls: its TLS plaintext is " \
         "NOT seen" in stderr
@@ -284,10 +284,13 @@ ctx = ssl.create_default_context(cafile=ca)
 ctx.set_alpn_protocols(["h2", "http/1.1"])
 with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)),
                      server_hostname="127.0.0.1") as s:
-    # the connection preface, an empty SETTINGS frame, then a HEADERS frame of HPACK bytes
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-    s.sendall(b"\x00\x00\x05\x01\x05\x00\x00\x00\x01\x82\x86\x84\x41\x8a")
-    try:  # the HTTP/1.1 server answers 505 and closes (maybe with a reset: data unread)
+    # the connection preface's first line; then its end, an empty SETTINGS frame and a HEADERS
+    # frame of HPACK bytes. The HTTP/1.1 server answers 505 once it has the preface's blank line
+    # (in the second write, so both writes are in before it closes), maybe with a reset.
+    s.sendall(b"PRI * HTTP/2.0\r\n")
+    s.sendall(b"\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+              + b"\x00\x00\x05\x01\x05\x00\x00\x00\x01\x82\x86\x84\x41\x8a")
+    try:
         while s.recv(4096):
             pass
     except OSError:
@@ -303,16 +306,16 @@ def test_http2_connection_said_not_parsed(model, tmp_path: Path) -> None:  # typ
     out = tmp_path / "trace.jsonl"
     argv = [sys.executable, str(client), str(model.ca), str(model.server_address[1])]
     proc = swatch("run", "--tls", "--json", "-o", str(out), "--", *argv)
-    assert proc.returncode == 0, (proc.stderr, "server side:", model.errors)
+    assert proc.returncode == 0, model.side(proc.stderr)
     events = read_events(out)
     writes = [e for e in events if e["type"] == "tls" and e["op"] == "write"]
-    assert [e["bytes"] for e in writes] == [33, 14]
+    assert [e["bytes"] for e in writes] == [16, 31]
     assert all(e.get("http2") is True and e["note"] == "HTTP/2: headers not parsed"
                for e in writes)
     assert [e for e in events if e["type"] in ("http", "llm")] == []
     human = swatch("run", "--tls", "--", *argv)
-    assert human.returncode == 0, (human.stderr, "server side:", model.errors)
-    assert "WRITE 33 bytes" in human.stderr and "HTTP/2: headers not parsed" in human.stderr
+    assert human.returncode == 0, model.side(human.stderr)
+    assert "WRITE 16 bytes" in human.stderr and "HTTP/2: headers not parsed" in human.stderr
     assert not re.search(r" (HTTP|LLM) {3,}", human.stderr) and "PRI" not in human.stderr
 
 
@@ -440,7 +443,7 @@ def test_ring_full_drops_counted_per_type(model, tmp_path: Path) -> None:  # typ
     proc = swatch("run", "--tls", "--tls-bytes", "65536", "--ring-size", "65536", "--json",
                   "-o", str(out), "--", sys.executable, str(script), str(model.ca),
                   str(model.server_address[1]))
-    assert proc.returncode == 0, (proc.stderr, "server side:", model.errors)
+    assert proc.returncode == 0, model.side(proc.stderr)
     recs = read_events(out)
     lost = [r for r in recs if r["type"] == "lost" and r["ring"].startswith("tls_")]
     assert lost and {r["ring"] for r in lost} <= {"tls_write", "tls_read"}
@@ -523,7 +526,7 @@ def test_wget_gnutls_openai_plain(model, tmp_path: Path) -> None:  # type: ignor
     proc = swatch("run", "--tls", "--json", "-o", str(out), "--", "wget", "-q", "-O", "-",
                   f"--ca-certificate={model.ca}", f"--post-file={tmp_path / 'body.json'}",
                   model.url + "/v1/chat/completions", env={"WGETRC": str(rc)})
-    assert proc.returncode == 0, (proc.stderr, "server side:", model.errors)
+    assert proc.returncode == 0, model.side(proc.stderr)
     assert model.received[-1][1]["Authorization"].endswith("sk-swatchtest0123456789abcdef")
     assert model.received[-1][2].decode() == body
     recs = read_events(out)
