@@ -11,6 +11,8 @@ BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,build/%.bpf.o,$(BPF_SRCS))
 SYSCALL_HEADER := /usr/include/$(TRIPLET)/asm/unistd_64.h
 SYSCALL_TABLE := syscall_watcher/data/syscall_table.json
+# JSON twins of the data files (tools/data_json.py; the YAML stays the source): no PyYAML at start-up
+DATA_JSON := syscall_watcher/data/syscalls.yaml.json syscall_watcher/data/profiles.yaml.json
 # Everything the build, the tests, the demo and the VM runner need, installed by `make deps`
 # (tools/install-deps: one apt-get, one pip, nothing when all is present). Nothing else installs.
 APT_BUILD := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev gcc make \
@@ -93,7 +95,10 @@ $(STAMP): pyproject.toml setup.py syscall_watcher/kernel/_build.py $(wildcard sy
 	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test,docker]'
 	mkdir -p build && touch $@
 
-venv: $(STAMP)
+venv: $(STAMP) $(DATA_JSON)
+
+syscall_watcher/data/%.yaml.json: syscall_watcher/data/%.yaml tools/data_json.py $(STAMP)
+	$(VENV)/bin/python tools/data_json.py $< $@
 
 demo: deps all venv
 	$(VENV)/bin/python tools/demo.py
@@ -161,4 +166,4 @@ install: $(MANPAGE)
 	-mandb -q 2>/dev/null || true
 
 clean:
-	rm -rf build syscall_watcher/kernel/_libbpf*.so syscall_watcher/kernel/_libbpf.c $(SYSCALL_TABLE)
+	rm -rf build syscall_watcher/kernel/_libbpf*.so syscall_watcher/kernel/_libbpf.c $(SYSCALL_TABLE) $(DATA_JSON)

@@ -52,6 +52,7 @@ class BuildPyWithBpf(build_py):
         pkg = Path(self.build_lib) / "syscall_watcher"
         self._compile_bpf(pkg / "data" / "bpf")
         self._syscall_table(pkg / "data" / "syscall_table.json")
+        self._data_json(pkg / "data")
         self._policies(pkg / "data" / "policies")
 
     def _compile_bpf(self, out_dir: Path) -> None:
@@ -69,6 +70,18 @@ class BuildPyWithBpf(build_py):
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, str(ROOT / "tools" / "gen_syscall_table.py"),
                         str(_syscall_header()), str(out)], check=True)
+
+    def _data_json(self, data_dir: Path) -> None:
+        """The data files' JSON twins (tools/data_json.py), when this build has PyYAML: without
+        them swatch reads the YAML, only slower to start."""
+        try:
+            import yaml  # noqa: F401
+        except ImportError:
+            self.announce("PyYAML missing at build time: no JSON twins of the data files", 3)
+            return
+        for src in sorted((ROOT / "syscall_watcher" / "data").glob("*.yaml")):
+            subprocess.run([sys.executable, str(ROOT / "tools" / "data_json.py"), str(src),
+                            str(data_dir / (src.name + ".json"))], check=True)
 
     def _policies(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import shutil
 import subprocess
 import sys
 from enum import Enum
@@ -17,12 +18,14 @@ from typing import Any, get_args, get_origin
 import pytest
 import typer
 import typer.core
+import yaml
 from conftest import SWATCH
 
 import syscall_watcher.cli as cli_pkg
 from syscall_watcher.cli import app
 from syscall_watcher.cli.app import SwatchGroup
 from syscall_watcher.cli.coerce import plain_conversion
+from syscall_watcher.kernel import syscalls
 
 try:
     from typer._click.exceptions import BadParameter
@@ -137,7 +140,8 @@ NOT_FOR_RUN = ("pydantic", "syscall_watcher.cli.audit", "syscall_watcher.cli.pol
                "syscall_watcher.cli.detect", "syscall_watcher.cli.serve",
                "syscall_watcher.audit.records", "syscall_watcher.policy.language",
                "syscall_watcher.sandbox.landlock", "syscall_watcher.detect",
-               "syscall_watcher.tls.probes")
+               "syscall_watcher.tls.probes",
+               "yaml")  # the data files come from their JSON twins (`make venv` writes them)
 
 
 def test_run_imports_only_what_it_uses() -> None:
@@ -209,3 +213,19 @@ def test_usage_errors_unchanged_through_the_entry_point() -> None:
     proc = subprocess.run([SWATCH, "run", "--max-pids", " 1_000", "--", "/no/such/program"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "command not found" in proc.stderr, proc
+
+
+def test_data_twins_are_the_yaml(tmp_path: Path) -> None:
+    """Each data file reads the same from its JSON twin as from its YAML; a twin made from
+    other text (the YAML edited since) is not used: the YAML is."""
+    for name in ("syscalls.yaml", "profiles.yaml"):
+        src = syscalls.DATA / name
+        assert (syscalls.DATA / f"{name}.json").is_file(), "`make venv` writes the twins"
+        assert syscalls._load_yaml(src) == yaml.safe_load(src.read_text())
+        copy = tmp_path / name
+        shutil.copyfile(syscalls.DATA / f"{name}.json", tmp_path / f"{name}.json")
+        copy.write_text(src.read_text() + "edited_since: 1\n")
+        assert syscalls._load_yaml(copy) == {**yaml.safe_load(src.read_text()),
+                                             "edited_since": 1}
+        (tmp_path / f"{name}.json").unlink()
+        assert syscalls._load_yaml(copy)["edited_since"] == 1

@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -33,7 +34,8 @@ pytestmark = pytest.mark.skipif(shutil.which("clang") is None,
 PY = sys.executable
 # The checkout's own artefacts: the wheel must be built from sources alone.
 NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "build", "dist", "__pycache__", "*.so",
-                                     "_libbpf.c", "syscall_table.json", ".pytest_cache",
+                                     "_libbpf.c", "syscall_table.json", "*.yaml.json",
+                                     ".pytest_cache",
                                      ".hypothesis", "*.egg-info", "bench", "tests", "docs")
 
 
@@ -123,6 +125,11 @@ def test_wheel_is_the_package_not_the_checkout(installed: Path) -> None:
     assert (data / "policies" / "no-network.policy").read_text() == (
         ROOT / "policies" / "no-network.policy").read_text()
     assert int(out[4]) > 300  # the x86-64 table has ~360 syscalls
+    for name in ("syscalls.yaml", "profiles.yaml"):  # the twins the build wrote, not stale
+        twin = json.loads((data / f"{name}.json").read_text())
+        assert twin["data"] == yaml.safe_load((ROOT / "syscall_watcher" / "data" / name)
+                                              .read_text())
+        assert twin["source_len"] == len((data / name).read_bytes())
     shipped = {p.name for p in (data / "policies").iterdir()}
     assert shipped == {p.name for p in (ROOT / "policies").glob("*.policy")}
 

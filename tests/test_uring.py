@@ -212,3 +212,25 @@ def test_uring_pinned_summary_status_detect_metrics(work_dir: Path, listener, wo
         assert "sw_uring_submit" in programs and "sw_uring_complete" in programs
     finally:
         swatch("unload", "--pin-dir", str(pin))
+
+
+def test_tracepoint_check_by_name_agrees_with_btf() -> None:
+    """Which io_uring programs load is decided from the names in the kernel's BTF string
+    section: the same answers as libbpf's parse of the whole BTF (a typedef btf_trace_<tp>)."""
+    from syscall_watcher.kernel import libbpf
+
+    names = ("io_uring_submit_req", "io_uring_submit_sqe", "io_uring_complete", "sys_enter",
+             "sched_process_fork", "swatch_no_such_tracepoint")
+    strings = libbpf._vmlinux_btf_strings()
+    assert strings is not None
+    by_name = {n: libbpf._name_in_strings(strings, f"btf_trace_{n}".encode()) for n in names}
+    btf = libbpf.lib.btf__load_vmlinux_btf()
+    assert btf != libbpf.ffi.NULL
+    try:
+        by_type = {n: libbpf.lib.btf__find_by_name_kind(btf, f"btf_trace_{n}".encode(),
+                                                         libbpf._BTF_KIND_TYPEDEF) > 0
+                   for n in names}
+    finally:
+        libbpf.lib.btf__free(btf)
+    assert by_name == by_type
+    assert by_type["sys_enter"] and not by_type["swatch_no_such_tracepoint"]
