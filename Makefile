@@ -95,7 +95,11 @@ $(STAMP): pyproject.toml setup.py syscall_watcher/kernel/_build.py $(wildcard sy
 	$(VENV)/bin/pip install -q --no-build-isolation -e '.[test,docker]'
 	mkdir -p build && touch $@
 
+# The package's bytecode, as pip writes it for an installed swatch (the tree is installed
+# editable here): without it every command compiles what it imports (~40 ms of start-up).
+# compileall rewrites only what changed; a stale .pyc is never used (its source's mtime differs).
 venv: $(STAMP) $(DATA_JSON)
+	@$(VENV)/bin/python -m compileall -q syscall_watcher
 
 syscall_watcher/data/%.yaml.json: syscall_watcher/data/%.yaml tools/data_json.py $(STAMP)
 	$(VENV)/bin/python tools/data_json.py $< $@
