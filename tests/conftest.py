@@ -247,14 +247,25 @@ def watching(pin_dir: Path, watcher: subprocess.Popen[bytes] | subprocess.Popen[
 
 def events_until(out: Path, cond: Callable[[list[dict]], bool],  # type: ignore[type-arg]
                  timeout: float = 10) -> list[dict]:  # type: ignore[type-arg]
-    """The JSON events written to ``out`` once ``cond(events)`` holds (asserted)."""
+    """The JSON events written to ``out`` once ``cond(events)`` holds (asserted). Each poll
+    parses only the lines completed since the last one: a system-wide trace on a busy machine
+    grows fast, and parsing (and validating) the whole file again at every poll fell behind it."""
+    events: list[dict] = []  # type: ignore[type-arg]
+    done = 0  # bytes of complete lines parsed so far
+
     def read() -> list[dict]:  # type: ignore[type-arg]
+        nonlocal done
         try:
-            lines = out.read_text().splitlines()
+            with out.open("rb") as f:
+                f.seek(done)
+                data = f.read()
         except FileNotFoundError:
-            return []
-        # the last line may still be half written
-        return [parse_record(line) for line in lines if line.strip().endswith("}")]
+            return events
+        complete = data.rfind(b"\n") + 1  # the last line may still be half written
+        events.extend(parse_record(line) for line in data[:complete].decode().splitlines()
+                      if line.strip())
+        done += complete
+        return events
 
     assert wait_for(lambda: cond(read()), timeout), \
         f"{out}: condition not met in {timeout}s; last events: {read()[-3:]}"
