@@ -347,3 +347,59 @@ def test_connect_memory_is_bounded_and_the_new_address_flag_follows_it(  # type:
     assert said == [f"swatch: steps: {forgotten} addresses connected to were forgotten (only "
                     f"the {CONNECT_MEMORY} most recent are remembered): a step connecting to "
                     "one again counted it as never connected to before"]
+
+
+WIDE = r"""
+touch $(seq -f "$1/f%g" 0 249)
+for i in 1 2 3; do echo x >> "${1%/*}/zz_out"; done
+for i in $(seq 250); do /bin/true; done
+"""
+
+
+def test_lists_past_their_end_hide_no_flag_and_count_each_entry_once(  # type: ignore[no-untyped-def]
+        conversation, model, tmp_path: Path) -> None:
+    """A step doing more than its lists keep: a real agent's one tool call runs a script that
+    creates 250 files the call names (by their last component), then appends three times to
+    one it does not name, then runs /bin/true 250 times. The lists keep LIST_MAX entries each;
+    the unnamed write, past the files list's end, is flagged all the same (a step cannot hide
+    a write behind 200 named ones), and `not_listed` counts each entry left out once — the
+    file appended to three times once, every process, exec and exit past its list once."""
+    from syscall_watcher.tls.steps import LIST_MAX
+
+    work = tmp_path / "w"
+    work.mkdir()
+    script = work / "wide.sh"
+    script.write_text(WIDE)
+    named = " ".join(f"f{i}" for i in range(250))
+    model.script = [[("run_shell", {"cmd": f"bash {script} {work}", "files": named,
+                                    "uses": "seq touch true"})]]
+    trace = tmp_path / "trace.jsonl"
+    proc = swatch("run", "--agent", "--json", "-o", str(trace), "--", *conversation["argv"],
+                  env=AGENT_ENV, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "agent: 1 turns\n"
+    assert re.search(r"^swatch: events delivered=\d+ dropped=0 ", proc.stderr, re.M), \
+        proc.stderr[-2000:]  # every record reached the step
+    recs = read_events(trace)
+    (s,) = [r for r in recs if r["type"] == "step" and r["event"] == "summary"]
+    assert s["step"] == 1
+
+    # What the kernel reported for the step's processes, from the trace.
+    mine = [r for r in recs if r.get("step") == 1 and r["type"] != "step"]
+    pids = {r["pid"] for r in mine} | {r["child_pid"] for r in mine if r["type"] == "fork"}
+    execs = [r for r in mine if r["type"] == "exec"]
+    exits = [r for r in mine if r["type"] == "exit"]
+    assert len(exits) == len(pids) and len(execs) > LIST_MAX + 40  # 250 trues and the rest
+    assert [e["filename"] for e in execs].count("/bin/true") == 250
+
+    assert s["files_written"] == [f"{work}/f{i}" for i in range(LIST_MAX)]
+    assert s["flags"] == [{"rule": "write", "detail": f"wrote {tmp_path}/zz_out: not named "
+                           "in the tool call"}]
+    assert [e["filename"] for e in s["execs"]] == [e["filename"] for e in execs[:LIST_MAX]]
+    assert len(s["pids"]) == len(s["exits"]) == LIST_MAX
+    assert {p["pid"] for p in s["pids"]} <= pids
+    assert [e["pid"] for e in s["exits"]] == [e["pid"] for e in exits[:LIST_MAX]]
+    left_out = (250 - LIST_MAX) + 1 + (len(execs) - LIST_MAX) + (len(pids) - LIST_MAX) + \
+        (len(exits) - LIST_MAX)
+    assert s["not_listed"] == left_out
+    assert f"({left_out} more not listed)" in proc.stderr

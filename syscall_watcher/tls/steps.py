@@ -114,19 +114,30 @@ def _split_addr(addr: str) -> tuple[str, int] | None:
 
 
 class _Ordered:
-    """An ordered set, bounded: what did not fit is counted."""
+    """An ordered set whose first LIST_MAX entries are kept; each entry past them is counted
+    once, remembered by its hash alone (str's 64-bit SipHash, keyed at random per process: two
+    distinct entries meeting on one value, one in ~10^19 pairs, would be counted once)."""
 
     def __init__(self) -> None:
         self.items: dict[str, None] = {}
-        self.more = 0
+        self.past: set[int] = set()
 
-    def add(self, item: str) -> None:
+    def add(self, item: str) -> bool:
+        """Put item in; True if it is new here (kept or counted)."""
         if item in self.items:
-            return
-        if len(self.items) >= LIST_MAX:
-            self.more += 1
-            return
-        self.items[item] = None
+            return False
+        if len(self.items) < LIST_MAX:
+            self.items[item] = None
+            return True
+        h = hash(item)
+        if h in self.past:
+            return False
+        self.past.add(h)
+        return True
+
+    @property
+    def more(self) -> int:
+        return len(self.past)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.items)
@@ -137,65 +148,121 @@ class _Ordered:
 
 @dataclass
 class Step:
+    """One step, summed up as its records come: every list keeps LIST_MAX entries and counts
+    the rest, and each flag is decided when its action is seen — so what a list cannot keep
+    is never what hides a flag, and a long step keeps a bounded amount (the hashes of the
+    distinct paths and addresses past the lists aside: what counts each of them once)."""
     id: int
     agent_pid: int
     agent_comm: str
     time_ns: int
     tool_calls: list[dict[str, Any]]
     end_ns: int | None = None
-    pids: dict[int, str] = field(default_factory=dict)
+    pids: dict[int, str] = field(default_factory=dict)      # listed: pid -> comm
     execs: list[dict[str, Any]] = field(default_factory=list)
     files_read: _Ordered = field(default_factory=_Ordered)
     files_written: _Ordered = field(default_factory=_Ordered)
-    connects: dict[str, str] = field(default_factory=dict)  # addr -> "OK" or the error
-    new_addresses: set[str] = field(default_factory=set)    # no one connected there before
+    connects: dict[str, str] = field(default_factory=dict)  # listed: addr -> "OK" or the error
     exits: list[dict[str, Any]] = field(default_factory=list)
     denied: int = 0
     agent_gone: bool = False  # its agent exited with the step open (no request will close it)
+    live: set[int] = field(default_factory=set)        # its processes not seen exiting yet
+    more: int = 0                                      # pids, execs and exits not listed
+    connects_past: set[int] = field(default_factory=set)   # addresses past the list (hashes)
+    connect_flagged: set[int] = field(default_factory=set)  # addresses flagged (hashes)
+    flagged: dict[str, list[dict[str, str]]] = field(
+        default_factory=lambda: {"exec": [], "write": [], "connect": []})
+    flags_more: int = 0
+    named: Named = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.named = Named(self.tool_calls)
 
     def is_over(self) -> bool:
         """Closed (or its agent gone) and every process of it seen exiting."""
         if self.end_ns is None and not self.agent_gone:
             return False
-        exited = {e["pid"] for e in self.exits}
-        return all(pid in exited for pid in self.pids)
+        return not self.live
+
+    # -- what its processes did (Steps._action), each flag decided as it is seen (README's
+    # "Steps": the rules) ---------------------------------------------------------------------
+    def saw(self, pid: int, comm: str) -> None:
+        """A record of process pid (a spawn: comm ""). A listed process seen exiting is not
+        live again; one past the list is forgotten at its exit (its pid, reused, is new)."""
+        if pid in self.pids:
+            if comm:
+                self.pids[pid] = comm
+            return
+        if pid in self.live:
+            return
+        if len(self.pids) < LIST_MAX:
+            self.pids[pid] = comm
+        else:
+            self.more += 1
+        self.live.add(pid)
+
+    def exited(self, entry: dict[str, Any]) -> None:
+        self.live.discard(entry["pid"])
+        self._list(self.exits, entry)
+
+    def ran(self, entry: dict[str, Any]) -> None:
+        if not self.named.program(entry["filename"], entry["argv"]):
+            self._flag("exec", f"ran {entry['filename']}: not named in the tool call")
+        self._list(self.execs, entry)
+
+    def wrote(self, path: str) -> None:
+        if self.files_written.add(path) and not path.startswith("/dev/") and \
+                not self.named.path(path):
+            self._flag("write", f"wrote {path}: not named in the tool call")
+
+    def connected(self, addr: str, result: str, new: bool) -> None:
+        """A connect to addr (result "OK" or the error; new: nothing had connected there
+        before, as far as the bounded memory knows)."""
+        if addr in self.connects:
+            if self.connects[addr] != "OK":
+                self.connects[addr] = result
+        elif len(self.connects) < LIST_MAX:
+            self.connects[addr] = result
+        else:
+            self.connects_past.add(hash(addr))
+        hp = _split_addr(addr)
+        if new and hp is not None and hp[1] != DNS_PORT and not self.named.address(*hp) and \
+                hash(addr) not in self.connect_flagged:
+            self.connect_flagged.add(hash(addr))
+            self._flag("connect", f"connected to {addr}: not named in the tool call, never "
+                                  "connected to before")
+
+    def _list(self, entries: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+        if len(entries) < LIST_MAX:
+            entries.append(entry)
+        else:
+            self.more += 1
+
+    def _flag(self, rule: str, detail: str) -> None:
+        flags = self.flagged[rule]
+        if len(flags) < LIST_MAX:
+            flags.append({"rule": rule, "detail": detail})
+        else:
+            self.flags_more += 1
 
     def flags(self) -> list[dict[str, str]]:
-        """The rules (README, "Steps"): what the step did that its tool calls did not name."""
-        named = Named(self.tool_calls)
-        out = []
-        for e in self.execs:
-            if not named.program(e["filename"], e["argv"]):
-                out.append({"rule": "exec", "detail": f"ran {e['filename']}: not named in the "
-                                                      "tool call"})
-        for path in self.files_written:
-            if path.startswith("/dev/"):
-                continue
-            if not named.path(path):
-                out.append({"rule": "write", "detail": f"wrote {path}: not named in the "
-                                                       "tool call"})
-        for addr in self.connects:
-            hp = _split_addr(addr)
-            if hp is None or hp[1] == DNS_PORT or addr not in self.new_addresses:
-                continue
-            if not named.address(*hp):
-                out.append({"rule": "connect", "detail": f"connected to {addr}: not named in "
-                                                         "the tool call, never connected to "
-                                                         "before"})
-        return out
+        """What the step did that its tool calls did not name: by rule (exec, write, connect),
+        each in the order seen, up to LIST_MAX of each."""
+        return [f for rule in ("exec", "write", "connect") for f in self.flagged[rule]]
+
+    def not_listed(self) -> int:
+        return self.more + self.files_read.more + self.files_written.more + \
+            len(self.connects_past) + self.flags_more
 
     def record(self) -> dict[str, Any]:
         return {"type": "step", "time_ns": self.time_ns, "step": self.id, "event": "summary",
                 "agent_pid": self.agent_pid, "agent_comm": self.agent_comm,
                 "tool_calls": self.tool_calls, "end_ns": self.end_ns,
                 "pids": [{"pid": p, "comm": c} for p, c in self.pids.items()],
-                "execs": self.execs[:LIST_MAX],
+                "execs": self.execs,
                 "files_read": list(self.files_read), "files_written": list(self.files_written),
-                "connects": [{"addr": a, "result": r}
-                             for a, r in list(self.connects.items())[:LIST_MAX]],
-                "exits": self.exits, "denied": self.denied,
-                "not_listed": self.files_read.more + self.files_written.more +
-                max(len(self.execs) - LIST_MAX, 0) + max(len(self.connects) - LIST_MAX, 0),
+                "connects": [{"addr": a, "result": r} for a, r in self.connects.items()],
+                "exits": self.exits, "denied": self.denied, "not_listed": self.not_listed(),
                 "flags": self.flags()}
 
 
@@ -291,7 +358,7 @@ class Steps:
             self._agent_gone(rec["pid"])
         if "spawn" in rec:
             if step is not None:
-                step.pids.setdefault(rec["spawn"], "")
+                step.saw(rec["spawn"], "")
             return
         kind = rec.get("type")
         if kind == "syscall" and rec.get("op") == "CONNECT" and "addr" in rec:
@@ -300,15 +367,15 @@ class Steps:
         if step is None:
             return
         pid = rec["pid"]
-        step.pids[pid] = rec.get("comm", "")
+        step.saw(pid, rec.get("comm", ""))
         if kind == "exec":
-            step.execs.append({"pid": pid, "filename": rec["filename"],
-                               "argv": [redact_text(a) for a in rec["argv"]]})
+            step.ran({"pid": pid, "filename": rec["filename"],
+                      "argv": [redact_text(a) for a in rec["argv"]]})
         elif kind == "exit":
             e = {"pid": pid, "comm": rec["comm"], "exit_code": rec["exit_code"]}
             if "signal" in rec:
                 e["signal"] = rec["signal"]
-            step.exits.append(e)
+            step.exited(e)
         elif kind == "denied":
             step.denied += 1
         elif kind == "syscall" and "error" not in rec:
@@ -321,14 +388,11 @@ class Steps:
         self._remember(addr, sid if step is not None else 0)
         if step is None:
             return
-        step.pids[rec["pid"]] = rec.get("comm", "")
+        step.saw(rec["pid"], rec.get("comm", ""))
         result = rec.get("error", "OK")
         if result == "EINPROGRESS":
             result = "OK"
-        if step.connects.get(addr) != "OK":
-            step.connects[addr] = result
-        if self.first_connect[addr] == sid:
-            step.new_addresses.add(addr)
+        step.connected(addr, result, self.first_connect[addr] == sid)
 
     def _remember(self, addr: str, sid: int) -> None:
         """A connect to addr by step sid (0: no step): the first one is kept, and addr is now
@@ -362,7 +426,7 @@ class Steps:
             if not startup_file(name):
                 step.files_read.add(name)
         elif op == "WRITE" and name:
-            step.files_written.add(name)
+            step.wrote(name)
         elif op == "OPEN" and "path" in rec:
             path = rec["path"]
             sc = rec.get("syscall", "")
@@ -372,13 +436,13 @@ class Steps:
             if sc == "openat2":
                 writes = False  # flags behind a pointer: its writes say it
             if writes:
-                step.files_written.add(path)
+                step.wrote(path)
             elif not startup_file(path):
                 step.files_read.add(path)
         elif op in _CHANGES:
             for key in ("path", "path2"):
                 if key in rec:
-                    step.files_written.add(rec[key])
+                    step.wrote(rec[key])
 
     # -- the end ------------------------------------------------------------------------------
     def finish(self) -> None:
