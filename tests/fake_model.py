@@ -132,6 +132,47 @@ def anthropic_body(stream: bool) -> list[tuple[str, dict[str, Any]]] | dict[str,
     return evs
 
 
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+              6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+              11: "CLOSING", 12: "NEW_SYN_RECV"}
+
+
+def tcp_sockets_on(port: int) -> list[str]:
+    """Every IPv4 TCP socket with `port` at either end (/proc/net/tcp): its addresses, state,
+    queues (a LISTEN socket's rx is its accept queue) and the processes holding it (none: a
+    TIME_WAIT, or a connection still in an accept queue)."""
+    owners: dict[str, list[str]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owners.setdefault(target[8:-1], []).append(f"{pid} ({comm}) fd {fd}")
+
+    def addr(hexed: str) -> tuple[str, int]:
+        ip, p = hexed.split(":")
+        return str(ipaddress.IPv4Address(int(ip, 16).to_bytes(4, "little"))), int(p, 16)
+
+    out = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        (lip, lport), (rip, rport) = addr(f[1]), addr(f[2])
+        if port not in (lport, rport):
+            continue
+        tx, rx = (int(x, 16) for x in f[4].split(":"))
+        state = TCP_STATES.get(int(f[3], 16), f[3])
+        out.append(f"  {lip}:{lport} -> {rip}:{rport} {state} tx {tx} rx {rx} inode {f[9]}: "
+                   + (", ".join(owners.get(f[9], [])) or "no process"))
+    return out or ["  none"]
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FakeModelServer
@@ -231,14 +272,17 @@ class FakeModelServer(ThreadingHTTPServer):
 
     def side(self, proc_stderr: str) -> str:
         """For a failed client's assertion message: the client's own lines (not the tracer's
-        timestamped event lines), then the server's story and errors."""
+        timestamped event lines), then the server's story and errors, then every TCP socket
+        on the server's port as the kernel has them now (who else holds one)."""
         own = [ln for ln in proc_stderr.splitlines()
                if ln.startswith(("Traceback", "  ")) or " CONNECT " in ln
                or "Error" in ln and not ln[:2].isdigit()]
         return ("client:\n" + "\n".join(own[-40:]) + "\nserver story:\n"
                 + "\n".join(self.story[-12:]) + "\nserver errors:\n" + "\n".join(self.errors)
                 + f"\nthis process: {len(os.listdir('/proc/self/fd'))} fds open, threads "
-                + ", ".join(t.name for t in threading.enumerate()))
+                + ", ".join(t.name for t in threading.enumerate())
+                + f"\nTCP sockets on port {self.server_address[1]} now:\n"
+                + "\n".join(tcp_sockets_on(self.server_address[1])))
 
     @property
     def url(self) -> str:

@@ -282,8 +282,10 @@ import socket, ssl, sys
 ca, port = sys.argv[1], int(sys.argv[2])
 ctx = ssl.create_default_context(cafile=ca)
 ctx.set_alpn_protocols(["h2", "http/1.1"])
-with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)),
-                     server_hostname="127.0.0.1") as s:
+raw = socket.create_connection(("127.0.0.1", port))
+# (for a failed run's message: which of the server port's sockets was this client's)
+print(f"  client: local port {raw.getsockname()[1]}", file=sys.stderr, flush=True)
+with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
     # the connection preface's first line; then its end, an empty SETTINGS frame and a HEADERS
     # frame of HPACK bytes. The HTTP/1.1 server answers 505 once it has the preface's blank line
     # (in the second write, so both writes are in before it closes), maybe with a reset.
