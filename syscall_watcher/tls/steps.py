@@ -114,20 +114,21 @@ def _split_addr(addr: str) -> tuple[str, int] | None:
 
 
 class _Ordered:
-    """An ordered set whose first LIST_MAX entries are kept; each entry past them is counted
-    once, remembered by its hash alone (str's 64-bit SipHash, keyed at random per process: two
-    distinct entries meeting on one value, one in ~10^19 pairs, would be counted once)."""
+    """An ordered set (each entry with a value) whose first LIST_MAX entries are kept; each
+    entry past them is counted once, remembered by its hash alone (str's 64-bit SipHash, keyed
+    at random per process: two distinct entries meeting on one value, one in ~10^19 pairs,
+    would be counted once)."""
 
     def __init__(self) -> None:
-        self.items: dict[str, None] = {}
+        self.items: dict[str, Any] = {}
         self.past: set[int] = set()
 
-    def add(self, item: str) -> bool:
+    def add(self, item: str, value: Any = None) -> bool:
         """Put item in; True if it is new here (kept or counted)."""
         if item in self.items:
             return False
         if len(self.items) < LIST_MAX:
-            self.items[item] = None
+            self.items[item] = value
             return True
         h = hash(item)
         if h in self.past:
@@ -162,13 +163,12 @@ class Step:
     execs: list[dict[str, Any]] = field(default_factory=list)
     files_read: _Ordered = field(default_factory=_Ordered)
     files_written: _Ordered = field(default_factory=_Ordered)
-    connects: dict[str, str] = field(default_factory=dict)  # listed: addr -> "OK" or the error
+    connects: _Ordered = field(default_factory=_Ordered)  # listed: addr -> "OK" or the error
     exits: list[dict[str, Any]] = field(default_factory=list)
     denied: int = 0
     agent_gone: bool = False  # its agent exited with the step open (no request will close it)
     live: set[int] = field(default_factory=set)        # its processes not seen exiting yet
     more: int = 0                                      # pids, execs and exits not listed
-    connects_past: set[int] = field(default_factory=set)   # addresses past the list (hashes)
     connect_flagged: set[int] = field(default_factory=set)  # addresses flagged (hashes)
     flagged: dict[str, list[dict[str, str]]] = field(
         default_factory=lambda: {"exec": [], "write": [], "connect": []})
@@ -218,13 +218,8 @@ class Step:
     def connected(self, addr: str, result: str, new: bool) -> None:
         """A connect to addr (result "OK" or the error; new: nothing had connected there
         before, as far as the bounded memory knows)."""
-        if addr in self.connects:
-            if self.connects[addr] != "OK":
-                self.connects[addr] = result
-        elif len(self.connects) < LIST_MAX:
-            self.connects[addr] = result
-        else:
-            self.connects_past.add(hash(addr))
+        if not self.connects.add(addr, result) and self.connects.items.get(addr, "OK") != "OK":
+            self.connects.items[addr] = result  # listed: a later success wins
         hp = _split_addr(addr)
         if new and hp is not None and hp[1] != DNS_PORT and not self.named.address(*hp) and \
                 hash(addr) not in self.connect_flagged:
@@ -252,7 +247,7 @@ class Step:
 
     def not_listed(self) -> int:
         return self.more + self.files_read.more + self.files_written.more + \
-            len(self.connects_past) + self.flags_more
+            self.connects.more + self.flags_more
 
     def record(self) -> dict[str, Any]:
         return {"type": "step", "time_ns": self.time_ns, "step": self.id, "event": "summary",
@@ -261,7 +256,7 @@ class Step:
                 "pids": [{"pid": p, "comm": c} for p, c in self.pids.items()],
                 "execs": self.execs,
                 "files_read": list(self.files_read), "files_written": list(self.files_written),
-                "connects": [{"addr": a, "result": r} for a, r in self.connects.items()],
+                "connects": [{"addr": a, "result": r} for a, r in self.connects.items.items()],
                 "exits": self.exits, "denied": self.denied, "not_listed": self.not_listed(),
                 "flags": self.flags()}
 
