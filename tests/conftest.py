@@ -303,11 +303,24 @@ def listener():  # type: ignore[no-untyped-def]
             except OSError:
                 return
             with conn:
-                received.append(conn.recv(1024))
+                conn.settimeout(5)
+                try:
+                    received.append(conn.recv(1024))
+                except OSError:
+                    pass
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     yield srv.getsockname()[1], received
+    # shutdown() wakes the accept() blocked in the thread; close() alone would not. The thread
+    # would stay in accept(2) on the closed socket's number, and the kernel restarts that call
+    # on the number as it is then whenever a signal without a handler wakes the thread (a
+    # SIGCHLD queued while a subprocess spawn blocked signals is one). A later test's listener
+    # holds the number by then (the lowest free one): the restarted accept takes that test's
+    # connection, reads it and closes it (stop 22's CI: a TLS client's handshake got EOF).
+    srv.shutdown(socket.SHUT_RDWR)
+    t.join(10)
+    assert not t.is_alive(), "the listener's thread did not end"
     srv.close()
 
 
